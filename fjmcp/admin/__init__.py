@@ -1,0 +1,1 @@
+"""The admin channel: daemon-side socket and the fjmcp admin commands."""

@@ -1,0 +1,1 @@
+"""JSON-RPC framing, routing and SSE between HTTP clients and stdio children."""

@@ -1,0 +1,612 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The broker's configuration: one frozen value built from TOML < env < flags.
+
+Every setting is declared once, as an attrs field whose metadata carries its
+kind, help text and whether it is a secret; the TOML reader, the ``FJMCP_*``
+environment reader, the command-line options and ``check-config`` are all
+derived from that one declaration, so a key cannot exist in one and not in
+another.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+from attrs import field, frozen
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ENV_PREFIX",
+    "SECRET_MASK",
+    "config_fields",
+    "env_name",
+    "flag_name",
+    "load_config",
+    "is_loopback_host",
+]
+
+ENV_PREFIX: Final = "FJMCP_"
+SECRET_MASK: Final = "********"
+MIB: Final = 1024 * 1024
+MINUTE: Final = 60.0
+HOUR: Final = 60 * MINUTE
+DAY: Final = 24 * HOUR
+AF_UNIX_PATH_MAX: Final = 107
+
+#: What a child's environment holds when nothing is passed through.
+CHILD_BASE_ENV: Final[Mapping[str, str]] = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; ``problems`` lists every reason at once.
+    """
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """One message naming every problem, for an operator to fix in one go."""
+        lines = [f"fjmcp: invalid configuration ({len(self.problems)} problem(s)):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _setting(
+    default: Any = attrs.NOTHING,
+    *,
+    kind: str,
+    help: str,
+    secret: bool = False,
+    positive: bool = False,
+) -> Any:
+    """Declare one setting: its kind drives parsing from env, flags and TOML."""
+    meta = {"kind": kind, "help": help, "secret": secret, "positive": positive}
+    if isinstance(default, list | dict):
+        frozen_default = tuple(default) if isinstance(default, list) else default
+        return field(default=frozen_default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@frozen(kw_only=True)
+class Config:
+    """
+    The effective configuration of one broker process.
+
+    Durations are seconds (floats), sizes are bytes. Lists are tuples so the
+    value stays hashable and immutable.
+    """
+
+    # --- where the broker is and who it is --------------------------------
+    public_url: str = _setting(
+        kind="url",
+        help="Origin the broker is reached at (issuer and resource base; "
+        "https, or http on a loopback host; no path). MCP lives at <public_url>/mcp.",
+    )
+    listen: str = _setting(
+        "tcp:8080:interface=127.0.0.1",
+        kind="str",
+        help="Twisted server endpoint string to listen on "
+        "(e.g. systemd:domain=INET:index=0 for socket activation).",
+    )
+    # --- upstream Forgejo --------------------------------------------------
+    forgejo_url: str = _setting(kind="url", help="Base URL of the Forgejo instance.")
+    forgejo_client_id: str = _setting(
+        kind="str", help="Client id of the OAuth2 application registered at Forgejo."
+    )
+    forgejo_client_secret: str = _setting(
+        kind="str",
+        secret=True,
+        help="Client secret of that application (or forgejo_client_secret_file).",
+    )
+    forgejo_scopes: tuple[str, ...] = _setting(
+        [], kind="list", help="Scopes asked of Forgejo (empty: Forgejo's default)."
+    )
+    forgejo_timeout: float = _setting(
+        10.0, kind="float", positive=True, help="Timeout for each call to Forgejo."
+    )
+    # --- children -----------------------------------------------------------
+    child_command: tuple[str, ...] = _setting(
+        kind="argv",
+        help="The stdio MCP server to run per session (TOML array, or a string "
+        "split like a shell would; never run through a shell).",
+    )
+    child_wrapper: tuple[str, ...] = _setting(
+        [], kind="argv", help="Optional argv prefix put before child_command."
+    )
+    child_user: str | None = _setting(
+        None, kind="optstr", help="Run children as this user (needs CAP_SETUID)."
+    )
+    child_group: str | None = _setting(
+        None, kind="optstr", help="Run children with this group (needs CAP_SETGID)."
+    )
+    child_env_passthrough: tuple[str, ...] = _setting(
+        [],
+        kind="list",
+        help="Names of the broker's environment variables a child may see.",
+    )
+    child_token_env: str = _setting(
+        "FORGEJO_ACCESS_TOKEN",
+        kind="str",
+        help="Variable that carries the user's Forgejo token into the child.",
+    )
+    child_url_env: str = _setting(
+        "FORGEJO_URL",
+        kind="str",
+        help="Variable that carries forgejo_url into the child.",
+    )
+    max_children: int = _setting(
+        256,
+        kind="int",
+        positive=True,
+        help="Most children alive at once (503 past it).",
+    )
+    max_children_per_user: int = _setting(
+        32, kind="int", positive=True, help="Most children of one user (429 past it)."
+    )
+    max_line_bytes: int = _setting(
+        16 * MIB,
+        kind="int",
+        positive=True,
+        help="Longest JSON-RPC line a child may write to stdout.",
+    )
+    child_stop_grace: float = _setting(
+        3.0, kind="float", positive=True, help="Seconds from SIGTERM to SIGKILL."
+    )
+    child_drain_timeout: float = _setting(
+        120.0,
+        kind="float",
+        positive=True,
+        help="How long requests in flight may finish on a child being replaced.",
+    )
+    # --- store and keys -----------------------------------------------------
+    store_path: str = _setting(
+        "/var/lib/fjmcp/fjmcp.sqlite3", kind="path", help="SQLite database file."
+    )
+    token_keys_file: str | None = _setting(
+        None,
+        kind="optpath",
+        help="AES-GCM key file sealing Forgejo tokens (default: token-keys beside "
+        "the store).",
+    )
+    admin_socket: str | None = _setting(
+        None,
+        kind="optpath",
+        help="Unix socket for `fjmcp admin` (default: admin.sock beside the store).",
+    )
+    # --- sessions and streams ----------------------------------------------
+    session_idle_timeout: float = _setting(
+        30 * MINUTE, kind="float", positive=True, help="Idle sessions end after this."
+    )
+    reaper_interval: float = _setting(
+        30.0,
+        kind="float",
+        positive=True,
+        help="How often idle sessions are looked for.",
+    )
+    stream_resume_window: float = _setting(
+        60.0,
+        kind="float",
+        positive=True,
+        help="How long a dropped stream's replay buffer is kept for Last-Event-ID.",
+    )
+    sse_keepalive_interval: float = _setting(
+        15.0, kind="float", positive=True, help="SSE comment interval on idle streams."
+    )
+    stream_buffer_bytes: int = _setting(
+        4 * MIB,
+        kind="int",
+        positive=True,
+        help="Bytes a slow stream may have unsent before it is closed.",
+    )
+    stream_write_deadline: float = _setting(
+        30.0,
+        kind="float",
+        positive=True,
+        help="Seconds a stream may stay over its buffer cap before it is closed.",
+    )
+    # --- OAuth --------------------------------------------------------------
+    access_token_ttl: float = _setting(
+        HOUR, kind="float", positive=True, help="Lifetime of broker access tokens."
+    )
+    refresh_token_ttl: float = _setting(
+        30 * DAY, kind="float", positive=True, help="Lifetime of broker refresh tokens."
+    )
+    auth_code_ttl: float = _setting(
+        600.0, kind="float", positive=True, help="Lifetime of authorization codes."
+    )
+    # --- Forgejo token upkeep ----------------------------------------------
+    refresh_interval: float = _setting(
+        60.0, kind="float", positive=True, help="How often Forgejo tokens are checked."
+    )
+    refresh_margin: float = _setting(
+        120.0,
+        kind="float",
+        positive=True,
+        help="Refresh a Forgejo token that expires within this many seconds.",
+    )
+    user_check_interval: float = _setting(
+        300.0,
+        kind="float",
+        positive=True,
+        help="Per user with live sessions, how often Forgejo /api/v1/user is asked.",
+    )
+    # --- HTTP ---------------------------------------------------------------
+    max_request_bytes: int = _setting(
+        4 * MIB, kind="int", positive=True, help="Largest request body accepted (413)."
+    )
+    request_timeout: float = _setting(
+        60.0,
+        kind="float",
+        positive=True,
+        help="Seconds a client may take to send a request (slow clients are cut).",
+    )
+    shutdown_timeout: float = _setting(
+        10.0,
+        kind="float",
+        positive=True,
+        help="On SIGTERM, the most time before every child is stopped and reaped.",
+    )
+    allowed_origins: tuple[str, ...] = _setting(
+        [],
+        kind="list",
+        help="Browser origins allowed besides public_url's (Origin check and CORS).",
+    )
+    # --- logging ------------------------------------------------------------
+    log_format: str = _setting(
+        "text", kind="choice:text,json", help="Log as text lines or one JSON per line."
+    )
+    log_level: str = _setting(
+        "info",
+        kind="choice:debug,info,warn,error,critical",
+        help="Lowest level logged.",
+    )
+
+    # --- derived values -----------------------------------------------------
+    @property
+    def mcp_url(self) -> str:
+        """The protected resource: where MCP clients connect."""
+        return self.public_url + "/mcp"
+
+    @property
+    def state_dir(self) -> Path:
+        """The directory that holds the store (and by default the keys and socket)."""
+        return Path(self.store_path).parent
+
+    @property
+    def token_keys_path(self) -> Path:
+        """The key file, explicit or beside the store."""
+        if self.token_keys_file:
+            return Path(self.token_keys_file)
+        return self.state_dir / "token-keys"
+
+    @property
+    def admin_socket_path(self) -> Path:
+        """The admin socket, explicit or beside the store."""
+        if self.admin_socket:
+            return Path(self.admin_socket)
+        return self.state_dir / "admin.sock"
+
+    @property
+    def public_is_loopback(self) -> bool:
+        """Whether public_url names a loopback host (DNS-rebinding rules apply)."""
+        return is_loopback_host(urlsplit(self.public_url).hostname or "")
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with every secret masked, for display."""
+        out: dict[str, Any] = {}
+        for f in config_fields():
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and value:
+                value = SECRET_MASK
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def config_fields() -> tuple[attrs.Attribute[Any], ...]:
+    """Every setting, in declaration order."""
+    return attrs.fields(Config)
+
+
+def env_name(name: str) -> str:
+    """The environment variable for a setting: ``FJMCP_PUBLIC_URL``."""
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag for a setting, without dashes: ``public-url``."""
+    return name.replace("_", "-")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost names and loopback addresses (v4 and v6)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- reading raw values --------------------------------------------------------
+
+_FIELD_NAMES = frozenset(f.name for f in attrs.fields(Config))
+_FILE_SUFFIX = "_file"
+
+
+def _secret_file_keys() -> set[str]:
+    return {f.name + _FILE_SUFFIX for f in attrs.fields(Config) if f.metadata["secret"]}
+
+
+def _parse_text(kind: str, text: str) -> Any:
+    """Parse a value given as text (environment or flag) by its kind."""
+    if kind in ("list", "argv"):
+        stripped = text.strip()
+        if stripped.startswith("["):
+            value = json.loads(stripped)
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) for v in value
+            ):
+                raise ValueError("must be a JSON array of strings")
+            return value
+        if kind == "argv":
+            return shlex.split(text)
+        raise ValueError("must be a JSON array of strings")
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    return text
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """Check and normalise a value of any origin to its field's type."""
+    if kind in ("list", "argv"):
+        if isinstance(value, str):
+            if kind == "argv":
+                return tuple(shlex.split(value))
+            raise ValueError("must be a list of strings")
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) for v in value
+        ):
+            raise ValueError("must be a list of strings")
+        return tuple(value)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number of seconds")
+        return float(value)
+    if kind in ("optstr", "optpath") and value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if kind.startswith("choice:"):
+        choices = kind.split(":", 1)[1].split(",")
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+    return value
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"config file {path} does not exist")
+        return {}
+    except PermissionError:
+        problems.append(f"config file {path} is not readable")
+        return {}
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"config file {path} is not valid TOML: {e}")
+        return {}
+    allowed = _FIELD_NAMES | _secret_file_keys()
+    for key in sorted(data):
+        if key not in allowed:
+            problems.append(f"{path}: unknown key {key!r}")
+    return {k: v for k, v in data.items() if k in allowed}
+
+
+def _read_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    kinds = {f.name: f.metadata["kind"] for f in attrs.fields(Config)}
+    for key in _secret_file_keys():
+        if env_name(key) in environ:
+            out[key] = environ[env_name(key)]
+    for name, kind in kinds.items():
+        var = env_name(name)
+        if var in environ:
+            try:
+                out[name] = _parse_text(kind, environ[var])
+            except ValueError as e:
+                problems.append(f"{var}: {e}")
+    return out
+
+
+def _read_flags(flags: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    kinds = {f.name: f.metadata["kind"] for f in attrs.fields(Config)}
+    for key, text in flags.items():
+        if text is None:
+            continue
+        name = key.replace("-", "_")
+        if name in _secret_file_keys():
+            out[name] = text
+        elif name in kinds:
+            try:
+                out[name] = _parse_text(kinds[name], str(text))
+            except ValueError as e:
+                problems.append(f"--{flag_name(name)}: {e}")
+    return out
+
+
+def _resolve_secret_files(raw: dict[str, Any], problems: list[str]) -> None:
+    """``forgejo_client_secret_file`` fills the secret from disk (systemd credentials)."""
+    for key in sorted(_secret_file_keys()):
+        path = raw.pop(key, None)
+        if path is None:
+            continue
+        name = key[: -len(_FILE_SUFFIX)]
+        if name in raw:
+            continue  # an explicit value at the same or higher layer wins
+        try:
+            raw[name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            problems.append(f"{key}: cannot read {path}: {e.strerror}")
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def _check_public_url(value: str, problems: list[str]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        problems.append(f"public_url {value!r} is not an http(s) URL")
+        return
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        problems.append(
+            f"public_url {value!r} must be https (http only on a loopback host)"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        problems.append(f"public_url {value!r} must be an origin with no path")
+
+
+def _check_url(name: str, value: str, problems: list[str]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        problems.append(f"{name} {value!r} is not an http(s) URL")
+
+
+def _resolve_argv0(
+    argv: tuple[str, ...], what: str, path_env: str | None, problems: list[str]
+) -> tuple[str, ...]:
+    if not argv:
+        problems.append(f"{what} is empty")
+        return argv
+    found = shutil.which(argv[0], path=path_env)
+    if found is None:
+        problems.append(f"{what}: {argv[0]!r} not found on PATH or not executable")
+        return argv
+    return (os.path.abspath(found), *argv[1:])
+
+
+def _check_store_path(path: str, problems: list[str]) -> None:
+    target = Path(path)
+    parent = target.parent
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        problems.append(f"store_path {path}: directory {probe} is not writable")
+    elif target.exists() and not os.access(target, os.R_OK | os.W_OK):
+        problems.append(f"store_path {path}: file is not readable and writable")
+
+
+def _normalise_origin(value: str) -> str:
+    return value.rstrip("/").lower()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    check_paths: bool = True,
+) -> Config:
+    """
+    Build the effective configuration: TOML file < ``FJMCP_*`` env < flags.
+
+    Every problem is collected before one `ConfigError` is raised, so an
+    operator fixes the file in one pass. ``check_paths`` may be turned off by
+    commands that only read the config (e.g. to mint tokens on a store that
+    is elsewhere); it never is for the daemon.
+    """
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw.update(_read_toml(Path(path), problems))
+    raw.update(_read_env(os.environ if environ is None else environ, problems))
+    raw.update(_read_flags(flags or {}, problems))
+    _resolve_secret_files(raw, problems)
+
+    values: dict[str, Any] = {}
+    for f in attrs.fields(Config):
+        meta = f.metadata
+        if f.name not in raw:
+            if f.default is attrs.NOTHING:
+                problems.append(
+                    f"missing required setting {f.name} "
+                    f"(TOML key {f.name}, env {env_name(f.name)})"
+                )
+            continue
+        try:
+            value = _coerce(meta["kind"], raw[f.name])
+        except ValueError as e:
+            problems.append(f"{f.name}: {e}")
+            continue
+        if meta["positive"] and value <= 0:
+            problems.append(f"{f.name} must be positive, got {value}")
+            continue
+        values[f.name] = value
+
+    if "public_url" in values:
+        values["public_url"] = values["public_url"].rstrip("/")
+        _check_public_url(values["public_url"], problems)
+    if "forgejo_url" in values:
+        values["forgejo_url"] = values["forgejo_url"].rstrip("/")
+        _check_url("forgejo_url", values["forgejo_url"], problems)
+    if "allowed_origins" in values:
+        values["allowed_origins"] = tuple(
+            _normalise_origin(o) for o in values["allowed_origins"]
+        )
+    path_env = (os.environ if environ is None else environ).get("PATH", os.defpath)
+    if "child_command" in values:
+        if values.get("child_wrapper"):
+            values["child_wrapper"] = _resolve_argv0(
+                values["child_wrapper"], "child_wrapper", path_env, problems
+            )
+        else:
+            values["child_command"] = _resolve_argv0(
+                values["child_command"], "child_command", path_env, problems
+            )
+    for name in ("child_token_env", "child_url_env"):
+        if name in values and not values[name].isidentifier():
+            problems.append(f"{name} {values[name]!r} is not a variable name")
+    if check_paths and "store_path" in values:
+        _check_store_path(values["store_path"], problems)
+
+    if problems:
+        raise ConfigError(problems)
+    config = Config(**values)
+    sock = str(config.admin_socket_path)
+    if len(os.fsencode(sock)) > AF_UNIX_PATH_MAX:
+        raise ConfigError(
+            [
+                f"admin_socket {sock} is {len(os.fsencode(sock))} bytes long; "
+                f"Unix sockets allow at most {AF_UNIX_PATH_MAX}: set admin_socket "
+                "to a shorter path"
+            ]
+        )
+    return config

@@ -1,0 +1,201 @@
+# -*- test-case-name: tests.test_interfaces -*-
+"""
+The seams between fjmcp's components, as typed values and protocols.
+
+Each component depends on these, never on another component's classes, so
+that each can be tested against a fake and wired in one place
+(`fjmcp.service`). The three lines not to cross: the supervisor knows no
+HTTP; the per-message path of ``/mcp`` never waits on the database; and
+production code never imports the stand-in Forgejo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+
+__all__ = [
+    "ChildExit",
+    "ChildReceiver",
+    "ChildSpec",
+    "IAuthenticator",
+    "IChild",
+    "ISessionControl",
+    "ISpawner",
+    "IUpstreamTokens",
+    "Identity",
+    "InvalidToken",
+    "UpstreamToken",
+]
+
+
+# --- identity and the bearer check ------------------------------------------
+
+
+@frozen
+class Identity:
+    """
+    Who is calling ``/mcp``: a Forgejo user through one OAuth client.
+
+    Sessions and children are bound to ``(user, client_id)``, not to one
+    access token, so a refreshed broker token keeps its sessions.
+    """
+
+    user: str
+    """Forgejo login."""
+    client_id: str
+    """The broker-side OAuth client the token was issued to."""
+    scopes: tuple[str, ...] = ("mcp",)
+    token_id: str = ""
+    """A non-secret id of the access token (hash prefix), for logs and audit."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The owner key of stateless children (roadmap: by identity)."""
+        return (self.user, self.client_id)
+
+
+class InvalidToken(Exception):
+    """
+    The bearer check failed; ``token_sent`` says whether to add
+    ``error="invalid_token"`` to the challenge.
+    """
+
+    def __init__(self, reason: str, *, token_sent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.token_sent = token_sent
+
+
+class IAuthenticator(Protocol):
+    """Resolves an ``Authorization`` header to an `Identity`."""
+
+    def authenticate(self, authorization: bytes | None) -> Deferred[Identity]:
+        """
+        Check a bearer header. On a cache hit the Deferred has already fired,
+        so the hot path runs synchronously; a miss reads the store once.
+        Fails with `InvalidToken`.
+        """
+
+
+# --- the user's Forgejo token ------------------------------------------------
+
+
+@frozen
+class UpstreamToken:
+    """The Forgejo access token a user's children run with."""
+
+    user: str
+    access_token: str
+    expires_at: float
+    generation: int
+    """Grows by one on every refresh; a child started with an older one is stale."""
+
+    def __repr__(self) -> str:  # never leak the token through a repr in a log
+        return (
+            f"UpstreamToken(user={self.user!r}, generation={self.generation}, "
+            f"expires_at={self.expires_at})"
+        )
+
+
+class IUpstreamTokens(Protocol):
+    """The broker's view of each user's current Forgejo token."""
+
+    def current(self, user: str) -> Deferred[UpstreamToken]:
+        """The user's current token (memory first; the store once on a miss)."""
+
+
+# --- children -------------------------------------------------------------------
+
+
+@frozen
+class ChildSpec:
+    """Everything the supervisor needs to start one child (no HTTP in here)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    label: str
+    """Log context, e.g. ``session=ab12cd user=alice``."""
+    secrets: tuple[str, ...] = ()
+    """Strings redacted from the child's stderr before it is logged."""
+    uid: int | None = None
+    gid: int | None = None
+    max_line_bytes: int = 16 * 1024 * 1024
+    stop_grace: float = 3.0
+
+    def __repr__(self) -> str:  # env holds the token
+        return f"ChildSpec(argv={self.argv!r}, label={self.label!r})"
+
+
+@frozen
+class ChildExit:
+    """How a child ended."""
+
+    reason: str
+    """``exited``, ``signalled``, ``stopped``, ``line-too-long``..."""
+    exit_code: int | None = None
+    signal: int | None = None
+
+
+class ChildReceiver(Protocol):
+    """What a child's output is delivered to (the session/bridge side)."""
+
+    def line_received(self, line: bytes) -> None:
+        """One complete line of the child's stdout, without the newline."""
+
+    def child_exited(self, exit: ChildExit) -> None:
+        """The child is gone (reaped); called exactly once."""
+
+
+class IChild(Protocol):
+    """A running child process."""
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+
+    def write_line(self, line: bytes) -> None:
+        """Send one JSON-RPC message (without newline) to the child's stdin."""
+
+    def stop(self) -> Deferred[None]:
+        """Close stdin, TERM, KILL after the grace; fires once reaped."""
+
+    @property
+    def ended(self) -> Deferred[ChildExit]:
+        """Fires when the child has exited and been reaped."""
+
+
+class ISpawner(Protocol):
+    """Starts children; implemented by `fjmcp.supervisor`."""
+
+    def spawn(self, spec: ChildSpec, receiver: ChildReceiver) -> IChild:
+        """Start a child now; output and exit go to ``receiver``."""
+
+    def stop_all(self) -> Deferred[None]:
+        """Stop every child (shutdown); fires when all are reaped."""
+
+    @property
+    def live(self) -> int:
+        """How many children are alive."""
+
+
+# --- lifecycle control, called by maintenance, OAuth and admin ----------------
+
+
+class ISessionControl(Protocol):
+    """What the rest of the broker may ask of the live sessions."""
+
+    def live_users(self) -> frozenset[str]:
+        """Forgejo logins with at least one live session or child."""
+
+    def end_user(self, user: str, reason: str) -> Deferred[None]:
+        """End every session of a user (revoke-user, Forgejo said 401/4xx)."""
+
+    def end_user_client(self, user: str, client_id: str, reason: str) -> Deferred[None]:
+        """End the sessions of one user through one client (token revoked)."""
+
+    def token_rotated(self, token: UpstreamToken) -> None:
+        """A user's Forgejo token changed: respawn their children with it."""

@@ -1,0 +1,1 @@
+"""Timers: the idle reaper and the Forgejo token refresher."""

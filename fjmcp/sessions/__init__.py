@@ -1,0 +1,1 @@
+"""MCP sessions: registry, ownership of children, lifecycle."""

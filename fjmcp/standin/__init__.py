@@ -1,0 +1,1 @@
+"""A stand-in Forgejo for tests and the demo (loopback only; never imported by production code)."""

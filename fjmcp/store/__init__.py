@@ -1,0 +1,1 @@
+"""SQLite store on adbapi: pool, migrations and queries."""

@@ -1,0 +1,1 @@
+"""Child processes: spawn, frame stdout, stop with TERM then KILL. Knows no HTTP."""

@@ -1,0 +1,1 @@
+"""The Forgejo client: OAuth2 provider and API calls."""

@@ -1,0 +1,1 @@
+"""HTTP resources: the Site, Klein routes and the plain /mcp resource."""

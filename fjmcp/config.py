@@ -33,12 +33,15 @@ __all__ = [
     "config_fields",
     "env_name",
     "flag_name",
-    "load_config",
+    "default_text",
     "is_loopback_host",
+    "load_config",
+    "option_help",
+    "secret_file_keys",
 ]
 
 ENV_PREFIX: Final = "FJMCP_"
-SECRET_MASK: Final = "********"
+SECRET_MASK: Final = "********"  # noqa: S105 - the mask, not a secret
 MIB: Final = 1024 * 1024
 MINUTE: Final = 60.0
 HOUR: Final = 60 * MINUTE
@@ -336,6 +339,34 @@ def flag_name(name: str) -> str:
     return name.replace("_", "-")
 
 
+def default_text(f: attrs.Attribute[Any]) -> str:
+    """A setting's default as shown in ``--help`` and the example file."""
+    if f.default is attrs.NOTHING:
+        return "required"
+    if f.metadata["secret"]:
+        return "(secret)"
+    if f.default is None:
+        return "unset"
+    value = list(f.default) if isinstance(f.default, tuple) else f.default
+    return json.dumps(value)
+
+
+def option_help(name: str) -> str:
+    """A setting's ``--help`` line: its help, env name and default."""
+    for f in config_fields():
+        if f.name == name:
+            extra = ""
+            if f.metadata["kind"] in ("list", "argv"):
+                extra = "; a JSON array"
+            if f.metadata["secret"]:
+                extra += f"; or {env_name(name + _FILE_SUFFIX)} naming a file"
+            return (
+                f"{f.metadata['help']} [env {env_name(name)}{extra}; "
+                f"default: {default_text(f)}]"
+            )
+    raise KeyError(name)
+
+
 def is_loopback_host(host: str) -> bool:
     """True for localhost names and loopback addresses (v4 and v6)."""
     host = host.strip("[]").lower()
@@ -355,6 +386,11 @@ _FILE_SUFFIX = "_file"
 
 def _secret_file_keys() -> set[str]:
     return {f.name + _FILE_SUFFIX for f in attrs.fields(Config) if f.metadata["secret"]}
+
+
+def secret_file_keys() -> list[str]:
+    """Keys that name a file holding a secret (``forgejo_client_secret_file``)."""
+    return sorted(_secret_file_keys())
 
 
 def _parse_text(kind: str, text: str) -> Any:
@@ -463,7 +499,7 @@ def _read_flags(flags: Mapping[str, Any], problems: list[str]) -> dict[str, Any]
 
 
 def _resolve_secret_files(raw: dict[str, Any], problems: list[str]) -> None:
-    """``forgejo_client_secret_file`` fills the secret from disk (systemd credentials)."""
+    """``forgejo_client_secret_file`` fills the secret from disk (credentials)."""
     for key in sorted(_secret_file_keys()):
         path = raw.pop(key, None)
         if path is None:
@@ -597,16 +633,24 @@ def load_config(
     if check_paths and "store_path" in values:
         _check_store_path(values["store_path"], problems)
 
+    _check_admin_socket(values, problems)
+
     if problems:
         raise ConfigError(problems)
-    config = Config(**values)
-    sock = str(config.admin_socket_path)
-    if len(os.fsencode(sock)) > AF_UNIX_PATH_MAX:
-        raise ConfigError(
-            [
-                f"admin_socket {sock} is {len(os.fsencode(sock))} bytes long; "
-                f"Unix sockets allow at most {AF_UNIX_PATH_MAX}: set admin_socket "
-                "to a shorter path"
-            ]
+    return Config(**values)
+
+
+def _check_admin_socket(values: Mapping[str, Any], problems: list[str]) -> None:
+    """The socket path (explicit or beside the store) must fit AF_UNIX's limit."""
+    if values.get("admin_socket"):
+        sock = str(values["admin_socket"])
+    elif "store_path" in values:
+        sock = str(Path(values["store_path"]).parent / "admin.sock")
+    else:
+        return
+    size = len(os.fsencode(sock))
+    if size > AF_UNIX_PATH_MAX:
+        problems.append(
+            f"admin_socket {sock} is {size} bytes long; Unix sockets allow at "
+            f"most {AF_UNIX_PATH_MAX}: set admin_socket to a shorter path"
         )
-    return config

@@ -3,60 +3,90 @@
 twistd glue: `Options` and `makeService` for ``twistd fjmcp``.
 
 Kept thin: it parses the command line into a `Config` and hands it to
-`fjmcp.service`, which builds the service tree.
+`fjmcp.service`, which builds the service tree. A configuration problem is
+printed as one message naming every problem, and the process exits with
+status 2 (not twistd's usage dump and status 1).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
-import attrs
 from twisted.application.service import IService
 from twisted.python import usage
 
-from fjmcp.config import Config, config_fields, env_name, flag_name, load_config
+from fjmcp.config import (
+    Config,
+    ConfigError,
+    config_fields,
+    env_name,
+    flag_name,
+    load_config,
+    option_help,
+    secret_file_keys,
+)
 
-__all__ = ["Options", "makeService"]
+__all__ = ["CONFIG_ENV", "Options", "makeService"]
 
+#: Names the configuration file when ``--config`` is not given.
+CONFIG_ENV = env_name("config")
 
-def _option_help(name: str) -> str:
-    for f in config_fields():
-        if f.name == name:
-            if f.default is attrs.NOTHING:
-                shown = "required"
-            elif f.metadata["secret"]:
-                shown = "(secret)"
-            else:
-                shown = repr(
-                    list(f.default) if isinstance(f.default, tuple) else f.default
-                )
-            return f"{f.metadata['help']} [env {env_name(name)}; default: {shown}]"
-    raise KeyError(name)
+#: twistd's ``--logger``: our observer (format, level, redaction).
+TWISTD_LOGGER = "fjmcp.logs.twistd_observer"
 
 
 class Options(usage.Options):
     """Command-line options: one flag per setting, plus ``--config``."""
 
     optParameters: list[list[Any]] = [
-        ["config", "c", None, "TOML configuration file [env FJMCP_CONFIG]."],
-    ] + [[flag_name(f.name), None, None, _option_help(f.name)] for f in config_fields()]
+        ["config", "c", None, f"TOML configuration file [env {CONFIG_ENV}]."],
+        *(
+            [flag_name(f.name), None, None, option_help(f.name)]
+            for f in config_fields()
+        ),
+        *(
+            [
+                flag_name(key),
+                None,
+                None,
+                f"File holding {key[:-5]} [env {env_name(key)}].",
+            ]
+            for key in secret_file_keys()
+        ),
+    ]
 
     def postOptions(self) -> None:
-        """Build the effective `Config`, turning config errors into usage errors."""
-        import os
+        """
+        Build the effective `Config`; on any problem print them all and exit 2.
 
-        from fjmcp.config import ConfigError
-
-        path = self["config"] or os.environ.get("FJMCP_CONFIG")
+        Under twistd, also make our observer twistd's ``--logger`` unless the
+        operator named another one.
+        """
+        path = self["config"] or os.environ.get(CONFIG_ENV)
         flags = {k: v for k, v in self.items() if k != "config"}
         try:
             self.config: Config = load_config(path, flags=flags)
         except ConfigError as e:
-            raise usage.UsageError(e.render()) from None
+            print(e.render(), file=sys.stderr)
+            raise SystemExit(2) from None
+        parent: Any = getattr(self, "parent", None)
+        if parent is not None and parent.get("logger") is None:
+            from fjmcp.logs import prepare_twistd_observer
+
+            prepare_twistd_observer(self.config, parent.get("logfile"))
+            parent["logger"] = TWISTD_LOGGER
 
 
 def makeService(options: Options) -> IService:
     """The broker's service tree for twistd."""
-    from fjmcp.service import build_service
+    from twisted.internet import reactor
 
-    return build_service(options.config)
+    from fjmcp.service import build_service, exit_after_shutdown
+
+    return build_service(
+        options.config,
+        reactor,
+        on_failed_start=exit_after_shutdown(reactor),
+    )

@@ -1,0 +1,290 @@
+# -*- test-case-name: tests.admin.test_commands -*-
+"""
+``fjmcp admin <command>``: the operator's commands, and how to add one.
+
+Each topic lives in its own module, ``fjmcp/admin/<topic>.py`` (e.g.
+``tokens.py`` for ``issue-token``, ``keys.py`` for ``gen-key``,
+``users.py`` for ``revoke-user``), and declares its commands in a
+module-level ``COMMANDS`` sequence; this module finds every such module in
+the package by itself, so adding a topic needs no edit here::
+
+    # fjmcp/admin/users.py
+    from fjmcp.admin.commands import AdminCommand, AdminContext
+
+    def _arguments(parser):
+        parser.add_argument("login")
+
+    async def _revoke_user(ctx: AdminContext, args) -> int:
+        result = await ctx.write(
+            "revoke-user", {"user": args.login},
+            offline=lambda store: revoke_user_offline(store, args.login),
+        )
+        ctx.emit(result)
+        return 0
+
+    COMMANDS = [AdminCommand("revoke-user", "End a user's sessions and tokens.",
+                             _revoke_user, _arguments)]
+
+A command's ``run(ctx, args)`` returns an exit status (or an awaitable of
+one; it then runs under a reactor, so it may open the store). Commands that
+change state call `AdminContext.write`: through the admin socket when the
+daemon runs (it changes its memory and its store together), otherwise
+directly on the store (which refuses while another process holds its lock).
+The daemon side of such a command is registered where its state lives, with
+``wiring.admin.register(name, handler)`` in `fjmcp.service`.
+
+Output: tables or lines for people, ``--json`` for scripts (`AdminContext.emit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import pkgutil
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import IO, Any, Final
+
+from attrs import define, field, frozen
+
+from fjmcp.admin.client import AdminClient, AdminError, DaemonNotRunningError
+from fjmcp.config import Config, ConfigError, load_config
+
+__all__ = [
+    "AdminCommand",
+    "AdminContext",
+    "COMMANDS",
+    "all_commands",
+    "main",
+]
+
+#: Modules of the package that are infrastructure, not topics.
+_NOT_TOPICS: Final = frozenset({"server", "client", "commands"})
+
+RunResult = int | Awaitable[int]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """A command without arguments of its own."""
+
+
+@frozen
+class AdminCommand:
+    """One ``fjmcp admin`` subcommand."""
+
+    name: str
+    help: str
+    run: Callable[[AdminContext, argparse.Namespace], RunResult]
+    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+
+
+@define
+class AdminContext:
+    """What a command may use: the config, the daemon, the store, the output."""
+
+    config: Config | None
+    """None when only ``--socket`` was given: daemon commands only."""
+    client: AdminClient
+    out: IO[str] = field(factory=lambda: sys.stdout)
+    json_output: bool = False
+    reactor: Any = None
+    _store: Any = None
+
+    def call(self, cmd: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Run a command in the daemon; raises `DaemonNotRunningError` if none runs."""
+        return self.client.call(cmd, args)
+
+    def daemon_running(self) -> bool:
+        """Whether a daemon answers on the admin socket."""
+        return self.client.running()
+
+    async def store(self) -> Any:
+        """
+        The store, opened on first use (takes its lock: fails while the daemon
+        runs); closed when the command ends.
+        """
+        if self._store is None:
+            from fjmcp.service import _default_store_opener, _maybe_await
+
+            if self.reactor is None:
+                raise RuntimeError("store access needs an async command")
+            if self.config is None:
+                raise AdminError(
+                    "the daemon is not running and no --config names a store"
+                )
+            self._store = await _maybe_await(
+                _default_store_opener(self.reactor, self.config.store_path)
+            )
+        return self._store
+
+    async def write(
+        self,
+        cmd: str,
+        args: Mapping[str, Any],
+        *,
+        offline: Callable[[Any], Awaitable[Any]],
+    ) -> Any:
+        """
+        Change state: through the daemon when it runs, else on the store.
+
+        ``offline(store)`` must do what the daemon's handler does to the store.
+        """
+        try:
+            return self.call(cmd, args)
+        except DaemonNotRunningError:
+            return await offline(await self.store())
+
+    async def close(self) -> None:
+        """Close the store if a command opened it."""
+        store, self._store = self._store, None
+        if store is not None:
+            from fjmcp.service import _maybe_await
+
+            await _maybe_await(store.close())
+
+    def emit(self, result: Any, text: Callable[[Any], str] | None = None) -> None:
+        """Print a result: JSON with ``--json``, else ``text(result)`` or lines."""
+        if self.json_output:
+            print(json.dumps(result, indent=2, sort_keys=True), file=self.out)
+        elif text is not None:
+            print(text(result), file=self.out)
+        elif isinstance(result, Mapping):
+            width = max((len(str(k)) for k in result), default=0)
+            for key, value in result.items():
+                print(f"{str(key).ljust(width)}  {value}", file=self.out)
+        else:
+            print(result, file=self.out)
+
+
+# --- status -----------------------------------------------------------------------
+
+
+def _status_text(result: Mapping[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"fjmcp {result.get('version')} (revision "
+            f"{result.get('git_revision')}, built {result.get('build_date')})",
+            f"pid            {result.get('pid')}",
+            f"uptime         {result.get('uptime')}s",
+            f"live children  {result.get('live_children')}",
+            f"listening      {result.get('listening')}",
+        ]
+    )
+
+
+def _status(ctx: AdminContext, args: argparse.Namespace) -> int:
+    try:
+        result = ctx.call("status")
+    except DaemonNotRunningError as e:
+        print(f"fjmcp is not running: {e}", file=sys.stderr)
+        return 1
+    ctx.emit(result, _status_text)
+    return 0
+
+
+COMMANDS: Sequence[AdminCommand] = [
+    AdminCommand(
+        "status", "The running daemon's version, uptime and children.", _status
+    )
+]
+
+
+def all_commands() -> dict[str, AdminCommand]:
+    """Every admin command, from this module and each topic module."""
+    import fjmcp.admin as package
+
+    found: dict[str, AdminCommand] = {c.name: c for c in COMMANDS}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name in _NOT_TOPICS or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"fjmcp.admin.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            if command.name in found:
+                raise RuntimeError(f"admin command {command.name!r} defined twice")
+            found[command.name] = command
+    return found
+
+
+def _parser(commands: Mapping[str, AdminCommand]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fjmcp admin", description="Operate a broker (running or not)."
+    )
+    parser.add_argument(
+        "--config", "-c", help="TOML configuration file [env FJMCP_CONFIG]."
+    )
+    parser.add_argument(
+        "--socket", help="Admin socket (default: the config's admin_socket)."
+    )
+    parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in sorted(commands):
+        command = commands[name]
+        command.arguments(
+            sub.add_parser(name, help=command.help, description=command.help)
+        )
+    return parser
+
+
+def main(argv: Sequence[str], *, out: IO[str] | None = None) -> int:
+    """Run ``fjmcp admin`` with these arguments; returns the exit status."""
+    import os
+
+    commands = all_commands()
+    args = _parser(commands).parse_args(list(argv))
+    path = args.config or os.environ.get("FJMCP_CONFIG")
+    config: Config | None
+    try:
+        config = load_config(path, check_paths=False)
+    except ConfigError as e:
+        if not args.socket:
+            print(e.render(), file=sys.stderr)
+            return 2
+        config = None  # the socket alone is enough for daemon commands
+    socket_path = args.socket or config.admin_socket_path  # type: ignore[union-attr]
+    ctx = AdminContext(
+        config=config,
+        client=AdminClient(socket_path),
+        out=out or sys.stdout,
+        json_output=args.json,
+    )
+    command = commands[args.command]
+    try:
+        result = command.run(ctx, args)
+        if inspect.isawaitable(result):
+            return _run_async(ctx, result)
+        return result
+    except AdminError as e:
+        print(f"fjmcp admin {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+def _run_async(ctx: AdminContext, pending: Awaitable[int]) -> int:
+    """Run an async command under the reactor; close what it opened."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    status: list[int] = [1]
+    ctx.reactor = reactor
+
+    async def _go() -> None:
+        try:
+            status[0] = await pending
+        except AdminError as e:
+            print(f"fjmcp admin: {e}", file=sys.stderr)
+        finally:
+            await ctx.close()
+
+    def _done(_: object) -> None:
+        reactor.stop()
+
+    def _start() -> None:
+        Deferred.fromCoroutine(_go()).addErrback(_report).addBoth(_done)
+
+    def _report(failure: Any) -> None:
+        print(f"fjmcp admin: {failure.getErrorMessage()}", file=sys.stderr)
+
+    reactor.callWhenRunning(_start)
+    reactor.run()
+    return status[0]

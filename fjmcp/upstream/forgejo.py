@@ -297,9 +297,9 @@ class ForgejoClient:
         from treq.cookies import IndexableCookieJar
         from twisted.web.client import Agent, HTTPConnectionPool
 
-        pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+        pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call, unused-ignore]
         pool.maxPersistentPerHost = 4
-        agent = Agent(reactor, connectTimeout=timeout, pool=pool)  # type: ignore[no-untyped-call]
+        agent = Agent(reactor, connectTimeout=timeout, pool=pool)  # type: ignore[no-untyped-call, unused-ignore]
         jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         return cls(
             HTTPClient(agent, cookiejar=jar),
@@ -327,7 +327,7 @@ class ForgejoClient:
             d: Deferred[None] = Deferred()
             d.callback(None)
             return d
-        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call, unused-ignore]
         return closed
 
     # --- OAuth ---------------------------------------------------------------

@@ -1,0 +1,1000 @@
+# -*- test-case-name: tests.standin.test_app -*-
+"""
+The stand-in Forgejo: the few Forgejo endpoints fjmcp talks to, with Forgejo's
+real request and response shapes, for tests and the demo.
+
+It is a fake and says so on every page. It only ever listens on a loopback
+address (`start_standin` refuses anything else) and production code never
+imports it. What it models, because the broker must cope with it:
+
+- ``/login/oauth/authorize``: registered client id and exact redirect URI
+  (otherwise an error page, never a redirect), PKCE (S256 and plain;
+  required for public clients), a login form with configured users, or
+  auto-approval of one configured user;
+- ``/login/oauth/access_token``: the ``authorization_code`` and
+  ``refresh_token`` grants, client authentication in the body or with HTTP
+  Basic, Forgejo's JSON answers and its errors (400 with ``error`` and
+  ``error_description``);
+- access tokens that expire (configurable lifetime, injected clock), one
+  grant per user and application whose counter grows with every issued pair,
+  as in Forgejo, and both refresh modes: reusable refresh tokens (Forgejo's
+  default) and ``INVALIDATE_REFRESH_TOKENS``, where reusing a spent refresh
+  token gets 400 ``unauthorized_client``;
+- ``/api/v1/user`` (``Authorization: token X`` or ``Bearer X``, else 401) and
+  the public ``/api/v1/version``;
+- test hooks, as Python methods and as loopback-only HTTP endpoints under
+  ``/_standin/``: expire a user's access tokens now, revoke all of a user's
+  grants, count refreshes, change the token lifetime.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import ipaddress
+import json
+import secrets
+from collections import Counter
+from collections.abc import Mapping
+from importlib.resources import files
+from string import Template
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from attrs import define, field, frozen
+from klein import Klein
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request, Site
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort, IReactorTime
+    from twisted.python.failure import Failure
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "StandinClient",
+    "StandinConfig",
+    "StandinForgejo",
+    "StandinUser",
+    "loopback_bind_address",
+    "start_standin",
+]
+
+DEFAULT_VERSION: Final = "11.0.0+standin"
+#: Forgejo's defaults: ACCESS_TOKEN_EXPIRATION_TIME and REFRESH_TOKEN_EXPIRATION_TIME.
+DEFAULT_TOKEN_LIFETIME: Final = 3600
+DEFAULT_REFRESH_TOKEN_LIFETIME: Final = 730 * 3600
+CODE_LIFETIME: Final = 600
+#: How long a rendered login form may be submitted, and how many may be pending.
+FORM_LIFETIME: Final = 3600.0
+MAX_PENDING_FORMS: Final = 10_000
+#: Longest value accepted for any one parameter (Forgejo has similar limits).
+MAX_PARAM_CHARS: Final = 4096
+
+_JSON_TYPE: Final = b"application/json;charset=utf-8"
+_HTML_TYPE: Final = b"text/html;charset=utf-8"
+
+
+def _template(name: str) -> Template:
+    return Template(
+        files("fjmcp.standin").joinpath("templates", name).read_text(encoding="utf-8")
+    )
+
+
+_LOGIN_PAGE: Final = _template("login.html")
+_ERROR_PAGE: Final = _template("error.html")
+
+
+# --- configuration -------------------------------------------------------------
+
+
+@frozen
+class StandinUser:
+    """A Forgejo account of the stand-in, with its password."""
+
+    login: str
+    password: str = field(repr=False)
+    full_name: str = ""
+    email: str = ""
+    is_admin: bool = False
+
+
+@frozen
+class StandinClient:
+    """
+    An OAuth2 application registered at the stand-in.
+
+    ``client_secret=None`` makes it a public client (PKCE required), as
+    Forgejo's "confidential client" checkbox unticked does.
+    """
+
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    redirect_uris: tuple[str, ...]
+
+    @property
+    def confidential(self) -> bool:
+        """Whether the client authenticates with a secret."""
+        return self.client_secret is not None
+
+
+@frozen
+class StandinConfig:
+    """Everything the stand-in is set up with."""
+
+    users: tuple[StandinUser, ...]
+    clients: tuple[StandinClient, ...]
+    token_lifetime: int = DEFAULT_TOKEN_LIFETIME
+    """``expires_in`` of every access token, in seconds."""
+    refresh_token_lifetime: int = DEFAULT_REFRESH_TOKEN_LIFETIME
+    invalidate_refresh_tokens: bool = False
+    """Forgejo's ``[oauth2] INVALIDATE_REFRESH_TOKENS``."""
+    auto_approve: str | None = None
+    """Log this user in without showing the form."""
+    version: str = DEFAULT_VERSION
+
+    def __attrs_post_init__(self) -> None:
+        logins = [u.login for u in self.users]
+        if len(set(logins)) != len(logins):
+            raise ValueError("stand-in users must have distinct logins")
+        ids = [c.client_id for c in self.clients]
+        if len(set(ids)) != len(ids):
+            raise ValueError("stand-in clients must have distinct client ids")
+        if self.auto_approve is not None and self.auto_approve not in logins:
+            raise ValueError(
+                f"auto-approve user {self.auto_approve!r} is not configured"
+            )
+        for client in self.clients:
+            if not client.redirect_uris:
+                raise ValueError(f"client {client.client_id!r} has no redirect URI")
+        if self.token_lifetime < 0 or self.refresh_token_lifetime < 0:
+            raise ValueError("token lifetimes must not be negative")
+
+
+# --- state -----------------------------------------------------------------------
+
+
+@define
+class _Code:
+    client_id: str
+    redirect_uri: str
+    login: str
+    challenge: str
+    challenge_method: str
+    scope: str
+    expires_at: float
+
+
+@define
+class _Grant:
+    """Forgejo's ``oauth2_grant``: one per user and application."""
+
+    grant_id: int
+    login: str
+    client_id: str
+    counter: int = 0
+
+
+@define
+class _AccessToken:
+    grant_id: int
+    login: str
+    expires_at: float
+
+
+@define
+class _RefreshToken:
+    grant_id: int
+    counter: int
+    expires_at: float
+
+
+# --- errors, each rendered in one place ----------------------------------------
+
+
+class _TokenError(Exception):
+    """An error answer of the token endpoint (Forgejo's ``AccessTokenError``)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.description = description
+
+
+class _PageError(Exception):
+    """An error shown as a page (never redirected: the redirect is not trusted)."""
+
+    def __init__(self, title: str, message: str, status: int = 400) -> None:
+        super().__init__(title)
+        self.title = title
+        self.message = message
+        self.status = status
+
+
+class _RedirectError(Exception):
+    """An authorize error sent back to the (validated) redirect URI."""
+
+    def __init__(self, redirect_uri: str, error: str, description: str, state: str):
+        super().__init__(error)
+        self.redirect_uri = redirect_uri
+        self.error = error
+        self.description = description
+        self.state = state
+
+
+class _BadParameterError(Exception):
+    """A parameter is repeated, not UTF-8 or too long."""
+
+
+class _HookRefusedError(Exception):
+    """A test hook was called from a non-loopback peer."""
+
+
+# --- small helpers -----------------------------------------------------------------
+
+
+def _param(request: IRequest, name: str) -> str:
+    """One form or query parameter as text ("" when absent)."""
+    values = (request.args or {}).get(name.encode("ascii"), [])
+    if not values:
+        return ""
+    if len(values) > 1:
+        raise _BadParameterError(f"parameter {name} is repeated")
+    try:
+        value: str = bytes(values[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadParameterError(f"parameter {name} is not UTF-8") from None
+    if len(value) > MAX_PARAM_CHARS:
+        raise _BadParameterError(f"parameter {name} is too long")
+    return value
+
+
+def _with_query(uri: str, params: Mapping[str, str]) -> str:
+    """``uri`` with ``params`` added to its query (its own query is kept)."""
+    parts = urlsplit(uri)
+    extra = urlencode(params)
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit(parts._replace(query=query))
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+_B64URL: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
+_PKCE_CHARS: Final = _B64URL | frozenset(".~")
+
+
+def _status(request: IRequest, code: int) -> None:
+    request.setResponseCode(code)  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def _header(request: IRequest, name: bytes, value: bytes) -> None:
+    request.setHeader(name, value)  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def _request_header(request: IRequest, name: bytes) -> bytes:
+    value = request.getHeader(name)  # type: ignore[no-untyped-call, unused-ignore]
+    return value if isinstance(value, bytes) else b""
+
+
+def _is_loopback_peer(request: IRequest) -> bool:
+    peer = request.getClientAddress()  # type: ignore[no-untyped-call, unused-ignore]
+    if not isinstance(peer, IPv4Address | IPv6Address):
+        return False
+    try:
+        return ipaddress.ip_address(peer.host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _json(request: IRequest, status: int, body: object) -> bytes:
+    _status(request, status)
+    _header(request, b"Content-Type", _JSON_TYPE)
+    _header(request, b"Cache-Control", b"no-store")
+    return json.dumps(body).encode("utf-8")
+
+
+def _page_headers(request: IRequest) -> None:
+    _header(request, b"Content-Type", _HTML_TYPE)
+    _header(request, b"Cache-Control", b"no-store")
+    _header(request, b"X-Frame-Options", b"DENY")
+    _header(
+        request,
+        b"Content-Security-Policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        b"frame-ancestors 'none'",
+    )
+
+
+def _esc(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+#: Parameters of the authorize request carried through the login form.
+_AUTHORIZE_PARAMS: Final = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+# --- the application -----------------------------------------------------------------
+
+
+@define
+class StandinForgejo:
+    """
+    A fake Forgejo's state and its Klein routes (``app.resource()`` to serve).
+
+    ``clock`` gives token expiry; ``base_url`` is where the stand-in is
+    reached (set by `start_standin` once the port is known) and only appears
+    in URLs inside answers.
+    """
+
+    app: ClassVar[Klein] = Klein()
+    log: ClassVar[Logger] = Logger()
+
+    _config: StandinConfig
+    _clock: IReactorTime = field(kw_only=True)
+    base_url: str = field(default="http://127.0.0.1", kw_only=True)
+    token_lifetime: int = field(kw_only=True, default=-1)
+    """Current lifetime of new access tokens (a test hook may change it)."""
+
+    _users: dict[str, StandinUser] = field(init=False, factory=dict)
+    _clients: dict[str, StandinClient] = field(init=False, factory=dict)
+    _codes: dict[str, _Code] = field(init=False, factory=dict)
+    _grants: dict[tuple[str, str], _Grant] = field(init=False, factory=dict)
+    _access: dict[str, _AccessToken] = field(init=False, factory=dict)
+    _refresh: dict[str, _RefreshToken] = field(init=False, factory=dict)
+    _forms: dict[str, float] = field(init=False, factory=dict)
+    _refreshes: Counter[str] = field(init=False, factory=Counter)
+    _exchanges: Counter[str] = field(init=False, factory=Counter)
+    _next_grant: int = field(init=False, default=1)
+
+    def __attrs_post_init__(self) -> None:
+        self._users = {u.login: u for u in self._config.users}
+        self._clients = {c.client_id: c for c in self._config.clients}
+        if self.token_lifetime < 0:
+            self.token_lifetime = self._config.token_lifetime
+
+    @property
+    def config(self) -> StandinConfig:
+        """What the stand-in was set up with."""
+        return self._config
+
+    def _now(self) -> float:
+        return self._clock.seconds()
+
+    # --- test hooks (Python) -------------------------------------------------
+
+    def expire_user_tokens(self, login: str) -> int:
+        """
+        Make every access token of ``login`` expired now; refresh tokens stay
+        valid. Returns how many tokens were expired.
+        """
+        now = self._now()
+        count = 0
+        for token in self._access.values():
+            if token.login == login and token.expires_at > now:
+                token.expires_at = now
+                count += 1
+        return count
+
+    def revoke_user(self, login: str) -> int:
+        """
+        Delete every grant of ``login`` (as revoking the application in
+        Forgejo's settings does): its access tokens get 401 and its refresh
+        tokens ``invalid_grant``. Returns how many grants were deleted.
+        """
+        gone = [key for key, grant in self._grants.items() if grant.login == login]
+        for key in gone:
+            del self._grants[key]
+        self._access = {t: a for t, a in self._access.items() if a.login != login}
+        return len(gone)
+
+    def refresh_count(self, login: str | None = None) -> int:
+        """Successful refresh grants, of one user or of all users."""
+        if login is None:
+            return sum(self._refreshes.values())
+        return self._refreshes[login]
+
+    def exchange_count(self, login: str | None = None) -> int:
+        """Successful code exchanges, of one user or of all users."""
+        if login is None:
+            return sum(self._exchanges.values())
+        return self._exchanges[login]
+
+    def set_token_lifetime(self, seconds: int) -> None:
+        """Lifetime of access tokens issued from now on."""
+        if seconds < 0:
+            raise ValueError("token lifetime must not be negative")
+        self.token_lifetime = seconds
+
+    def live_access_tokens(self, login: str) -> int:
+        """How many unexpired, unrevoked access tokens ``login`` holds."""
+        now = self._now()
+        return sum(
+            1
+            for a in self._access.values()
+            if a.login == login and a.expires_at > now and self._grant_alive(a.grant_id)
+        )
+
+    # --- tokens ------------------------------------------------------------------
+
+    def _grant_alive(self, grant_id: int) -> bool:
+        return any(g.grant_id == grant_id for g in self._grants.values())
+
+    def _grant_by_id(self, grant_id: int) -> _Grant | None:
+        for grant in self._grants.values():
+            if grant.grant_id == grant_id:
+                return grant
+        return None
+
+    def _prune(self) -> None:
+        now = self._now()
+        self._access = {t: a for t, a in self._access.items() if a.expires_at > now}
+        self._refresh = {
+            t: r
+            for t, r in self._refresh.items()
+            if r.expires_at > now and self._grant_alive(r.grant_id)
+        }
+        self._codes = {c: v for c, v in self._codes.items() if v.expires_at > now}
+
+    def _issue(self, grant: _Grant) -> dict[str, object]:
+        """A new token pair for ``grant`` (Forgejo's ``newAccessTokenResponse``)."""
+        self._prune()
+        now = self._now()
+        grant.counter += 1
+        access = secrets.token_urlsafe(32)
+        refresh = secrets.token_urlsafe(32)
+        self._access[access] = _AccessToken(
+            grant.grant_id, grant.login, now + self.token_lifetime
+        )
+        self._refresh[refresh] = _RefreshToken(
+            grant.grant_id, grant.counter, now + self._config.refresh_token_lifetime
+        )
+        return {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": self.token_lifetime,
+            "refresh_token": refresh,
+        }
+
+    def _grant_for(self, login: str, client_id: str) -> _Grant:
+        key = (login, client_id)
+        grant = self._grants.get(key)
+        if grant is None:
+            grant = self._grants[key] = _Grant(self._next_grant, login, client_id)
+            self._next_grant += 1
+        return grant
+
+    def _user_of_token(self, token: str) -> StandinUser | None:
+        record = self._access.get(token)
+        if record is None or record.expires_at <= self._now():
+            return None
+        if not self._grant_alive(record.grant_id):
+            return None
+        return self._users.get(record.login)
+
+    # --- error rendering -----------------------------------------------------------
+
+    @app.handle_errors(_TokenError)
+    def _token_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        if not isinstance(error, _TokenError):  # pragma: no cover (klein filters)
+            raise TypeError(error)
+        return _json(
+            request, 400, {"error": error.error, "error_description": error.description}
+        )
+
+    @app.handle_errors(_PageError)
+    def _page_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        if not isinstance(error, _PageError):  # pragma: no cover
+            raise TypeError(error)
+        return self._error_page(request, error.status, error.title, error.message)
+
+    @app.handle_errors(_RedirectError)
+    def _redirect_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        if not isinstance(error, _RedirectError):  # pragma: no cover
+            raise TypeError(error)
+        params = {"error": error.error, "error_description": error.description}
+        if error.state:
+            params["state"] = error.state
+        return self._redirect(request, _with_query(error.redirect_uri, params))
+
+    @app.handle_errors(_HookRefusedError)
+    def _hook_refused(self, request: IRequest, failure: Failure) -> bytes:
+        return _json(request, 403, {"message": "stand-in hooks are loopback only"})
+
+    def _error_page(
+        self, request: IRequest, status: int, title: str, message: str
+    ) -> bytes:
+        _status(request, status)
+        _page_headers(request)
+        return _ERROR_PAGE.substitute(title=_esc(title), message=_esc(message)).encode(
+            "utf-8"
+        )
+
+    def _redirect(self, request: IRequest, location: str) -> bytes:
+        # Gitea/Forgejo's ctx.Redirect answers 303 See Other.
+        _status(request, 303)
+        _header(request, b"Location", location.encode("utf-8"))
+        _header(request, b"Cache-Control", b"no-store")
+        return b""
+
+    # --- /login/oauth/authorize ------------------------------------------------------
+
+    def _authorize_params(self, request: IRequest) -> dict[str, str]:
+        """
+        The authorize parameters, checked in Forgejo's order: client and
+        redirect URI problems are pages; later problems go back by redirect.
+        """
+        try:
+            params = {name: _param(request, name) for name in _AUTHORIZE_PARAMS}
+        except _BadParameterError as e:
+            raise _PageError("Invalid request", str(e)) from None
+        client = self._clients.get(params["client_id"])
+        if client is None:
+            raise _PageError("Client ID not registered", "Unknown client_id.")
+        redirect_uri = params["redirect_uri"]
+        if redirect_uri not in client.redirect_uris:
+            raise _PageError(
+                "Unregistered redirect URI",
+                "The redirect_uri is not registered for this application.",
+            )
+        state = params["state"]
+
+        def refuse(error: str, description: str) -> _RedirectError:
+            return _RedirectError(redirect_uri, error, description, state)
+
+        if params["response_type"] != "code":
+            raise refuse(
+                "unsupported_response_type", "Only code response type is supported."
+            )
+        challenge = params["code_challenge"]
+        method = params["code_challenge_method"]
+        if challenge:
+            method = method or "plain"
+            if method not in ("S256", "plain"):
+                raise refuse("invalid_request", "unsupported code challenge method")
+            if not 43 <= len(challenge) <= 128 or not set(challenge) <= _PKCE_CHARS:
+                raise refuse("invalid_request", "malformed code challenge")
+            if method == "S256" and (
+                len(challenge) != 43 or not set(challenge) <= _B64URL
+            ):
+                raise refuse("invalid_request", "malformed code challenge")
+        elif method:
+            raise refuse(
+                "invalid_request", "code_challenge_method without code_challenge"
+            )
+        elif not client.confidential:
+            raise refuse("invalid_request", "PKCE is required for public clients")
+        params["code_challenge_method"] = method
+        return params
+
+    def _new_form(self) -> str:
+        now = self._now()
+        if len(self._forms) >= MAX_PENDING_FORMS:
+            self._forms = {n: t for n, t in self._forms.items() if t > now}
+            while len(self._forms) >= MAX_PENDING_FORMS:
+                del self._forms[next(iter(self._forms))]
+        nonce = secrets.token_urlsafe(24)
+        self._forms[nonce] = now + FORM_LIFETIME
+        return nonce
+
+    def _login_page(
+        self,
+        request: IRequest,
+        params: Mapping[str, str],
+        *,
+        user_name: str = "",
+        error: str = "",
+        status: int = 200,
+    ) -> bytes:
+        _status(request, status)
+        _page_headers(request)
+        hidden = "\n      ".join(
+            f'<input type="hidden" name="{name}" value="{_esc(value)}">'
+            for name, value in [*params.items(), ("_csrf", self._new_form())]
+            if value
+        )
+        return _LOGIN_PAGE.substitute(
+            client_id=_esc(params["client_id"]),
+            redirect_host=_esc(
+                urlsplit(params["redirect_uri"]).netloc or params["redirect_uri"]
+            ),
+            hidden=hidden,
+            user_name=_esc(user_name),
+            error=f'<div class="error" role="alert">{_esc(error)}</div>'
+            if error
+            else "",
+            version=_esc(self._config.version),
+        ).encode("utf-8")
+
+    def _approve(
+        self, request: IRequest, params: Mapping[str, str], login: str
+    ) -> bytes:
+        code = secrets.token_urlsafe(32)
+        self._codes[code] = _Code(
+            client_id=params["client_id"],
+            redirect_uri=params["redirect_uri"],
+            login=login,
+            challenge=params["code_challenge"],
+            challenge_method=params["code_challenge_method"],
+            scope=params["scope"],
+            expires_at=self._now() + CODE_LIFETIME,
+        )
+        self.log.info(
+            "stand-in Forgejo: {login} authorized {client_id}",
+            login=login,
+            client_id=params["client_id"],
+        )
+        answer = {"code": code}
+        if params["state"]:
+            answer["state"] = params["state"]
+        return self._redirect(request, _with_query(params["redirect_uri"], answer))
+
+    @app.route("/login/oauth/authorize", methods=["GET"])
+    def authorize(self, request: IRequest) -> bytes:
+        """Show the login form, or log the auto-approve user in at once."""
+        params = self._authorize_params(request)
+        if self._config.auto_approve is not None:
+            return self._approve(request, params, self._config.auto_approve)
+        return self._login_page(request, params)
+
+    @app.route("/login/oauth/authorize", methods=["POST"])
+    def authorize_login(self, request: IRequest) -> bytes:
+        """Check the submitted login form; on success redirect with a code."""
+        params = self._authorize_params(request)
+        try:
+            nonce = _param(request, "_csrf")
+            user_name = _param(request, "user_name")
+            password = _param(request, "password")
+        except _BadParameterError as e:
+            raise _PageError("Invalid request", str(e)) from None
+        expires = self._forms.pop(nonce, None)
+        if expires is None or expires <= self._now():
+            return self._login_page(
+                request,
+                params,
+                user_name=user_name,
+                error="The form has expired. Please try again.",
+                status=400,
+            )
+        user = self._users.get(user_name)
+        if user is None or not hmac.compare_digest(
+            user.password.encode("utf-8"), password.encode("utf-8")
+        ):
+            return self._login_page(
+                request,
+                params,
+                user_name=user_name,
+                error="Username or password is incorrect.",
+            )
+        return self._approve(request, params, user.login)
+
+    # --- /login/oauth/access_token ---------------------------------------------------
+
+    def _client_credentials(self, request: IRequest) -> tuple[str, str]:
+        """client_id and client_secret from the body, else from HTTP Basic."""
+        client_id = _param(request, "client_id")
+        secret = _param(request, "client_secret")
+        if client_id and secret:
+            return client_id, secret
+        header = _request_header(request, b"authorization")
+        scheme, _, data = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return client_id, secret
+        try:
+            decoded = base64.b64decode(data.strip(), validate=True).decode("utf-8")
+            basic_id, sep, basic_secret = decoded.partition(":")
+            if not sep:
+                raise ValueError("no colon")
+        except (binascii.Error, ValueError):
+            raise _TokenError(
+                "invalid_request", "cannot parse basic auth header"
+            ) from None
+        if client_id and client_id != basic_id:
+            raise _TokenError(
+                "invalid_request",
+                "client_id in request body inconsistent with Authorization header",
+            )
+        if secret and secret != basic_secret:
+            raise _TokenError(
+                "invalid_request",
+                "client_secret in request body inconsistent with Authorization header",
+            )
+        return basic_id, basic_secret
+
+    def _authenticate_client(self, request: IRequest) -> StandinClient:
+        client_id, secret = self._client_credentials(request)
+        client = self._clients.get(client_id)
+        if client is None:
+            raise _TokenError(
+                "invalid_client", f"cannot load client with client id: {client_id!r}"
+            )
+        if client.client_secret is not None and not hmac.compare_digest(
+            client.client_secret.encode("utf-8"), secret.encode("utf-8")
+        ):
+            raise _TokenError(
+                "unauthorized_client",
+                "invalid empty client secret"
+                if not secret
+                else "invalid client secret",
+            )
+        return client
+
+    @app.route("/login/oauth/access_token", methods=["POST"])
+    def access_token(self, request: IRequest) -> bytes:
+        """The token endpoint: authorization_code and refresh_token grants."""
+        try:
+            grant_type = _param(request, "grant_type")
+            client = self._authenticate_client(request)
+            if grant_type == "authorization_code":
+                answer = self._grant_code(request, client)
+            elif grant_type == "refresh_token":
+                answer = self._grant_refresh(request, client)
+            else:
+                raise _TokenError(
+                    "unsupported_grant_type",
+                    "Only refresh_token or authorization_code grant type is supported",
+                )
+        except _BadParameterError as e:
+            raise _TokenError("invalid_request", str(e)) from None
+        return _json(request, 200, answer)
+
+    def _grant_code(
+        self, request: IRequest, client: StandinClient
+    ) -> dict[str, object]:
+        redirect_uri = _param(request, "redirect_uri")
+        if redirect_uri and redirect_uri not in client.redirect_uris:
+            raise _TokenError("unauthorized_client", "unexpected redirect URI")
+        code = self._codes.pop(_param(request, "code"), None)
+        if code is None or code.expires_at <= self._now():
+            raise _TokenError("unauthorized_client", "client is not authorized")
+        if code.client_id != client.client_id or (
+            redirect_uri and redirect_uri != code.redirect_uri
+        ):
+            raise _TokenError("invalid_grant", "invalid grant")
+        verifier = _param(request, "code_verifier")
+        if code.challenge:
+            if code.challenge_method == "S256":
+                ok = bool(verifier) and hmac.compare_digest(
+                    _s256(verifier), code.challenge
+                )
+            else:
+                ok = hmac.compare_digest(
+                    verifier.encode("utf-8"), code.challenge.encode("utf-8")
+                )
+            if not ok:
+                raise _TokenError("unauthorized_client", "failed PKCE code challenge")
+        grant = self._grant_for(code.login, client.client_id)
+        self._exchanges[code.login] += 1
+        return self._issue(grant)
+
+    def _grant_refresh(
+        self, request: IRequest, client: StandinClient
+    ) -> dict[str, object]:
+        record = self._refresh.get(_param(request, "refresh_token"))
+        if record is None or record.expires_at <= self._now():
+            raise _TokenError("unauthorized_client", "unable to parse refresh token")
+        grant = self._grant_by_id(record.grant_id)
+        if grant is None:
+            raise _TokenError("invalid_grant", "grant does not exist")
+        if grant.client_id != client.client_id:
+            raise _TokenError("invalid_grant", "invalid grant")
+        if self._config.invalidate_refresh_tokens and record.counter != grant.counter:
+            self.log.warn(
+                "stand-in Forgejo: a refresh token of grant {grant_id} was used twice",
+                grant_id=grant.grant_id,
+            )
+            raise _TokenError("unauthorized_client", "token was already used")
+        self._refreshes[grant.login] += 1
+        return self._issue(grant)
+
+    # --- API ---------------------------------------------------------------
+
+    @app.route("/api/v1/user", methods=["GET"])
+    def api_user(self, request: IRequest) -> bytes:
+        """The token's owner, as Forgejo's ``User`` JSON; 401 without a valid token."""
+        header = _request_header(request, b"authorization").strip()
+        scheme, _, token = header.partition(b" ")
+        user = None
+        if scheme.lower() in (b"token", b"bearer") and token.strip():
+            try:
+                user = self._user_of_token(token.strip().decode("utf-8"))
+            except UnicodeDecodeError:
+                user = None
+        if user is None:
+            return _json(
+                request,
+                401,
+                {"message": "token is required", "url": f"{self.base_url}/api/swagger"},
+            )
+        return _json(request, 200, self._user_json(user))
+
+    def _user_json(self, user: StandinUser) -> dict[str, object]:
+        uid = list(self._users).index(user.login) + 1
+        avatar = hashlib.md5(user.login.encode(), usedforsecurity=False).hexdigest()
+        return {
+            "id": uid,
+            "login": user.login,
+            "login_name": "",
+            "source_id": 0,
+            "full_name": user.full_name,
+            "email": user.email or f"{user.login}@noreply.localhost",
+            "avatar_url": f"{self.base_url}/avatars/{avatar}",
+            "html_url": f"{self.base_url}/{user.login}",
+            "language": "en-US",
+            "is_admin": user.is_admin,
+            "last_login": "1970-01-01T00:00:00Z",
+            "created": "1970-01-01T00:00:00Z",
+            "restricted": False,
+            "active": True,
+            "prohibit_login": False,
+            "location": "",
+            "pronouns": "",
+            "website": "",
+            "description": "",
+            "visibility": "public",
+            "followers_count": 0,
+            "following_count": 0,
+            "starred_repos_count": 0,
+            "username": user.login,
+        }
+
+    @app.route("/api/v1/version", methods=["GET"])
+    def api_version(self, request: IRequest) -> bytes:
+        """Forgejo's version; public, as in Forgejo."""
+        return _json(request, 200, {"version": self._config.version})
+
+    # --- test hooks (HTTP, loopback only) -------------------------------------------
+
+    def _hook_user(self, request: IRequest, login: str) -> str:
+        if not _is_loopback_peer(request):
+            raise _HookRefusedError()
+        if login not in self._users:
+            raise _PageError("Unknown user", f"No stand-in user {login!r}.", status=404)
+        return login
+
+    @app.route("/_standin/users/<string:login>/expire", methods=["POST"])
+    def hook_expire(self, request: IRequest, login: str) -> bytes:
+        """Expire the user's access tokens now (see `expire_user_tokens`)."""
+        login = self._hook_user(request, login)
+        return _json(
+            request, 200, {"login": login, "expired": self.expire_user_tokens(login)}
+        )
+
+    @app.route("/_standin/users/<string:login>/revoke", methods=["POST"])
+    def hook_revoke(self, request: IRequest, login: str) -> bytes:
+        """Revoke the user's grants (see `revoke_user`)."""
+        login = self._hook_user(request, login)
+        return _json(request, 200, {"login": login, "revoked": self.revoke_user(login)})
+
+    @app.route("/_standin/users/<string:login>", methods=["GET"])
+    def hook_user_stats(self, request: IRequest, login: str) -> bytes:
+        """The user's refresh and exchange counts and live access tokens."""
+        login = self._hook_user(request, login)
+        return _json(
+            request,
+            200,
+            {
+                "login": login,
+                "refreshes": self.refresh_count(login),
+                "exchanges": self.exchange_count(login),
+                "live_access_tokens": self.live_access_tokens(login),
+            },
+        )
+
+    @app.route("/_standin/stats", methods=["GET"])
+    def hook_stats(self, request: IRequest) -> bytes:
+        """Refresh and exchange counts of every user."""
+        if not _is_loopback_peer(request):
+            raise _HookRefusedError()
+        return _json(
+            request,
+            200,
+            {
+                "refreshes": self.refresh_count(),
+                "exchanges": self.exchange_count(),
+                "token_lifetime": self.token_lifetime,
+                "users": {
+                    login: {
+                        "refreshes": self.refresh_count(login),
+                        "exchanges": self.exchange_count(login),
+                    }
+                    for login in self._users
+                },
+            },
+        )
+
+    @app.route("/_standin/token-lifetime", methods=["POST"])
+    def hook_token_lifetime(self, request: IRequest) -> bytes:
+        """Set the lifetime of access tokens issued from now on (form ``seconds``)."""
+        if not _is_loopback_peer(request):
+            raise _HookRefusedError()
+        try:
+            seconds = int(_param(request, "seconds"))
+            self.set_token_lifetime(seconds)
+        except (_BadParameterError, ValueError):
+            return _json(
+                request, 400, {"message": "seconds must be a whole number >= 0"}
+            )
+        return _json(request, 200, {"token_lifetime": self.token_lifetime})
+
+
+# --- serving -------------------------------------------------------------------
+
+
+class _QuietSite(Site):
+    """A Site without the access log: authorize URLs are not worth a log line each."""
+
+    def log(self, request: Request) -> None:  # type: ignore[override]
+        """Log nothing."""
+
+
+def loopback_bind_address(host: str) -> str:
+    """
+    The loopback address to bind for ``host``, or `ValueError`.
+
+    ``localhost`` means 127.0.0.1; any other name or a non-loopback address
+    is refused: the stand-in accepts any password it was given and must not
+    be reachable from another machine.
+    """
+    candidate = host.strip("[]")
+    if candidate.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        raise ValueError(
+            f"the stand-in Forgejo only listens on a loopback address, not {host!r}"
+        ) from None
+    if not address.is_loopback:
+        raise ValueError(
+            f"the stand-in Forgejo only listens on a loopback address, not {host!r}"
+        )
+    return str(address)
+
+
+async def start_standin(
+    reactor: Any,
+    config: StandinConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> tuple[StandinForgejo, IListeningPort]:
+    """
+    Serve a new stand-in on ``host:port`` (port 0: any free port) of
+    ``reactor``; returns it and its listening port (``getHost().port``).
+    Refuses a non-loopback ``host`` with `ValueError`.
+    """
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+    address = loopback_bind_address(host)
+    standin = StandinForgejo(config, clock=reactor)
+    site = _QuietSite(standin.app.resource())  # type: ignore[no-untyped-call, unused-ignore]
+    if ipaddress.ip_address(address).version == 6:
+        endpoint: Any = TCP6ServerEndpoint(reactor, port, interface=address)  # type: ignore[no-untyped-call, unused-ignore]
+        netloc = f"[{address}]"
+    else:
+        endpoint = TCP4ServerEndpoint(reactor, port, interface=address)  # type: ignore[no-untyped-call, unused-ignore]
+        netloc = address
+    listening: IListeningPort = await endpoint.listen(site)
+    standin.base_url = f"http://{netloc}:{listening.getHost().port}"  # type: ignore[attr-defined]
+    return standin, listening

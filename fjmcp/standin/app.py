@@ -90,7 +90,7 @@ _LOGIN_PAGE: Final = _template("login.html")
 _ERROR_PAGE: Final = _template("error.html")
 
 
-# --- configuration -------------------------------------------------------------
+# --- configuration ------------------------------------------------------------------
 
 
 @frozen
@@ -156,7 +156,7 @@ class StandinConfig:
             raise ValueError("token lifetimes must not be negative")
 
 
-# --- state -----------------------------------------------------------------------
+# --- state --------------------------------------------------------------------------
 
 
 @define
@@ -194,7 +194,7 @@ class _RefreshToken:
     expires_at: float
 
 
-# --- errors, each rendered in one place ----------------------------------------
+# --- errors, each rendered in one place ---------------------------------------------
 
 
 class _TokenError(Exception):
@@ -235,7 +235,7 @@ class _HookRefusedError(Exception):
     """A test hook was called from a non-loopback peer."""
 
 
-# --- small helpers -----------------------------------------------------------------
+# --- small helpers ------------------------------------------------------------------
 
 
 def _param(request: IRequest, name: str) -> str:
@@ -331,7 +331,7 @@ _AUTHORIZE_PARAMS: Final = (
 )
 
 
-# --- the application -----------------------------------------------------------------
+# --- the application ----------------------------------------------------------------
 
 
 @define
@@ -938,7 +938,7 @@ class StandinForgejo:
         return _json(request, 200, {"token_lifetime": self.token_lifetime})
 
 
-# --- serving -------------------------------------------------------------------
+# --- serving ------------------------------------------------------------------------
 
 
 class _QuietSite(Site):

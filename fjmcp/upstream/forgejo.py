@@ -95,7 +95,7 @@ class ForgejoUser:
     is_admin: bool = False
 
 
-# --- parsing answers (pure, so hypothesis can hit them) -------------------------
+# --- parsing answers (pure, so hypothesis can hit them) -----------------------------
 
 
 def _json_object(body: bytes, what: str, status: int) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def parse_version_response(status: int, body: bytes) -> str:
     return _clean_text(version, 200)
 
 
-# --- the client -------------------------------------------------------------------
+# --- the client ---------------------------------------------------------------------
 
 
 class _AnswerTooLargeError(Exception):

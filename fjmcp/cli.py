@@ -7,6 +7,7 @@ The ``fjmcp`` command.
 - ``fjmcp check-config --config FILE``: validate and print the effective
   configuration with secrets masked (exit 0, or 2 with every problem);
 - ``fjmcp version``;
+- ``fjmcp example-config``: print ``fjmcp.toml.example``;
 - ``fjmcp init-config [--out FILE] [--state-dir DIR]``: write a local,
   loopback-only configuration (placeholder Forgejo) for ``make run``;
 - ``fjmcp admin ...``: see `fjmcp.admin.commands`;
@@ -190,6 +191,13 @@ def _init_config(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
+def _example_config(args: argparse.Namespace, out: IO[str]) -> int:
+    from fjmcp.config import render_example
+
+    out.write(render_example())
+    return 0
+
+
 def _admin(argv: Sequence[str]) -> int:
     from fjmcp.admin.commands import main as admin_main
 
@@ -240,6 +248,10 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--port", type=int, default=8080)
     init.add_argument("--force", action="store_true")
     init.set_defaults(handler=_init_config)
+    example = sub.add_parser(
+        "example-config", help="Print fjmcp.toml.example (every setting)."
+    )
+    example.set_defaults(handler=_example_config)
     sub.add_parser(
         "admin", help="Operate a broker (fjmcp admin --help).", add_help=False
     )

@@ -37,6 +37,7 @@ __all__ = [
     "is_loopback_host",
     "load_config",
     "option_help",
+    "render_example",
     "secret_file_keys",
 ]
 
@@ -365,6 +366,56 @@ def option_help(name: str) -> str:
                 f"default: {default_text(f)}]"
             )
     raise KeyError(name)
+
+
+#: Example values for required settings in ``fjmcp.toml.example``.
+_EXAMPLES: Final[Mapping[str, str]] = {
+    "public_url": '"https://mcp.example.org"',
+    "forgejo_url": '"https://forgejo.example.org"',
+    "forgejo_client_id": '"00000000-0000-0000-0000-000000000000"',
+    "forgejo_client_secret": '"change-me"',
+    "child_command": '["forgejo-mcp"]',
+}
+
+
+def render_example() -> str:
+    """
+    The text of ``fjmcp.toml.example``: every setting with its help, env
+    name and default, generated from the declaration (a test keeps the
+    committed file in sync: ``fjmcp example-config > fjmcp.toml.example``).
+    """
+    out = [
+        "# fjmcp configuration: every setting, with its environment variable and",
+        "# default. Precedence: this file < FJMCP_* environment < command-line flags.",
+        "# Lists are TOML arrays here and JSON arrays in the environment and flags.",
+        "# Durations are seconds, sizes bytes. Required settings are uncommented",
+        "# (with example values); the others show their defaults.",
+    ]
+    for f in config_fields():
+        out.append("")
+        words = str(f.metadata["help"]).split()
+        line = "#"
+        for word in words:
+            if len(line) + 1 + len(word) > 78:
+                out.append(line)
+                line = "#"
+            line += " " + word
+        out.append(line)
+        if f.metadata["secret"]:
+            out.append(
+                f"# env {env_name(f.name)}, or a file named by "
+                f"{f.name}{_FILE_SUFFIX} / {env_name(f.name + _FILE_SUFFIX)}"
+            )
+        else:
+            out.append(f"# env {env_name(f.name)}")
+        if f.default is attrs.NOTHING:
+            out.append(f"{f.name} = {_EXAMPLES.get(f.name, '...')}")
+        elif f.default is None:
+            out.append(f"# {f.name} =  (unset by default)")
+        else:
+            default = list(f.default) if isinstance(f.default, tuple) else f.default
+            out.append(f"# {f.name} = {json.dumps(default)}")
+    return "\n".join(out) + "\n"
 
 
 def is_loopback_host(host: str) -> bool:

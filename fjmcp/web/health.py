@@ -17,6 +17,7 @@ from typing import Final
 from attrs import define
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -49,7 +50,7 @@ class Health:
             d: Deferred[object] = Deferred.fromCoroutine(_awaited(self._store_check))
             d.addTimeout(self._timeout, self._clock)
             await d
-        except (TimeoutError, CancelledError):
+        except (DeferredTimeoutError, TimeoutError, CancelledError):
             return f"store did not answer within {self._timeout:g}s"
         except Exception as e:
             self.log.warn("health check: store unavailable: {error}", error=str(e))

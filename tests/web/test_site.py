@@ -1,0 +1,185 @@
+# -*- test-case-name: tests.web.test_site -*-
+"""Tests for `fjmcp.web.site`: body limits before reading, deadlines, no access log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from fjmcp.web.site import BrokerSite, LimitedRequest
+
+LIMIT = 1000
+
+
+class Echo(Resource):
+    """Counts renders; answers with the size of the body it got."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.rendered = 0
+
+    def render_POST(self, request: Request) -> bytes:
+        """Report the body size."""
+        self.rendered += 1
+        assert request.content is not None
+        return b"got %d" % len(request.content.read())
+
+    def render_GET(self, request: Request) -> bytes:
+        """Answer ok."""
+        self.rendered += 1
+        return b"ok"
+
+
+def _connect(
+    limit: int = LIMIT, timeout: float = 30.0
+) -> tuple[Echo, Clock, Any, StringTransport]:
+    resource = Echo()
+    clock = Clock()
+    site = BrokerSite(
+        resource, reactor=clock, max_request_bytes=limit, request_timeout=timeout
+    )
+    # A _GenericHTTPChannelProtocol wrapping the HTTPChannel, as in production.
+    channel: Any = site.buildProtocol(  # type: ignore[no-untyped-call]
+        IPv4Address("TCP", "127.0.0.1", 1234)
+    )
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return resource, clock, channel, transport
+
+
+def _post_head(length: int) -> bytes:
+    return b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def test_content_length_over_limit_is_413_before_body() -> None:
+    """A declared body over the limit is refused as soon as the headers end."""
+    resource, _, channel, transport = _connect()
+    channel.dataReceived(_post_head(LIMIT + 1))
+    value = transport.value()
+    assert value.startswith(b"HTTP/1.1 413 ")
+    assert b'"max_bytes": 1000' in value
+    assert transport.disconnecting
+    # The body that arrives afterwards is never processed nor rendered.
+    channel.dataReceived(b"x" * (LIMIT + 1))
+    assert resource.rendered == 0
+
+
+def test_body_at_limit_is_accepted() -> None:
+    """A body of exactly max_request_bytes is rendered normally."""
+    resource, _, channel, transport = _connect()
+    channel.dataReceived(_post_head(LIMIT) + b"y" * LIMIT)
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    assert b"got 1000" in transport.value()
+    assert resource.rendered == 1
+
+
+def _chunked(parts: list[bytes]) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p)
+    return (
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + body
+        + b"0\r\n\r\n"
+    )
+
+
+def test_chunked_body_cut_off_at_limit() -> None:
+    """A chunked body is counted as it arrives and refused once past the limit."""
+    resource, _, channel, transport = _connect()
+    head = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    channel.dataReceived(head + b"%x\r\n%s\r\n" % (600, b"a" * 600))
+    assert transport.value() == b""
+    channel.dataReceived(b"%x\r\n%s\r\n" % (600, b"b" * 600))
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    channel.dataReceived(b"0\r\n\r\n")
+    assert resource.rendered == 0
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=8),
+    split=st.integers(min_value=1, max_value=97),
+)
+def test_chunked_bodies_any_split(sizes: list[int], split: int) -> None:
+    """However a chunked body is split on the wire, the limit decides the answer."""
+    resource, _, channel, transport = _connect()
+    wire = _chunked([b"z" * n for n in sizes])
+    for i in range(0, len(wire), split):
+        channel.dataReceived(wire[i : i + split])
+    total = sum(sizes)
+    if total > LIMIT:
+        assert transport.value().startswith(b"HTTP/1.1 413 ")
+        assert resource.rendered == 0
+    else:
+        assert transport.value().startswith(b"HTTP/1.1 200 ")
+        assert b"got %d" % total in transport.value()
+
+
+def test_slow_request_times_out_with_408() -> None:
+    """A request still arriving after request_timeout is answered 408 and closed."""
+    resource, clock, channel, transport = _connect(timeout=5.0)
+    channel.dataReceived(_post_head(10) + b"abc")
+    clock.advance(4.9)
+    assert transport.value() == b""
+    channel.dataReceived(b"d")  # trickling does not extend the deadline
+    clock.advance(0.2)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert transport.disconnecting
+    channel.dataReceived(b"efghij")
+    assert resource.rendered == 0
+
+
+def test_deadline_cancelled_once_request_arrived() -> None:
+    """A completely received request is not cut off later (long responses live)."""
+    resource, clock, channel, transport = _connect(timeout=5.0)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert resource.rendered == 1
+    clock.advance(100)
+    assert b"408" not in transport.value()
+    assert not clock.getDelayedCalls() or all(
+        c.getTime() > 5.0 for c in clock.getDelayedCalls()
+    )
+
+
+def test_header_limits_kept() -> None:
+    """Twisted's header count and size limits stay in force."""
+    _, _, channel, transport = _connect()
+    inner = channel._channel
+    assert isinstance(inner, HTTPChannel)
+    assert inner.maxHeaders == HTTPChannel.maxHeaders == 500
+    assert inner.totalHeadersSize == HTTPChannel.totalHeadersSize == 16384
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(HTTPChannel.maxHeaders + 2))
+    channel.dataReceived(b"GET /x HTTP/1.1\r\n" + many + b"\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+def test_no_access_log_formatting() -> None:
+    """Finishing a request does not format an access-log line."""
+    _, _, channel, transport = _connect()
+    site = channel._channel.site
+    assert isinstance(site, BrokerSite)
+
+    calls: list[object] = []
+
+    def formatter(*args: object) -> str:
+        calls.append(args)
+        return ""
+
+    site._logFormatter = formatter
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    assert calls == []
+
+
+def test_request_factory_is_limited() -> None:
+    """The site builds LimitedRequests."""
+    _, _, channel, _ = _connect()
+    assert channel._channel.requestFactory is LimitedRequest

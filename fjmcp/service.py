@@ -344,13 +344,14 @@ class BrokerService(MultiService):
         return wiring
 
     def _status(self, args: object) -> dict[str, Any]:
-        started = self.started_at or self._reactor.seconds()
+        now = self._reactor.seconds()
+        started = self.started_at if self.started_at is not None else now
         return {
             "version": self._build.version,
             "git_revision": self._build.git_revision,
             "build_date": self._build.build_date,
             "pid": os.getpid(),
-            "uptime": round(self._reactor.seconds() - started, 3),
+            "uptime": round(now - started, 3),
             "live_children": self.shutdown.live_children(),
             "listening": str(self.port.getHost()) if self.port else None,
         }

@@ -1,0 +1,259 @@
+# -*- test-case-name: tests.test_service -*-
+"""Tests for `fjmcp.service`: start-up order, failure exits, ordered shutdown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+
+from fjmcp.config import Config, load_config
+from fjmcp.service import EXIT_CONFIG, BrokerService, ShutdownCoordinator
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path: Path, **extra: str) -> Config:
+    env = {
+        "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
+        "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
+        "FJMCP_FORGEJO_URL": "https://forgejo.example.org",
+        "FJMCP_FORGEJO_CLIENT_ID": "client",
+        "FJMCP_FORGEJO_CLIENT_SECRET": "s3cret-value",
+        "FJMCP_CHILD_COMMAND": "python3",
+        "FJMCP_STORE_PATH": str(tmp_path / "fjmcp.sqlite3"),
+        "FJMCP_LISTEN": "tcp:0:interface=127.0.0.1",
+        **extra,
+    }
+    return load_config(environ=env)
+
+
+@define
+class FakeStore:
+    """Records the order of events it sees."""
+
+    events: list[str]
+    closed: bool = False
+
+    def check(self) -> Deferred[None]:
+        """Always healthy."""
+        return succeed(None)
+
+    def close(self) -> None:
+        """Record the close."""
+        self.closed = True
+        self.events.append("store-closed")
+
+
+class ListenRecorder(MemoryReactorClock):
+    """A memory reactor that notes when a port starts listening."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.events = events
+
+    def listenTCP(
+        self, port: int, factory: Any, backlog: int = 50, interface: str = ""
+    ) -> Any:
+        """Record, then listen in memory."""
+        self.events.append("listen")
+        return super().listenTCP(  # type: ignore[no-untyped-call]
+            port, factory, backlog, interface
+        )
+
+
+def _broker(
+    tmp_path: Path, opener: Any = None, **extra: str
+) -> tuple[BrokerService, ListenRecorder, list[str]]:
+    events: list[str] = []
+    reactor = ListenRecorder(events)
+    store = FakeStore(events)
+
+    def open_store(r: Any, path: str) -> FakeStore:
+        events.append("store-opened")
+        return store
+
+    service = BrokerService(
+        _config(tmp_path, **extra),
+        reactor,
+        store_opener=opener or open_store,
+        handle_signals=False,
+    )
+    return service, reactor, events
+
+
+def test_store_opens_before_port_listens(tmp_path: Path) -> None:
+    """The store is open before the listening port starts; ready then fires."""
+    service, reactor, events = _broker(tmp_path)
+    service.startService()
+    assert events == ["store-opened", "listen"]
+    assert service.ready.called
+    assert len(reactor.tcpServers) == 1
+    assert len(reactor.unixServers) == 1
+    assert reactor.unixServers[0][0] == str(tmp_path / "admin.sock")
+
+
+def test_store_open_waits_for_async_opener(tmp_path: Path) -> None:
+    """While an async store open is pending, nothing listens."""
+    pending: Deferred[FakeStore] = Deferred()
+    service, reactor, events = _broker(tmp_path, opener=lambda r, p: pending)
+    service.startService()
+    assert reactor.tcpServers == []
+    pending.callback(FakeStore(events))
+    assert events == ["listen"]
+
+
+def test_store_failure_stops_with_status_2(tmp_path: Path) -> None:
+    """A store that cannot be opened: no port, exit status 2, reactor stopped."""
+    failed: list[int] = []
+
+    def refuse(r: Any, path: str) -> Any:
+        raise OSError(f"{path}.lock is held by another fjmcp")
+
+    events: list[str] = []
+    reactor = ListenRecorder(events)
+    reactor.running = True
+    service = BrokerService(
+        _config(tmp_path),
+        reactor,
+        store_opener=refuse,
+        handle_signals=False,
+        on_failed_start=failed.append,
+    )
+    service.startService()
+    assert reactor.tcpServers == []
+    assert service.exit_status == EXIT_CONFIG
+    assert failed == [EXIT_CONFIG]
+    assert reactor.hasStopped
+
+
+def test_status_handler(tmp_path: Path) -> None:
+    """The status admin command reports version, uptime and children."""
+    service, reactor, _ = _broker(tmp_path)
+    service.startService()
+    reactor.advance(12.5)
+    result = service._status({})
+    assert result["uptime"] == 12.5
+    assert result["live_children"] == 0
+    assert result["version"]
+
+
+@define
+class FakeSpawner:
+    """An ISpawner that records stop_all."""
+
+    events: list[str]
+    live: int = 2
+
+    def spawn(self, spec: Any, receiver: Any) -> Any:
+        """Not used here."""
+        raise NotImplementedError
+
+    def stop_all(self) -> Deferred[None]:
+        """Record and stop at once."""
+        self.events.append("children-stopped")
+        self.live = 0
+        return succeed(None)
+
+
+def test_shutdown_order(tmp_path: Path) -> None:
+    """Stop: port closed, drains, children stopped, then the store closed."""
+    service, reactor, events = _broker(tmp_path)
+    service.startService()
+    port = service.port
+    assert port is not None
+
+    def drain() -> None:
+        events.append("drained")
+
+    service.shutdown.add_drain(drain)
+    service.shutdown.add_spawner(FakeSpawner(events))
+    assert service._status({})["live_children"] == 2
+    d = service.stopService()
+    assert d.called
+    assert events[-3:] == ["drained", "children-stopped", "store-closed"]
+    assert service.port is None
+
+
+@define
+class SlowDrain:
+    """A drain whose in-flight requests never finish."""
+
+    started: list[float] = field(factory=list)
+
+    def __call__(self) -> Deferred[None]:
+        """Never fire."""
+        return Deferred()
+
+
+def _fired(d: Deferred[Any]) -> bool:
+    return bool(d.called)
+
+
+def test_drain_bounded_by_budget() -> None:
+    """Drains get shutdown_timeout - child_stop_grace seconds, then children stop."""
+    clock = Clock()
+    events: list[str] = []
+    coordinator = ShutdownCoordinator(clock, 7.0)
+    coordinator.add_drain(SlowDrain())
+    coordinator.add_spawner(FakeSpawner(events))
+
+    async def shutdown() -> None:
+        await coordinator.drain()
+        await coordinator.stop_children()
+
+    d = Deferred.fromCoroutine(shutdown())
+    clock.advance(6.9)
+    assert not _fired(d)
+    clock.advance(0.2)
+    assert _fired(d)
+    assert events == ["children-stopped"]
+
+
+def test_idle_shutdown_is_immediate() -> None:
+    """With nothing to drain, shutdown needs no time at all."""
+    clock = Clock()
+    coordinator = ShutdownCoordinator(clock, 7.0)
+    d = Deferred.fromCoroutine(coordinator.drain())
+    assert d.called
+
+
+def test_failing_drain_does_not_block_shutdown() -> None:
+    """A drain that raises is logged; the others and the children still run."""
+    clock = Clock()
+    events: list[str] = []
+    coordinator = ShutdownCoordinator(clock, 7.0)
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    coordinator.add_drain(broken)
+    coordinator.add_drain(lambda: events.append("second"))
+    d = Deferred.fromCoroutine(coordinator.drain())
+    assert d.called
+    assert events == ["second"]
+
+
+def test_production_imports_leave_standin_unloaded() -> None:
+    """import fjmcp.tap and fjmcp.service never load fjmcp.standin (or the demo)."""
+    code = (
+        "import sys, fjmcp.tap, fjmcp.service, fjmcp.cli; "
+        "bad = [m for m in sys.modules "
+        "if m.startswith(('fjmcp.standin', 'fjmcp.demo'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -370,6 +370,9 @@ class StandinForgejo:
         if self.token_lifetime < 0:
             self.token_lifetime = self._config.token_lifetime
 
+    def __repr__(self) -> str:  # log events carry it as log_source: no tokens
+        return f"StandinForgejo(base_url={self.base_url!r})"
+
     @property
     def config(self) -> StandinConfig:
         """What the stand-in was set up with."""

@@ -27,7 +27,6 @@ from urllib.parse import urlencode
 
 from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
@@ -453,17 +452,33 @@ class ForgejoClient:
         d: Deferred[tuple[int, bytes]] = Deferred.fromCoroutine(
             self._send(method, self._base_url + path, headers, body)
         )
-        d.addTimeout(self._timeout, self._clock)
+        # Not Deferred.addTimeout: cancelling the request makes the agent fail
+        # with ResponseNeverReceived rather than CancelledError, so whether the
+        # timeout fired is remembered here.
+        timed_out = False
+
+        def on_timeout() -> None:
+            nonlocal timed_out
+            timed_out = True
+            d.cancel()
+
+        timer = self._clock.callLater(self._timeout, on_timeout)
         try:
             return await d
-        except DeferredTimeoutError:
-            reason = f"Forgejo {what} call timed out after {self._timeout:g}s"
         except _AnswerTooLargeError:
             reason = f"Forgejo {what} answer exceeds {MAX_ANSWER_BYTES} bytes"
-        except (CancelledError, ForgejoError):
+        except ForgejoError:
             raise
-        except Exception as e:  # connection refused, DNS, TLS, dropped, ...
-            reason = f"Forgejo {what} call failed: {type(e).__name__}"
+        except Exception as e:  # timeout, connection refused, DNS, TLS, dropped...
+            if not timed_out and isinstance(e, CancelledError):
+                raise  # our caller cancelled us
+            if timed_out:
+                reason = f"Forgejo {what} call timed out after {self._timeout:g}s"
+            else:
+                reason = f"Forgejo {what} call failed: {type(e).__name__}"
+        finally:
+            if timer.active():
+                timer.cancel()
         self.log.warn("{reason}", reason=reason)
         raise ForgejoUnavailable(reason)
 

@@ -53,7 +53,7 @@ AUTHORIZE = f"{ISSUER}/login/oauth/authorize"
 
 
 def stub_for(standin: StandinForgejo) -> Any:
-    return StubTreq(standin.app.resource())  # type: ignore[no-untyped-call]
+    return StubTreq(standin.app.resource())  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def location(response: Any) -> str:

@@ -130,12 +130,9 @@ def _store_module() -> Any:
 
 
 def _store_error_types() -> tuple[type[BaseException], ...]:
-    try:
-        pool = _store_module()
-    except ImportError:  # pragma: no cover - store package incomplete
-        return ()
-    error = getattr(pool, "StoreError", None)
-    return (error,) if isinstance(error, type) else ()
+    from fjmcp.store.errors import StoreError
+
+    return (StoreError,)
 
 
 @define

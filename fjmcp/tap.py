@@ -57,6 +57,9 @@ class Options(usage.Options):
         ),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
     def postOptions(self) -> None:
         """
         Build the effective `Config`; on any problem print them all and exit 2.

@@ -771,3 +771,14 @@ def test_authorization_header_parsing_never_fails_with_500(header: bytes) -> Non
             stub.request(method, ISSUER + path, headers={b"Authorization": [header]})
         )
         assert response.code < 500, (path, response.code)
+
+
+def test_plain_pkce_is_supported_as_in_forgejo() -> None:
+    """Forgejo also accepts ``plain`` challenges: the verifier must equal the
+    challenge."""
+    stub = stub_for(make_standin())
+    verifier = "v" * 50
+    code, _ = get_code(stub, code_challenge=verifier, code_challenge_method="plain")
+    assert exchange(stub, code, "w" * 50)[0] == 400
+    code, _ = get_code(stub, code_challenge=verifier, code_challenge_method="plain")
+    assert exchange(stub, code, verifier)[0] == 200

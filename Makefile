@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance bench clean
+.PHONY: install run test lint unit stress conformance bench clean e2e-deps chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,8 +36,35 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check fjmcp twisted tests
 	$(BIN)/mypy
 
+# End-to-end clients (tests/e2e): the official MCP Python SDK in its own venv
+# (its dependency tree stays out of .venv), the TypeScript SDK and playwright-core
+# from the committed package-lock.json, and Debian's chromium (apt, as root only;
+# never a browser download; the browser tests skip saying why where it is missing).
+SDK_VENV  := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
+NPM_STAMP := tests/e2e/node_modules/.installed
+
+$(SDK_STAMP): tests/e2e/requirements-sdk.lock.txt
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements-sdk.lock.txt
+	touch $@
+
+$(NPM_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund
+	touch $@
+
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "chromium could not be installed: the browser tests will skip"; \
+	else echo "chromium is missing and this is not root: the browser tests will skip"; fi
+
+e2e-deps: $(SDK_STAMP) $(NPM_STAMP) chromium
+
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
-test: $(STAMP) lint
+test: $(STAMP) lint e2e-deps
 	@status=0; $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
@@ -48,4 +75,4 @@ stress: $(STAMP)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) $(SDK_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis

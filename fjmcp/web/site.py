@@ -105,6 +105,8 @@ class LimitedRequest(Request):
     def gotLength(self, length: int | None) -> None:
         """Refuse a declared body over the limit before reading any of it."""
         if self._limit and length is not None and length > self._limit:
+            # No "100 Continue" after the refusal: the body is not wanted.
+            self.requestHeaders.removeHeader(b"Expect")
             self._too_large()
             # Nothing will be read into it; keep the attribute valid anyway.
             super().gotLength(0)  # type: ignore[no-untyped-call]

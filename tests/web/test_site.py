@@ -74,6 +74,18 @@ def test_content_length_over_limit_is_413_before_body() -> None:
     assert resource.rendered == 0
 
 
+def test_expect_continue_not_sent_after_413() -> None:
+    """A client waiting for 100 Continue gets the 413 and nothing after it."""
+    _, _, channel, transport = _connect()
+    channel.dataReceived(
+        b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n\r\n" % (LIMIT + 1)
+    )
+    value = transport.value()
+    assert value.startswith(b"HTTP/1.1 413 ")
+    assert b"100 Continue" not in value
+
+
 def test_body_at_limit_is_accepted() -> None:
     """A body of exactly max_request_bytes is rendered normally."""
     resource, _, channel, transport = _connect()

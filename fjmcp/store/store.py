@@ -1,0 +1,410 @@
+# -*- test-case-name: tests.store.test_store -*-
+"""
+The store facade: open (directories, lock, pool, migrations), run, check, close.
+
+Everything else in fjmcp talks to SQLite through `Store.run`, which runs one
+synchronous transaction function (``def _thing_txn(cursor, ...)``) on the
+pool's thread and hands back a Deferred. Transactions are explicit (``BEGIN``
+... ``COMMIT``, ``ROLLBACK`` on any exception), and ``sqlite3`` errors leave
+as `StoreError` naming the file, so no caller handles a driver exception.
+
+Offline admin commands (run while the daemon is down) and tests use
+`open_store_sync`, which gives the same PRAGMAs, migrations, lock and
+transaction semantics on a plain ``sqlite3`` connection, so the same
+``_txn`` functions serve both. ``open_store_sync(":memory:")`` is a fresh,
+migrated, in-memory store for unit tests of ``_txn`` functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from importlib.resources.abc import Traversable
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+from attrs import define, field
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from fjmcp.store.errors import StoreError, wrap_os_error, wrap_sqlite_error
+from fjmcp.store.lock import StoreLock
+from fjmcp.store.migrate import (
+    Migration,
+    MigrationResult,
+    MigrationSource,
+    load_migrations,
+    migrate,
+)
+from fjmcp.store.pool import BUSY_TIMEOUT_SECONDS, configure_connection, make_pool
+
+__all__ = [
+    "IN_MEMORY",
+    "Store",
+    "SyncStore",
+    "open_store",
+    "open_store_sync",
+    "run_txn",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The path that makes `open_store_sync` open a private in-memory store.
+IN_MEMORY = ":memory:"
+
+Migrations = MigrationSource | Sequence[Migration] | None
+
+
+def run_txn(
+    conn: sqlite3.Connection,
+    path: str,
+    fn: Callable[Concatenate[sqlite3.Cursor, P], T],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """
+    Run ``fn(cursor, *args, **kwargs)`` in one transaction on ``conn``.
+
+    Commits when ``fn`` returns, rolls back when it raises. A ``sqlite3``
+    error (from ``fn`` or from the commit) becomes a `StoreError` naming
+    ``path``; any other exception passes through unchanged, after the
+    rollback. ``conn`` must be in autocommit mode (``isolation_level=None``,
+    as `configure_connection` sets it).
+    """
+    cursor = conn.cursor()
+    try:
+        cursor.execute("BEGIN")
+        result = fn(cursor, *args, **kwargs)
+        cursor.execute("COMMIT")
+        return result
+    except sqlite3.Error as e:
+        _rollback(conn)
+        raise wrap_sqlite_error(path, e) from e
+    except BaseException:
+        _rollback(conn)
+        raise
+    finally:
+        cursor.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the original error matters more
+            pass
+
+
+def _check_txn(cursor: sqlite3.Cursor) -> None:
+    cursor.execute("SELECT count(*) FROM schema_migrations")
+    rows = cursor.execute("PRAGMA quick_check").fetchall()
+    if rows != [("ok",)]:
+        problems = "; ".join(str(r[0]) for r in rows[:3])
+        raise sqlite3.DatabaseError(f"quick_check failed: {problems}")
+
+
+def _file_identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
+def _prepare_file(path: str) -> None:
+    """Create the parent directories (0700) and the file itself (0600)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise wrap_os_error(parent, e, doing="create the store directory") from e
+    if os.path.isdir(path):
+        raise StoreError(f"store {path} is a directory, not a file", path=path)
+
+
+def _create_file(path: str) -> None:
+    try:
+        # The store holds sealed tokens: private from the start. SQLite gives
+        # its -wal and -shm files the same mode.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise wrap_os_error(
+            path, e, doing="open the store file for reading and writing"
+        ) from e
+    os.close(fd)
+
+
+def _load(migrations: Migrations) -> tuple[Migration, ...]:
+    if migrations is None or isinstance(migrations, str | os.PathLike | Traversable):
+        return load_migrations(migrations)
+    return tuple(migrations)
+
+
+@define
+class Store:
+    """
+    An open store: one sqlite3 connection on one pool thread, the store's
+    lock held. Build it with `open_store`; `close` it once.
+    """
+
+    path: str
+    """The database file."""
+    schema_version: int
+    """The schema version after the migrations at open time."""
+    _pool: adbapi.ConnectionPool
+    _lock: StoreLock
+    _identity: tuple[int, int]
+    _closing: Deferred[None] | None = field(default=None, init=False)
+
+    log = Logger()
+
+    def run(
+        self,
+        fn: Callable[Concatenate[sqlite3.Cursor, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Deferred[T]:
+        """
+        Run the transaction function ``fn(cursor, *args, **kwargs)`` on the
+        pool's thread (see `run_txn`); the Deferred fires with its result or
+        fails with `StoreError` (or ``fn``'s own exception).
+        """
+        if self._closing is not None:
+            return fail(StoreError(f"store {self.path} is closed", path=self.path))
+        pool = self._pool
+        path = self.path
+
+        def on_thread(_wrapper: object) -> T:
+            # pool.connect() hands this thread's own sqlite3 connection back.
+            return run_txn(pool.connect(), path, fn, *args, **kwargs)
+
+        return cast("Deferred[T]", pool.runWithConnection(on_thread))
+
+    def check(self) -> Deferred[None]:
+        """
+        The health probe: the file is still the one opened (not removed or
+        replaced underneath the daemon), the schema is readable and
+        ``PRAGMA quick_check`` passes. Fails with `StoreError` otherwise.
+        """
+        try:
+            identity = _file_identity(self.path)
+        except OSError as e:
+            return fail(
+                StoreError(
+                    f"store {self.path} is gone from disk ({e.strerror}); "
+                    "restart the daemon",
+                    path=self.path,
+                )
+            )
+        if identity != self._identity:
+            return fail(
+                StoreError(
+                    f"store {self.path} was replaced on disk after the daemon "
+                    "opened it; restart the daemon",
+                    path=self.path,
+                )
+            )
+        return self.run(_check_txn)
+
+    def close(self) -> Deferred[None]:
+        """
+        Let queued work finish, close the connection and the pool's thread,
+        then release the lock; afterwards the store holds no file handle.
+        New `run` calls fail at once. Calling it again waits for the same
+        close.
+        """
+        if self._closing is None:
+            self._closing = Deferred.fromCoroutine(self._close())
+        closing = self._closing
+        done: Deferred[None] = Deferred()
+        closing.addBoth(_pass_through, done)
+        return done
+
+    async def _close(self) -> None:
+        try:
+            if self._pool.running:
+                # One thread, first come first served: this no-op runs after
+                # every transaction queued before close().
+                await self._pool.runWithConnection(lambda _conn: None)
+        except Exception:
+            self.log.failure(
+                "store {path}: draining before close failed", path=self.path
+            )
+        finally:
+            self._pool.close()
+            self._lock.release()
+            self.log.info("store {path} closed", path=self.path)
+
+
+def _pass_through(result: object, target: Deferred[None]) -> object:
+    if isinstance(result, Failure):
+        target.errback(result)
+    else:
+        target.callback(None)
+    return result
+
+
+async def open_store(
+    reactor: Any,
+    path: str,
+    *,
+    migrations: Migrations = None,
+    busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+) -> Store:
+    """
+    Open the store at ``path`` for this daemon.
+
+    Creates the parent directories, takes the store's lock (one daemon per
+    store), opens the one-connection pool and applies pending migrations
+    (after a ``VACUUM INTO`` backup of an existing store). Every failure is a
+    `StoreError` naming the file: an unwritable path, a corrupt file, a store
+    locked by another daemon or process, a failing migration. On failure
+    nothing stays open.
+
+    :param reactor: provides ``IReactorCore``, ``IReactorThreads`` and
+        ``IReactorTime`` (the backup name and ``applied_at`` use its clock).
+    :param migrations: a directory of ``NNNN_name.sql`` files, or loaded
+        migrations; default the shipped ones.
+    """
+    path = os.fspath(path)
+    if path == IN_MEMORY or not path:
+        raise StoreError(f"store path {path!r} must name a file", path=path)
+    loaded = _load(migrations)
+    _prepare_file(path)
+    lock = StoreLock.acquire(path)
+    pool: adbapi.ConnectionPool | None = None
+    try:
+        _create_file(path)
+        pool = make_pool(reactor, path, busy_timeout=busy_timeout)
+        now = float(reactor.seconds())
+        pool_ = pool
+
+        def on_thread(_wrapper: object) -> MigrationResult:
+            return migrate(pool_.connect(), loaded, store_path=path, now=now)
+
+        try:
+            result = cast(MigrationResult, await pool.runWithConnection(on_thread))
+        except sqlite3.Error as e:
+            raise wrap_sqlite_error(path, e, doing="opening") from e
+        identity = _file_identity(path)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        lock.release()
+        raise
+    store = Store(path, result.version, pool, lock, identity)
+    _log_migrations(store.log, path, result)
+    return store
+
+
+def _log_migrations(log: Logger, path: str, result: MigrationResult) -> None:
+    if result.backup:
+        log.info(
+            "store {path}: backed up to {backup} before migrating",
+            path=path,
+            backup=result.backup,
+        )
+    for name in result.applied:
+        log.info("store {path}: applied migration {name}", path=path, name=name)
+    for name in result.changed:
+        log.warn(
+            "store {path}: migration {name} has changed since it was applied; "
+            "its changes are not in this store",
+            path=path,
+            name=name,
+        )
+
+
+@define
+class SyncStore:
+    """
+    A store opened synchronously on a plain ``sqlite3`` connection, for
+    offline admin commands and tests. Same PRAGMAs, migrations, lock and
+    transactions as `Store`; use it as a context manager or `close` it.
+    """
+
+    path: str
+    conn: sqlite3.Connection
+    """Autocommit mode: prefer `run` for anything that writes."""
+    migration: MigrationResult
+    _lock: StoreLock | None
+
+    log = Logger()
+
+    def run(
+        self,
+        fn: Callable[Concatenate[sqlite3.Cursor, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run the transaction function ``fn`` now (see `run_txn`)."""
+        return run_txn(self.conn, self.path, fn, *args, **kwargs)
+
+    def close(self) -> None:
+        """Close the connection and release the lock; harmless twice."""
+        self.conn.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> SyncStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_store_sync(
+    path: str,
+    *,
+    migrations: Migrations = None,
+    lock: bool = True,
+    busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    now: float | None = None,
+) -> SyncStore:
+    """
+    Open and migrate the store at ``path`` on this thread.
+
+    ``":memory:"`` gives a private in-memory store (no lock, no backup).
+    With ``lock`` (the default) the store's lock is taken, so an offline
+    command refuses with `StoreInUseError` while a daemon runs on the store.
+    Failures raise `StoreError` naming the file, and leave nothing open.
+    """
+    path = os.fspath(path)
+    loaded = _load(migrations)
+    memory = path == IN_MEMORY
+    store_lock: StoreLock | None = None
+    if not memory:
+        _prepare_file(path)
+        if lock:
+            store_lock = StoreLock.acquire(path)
+    conn: sqlite3.Connection | None = None
+    try:
+        if not memory:
+            _create_file(path)
+        try:
+            conn = sqlite3.connect(path, timeout=busy_timeout)
+            configure_connection(conn, busy_timeout=busy_timeout)
+        except sqlite3.Error as e:
+            conn = None  # configure_connection closed it
+            raise wrap_sqlite_error(path, e, doing="opening") from e
+        try:
+            result = migrate(conn, loaded, store_path=None if memory else path, now=now)
+        except sqlite3.Error as e:
+            raise wrap_sqlite_error(path, e, doing="migrating") from e
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        if store_lock is not None:
+            store_lock.release()
+        raise
+    _log_migrations(SyncStore.log, path, result)
+    return SyncStore(path, conn, result, store_lock)

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, AnyStr
 
 from attrs import define, field
 from twisted.internet import error
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IProcessProtocol, IProcessTransport
+from twisted.internet.interfaces import (
+    IProcessProtocol,
+    IProcessTransport,
+    IReactorProcess,
+)
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -309,6 +313,17 @@ class FakeProcess:
         self.proto.processEnded(_exit_failure(exit_code, signal))
 
 
+def _str_env(env: Mapping[AnyStr, AnyStr] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    return {
+        (k if isinstance(k, str) else k.decode()): (
+            v if isinstance(v, str) else v.decode()
+        )
+        for k, v in env.items()
+    }
+
+
 def _exit_failure(exit_code: int | None, signal: int | None) -> Failure:
     if exit_code == 0 and signal is None:
         return Failure(error.ProcessDone(0))
@@ -316,6 +331,7 @@ def _exit_failure(exit_code: int | None, signal: int | None) -> Failure:
     return Failure(error.ProcessTerminated(exit_code, signal, status))
 
 
+@implementer(IReactorProcess)
 class FakeProcessReactor(MemoryReactorClock):
     """
     A `MemoryReactorClock` that can spawn `FakeProcess` es.
@@ -330,14 +346,14 @@ class FakeProcessReactor(MemoryReactorClock):
         self.spawn_error: BaseException | None = None
         self.processes: list[FakeProcess] = []
         self.live_processes: set[FakeProcess] = set()
-        self._next_pid = 1000
+        self._next_pid = 0x7FFF0000  # above pid_max: a stray kill() finds nothing
 
     def spawnProcess(
         self,
         processProtocol: IProcessProtocol,
         executable: bytes | str,
         args: Sequence[bytes | str],
-        env: Mapping[bytes | str, bytes | str] | None = None,
+        env: Mapping[AnyStr, AnyStr] | None = None,
         path: bytes | str | None = None,
         uid: int | None = None,
         gid: int | None = None,
@@ -352,7 +368,7 @@ class FakeProcessReactor(MemoryReactorClock):
             reactor=self,
             proto=processProtocol,
             args=tuple(args),
-            env=dict(env) if env is not None else None,  # type: ignore[arg-type]
+            env=_str_env(env),
             path=path if path is None or isinstance(path, str) else path.decode(),
             uid=uid,
             gid=gid,

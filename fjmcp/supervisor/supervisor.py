@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.supervisor.test_supervisor -*-
+"""
+The broker's children: start them, count them, stop them all at shutdown.
+
+`Supervisor` is the `ISpawner` the session registry uses. Each child is
+started with ``reactor.spawnProcess`` (no shell, no PTY, exactly three pipes
+so no other descriptor of the broker leaks into it), under the configured
+uid/gid, in a session of its own; its `ChildProtocol` is the `IChild`
+handle. The supervisor knows no HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Final
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.logger import Logger
+
+from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
+from fjmcp.supervisor.protocol import ChildProtocol, default_kill_group
+
+__all__ = ["SETSID_SEARCH_PATH", "Supervisor", "find_setsid"]
+
+#: Where ``setsid(1)`` is looked for (not the broker's own PATH).
+SETSID_SEARCH_PATH: Final = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
+
+#: Exactly stdin, stdout and stderr; every other descriptor is closed in
+#: the child (Twisted closes all fds not named here, with spawn or fork).
+CHILD_FDS: Final = {0: "w", 1: "r", 2: "r"}
+
+
+def find_setsid() -> str:
+    """
+    The absolute path of ``setsid(1)``; `RuntimeError` if it is missing.
+    """
+    path = shutil.which("setsid", path=SETSID_SEARCH_PATH)
+    if path is None:
+        raise RuntimeError(
+            "setsid(1) (util-linux) was not found in "
+            f"{SETSID_SEARCH_PATH}; children must run in their own session"
+        )
+    return path
+
+
+@define(eq=False, repr=False)
+class Supervisor:
+    """
+    Spawns children and keeps the live ones.
+
+    **Why ``setsid`` as argv[0].** A child must lead a session of its own,
+    so a Ctrl-C or a signal to the broker's process group reaches it only
+    through the broker. ``reactor.spawnProcess`` has no ``preexec_fn`` hook
+    (and prefers ``posix_spawn``, which cannot call ``setsid()``), so the
+    argv is prefixed with ``setsid(1)`` resolved to an absolute path. The
+    child starts outside our process group (not a group leader), so
+    ``setsid`` calls ``setsid()`` and *execs* the real command without
+    forking: the pid Twisted holds is the real child's, and ``stop()``'s
+    SIGTERM reaches the server itself, not a middleman (an integration test
+    checks ``os.getsid(pid) == pid`` and that the process is the server).
+    Leading its own process group also lets the final SIGKILL reach the
+    whole group, so a wrapper's or server's descendants die with it.
+
+    ``setsid=None`` turns this off (tests with a fake reactor;
+    ``kill_group`` then does nothing either).
+    """
+
+    log = Logger()
+
+    _reactor: IReactorProcess
+    """A reactor that also provides ``IReactorTime`` (for the KILL timer)."""
+    _setsid: str | None = field(factory=find_setsid)
+    _kill_group: Callable[[int, int], None] | None = default_kill_group
+    _children: set[ChildProtocol] = field(factory=set)
+
+    def __repr__(self) -> str:
+        return f"<Supervisor live={len(self._children)}>"
+
+    @property
+    def live(self) -> int:
+        """How many children have not been reaped yet."""
+        return len(self._children)
+
+    def spawn(self, spec: ChildSpec, receiver: ChildReceiver) -> ChildProtocol:
+        """
+        Start a child for ``spec`` now; its output and exit go to ``receiver``.
+
+        Raises what ``spawnProcess`` raises (e.g. `OSError` when the program
+        cannot be started), with nothing left behind.
+        """
+        argv = list(spec.argv)
+        if not argv:
+            raise ValueError("a child needs an argv")
+        if self._setsid is not None:
+            argv.insert(0, self._setsid)
+        proto = ChildProtocol(
+            spec=spec,
+            receiver=receiver,
+            clock=IReactorTime(self._reactor),
+            kill_group=self._kill_group if self._setsid is not None else None,
+        )
+        self._reactor.spawnProcess(
+            proto,
+            argv[0],
+            argv,
+            env=dict(spec.env),
+            path=None,
+            uid=spec.uid,
+            gid=spec.gid,
+            usePTY=False,
+            childFDs=CHILD_FDS,
+        )
+        self._children.add(proto)
+        proto.ended.addCallback(self._reaped, proto)
+        self.log.info(
+            "child {label} started: pid {pid}", label=spec.label, pid=proto.pid
+        )
+        return proto
+
+    def stop_all(self) -> Deferred[None]:
+        """Stop every live child (TERM, then KILL); fires once all are reaped."""
+        stops = [child.stop() for child in list(self._children)]
+        if not stops:
+            return succeed(None)
+        return gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
+
+    def _reaped(self, exit: ChildExit, proto: ChildProtocol) -> ChildExit:
+        self._children.discard(proto)
+        return exit

@@ -1,0 +1,545 @@
+# -*- test-case-name: tests.maintenance.test_refresher -*-
+"""
+Keeping every user's Forgejo token alive, so nobody notices it expiring.
+
+Children run with the user's Forgejo access token in their environment, and
+Forgejo's access tokens live an hour. Every ``refresh_interval`` seconds the
+`TokenRefresher` asks the store which stored tokens expire within
+``refresh_margin`` and refreshes each one that is still needed: its user has
+a live session, or a live broker refresh token (a client that will come
+back). The new pair replaces the old one atomically in the store (sealed, its
+generation one higher) and the sessions are told (`ISessionControl.token_rotated`),
+so each of that user's children is respawned with the new token.
+
+Refreshes are *single-flight per user*: several sessions, ticks, or callers
+asking for the same user share one refresh, so a Forgejo refresh token is
+never sent twice (in Forgejo's invalidate-on-use mode a second use would
+fail and log the user out). Concurrent refreshes of different users are
+bounded (``max_concurrent``).
+
+Failures are split as the Forgejo client types them:
+
+- `ForgejoUnavailable` (5xx, timeouts, connection errors) is transient: the
+  refresh is retried with exponential backoff on the injected clock, up to
+  ``retry_attempts`` tries; after that the next tick starts over. If the
+  token has already expired while Forgejo stays unreachable, ``_panic`` is
+  called (txacme's escalation hook; by default a critical log line).
+- `ForgejoAuthError` (a 4xx OAuth error: ``invalid_grant``,
+  ``unauthorized_client``, ...) means the user must log in again: the user is
+  revoked everywhere (`UserRevoker`: broker tokens, caches, sessions). A
+  refusal of a refresh token that is no longer the stored one (the user
+  logged in again meanwhile) is ignored instead.
+
+The same loop checks, for each user with live sessions and at most once per
+``user_check_interval``, that Forgejo still accepts their token
+(``/api/v1/user``): a 401 means the grant was revoked at Forgejo and the user
+is revoked here too; a connection error is transient and only logged. The
+check never runs on the session set-up path, and never for a token that is
+expired or about to be refreshed (an expired token's 401 says nothing).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
+
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    succeed,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from fjmcp.interfaces import ISessionControl, IUpstreamTokens, UpstreamToken
+from fjmcp.maintenance.revocation import RevokeResult
+from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
+from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
+
+__all__ = [
+    "DueToken",
+    "IForgejoRefresh",
+    "IRefreshableTokens",
+    "IUserRevocation",
+    "RefreshGrant",
+    "RefreshOutcome",
+    "TokenRefresher",
+]
+
+
+# --- what the refresher needs of the others ---------------------------------------
+
+
+@frozen
+class DueToken:
+    """A stored Forgejo token that expires soon (no secret in it)."""
+
+    user: str
+    expires_at: float
+    generation: int
+    has_live_grant: bool
+    """Whether the user holds an unrevoked, unexpired broker refresh token."""
+
+
+@frozen
+class RefreshGrant:
+    """The user's current Forgejo refresh token, unsealed, with its generation."""
+
+    user: str
+    refresh_token: str = field(repr=False)
+    generation: int
+    expires_at: float
+    """When the access token stored with it expires."""
+
+
+class IRefreshableTokens(Protocol):
+    """The store side of the refresh (implemented by the OAuth component)."""
+
+    def due(self, before: float, now: float) -> Deferred[Sequence[DueToken]]:
+        """
+        Every stored Forgejo token whose access token expires before
+        ``before``, with whether its user has a broker refresh token alive
+        at ``now``.
+        """
+
+    def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
+        """The user's stored Forgejo refresh token (None if there is none)."""
+
+    def store_refreshed(
+        self, user: str, previous_generation: int, tokens: ForgejoTokens, now: float
+    ) -> Deferred[UpstreamToken | None]:
+        """
+        Replace the user's Forgejo tokens with ``tokens`` (sealed, generation
+        one higher) in one transaction, and the memory copy with them, if
+        the stored generation is still ``previous_generation``; None if it
+        moved on meanwhile (a fresh login stored a newer token).
+        """
+
+
+class IForgejoRefresh(Protocol):
+    """The two Forgejo calls the refresher makes (`ForgejoClient` has them)."""
+
+    async def refresh(self, refresh_token: str) -> ForgejoTokens:
+        """Trade a refresh token for a new pair."""
+
+    async def get_user(self, access_token: str) -> ForgejoUser:
+        """Who the token belongs to (``/api/v1/user``)."""
+
+
+class IUserRevocation(Protocol):
+    """Ends a user everywhere (`fjmcp.maintenance.revocation.UserRevoker`)."""
+
+    async def revoke_user(self, user: str, reason: str) -> RevokeResult:
+        """Revoke the user's broker tokens, clear caches, end their sessions."""
+
+
+class RefreshOutcome(enum.Enum):
+    """How one user's refresh ended."""
+
+    REFRESHED = "refreshed"
+    """New tokens stored; the sessions were told."""
+    REVOKED = "revoked"
+    """Forgejo refused the grant; the user was revoked."""
+    FAILED = "failed"
+    """Forgejo stayed unavailable; the next tick tries again."""
+    SUPERSEDED = "superseded"
+    """A newer token was stored meanwhile (the user logged in again)."""
+    NO_TOKEN = "no-token"  # noqa: S105 (an outcome, not a secret)
+    """Nothing to refresh: no stored Forgejo refresh token."""
+    STOPPED = "stopped"
+    """The service stopped before the refresh could finish."""
+
+
+def _default_panic(failure: Failure, key: str) -> None:
+    TokenRefresher.log.failure(
+        "Forgejo token of {user} has expired and cannot be refreshed; their "
+        "children run with a dead token",
+        failure,
+        LogLevel.critical,
+        user=key,
+    )
+
+
+@define(eq=False)
+class TokenRefresher(Service):
+    """
+    The Forgejo token refresher and user checker (see the module docstring).
+
+    :param interval: seconds between ticks (``refresh_interval``).
+    :param margin: refresh tokens expiring within this many seconds
+        (``refresh_margin``).
+    :param user_check_interval: at most one ``/api/v1/user`` check per user
+        with live sessions in this many seconds.
+    :param retry_initial: first backoff delay after a transient failure;
+        doubled on each further failure, up to ``retry_max``.
+    :param retry_attempts: tries per refresh before waiting for the next tick.
+    :param max_concurrent: refreshes and checks running at once.
+    :param panic: called with the failure and the login when a token has
+        expired and cannot be refreshed, or a refresh failed unexpectedly.
+    """
+
+    log: ClassVar[Logger] = Logger()
+
+    _tokens: IRefreshableTokens
+    _upstream: IUpstreamTokens
+    _forgejo: IForgejoRefresh
+    _sessions: ISessionControl
+    _revoker: IUserRevocation
+    _clock: IReactorTime
+    interval: float = field(kw_only=True)
+    margin: float = field(kw_only=True)
+    user_check_interval: float = field(kw_only=True)
+    retry_initial: float = field(default=2.0, kw_only=True)
+    retry_max: float = field(default=60.0, kw_only=True)
+    retry_attempts: int = field(default=5, kw_only=True)
+    max_concurrent: int = field(default=4, kw_only=True)
+    _panic: Callable[[Failure, str], None] = field(default=_default_panic, kw_only=True)
+
+    _loop: LoopingCall | None = field(default=None, init=False)
+    _tick_in_flight: Deferred[None] | None = field(default=None, init=False)
+    _flights: dict[str, Deferred[RefreshOutcome]] = field(factory=dict, init=False)
+    _checks: dict[str, Deferred[None]] = field(factory=dict, init=False)
+    _last_check: dict[str, float] = field(factory=dict, init=False)
+    _waits: set[Deferred[None]] = field(factory=set, init=False)
+    _limit: DeferredSemaphore = field(init=False)
+    refreshes: int = field(default=0, init=False)
+    """Successful refreshes since start (for status and metrics)."""
+
+    @_limit.default
+    def _make_limit(self) -> DeferredSemaphore:
+        return DeferredSemaphore(self.max_concurrent)
+
+    # --- service ---------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start ticking; the first tick comes one interval after start."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self._clock
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: self.log.failure("the token refresher loop died", f)
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop ticking and cut every backoff wait short; fires once the tick,
+        refreshes and checks in flight have finished. A call already sent
+        to Forgejo is let finish (bounded by the client's timeout), so a
+        refresh token Forgejo may already have spent is never lost.
+        """
+        super().stopService()  # type: ignore[no-untyped-call]
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+        for wait in list(self._waits):
+            wait.cancel()
+        pending: list[Deferred[Any]] = [
+            *self._flights.values(),
+            *self._checks.values(),
+        ]
+        if self._tick_in_flight is not None:
+            pending.append(self._tick_in_flight)
+        if not pending:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        # Observers only: the flights' own results stay with their callers.
+        together: Deferred[Any] = DeferredList(
+            [_observe(d) for d in pending], consumeErrors=True
+        )
+        together.addBoth(lambda _: done.callback(None))
+        return done
+
+    def _tick(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred.fromCoroutine(self._tick_quietly())
+        self._tick_in_flight = d
+
+        def _done(result: Any) -> Any:
+            if self._tick_in_flight is d:
+                self._tick_in_flight = None
+            return result
+
+        d.addBoth(_done)
+        return d
+
+    async def _tick_quietly(self) -> None:
+        try:
+            await self.check_once()
+        except Exception:
+            # Catch-and-log: one bad tick must not stop every later refresh.
+            self.log.failure("token refresher tick failed; trying again next tick")
+
+    # --- the tick ----------------------------------------------------------------
+
+    async def check_once(self) -> None:
+        """
+        One tick: start a refresh for every due token that is still needed,
+        and a user check for every live user whose last one is old enough.
+        Returns once they are started; they finish on their own (single
+        flight per user, so a slow one is never started twice).
+        """
+        now = self._clock.seconds()
+        live = self._sessions.live_users()
+        due = await self._tokens.due(now + self.margin, now)
+        due_users: set[str] = set()
+        for token in due:
+            due_users.add(token.user)
+            if token.user in live or token.has_live_grant:
+                self._start_refresh(token.user)
+        for user in list(self._last_check):
+            if user not in live:
+                del self._last_check[user]  # checked afresh when they return
+        for user in sorted(live):
+            if user in due_users or user in self._flights or user in self._checks:
+                continue
+            last = self._last_check.get(user)
+            if last is not None and now - last < self.user_check_interval:
+                continue
+            self._last_check[user] = now
+            self._start_check(user)
+
+    # --- refresh, single flight per user ------------------------------------------
+
+    def refresh_user(self, user: str) -> Deferred[RefreshOutcome]:
+        """
+        Refresh ``user``'s Forgejo token now, or join the refresh already
+        running for them. Never fails: the outcome says what happened.
+        """
+        return _observe(self._start_refresh(user))
+
+    def _start_refresh(self, user: str) -> Deferred[RefreshOutcome]:
+        flight = self._flights.get(user)
+        if flight is not None:
+            return flight
+        flight = Deferred.fromCoroutine(self._refresh_flight(user))
+        if flight.called:  # finished synchronously (e.g. nothing stored)
+            return flight
+        self._flights[user] = flight
+
+        def _landed(outcome: RefreshOutcome) -> RefreshOutcome:
+            if self._flights.get(user) is flight:
+                del self._flights[user]
+            return outcome
+
+        flight.addCallback(_landed)
+        return flight
+
+    async def _refresh_flight(self, user: str) -> RefreshOutcome:
+        try:
+            await self._limit.acquire()
+            try:
+                if not self.running:
+                    return RefreshOutcome.STOPPED
+                return await self._refresh(user)
+            finally:
+                self._limit.release()
+        except CancelledError:
+            return RefreshOutcome.STOPPED
+        except Exception:
+            self._panic(Failure(), user)
+            return RefreshOutcome.FAILED
+
+    async def _refresh(self, user: str) -> RefreshOutcome:
+        grant = await self._tokens.refresh_grant(user)
+        if grant is None:
+            self.log.info("no Forgejo refresh token stored for {user}", user=user)
+            return RefreshOutcome.NO_TOKEN
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                tokens = await self._forgejo.refresh(grant.refresh_token)
+                break
+            except ForgejoAuthError as e:
+                return await self._refused(grant, e)
+            except ForgejoUnavailable as e:
+                failure = Failure()
+                if attempt >= self.retry_attempts or not self.running:
+                    return self._give_up(grant, failure, e, attempt)
+                delay = min(self.retry_initial * 2 ** (attempt - 1), self.retry_max)
+                self.log.warn(
+                    "refreshing {user}'s Forgejo token failed ({reason}); "
+                    "retry {attempt} in {delay:g}s",
+                    user=user,
+                    reason=e.reason,
+                    attempt=attempt,
+                    delay=delay,
+                )
+                if not await self._sleep(delay):
+                    return RefreshOutcome.STOPPED
+        now = self._clock.seconds()
+        token = await self._tokens.store_refreshed(user, grant.generation, tokens, now)
+        if token is None:
+            self.log.info(
+                "{user}'s Forgejo token was replaced while refreshing; keeping "
+                "the newer one",
+                user=user,
+            )
+            return RefreshOutcome.SUPERSEDED
+        self.refreshes += 1
+        self.log.info(
+            "refreshed {user}'s Forgejo token (generation {generation}, "
+            "valid {valid:g}s)",
+            user=user,
+            generation=token.generation,
+            valid=token.expires_at - now,
+        )
+        self._sessions.token_rotated(token)
+        return RefreshOutcome.REFRESHED
+
+    async def _refused(
+        self, grant: RefreshGrant, e: ForgejoAuthError
+    ) -> RefreshOutcome:
+        current = await self._tokens.refresh_grant(grant.user)
+        if current is not None and current.generation != grant.generation:
+            # The user logged in again while we refreshed: in invalidate-on-use
+            # mode that spends the old refresh token. The new one stands.
+            self.log.info(
+                "Forgejo refused {user}'s superseded refresh token; keeping the "
+                "newer one",
+                user=grant.user,
+            )
+            return RefreshOutcome.SUPERSEDED
+        self.log.warn(
+            "Forgejo refused to refresh {user}'s token ({error}); the user must "
+            "log in again",
+            user=grant.user,
+            error=e.error,
+        )
+        await self._revoker.revoke_user(
+            grant.user, f"forgejo refused refresh: {e.error}"
+        )
+        return RefreshOutcome.REVOKED
+
+    def _give_up(
+        self,
+        grant: RefreshGrant,
+        failure: Failure,
+        e: ForgejoUnavailable,
+        attempts: int,
+    ) -> RefreshOutcome:
+        if grant.expires_at <= self._clock.seconds():
+            self._panic(failure, grant.user)
+        else:
+            self.log.warn(
+                "Forgejo unavailable for {user}'s refresh after {attempts} "
+                "tries ({reason}); trying again next tick",
+                user=grant.user,
+                attempts=attempts,
+                reason=e.reason,
+            )
+        return RefreshOutcome.FAILED
+
+    async def _sleep(self, delay: float) -> bool:
+        """Wait ``delay`` on the clock; False if the service stopped meanwhile."""
+        wait: Deferred[None] = deferLater(self._clock, delay, lambda: None)
+        self._waits.add(wait)
+        try:
+            await wait
+        except CancelledError:
+            return False
+        finally:
+            self._waits.discard(wait)
+        return bool(self.running)
+
+    # --- user checks ------------------------------------------------------------
+
+    def check_user(self, user: str) -> Deferred[None]:
+        """Ask Forgejo now whether ``user``'s token is still accepted."""
+        return _observe(self._start_check(user))
+
+    def _start_check(self, user: str) -> Deferred[None]:
+        check = self._checks.get(user)
+        if check is not None:
+            return check
+        check = Deferred.fromCoroutine(self._check_quietly(user))
+        if check.called:
+            return check
+        self._checks[user] = check
+
+        def _landed(result: None) -> None:
+            if self._checks.get(user) is check:
+                del self._checks[user]
+
+        check.addCallback(_landed)
+        return check
+
+    async def _check_quietly(self, user: str) -> None:
+        try:
+            await self._limit.acquire()
+            try:
+                if self.running:
+                    await self._check(user)
+            finally:
+                self._limit.release()
+        except CancelledError:
+            pass
+        except Exception:
+            self.log.failure("checking {user} at Forgejo failed", user=user)
+
+    async def _check(self, user: str) -> None:
+        try:
+            token = await self._upstream.current(user)
+        except Exception:
+            self.log.info("no Forgejo token to check for {user}", user=user)
+            return
+        if token.expires_at - self.margin <= self._clock.seconds():
+            return  # due for refresh: an expired token's 401 would say nothing
+        try:
+            who = await self._forgejo.get_user(token.access_token)
+        except ForgejoUnavailable as e:
+            self.log.info(
+                "could not check {user} at Forgejo ({reason}); trying later",
+                user=user,
+                reason=e.reason,
+            )
+            return
+        except ForgejoAuthError as e:
+            if not await self._still_current(token):
+                return
+            self.log.warn(
+                "Forgejo no longer accepts {user}'s token ({status}); ending "
+                "the user's sessions",
+                user=user,
+                status=e.status,
+            )
+            await self._revoker.revoke_user(user, "forgejo refused the token")
+            return
+        if who.login != user:
+            if not await self._still_current(token):
+                return
+            self.log.error(
+                "Forgejo says {user}'s token belongs to {other}; revoking",
+                user=user,
+                other=who.login,
+            )
+            await self._revoker.revoke_user(user, "forgejo token of another user")
+
+    async def _still_current(self, token: UpstreamToken) -> bool:
+        """Whether ``token`` is still the user's newest (not refreshed meanwhile)."""
+        try:
+            current = await self._upstream.current(token.user)
+        except Exception:
+            return False
+        return current.generation == token.generation
+
+
+def _observe(d: Deferred[Any]) -> Deferred[Any]:
+    """A new Deferred with ``d``'s result, leaving ``d``'s own chain untouched."""
+    out: Deferred[Any] = Deferred()
+
+    def _pass(result: Any) -> Any:
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+        return result
+
+    d.addBoth(_pass)
+    return out

@@ -120,9 +120,15 @@ def wrap_sqlite_error(
     return wrapped
 
 
-def wrap_os_error(path: str, error: OSError, *, doing: str) -> StoreError:
-    """Turn an ``OSError`` on ``path`` (mkdir, open, lock) into a `StoreError`."""
+def wrap_os_error(
+    path: str, error: OSError, *, doing: str, store: str | None = None
+) -> StoreError:
+    """
+    Turn an ``OSError`` on ``path`` (mkdir, open, lock) into a `StoreError`
+    reading "store <store>: cannot <doing> <path>: <reason>".
+    """
     reason = error.strerror or str(error)
-    wrapped = StoreError(f"store: cannot {doing} {path}: {reason}", path=path)
+    where = f"store {store}" if store else "store"
+    wrapped = StoreError(f"{where}: cannot {doing} {path}: {reason}", path=path)
     wrapped.__cause__ = error
     return wrapped

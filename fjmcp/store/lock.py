@@ -48,7 +48,9 @@ class StoreLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            raise wrap_os_error(path, e, doing="create the lock file") from e
+            raise wrap_os_error(
+                path, e, doing="create the lock file", store=store_path
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -63,7 +65,7 @@ class StoreLock:
             ) from None
         except OSError as e:
             os.close(fd)
-            raise wrap_os_error(path, e, doing="lock") from e
+            raise wrap_os_error(path, e, doing="lock", store=store_path) from e
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -119,7 +119,7 @@ def _prepare_file(path: str) -> None:
     try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
     except OSError as e:
-        raise wrap_os_error(parent, e, doing="create the store directory") from e
+        raise wrap_os_error(parent, e, doing="create its directory", store=path) from e
     if os.path.isdir(path):
         raise StoreError(f"store {path} is a directory, not a file", path=path)
 

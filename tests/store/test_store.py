@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -359,15 +360,18 @@ async def test_check_fails_when_the_file_is_removed_or_replaced(tmp_path: Path) 
 async def test_close_leaves_no_file_handles_and_frees_the_lock(tmp_path: Path) -> None:
     """
     After close the process holds no descriptor it opened for the store (the
-    database, its WAL and shared memory, the lock), and the lock is free.
+    database, its WAL and shared memory, the lock), the pool's thread has
+    ended, and the lock is free.
     """
     path = tmp_path / "fjmcp.db"
     before = open_fds()
+    threads = threading.active_count()
     store = await _open(path)
     await store.run(_insert_client_txn, "c1", "one")
     assert any(str(path) in fd for fd in open_fds() - before)
     await store.close()
     assert open_fds() == before
+    assert threading.active_count() == threads
     StoreLock.acquire(str(path)).release()
 
 

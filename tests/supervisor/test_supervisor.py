@@ -441,3 +441,45 @@ def test_receiver_errors_do_not_break_the_child(logged: list[LogEvent]) -> None:
     assert receiver.lines == [b"a", b"b"]
     assert len(receiver.exits) == 1
     assert any(e.get("log_failure") for e in logged)
+
+
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.just(b"\n"),
+            st.just(TOKEN.encode()),
+            st.just(TOKEN.encode()[:7]),
+        ),
+        max_size=40,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=20),
+    cap=st.integers(min_value=8, max_value=120),
+)
+def test_stderr_never_logs_the_token(
+    pieces: list[bytes], cuts: list[int], cap: int
+) -> None:
+    """Whatever bytes a child writes to stderr, cut anywhere, with long lines
+    truncated at any cap, the token never appears in a log event."""
+    from twisted.internet.task import Clock
+    from twisted.logger import Logger
+
+    from fjmcp.supervisor.protocol import StderrDrain, TokenBucket
+
+    events: list[LogEvent] = []
+    drain = StderrDrain(
+        log=Logger(observer=events.append),  # type: ignore[arg-type]
+        label="l",
+        secrets=(TOKEN.encode(),),
+        bucket=TokenBucket(Clock(), burst=10_000, rate=1),
+        max_line=cap,
+    )
+    stream = b"".join(pieces)
+    prev = 0
+    for p in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
+        drain.feed(stream[prev:p])
+        prev = p
+    drain.close()
+    for event in events:
+        assert TOKEN not in formatEvent(event)
+        assert len(event.get("line", "")) <= cap + len(" [truncated]")

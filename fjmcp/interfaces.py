@@ -158,14 +158,23 @@ class IChild(Protocol):
         """The process id while it runs."""
 
     def write_line(self, line: bytes) -> None:
-        """Send one JSON-RPC message (without newline) to the child's stdin."""
+        """
+        Send one JSON-RPC message (without newline) to the child's stdin.
+
+        Raises `ValueError` if ``line`` contains a newline, and
+        ``twisted.internet.error.ProcessExitedAlready`` once the child is
+        stopping or gone (its `ChildReceiver.child_exited` follows or came).
+        """
 
     def stop(self) -> Deferred[None]:
         """Close stdin, TERM, KILL after the grace; fires once reaped."""
 
     @property
     def ended(self) -> Deferred[ChildExit]:
-        """Fires when the child has exited and been reaped."""
+        """
+        Fires when the child has exited and been reaped (a new Deferred on
+        each access, so several callers may wait on it).
+        """
 
 
 class ISpawner(Protocol):

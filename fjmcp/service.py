@@ -120,13 +120,13 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def _default_store_opener(reactor: Any, path: str) -> Any:
-    """Open the real store (``fjmcp.store.pool.open_store``), imported lazily."""
+    """Open the real store (``fjmcp.store.store.open_store``), imported lazily."""
     return _store_module().open_store(reactor, path)
 
 
 def _store_module() -> Any:
     # Imported on first use: the store pulls in adbapi and its threadpool.
-    return importlib.import_module("fjmcp.store.pool")
+    return importlib.import_module("fjmcp.store.store")
 
 
 def _store_error_types() -> tuple[type[BaseException], ...]:

@@ -10,31 +10,21 @@ opened by an offline admin command, gets the same PRAGMAs through
 `configure_connection`: WAL (readers never block the writer), foreign keys
 enforced, and a busy timeout so that a short lock by another process (a
 backup tool, ``sqlite3`` on the command line) waits instead of failing.
-
-`open_store` and `StoreError` are re-exported here because `fjmcp.service`
-looks them up in this module.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from twisted.enterprise import adbapi
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 
-from fjmcp.store.errors import StoreError
-
-if TYPE_CHECKING:
-    from fjmcp.store.store import Store
-
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
-    "StoreError",
     "configure_connection",
     "make_pool",
-    "open_store",
 ]
 
 #: How long a statement waits for another process's lock before failing.
@@ -95,11 +85,3 @@ def make_pool(
         timeout=busy_timeout,
         cp_openfun=partial(configure_connection, busy_timeout=busy_timeout),
     )
-
-
-async def open_store(reactor: Any, path: str, **kwargs: Any) -> Store:
-    """Open the store at ``path``: see `fjmcp.store.store.open_store`."""
-    # Imported here: fjmcp.store.store builds on this module.
-    from fjmcp.store.store import open_store as _open_store
-
-    return await _open_store(reactor, path, **kwargs)

@@ -19,7 +19,6 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import gatherResults
 
-from fjmcp.store import pool as pool_module
 from fjmcp.store.errors import StoreConstraintError, StoreError, StoreInUseError
 from fjmcp.store.lock import StoreLock
 from fjmcp.store.runner import TxnRunner
@@ -249,16 +248,6 @@ async def test_memory_path_is_refused_for_the_daemon(tmp_path: Path) -> None:
     """The daemon's store must be a file."""
     with pytest.raises(StoreError, match="must name a file"):
         await open_store(_reactor(), ":memory:", migrations=_v1(tmp_path / "x"))
-
-
-@pytest_twisted.ensureDeferred
-async def test_service_finds_open_store_in_the_pool_module(tmp_path: Path) -> None:
-    """`fjmcp.service` finds ``open_store`` and ``StoreError`` in the pool module."""
-    assert pool_module.StoreError is StoreError
-    store = await pool_module.open_store(
-        _reactor(), str(tmp_path / "s.db"), migrations=_v1(tmp_path / "s.db")
-    )
-    await store.close()
 
 
 # --- transactions --------------------------------------------------------------------

@@ -413,7 +413,7 @@ class TokenRefresher(Service):
             error=e.error,
         )
         await self._revoker.revoke_user(
-            grant.user, f"forgejo refused refresh: {e.error}"
+            grant.user, f"forgejo-refused-refresh:{e.error}"
         )
         return RefreshOutcome.REVOKED
 
@@ -509,7 +509,7 @@ class TokenRefresher(Service):
                 user=user,
                 status=e.status,
             )
-            await self._revoker.revoke_user(user, "forgejo refused the token")
+            await self._revoker.revoke_user(user, "forgejo-refused-token")
             return
         if who.login != user:
             if not await self._still_current(token):
@@ -519,7 +519,7 @@ class TokenRefresher(Service):
                 user=user,
                 other=who.login,
             )
-            await self._revoker.revoke_user(user, "forgejo token of another user")
+            await self._revoker.revoke_user(user, "forgejo-token-of-another-user")
 
     async def _still_current(self, token: UpstreamToken) -> bool:
         """Whether ``token`` is still the user's newest (not refreshed meanwhile)."""

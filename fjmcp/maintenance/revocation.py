@@ -25,11 +25,83 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from attrs import define, field, frozen
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import ISessionControl
+from fjmcp.store.runner import Cursor, TxnRunner
+from fjmcp.store.upstream_tokens import delete_upstream_txn
 
-__all__ = ["RevokeResult", "UserRevoker"]
+__all__ = [
+    "RevokeResult",
+    "RevokedInStore",
+    "UserRevoker",
+    "revoke_user_txn",
+    "store_revocation",
+]
+
+
+# --- the store side -------------------------------------------------------------
+
+
+@frozen
+class RevokedInStore:
+    """What revoking a user changed in the store."""
+
+    known: bool
+    """Whether the store knows the login at all."""
+    token_hashes: tuple[str, ...] = field(default=(), repr=False)
+    """Digests of the broker tokens newly marked revoked."""
+    upstream_deleted: bool = False
+    """Whether a stored Forgejo token was deleted."""
+
+
+def revoke_user_txn(
+    cursor: Cursor, login: str, now: float, reason: str
+) -> RevokedInStore:
+    """
+    In one transaction: mark every live broker token of ``login`` revoked
+    (access and refresh, every client), drop their unredeemed authorization
+    codes, and delete their Forgejo tokens. A bearer check that misses the
+    cache from now on, in this process or in a daemon started later, reads
+    "revoked".
+    """
+    row = cursor.execute("SELECT id FROM users WHERE login = ?", (login,)).fetchone()
+    if row is None:
+        return RevokedInStore(known=False)
+    user_id = int(row[0])
+    hashes = tuple(
+        str(r[0])
+        for r in cursor.execute(
+            "SELECT token_hash FROM tokens WHERE user_id = ? AND revoked_at IS NULL",
+            (user_id,),
+        ).fetchall()
+    )
+    cursor.execute(
+        "UPDATE tokens SET revoked_at = ?, revoked_reason = ? "
+        "WHERE user_id = ? AND revoked_at IS NULL",
+        (now, reason, user_id),
+    )
+    # A code not yet redeemed would mint fresh tokens after the revocation.
+    cursor.execute(
+        "DELETE FROM auth_codes WHERE user_id = ? AND used_at IS NULL", (user_id,)
+    )
+    deleted = delete_upstream_txn(cursor, login)
+    return RevokedInStore(known=True, token_hashes=hashes, upstream_deleted=deleted)
+
+
+def store_revocation(
+    store: TxnRunner, clock: IReactorTime
+) -> Callable[[str, str], Awaitable[RevokedInStore]]:
+    """The ``revoke_in_store`` of a `UserRevoker` working on ``store``."""
+
+    async def revoke_in_store(login: str, reason: str) -> RevokedInStore:
+        return await store.run(revoke_user_txn, login, clock.seconds(), reason)
+
+    return revoke_in_store
+
+
+# --- the whole teardown ---------------------------------------------------------
 
 
 @frozen
@@ -37,8 +109,11 @@ class RevokeResult:
     """What revoking a user did."""
 
     user: str
+    known: bool
+    """Whether the store knew the user (False: nothing was stored for them)."""
     broker_tokens: int
     """Broker access and refresh tokens newly marked revoked in the store."""
+    forgejo_token_deleted: bool
     store_ok: bool = True
     """False when the store could not be changed (the caches and sessions
     were still cleared)."""
@@ -47,7 +122,9 @@ class RevokeResult:
         """The result for the admin channel and ``--json`` output."""
         return {
             "user": self.user,
+            "known": self.known,
             "broker_tokens_revoked": self.broker_tokens,
+            "forgejo_token_deleted": self.forgejo_token_deleted,
             "store_ok": self.store_ok,
         }
 
@@ -59,8 +136,7 @@ class UserRevoker:
     docstring).
 
     :param revoke_in_store: marks every broker token of the user revoked and
-        deletes their Forgejo token in one transaction; returns how many
-        broker tokens it revoked.
+        deletes their Forgejo token in one transaction (`store_revocation`).
     :param forget: in-memory caches to clear for the user (the bearer cache's
         ``forget_user``, the Forgejo token memory's), each called with the
         login.
@@ -69,19 +145,20 @@ class UserRevoker:
     log: ClassVar[Logger] = Logger()
 
     _sessions: ISessionControl
-    _revoke_in_store: Callable[[str], Awaitable[int]]
+    _revoke_in_store: Callable[[str, str], Awaitable[RevokedInStore]]
     _forget: Sequence[Callable[[str], object]] = field(factory=tuple)
 
     async def revoke_user(self, user: str, reason: str) -> RevokeResult:
         """
         End ``user`` everywhere: their broker tokens are revoked, the caches
-        forget them, every session of theirs ends. ``reason`` is logged and
-        handed to the sessions (never a secret).
+        forget them, every session of theirs ends. ``reason`` is a short tag
+        (``revoked-by-operator``, ``forgejo-refused-refresh``...), stored with
+        the tokens, logged and handed to the sessions (never a secret).
         """
         store_ok = True
-        count = 0
+        changed = RevokedInStore(known=False)
         try:
-            count = await self._revoke_in_store(user)
+            changed = await self._revoke_in_store(user, reason)
         except Exception:
             store_ok = False
             self.log.failure(
@@ -99,10 +176,13 @@ class UserRevoker:
             await self._sessions.end_user(user, reason)
         except Exception:
             self.log.failure("ending {user}'s sessions failed", user=user)
+        count = len(changed.token_hashes)
         self.log.info(
             "revoked user {user} ({reason}): {count} broker token(s)",
             user=user,
             reason=reason,
             count=count,
         )
-        return RevokeResult(user, count, store_ok)
+        return RevokeResult(
+            user, changed.known, count, changed.upstream_deleted, store_ok
+        )

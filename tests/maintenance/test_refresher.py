@@ -22,7 +22,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from fjmcp.maintenance.refresher import RefreshOutcome, TokenRefresher
-from fjmcp.maintenance.revocation import UserRevoker
+from fjmcp.maintenance.revocation import RevokedInStore, UserRevoker
 from fjmcp.standin.app import StandinForgejo
 from fjmcp.upstream.errors import ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoClient, ForgejoTokens, ForgejoUser
@@ -91,10 +91,10 @@ class World:
     def build(self, forgejo: Any = None, **policy: Any) -> TokenRefresher:
         """The refresher wired to this world (not started)."""
 
-        async def revoke_in_store(user: str) -> int:
+        async def revoke_in_store(user: str, reason: str) -> RevokedInStore:
             self.revoked_in_store.append(user)
             self.tokens.drop(user)
-            return 2
+            return RevokedInStore(known=True, token_hashes=("h1", "h2"))
 
         revoker = UserRevoker(
             self.sessions, revoke_in_store, forget=[self.forgotten.append]

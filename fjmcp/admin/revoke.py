@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.admin.test_revoke -*-
+"""
+``fjmcp admin revoke-user LOGIN``: cut a user off now.
+
+An operator uses it when an account is compromised or a person leaves: every
+broker token of the user (every client, access and refresh) is revoked,
+their stored Forgejo token is deleted, and every session of theirs ends, its
+child stopped. The user can come back only by logging in through Forgejo
+again (block them there to keep them out).
+
+When the daemon runs, the command goes through its admin socket and the
+daemon does everything at once (`revoke_user_handler`: store, bearer cache,
+token memory, sessions; see `fjmcp.maintenance.revocation`). When it does
+not, the command changes the store directly (`revoke_user_offline`); there
+are no sessions or caches then, and a daemon started later reads the tokens
+as revoked on its first cache miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any, Final
+
+from fjmcp.admin.commands import AdminCommand, AdminContext
+from fjmcp.admin.server import AdminCommandError, Handler
+from fjmcp.maintenance.refresher import IUserRevocation
+from fjmcp.maintenance.revocation import revoke_user_txn
+from fjmcp.store.runner import TxnRunner
+
+__all__ = [
+    "COMMANDS",
+    "OPERATOR_REASON",
+    "revoke_user_handler",
+    "revoke_user_offline",
+]
+
+#: Stored with the revoked tokens and logged with the ended sessions.
+OPERATOR_REASON: Final = "revoked-by-operator"
+#: Longer than any Forgejo login (Forgejo allows 40 characters).
+_MAX_LOGIN: Final = 255
+
+
+def _login_arg(args: Mapping[str, Any]) -> str:
+    user = args.get("user")
+    if not isinstance(user, str) or not user.strip() or len(user) > _MAX_LOGIN:
+        raise AdminCommandError('revoke-user needs {"user": LOGIN}')
+    return user
+
+
+def revoke_user_handler(revoker: IUserRevocation) -> Handler:
+    """
+    The daemon's ``revoke-user`` command: revoke in the store, clear the
+    caches, end every session of the user (children stopped). Register it
+    with ``wiring.admin.register("revoke-user", revoke_user_handler(...))``.
+    """
+
+    async def handle(args: Mapping[str, Any]) -> dict[str, object]:
+        result = await revoker.revoke_user(_login_arg(args), OPERATOR_REASON)
+        return {**result.as_json(), "daemon": True}
+
+    return handle
+
+
+async def revoke_user_offline(
+    store: TxnRunner, login: str, now: float
+) -> dict[str, object]:
+    """``revoke-user`` on the store while no daemon runs (same result shape)."""
+    changed = await store.run(revoke_user_txn, login, now, OPERATOR_REASON)
+    return {
+        "user": login,
+        "known": changed.known,
+        "broker_tokens_revoked": len(changed.token_hashes),
+        "forgejo_token_deleted": changed.upstream_deleted,
+        "store_ok": True,
+        "daemon": False,
+    }
+
+
+def _text(result: Mapping[str, Any]) -> str:
+    user = result.get("user")
+    if not result.get("known"):
+        return f"fjmcp knows no user {user!r}; nothing was revoked"
+    where = (
+        "the running daemon ended their sessions"
+        if result.get("daemon")
+        else "the daemon is not running, so no session was live"
+    )
+    deleted = "deleted" if result.get("forgejo_token_deleted") else "none stored"
+    lines = [
+        f"revoked {user}: {result.get('broker_tokens_revoked')} broker token(s), "
+        f"Forgejo token {deleted}; {where}",
+    ]
+    if not result.get("store_ok", True):
+        lines.append("WARNING: the store could not be changed; see the daemon's log")
+    return "\n".join(lines)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("login", help="The user's Forgejo login.")
+
+
+async def _revoke_user(ctx: AdminContext, args: argparse.Namespace) -> int:
+    login: str = args.login
+    result = await ctx.write(
+        "revoke-user",
+        {"user": login},
+        offline=lambda store: revoke_user_offline(store, login, ctx.reactor.seconds()),
+    )
+    ctx.emit(result, _text)
+    if not result.get("store_ok", True):
+        return 1
+    return 0 if result.get("known") else 1
+
+
+COMMANDS = [
+    AdminCommand(
+        "revoke-user",
+        "Revoke every token of a user and end all their sessions.",
+        _revoke_user,
+        _arguments,
+    )
+]

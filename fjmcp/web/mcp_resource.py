@@ -1,0 +1,538 @@
+# -*- test-case-name: tests.web.test_mcp_resource -*-
+"""
+``/mcp``: the MCP Streamable HTTP endpoint, as a plain twisted.web resource.
+
+Not a Klein route: on this path Klein costs 0.1-0.35 ms per call, more than
+the whole per-call budget. The checks run in a fixed order, each answering
+on its own: Host/Origin (403), bearer token (401 with ``WWW-Authenticate``),
+session (400 missing, 404 unknown or ended, 403 another identity's), then
+the message (415 Content-Type, 406 Accept, 400 JSON-RPC). Every error body
+is a JSON-RPC error; a missing session header is ``-32600`` (never a code
+of the stateless 2026-07-28 revision, which dual-protocol clients would
+misread).
+
+- ``POST``: one JSON-RPC message (a batch only for sessions that negotiated
+  2025-03-26). Requests are answered with an SSE stream when the client
+  accepts one, else with one buffered ``application/json`` body;
+  notifications and responses with 202. A POSTed ``initialize`` without
+  ``Mcp-Session-Id`` starts a session (and a child).
+- ``GET``: the session's standalone SSE stream (one at a time: 409), or,
+  with ``Last-Event-ID``, the resumption of any stream of the session.
+- ``DELETE``: ends the session (204).
+- ``OPTIONS``: CORS preflight for allowed origins.
+
+The per-message path never waits on the database: the bearer check answers
+from its cache (an already-fired Deferred) and the rest is memory. Header
+values are compared as bytes, and the Content-Type is checked by hand:
+twisted.web's own parser builds an ``email.message.EmailMessage`` per
+request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from fjmcp.bridge.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    JsonRpcError,
+    Kind,
+    Message,
+    error_body,
+    parse_body,
+)
+from fjmcp.bridge.router import (
+    BridgeSettings,
+    DuplicateRequestError,
+    JsonReply,
+    SessionBridge,
+    StreamConflictError,
+)
+from fjmcp.config import Config, is_loopback_host
+from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
+from fjmcp.sessions.registry import SessionError, SessionRegistry
+from fjmcp.sessions.session import Session
+
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "McpResource",
+    "origin_of",
+    "version_at_least",
+]
+
+#: Session-based protocol versions, oldest first.
+SUPPORTED_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+PRIMING_SINCE: Final = "2025-11-25"
+BATCH_VERSION: Final = "2025-03-26"
+
+EXPOSED_HEADERS: Final = b"WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version"
+ALLOWED_METHODS: Final = b"GET, POST, DELETE, OPTIONS"
+ALLOWED_REQUEST_HEADERS: Final = (
+    b"Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, "
+    b"Last-Event-ID"
+)
+_TOKEN_CHARS: Final = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, "
+)
+
+Challenge = Callable[[bool], str | bytes]
+"""``token_sent -> WWW-Authenticate value`` (the OAuth component builds it)."""
+
+
+def version_at_least(version: str | None, floor: str) -> bool:
+    """Whether ``version`` is a supported version no older than ``floor``."""
+    if version not in SUPPORTED_VERSIONS:
+        return False
+    return SUPPORTED_VERSIONS.index(version) >= SUPPORTED_VERSIONS.index(floor)
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lower-case, default ports dropped."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    if port is not None and port != default:
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def _host_name(host: bytes) -> str:
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else ""
+    if text.count(":") == 1:
+        return text.split(":", 1)[0]
+    return text
+
+
+def _media_types(accept: bytes) -> Iterable[bytes]:
+    """The media types an Accept header allows (q=0 removed)."""
+    for item in accept.split(b","):
+        media, _, params = item.partition(b";")
+        media = media.strip().lower()
+        if params and b"q=0" in params.replace(b" ", b""):
+            q = params.replace(b" ", b"").split(b"q=", 1)[1].split(b";", 1)[0]
+            try:
+                if float(q) == 0:
+                    continue
+            except ValueError:
+                pass
+        yield media
+
+
+def accepts(accept: bytes | None) -> tuple[bool, bool]:
+    """``(event-stream acceptable, application/json acceptable)``."""
+    if accept is None:
+        return True, True
+    sse = json = False
+    for media in _media_types(accept):
+        if media in (b"*/*", b"text/*", b"text/event-stream"):
+            sse = True
+        if media in (b"*/*", b"application/*", b"application/json"):
+            json = True
+    return sse, json
+
+
+def _is_json_content(ctype: bytes | None) -> bool:
+    if ctype is None:
+        return False
+    media = ctype.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
+
+
+class McpResource(Resource):
+    """
+    The ``/mcp`` endpoint (see the module docstring).
+
+    :param challenge: builds the ``WWW-Authenticate`` value of a 401 from
+        whether a token was sent.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        authenticator: IAuthenticator,
+        challenge: Challenge,
+        registry: SessionRegistry,
+        clock: IReactorTime,
+        settings: BridgeSettings | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._auth = authenticator
+        self._challenge = challenge
+        self._registry = registry
+        self._clock = clock
+        self._settings = settings or BridgeSettings(
+            keepalive_interval=config.sse_keepalive_interval,
+            buffer_cap=config.stream_buffer_bytes,
+            write_deadline=config.stream_write_deadline,
+            resume_window=config.stream_resume_window,
+            replay_bytes=config.stream_buffer_bytes,
+        )
+        self._loopback = config.public_is_loopback
+        origins = {origin_of(config.public_url)}
+        origins.update(origin_of(o) for o in config.allowed_origins)
+        self._origins = frozenset(o.encode("ascii", "replace") for o in origins)
+
+    def bridge_for(self, session: Session) -> SessionBridge:
+        """The router factory given to the registry: one bridge per session."""
+        return SessionBridge(session, self._clock, self._settings)
+
+    # -- entry ---------------------------------------------------------------
+
+    def render(self, request: Any) -> int:
+        """Run the checks in order; every branch answers on its own."""
+        request.setHeader(b"Cache-Control", b"no-cache")
+        host = request.getHeader(b"host")
+        if self._loopback and (host is None or not is_loopback_host(_host_name(host))):
+            return self._fail(request, 403, INVALID_REQUEST, "Forbidden: bad Host")
+        origin = request.getHeader(b"origin")
+        if origin is not None:
+            if origin.strip().lower() not in self._origins:
+                return self._fail(request, 403, INVALID_REQUEST, "Forbidden: Origin")
+            request.setHeader(b"Access-Control-Allow-Origin", origin.strip())
+            request.setHeader(b"Vary", b"Origin")
+            request.setHeader(b"Access-Control-Expose-Headers", EXPOSED_HEADERS)
+        method = request.method
+        if method == b"OPTIONS":
+            return self._preflight(request)
+        if method not in (b"POST", b"GET", b"DELETE"):
+            request.setHeader(b"Allow", ALLOWED_METHODS)
+            return self._fail(request, 405, INVALID_REQUEST, "Method not allowed")
+        outcome: list[Any] = []
+        d = self._auth.authenticate(request.getHeader(b"authorization"))
+        d.addBoth(outcome.append)
+        if outcome:
+            self._authenticated(request, outcome[0])
+        else:
+            d.addCallback(lambda _: self._authenticated(request, outcome[0]))
+            d.addErrback(self._unexpected, request)
+        return NOT_DONE_YET
+
+    def _preflight(self, request: Any) -> int:
+        request.setResponseCode(204)
+        request.setHeader(b"Access-Control-Allow-Methods", ALLOWED_METHODS)
+        asked = request.getHeader(b"access-control-request-headers")
+        if asked and len(asked) < 1024 and all(c in _TOKEN_CHARS for c in asked):
+            request.setHeader(b"Access-Control-Allow-Headers", asked)
+        else:
+            request.setHeader(b"Access-Control-Allow-Headers", ALLOWED_REQUEST_HEADERS)
+        request.setHeader(b"Access-Control-Max-Age", b"600")
+        request.setHeader(b"Content-Length", b"0")
+        request.finish()
+        return NOT_DONE_YET
+
+    def _authenticated(self, request: Any, outcome: Identity | Failure) -> None:
+        if isinstance(outcome, Failure):
+            error = outcome.value
+            if isinstance(error, InvalidToken):
+                challenge = self._challenge(error.token_sent)
+                if isinstance(challenge, str):
+                    challenge = challenge.encode("ascii")
+                request.setHeader(b"WWW-Authenticate", challenge)
+                self._fail(
+                    request, 401, INVALID_REQUEST, f"Unauthorized: {error.reason}"
+                )
+                return
+            self.log.failure("the bearer check failed", outcome)
+            self._fail(request, 503, INTERNAL_ERROR, "authentication is unavailable")
+            return
+        method = request.method
+        if method == b"POST":
+            self._post(request, outcome)
+        elif method == b"GET":
+            self._get(request, outcome)
+        else:
+            self._delete(request, outcome)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _fail(
+        self,
+        request: Any,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        id_json: str | None = None,
+        data: Any = None,
+    ) -> int:
+        body = error_body(id_json, code, message, data)
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+        return NOT_DONE_YET
+
+    def _accepted(self, request: Any) -> None:
+        request.setResponseCode(202)
+        request.setHeader(b"Content-Length", b"0")
+        request.finish()
+
+    def _unexpected(self, failure: Failure, request: Any) -> None:
+        self.log.failure("/mcp request failed", failure)
+        if not getattr(request, "finished", False) and not getattr(
+            request, "startedWriting", False
+        ):
+            self._fail(request, 500, INTERNAL_ERROR, "internal error")
+
+    def _session_error(self, request: Any, error: SessionError) -> None:
+        if error.retry_after is not None:
+            request.setHeader(b"Retry-After", b"%d" % error.retry_after)
+        if error.status == 401:
+            request.setHeader(b"WWW-Authenticate", _as_bytes(self._challenge(True)))
+        code = INVALID_REQUEST if error.status in (400, 403, 404) else INTERNAL_ERROR
+        self._fail(
+            request,
+            error.status,
+            code,
+            error.message,
+            data=dict(error.data) if error.data else None,
+        )
+
+    def _session(self, request: Any, identity: Identity) -> Session | None:
+        """The session the request names (answering the request when there is none)."""
+        sid = request.getHeader(b"mcp-session-id")
+        if sid is None:
+            self._fail(
+                request,
+                400,
+                INVALID_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required",
+            )
+            return None
+        try:
+            session = self._registry.lookup(sid.decode("latin-1"), identity)
+        except SessionError as e:
+            self._session_error(request, e)
+            return None
+        if not self._version_ok(request, session):
+            return None
+        session.touch(self._clock.seconds())
+        return session
+
+    def _version_ok(self, request: Any, session: Session) -> bool:
+        header = request.getHeader(b"mcp-protocol-version")
+        if header is None:
+            return True
+        version = header.decode("latin-1").strip()
+        negotiated = session.protocol_version
+        if negotiated is None:
+            ok = version in SUPPORTED_VERSIONS
+        else:
+            ok = version == negotiated
+        if not ok:
+            shown = version[:40]
+            expected = negotiated or "one of " + ", ".join(SUPPORTED_VERSIONS)
+            self._fail(
+                request,
+                400,
+                INVALID_REQUEST,
+                f"Bad Request: MCP-Protocol-Version {shown!r} does not match this "
+                f"session's negotiated version ({expected})",
+            )
+        return ok
+
+    def _bridge(self, session: Session) -> SessionBridge:
+        bridge = session.router
+        if not isinstance(bridge, SessionBridge):  # pragma: no cover - wiring bug
+            raise TypeError("session without a bridge")
+        return bridge
+
+    # -- POST ------------------------------------------------------------------
+
+    def _post(self, request: Any, identity: Identity) -> None:
+        has_session = request.getHeader(b"mcp-session-id") is not None
+        session = None
+        if has_session:
+            session = self._session(request, identity)
+            if session is None:
+                return
+        if not _is_json_content(request.getHeader(b"content-type")):
+            self._fail(
+                request,
+                415,
+                INVALID_REQUEST,
+                "Unsupported Media Type: Content-Type must be application/json",
+            )
+            return
+        sse_ok, json_ok = accepts(request.getHeader(b"accept"))
+        if not (sse_ok or json_ok):
+            self._fail(
+                request,
+                406,
+                INVALID_REQUEST,
+                "Not Acceptable: Accept must allow text/event-stream or "
+                "application/json",
+            )
+            return
+        content = request.content
+        body = content.read() if content is not None else b""
+        allow_batch = session is not None and session.protocol_version == BATCH_VERSION
+        try:
+            messages, is_batch = parse_body(body, allow_batch=allow_batch)
+        except JsonRpcError as e:
+            self._fail(request, 400, e.code, e.message, id_json=e.id_json)
+            return
+        init = [m for m in messages if m.method == "initialize" and m.is_request]
+        if session is None:
+            if len(messages) != 1 or not init:
+                self._fail(
+                    request,
+                    400,
+                    INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                )
+                return
+            self._initialize(request, identity, init[0], sse_ok)
+            return
+        if init:
+            self._fail(
+                request,
+                400,
+                INVALID_REQUEST,
+                "Bad Request: this session is already initialized; send initialize "
+                "without Mcp-Session-Id to start a new one",
+                id_json=init[0].id_json,
+            )
+            return
+        self._dispatch(request, session, messages, is_batch, sse_ok)
+
+    def _initialize(
+        self, request: Any, identity: Identity, message: Message, sse_ok: bool
+    ) -> None:
+        requested = message.params.get("protocolVersion")
+        requested = requested if isinstance(requested, str) else None
+        d = Deferred.fromCoroutine(
+            self._registry.create(
+                identity, self.bridge_for, requested_version=requested
+            )
+        )
+
+        def _created(session: Session) -> None:
+            request.setHeader(b"Mcp-Session-Id", session.id.encode("ascii"))
+            prime = version_at_least(requested, PRIMING_SINCE)
+            self._dispatch(request, session, [message], False, sse_ok, prime=prime)
+
+        def _failed(failure: Failure) -> None:
+            if isinstance(failure.value, SessionError):
+                self._session_error(request, failure.value)
+                return
+            self._unexpected(failure, request)
+
+        d.addCallbacks(_created, _failed)
+        d.addErrback(self._unexpected, request)
+
+    def _dispatch(
+        self,
+        request: Any,
+        session: Session,
+        messages: list[Message],
+        is_batch: bool,
+        sse_ok: bool,
+        *,
+        prime: bool | None = None,
+    ) -> None:
+        bridge = self._bridge(session)
+        if not any(m.kind is Kind.REQUEST for m in messages):
+            for msg in messages:
+                bridge.to_child(msg)
+            self._accepted(request)
+            return
+        requests = [m for m in messages if m.kind is Kind.REQUEST]
+        try:
+            bridge.check_new_ids(requests)
+        except DuplicateRequestError as e:
+            self._fail(
+                request,
+                400,
+                INVALID_REQUEST,
+                f"Invalid Request: {e}",
+                id_json=e.id_json,
+            )
+            return
+        if prime is None:
+            prime = version_at_least(session.protocol_version, PRIMING_SINCE)
+        if sse_ok:
+            writer = bridge.new_writer(request)
+            writer.start()
+            bridge.begin(messages, writer=writer, prime=prime)
+        else:
+            reply = JsonReply(request, batch=is_batch)
+            reply.watch()
+            bridge.begin(messages, reply=reply)
+
+    # -- GET -------------------------------------------------------------------
+
+    def _get(self, request: Any, identity: Identity) -> None:
+        session = self._session(request, identity)
+        if session is None:
+            return
+        sse_ok, _ = accepts(request.getHeader(b"accept"))
+        if not sse_ok:
+            self._fail(
+                request,
+                406,
+                INVALID_REQUEST,
+                "Not Acceptable: the GET stream needs Accept: text/event-stream",
+            )
+            return
+        bridge = self._bridge(session)
+        prime = version_at_least(session.protocol_version, PRIMING_SINCE)
+        last = request.getHeader(b"last-event-id")
+        if last is not None and bridge.resumable(last):
+            writer = bridge.new_writer(request)
+            writer.start()
+            bridge.resume(last, writer, prime=prime)
+            return
+        if bridge.standalone_attached:
+            self._fail(
+                request,
+                409,
+                INVALID_REQUEST,
+                "Conflict: a GET stream is already open for this session",
+            )
+            return
+        writer = bridge.new_writer(request)
+        writer.start()
+        try:
+            bridge.open_standalone(writer, prime=prime)
+        except StreamConflictError:  # pragma: no cover - checked just above
+            writer.finish()
+
+    # -- DELETE ----------------------------------------------------------------
+
+    def _delete(self, request: Any, identity: Identity) -> None:
+        session = self._session(request, identity)
+        if session is None:
+            return
+        self._registry.end(session, "deleted by the client")
+        request.setResponseCode(204)
+        request.finish()
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode("ascii") if isinstance(value, str) else value

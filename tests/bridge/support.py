@@ -39,6 +39,11 @@ TOKENS = {
 CHALLENGE = 'Bearer resource_metadata="http://127.0.0.1:8080/.well-known/x"'
 
 
+def challenge(token_sent: bool) -> str:
+    """The test challenge, with ``error="invalid_token"`` when a token was sent."""
+    return CHALLENGE + (', error="invalid_token"' if token_sent else "")
+
+
 def make_config(**overrides: Any) -> Config:
     """A valid configuration for tests (loopback public URL)."""
     values: dict[str, Any] = {
@@ -223,7 +228,7 @@ class Harness:
         self.resource = McpResource(
             config=self.config,
             authenticator=self.auth,
-            challenge=lambda sent: CHALLENGE + (', error="invalid_token"' if sent else ""),
+            challenge=challenge,
             registry=self.registry,
             clock=self.clock,
         )

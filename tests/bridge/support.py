@@ -145,7 +145,7 @@ class TestRequest(DummyRequest):
         from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
 
-        self.processingFailed(Failure(ConnectionDone("client went away")))
+        self.processingFailed(Failure(ConnectionDone("client went away")))  # type: ignore[no-untyped-call]
 
     @property
     def status(self) -> int:

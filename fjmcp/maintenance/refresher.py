@@ -60,6 +60,7 @@ from twisted.python.failure import Failure
 
 from fjmcp.interfaces import ISessionControl, IUpstreamTokens, UpstreamToken
 from fjmcp.maintenance.revocation import RevokeResult
+from fjmcp.store.runner import Cursor, TxnRunner
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
 
@@ -67,10 +68,13 @@ __all__ = [
     "DueToken",
     "IForgejoRefresh",
     "IRefreshableTokens",
+    "IUpstreamTokenStore",
     "IUserRevocation",
     "RefreshGrant",
     "RefreshOutcome",
+    "StoreRefreshableTokens",
     "TokenRefresher",
+    "due_tokens_txn",
 ]
 
 
@@ -113,14 +117,108 @@ class IRefreshableTokens(Protocol):
         """The user's stored Forgejo refresh token (None if there is none)."""
 
     def store_refreshed(
-        self, user: str, previous_generation: int, tokens: ForgejoTokens, now: float
+        self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
         """
-        Replace the user's Forgejo tokens with ``tokens`` (sealed, generation
-        one higher) in one transaction, and the memory copy with them, if
-        the stored generation is still ``previous_generation``; None if it
-        moved on meanwhile (a fresh login stored a newer token).
+        Replace ``grant.user``'s Forgejo tokens with ``tokens`` (answered at
+        ``now``; sealed, generation one higher; the old refresh token kept if
+        Forgejo sent none) in one transaction, and the memory copy with
+        them, if the stored generation is still ``grant.generation``; None
+        if it moved on meanwhile (a fresh login stored a newer token).
         """
+
+
+class IUpstreamTokenStore(Protocol):
+    """What `StoreRefreshableTokens` needs of `fjmcp.oauth.upstream_tokens`."""
+
+    def current(self, user: str) -> Deferred[UpstreamToken]:
+        """The user's current token (memory first)."""
+
+    async def refresh_token(self, user: str) -> tuple[str | None, int]:
+        """The stored refresh token (None if none) and its generation."""
+
+    async def replace(
+        self,
+        user: str,
+        access_token: str,
+        refresh_token: str | None,
+        expires_at: float | None,
+        *,
+        forgejo_id: int | None = None,
+        expected_generation: int | None = None,
+    ) -> UpstreamToken | None:
+        """Store new tokens sealed, generation + 1, compare-and-swap."""
+
+
+def due_tokens_txn(cursor: Cursor, before: float, now: float) -> list[DueToken]:
+    """
+    Every stored Forgejo token with a refresh token whose access token
+    expires before ``before``, soonest first, with whether its user holds a
+    broker refresh token that is alive at ``now`` (not revoked, not yet
+    rotated, not expired).
+    """
+    rows = cursor.execute(
+        "SELECT users.login, u.generation, u.expires_at, EXISTS ("
+        "  SELECT 1 FROM tokens AS t WHERE t.user_id = u.user_id"
+        "  AND t.kind = 'refresh' AND t.revoked_at IS NULL"
+        "  AND t.rotated_at IS NULL AND t.expires_at > ?"
+        ") FROM upstream_tokens AS u JOIN users ON users.id = u.user_id "
+        "WHERE u.expires_at IS NOT NULL AND u.expires_at < ? "
+        "AND u.refresh_sealed IS NOT NULL ORDER BY u.expires_at",
+        (now, before),
+    ).fetchall()
+    return [DueToken(str(r[0]), float(r[2]), int(r[1]), bool(r[3])) for r in rows]
+
+
+@define
+class StoreRefreshableTokens:
+    """
+    `IRefreshableTokens` over the store and the broker's token memory
+    (`fjmcp.oauth.upstream_tokens.UpstreamTokens`), which seals, swaps by
+    generation and updates its memory copy in one go.
+    """
+
+    _store: TxnRunner
+    _upstream: IUpstreamTokenStore
+
+    def due(self, before: float, now: float) -> Deferred[Sequence[DueToken]]:
+        """See `due_tokens_txn`."""
+        return Deferred.fromCoroutine(self._due(before, now))
+
+    async def _due(self, before: float, now: float) -> Sequence[DueToken]:
+        rows: list[DueToken] = await self._store.run(due_tokens_txn, before, now)
+        return rows
+
+    def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
+        """The stored refresh token, its generation and the access expiry."""
+        return Deferred.fromCoroutine(self._refresh_grant(user))
+
+    async def _refresh_grant(self, user: str) -> RefreshGrant | None:
+        try:
+            refresh_token, generation = await self._upstream.refresh_token(user)
+        except LookupError:  # NoUpstreamTokenError: nothing stored
+            return None
+        if refresh_token is None:
+            return None
+        try:
+            expires_at = (await self._upstream.current(user)).expires_at
+        except LookupError:
+            return None
+        return RefreshGrant(user, refresh_token, generation, expires_at)
+
+    def store_refreshed(
+        self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
+    ) -> Deferred[UpstreamToken | None]:
+        """Replace the tokens if the stored generation is still the grant's."""
+        return Deferred.fromCoroutine(
+            self._upstream.replace(
+                grant.user,
+                tokens.access_token,
+                tokens.refresh_token or grant.refresh_token,
+                tokens.expires_at(now),
+                expected_generation=grant.generation,
+            )
+        )
 
 
 class IForgejoRefresh(Protocol):
@@ -374,7 +472,7 @@ class TokenRefresher(Service):
                 if not await self._sleep(delay):
                     return RefreshOutcome.STOPPED
         now = self._clock.seconds()
-        token = await self._tokens.store_refreshed(user, grant.generation, tokens, now)
+        token = await self._tokens.store_refreshed(grant, tokens, now)
         if token is None:
             self.log.info(
                 "{user}'s Forgejo token was replaced while refreshing; keeping "

@@ -12,13 +12,13 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from attrs import define, field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from fjmcp.admin.client import AdminClient
@@ -43,7 +43,7 @@ from fjmcp.store.grants import (
 )
 from fjmcp.store.store import SyncStore, open_store_sync
 from fjmcp.store.upstream_tokens import get_upstream_txn, put_upstream_txn
-from tests.maintenance.support import FakeSessions
+from tests.maintenance.support import DeferringStore, FakeSessions
 from tests.standin.support import result_of
 
 T = TypeVar("T")
@@ -54,23 +54,6 @@ AUDIENCE = "http://127.0.0.1:8080/mcp"
 def _seal(plain: bytes, aad: bytes) -> tuple[str, bytes]:
     """A stand-in sealer: the store only keeps what it is given."""
     return ("k1", b"sealed:" + aad)
-
-
-@define
-class DeferringStore:
-    """A `SyncStore` behind the daemon's `run(...) -> Deferred` interface."""
-
-    sync: SyncStore
-    closed: bool = False
-
-    def run(self, fn: Callable[..., T], /, *args: Any) -> Deferred[T]:
-        """Run the transaction now; an already-fired Deferred."""
-        return succeed(self.sync.run(fn, *args))
-
-    def close(self) -> None:
-        """Close the connection (and the lock)."""
-        self.closed = True
-        self.sync.close()
 
 
 @define

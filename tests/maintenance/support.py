@@ -12,8 +12,8 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from attrs import define, field
 from treq.client import HTTPClient
@@ -26,6 +26,7 @@ from twisted.web.resource import IResource, Resource
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.maintenance.refresher import DueToken, RefreshGrant
 from fjmcp.standin.app import StandinForgejo, StandinUser
+from fjmcp.store.store import SyncStore
 from fjmcp.upstream.forgejo import ForgejoClient, ForgejoTokens
 from tests.standin.support import (
     ALICE,
@@ -36,6 +37,8 @@ from tests.standin.support import (
     get_code,
     result_of,
 )
+
+T = TypeVar("T")
 
 
 @define
@@ -98,11 +101,12 @@ class MemoryTokens:
         )
 
     def store_refreshed(
-        self, user: str, previous_generation: int, tokens: ForgejoTokens, now: float
+        self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
-        """Replace the row if its generation is still ``previous_generation``."""
+        """Replace the row if its generation is still the grant's."""
+        user = grant.user
         row = self.rows.get(user)
-        if row is None or row.generation != previous_generation:
+        if row is None or row.generation != grant.generation:
             return succeed(None)
         row.access_token = tokens.access_token
         row.refresh_token = tokens.refresh_token or row.refresh_token
@@ -122,6 +126,23 @@ class MemoryTokens:
         """Forget the user's token (what revocation does to the store)."""
         self.rows.pop(user, None)
         self.live_grants.discard(user)
+
+
+@define
+class DeferringStore:
+    """A `SyncStore` behind the daemon's `run(...) -> Deferred` interface."""
+
+    sync: SyncStore
+    closed: bool = False
+
+    def run(self, fn: Callable[..., T], /, *args: Any) -> Deferred[T]:
+        """Run the transaction now; an already-fired Deferred."""
+        return succeed(self.sync.run(fn, *args))
+
+    def close(self) -> None:
+        """Close the connection (and the lock)."""
+        self.closed = True
+        self.sync.close()
 
 
 @define

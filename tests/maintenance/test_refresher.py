@@ -21,12 +21,34 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from fjmcp.maintenance.refresher import RefreshOutcome, TokenRefresher
-from fjmcp.maintenance.revocation import RevokedInStore, UserRevoker
+from fjmcp.maintenance.refresher import (
+    RefreshOutcome,
+    StoreRefreshableTokens,
+    TokenRefresher,
+    due_tokens_txn,
+)
+from fjmcp.maintenance.revocation import (
+    RevokedInStore,
+    UserRevoker,
+    store_revocation,
+)
+from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.upstream_tokens import NoUpstreamTokenError, UpstreamTokens
 from fjmcp.standin.app import StandinForgejo
+from fjmcp.store.grants import (
+    CodeGrant,
+    Mint,
+    insert_code_txn,
+    lookup_access_txn,
+    redeem_code_txn,
+    upsert_user_txn,
+)
+from fjmcp.store.store import SyncStore, open_store_sync
+from fjmcp.store.upstream_tokens import get_upstream_txn
 from fjmcp.upstream.errors import ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoClient, ForgejoTokens, ForgejoUser
 from tests.maintenance.support import (
+    DeferringStore,
     FakeSessions,
     MemoryTokens,
     Switchable,
@@ -528,3 +550,167 @@ def test_no_token_reaches_the_log() -> None:
         text = formatEvent(event) + repr(sorted(event.items(), key=str))
         for secret in seen - {""}:
             assert secret not in text
+
+
+# --- against the store and the broker's token memory ----------------------------
+
+
+def _live_refresh_token(store: SyncStore, login: str, now: float) -> None:
+    """Give ``login`` a broker refresh token (a redeemed code) alive at ``now``."""
+    uid = store.run(upsert_user_txn, login, None, now)
+    code = CodeGrant(
+        f"{login}-code",
+        "admin-cli",
+        uid,
+        "http://127.0.0.1/cb",
+        "x" * 43,
+        "mcp",
+        "http://127.0.0.1:8080/mcp",
+        f"{login}-family",
+        now,
+        now + 600,
+    )
+    store.run(insert_code_txn, code)
+    mint = Mint(f"{login}-at", now + 3600, f"{login}-rt", now + 86400, now)
+    assert store.run(redeem_code_txn, code.code_hash, lambda c: None, mint).status == (
+        "ok"
+    )
+
+
+def test_due_query_reports_live_broker_grants() -> None:
+    """due_tokens_txn lists the tokens expiring before the bound, soonest first,
+    with whether the user holds a live broker refresh token; tokens without a
+    Forgejo refresh token or expiring later are left out."""
+    store = open_store_sync(":memory:", now=START)
+    try:
+        upstream = UpstreamTokens(DeferringStore(store), KeyRing.generate(), Clock())
+        for user, expires, refresh_token in [
+            ("alice", START + 100, "rt-a"),
+            ("bob", START + 50, "rt-b"),
+            ("carol", START + 100, None),
+            ("dave", START + 5000, "rt-d"),
+        ]:
+            result_of(
+                Deferred.fromCoroutine(
+                    upstream.replace(user, f"at-{user}", refresh_token, expires)
+                )
+            )
+        _live_refresh_token(store, "alice", START)
+        due = store.run(due_tokens_txn, START + MARGIN, START)
+        assert [(d.user, d.has_live_grant) for d in due] == [
+            ("bob", False),
+            ("alice", True),
+        ]
+        later = store.run(due_tokens_txn, START + MARGIN, START + 86400 + 1)
+        assert [(d.user, d.has_live_grant) for d in later] == [
+            ("bob", False),
+            ("alice", False),  # the broker refresh token has expired by then
+        ]
+    finally:
+        store.close()
+
+
+def test_refresh_through_the_real_token_store() -> None:
+    """With the store adapter over the real token memory and an in-memory store,
+    a due token of a user with a live broker grant is refreshed at the stand-in;
+    the new pair is stored sealed (no plaintext in the row) as generation 2,
+    the memory copy is the new token, and the sessions are told."""
+    w = make_world()
+    store = open_store_sync(":memory:", now=START)
+    try:
+        runner = DeferringStore(store)
+        upstream = UpstreamTokens(runner, KeyRing.generate(), w.clock)
+        tokens = login(w.stub)
+        result_of(
+            Deferred.fromCoroutine(
+                upstream.replace(
+                    "alice",
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    tokens.expires_at(START),
+                )
+            )
+        )
+        _live_refresh_token(store, "alice", START)
+        refresher = TokenRefresher(
+            StoreRefreshableTokens(runner, upstream),
+            upstream,
+            w.forgejo,
+            w.sessions,
+            UserRevoker(w.sessions, store_revocation(runner, w.clock)),
+            w.clock,
+            interval=INTERVAL,
+            margin=MARGIN,
+            user_check_interval=USER_CHECK,
+        )
+        refresher.startService()
+        w.advance_to(START + LIFETIME - MARGIN + INTERVAL)
+        current = result_of(upstream.current("alice"))
+        assert current.generation == 2
+        assert current.access_token != tokens.access_token
+        assert accepted(w.standin, w.stub, current.access_token) == "alice"
+        assert w.sessions.rotated == [current]
+        raw = store.conn.execute(
+            "SELECT access_sealed, refresh_sealed FROM upstream_tokens"
+        ).fetchone()
+        for blob in raw:
+            assert current.access_token.encode() not in bytes(blob)
+        refresher.stopService()
+    finally:
+        store.close()
+
+
+def test_revocation_through_the_real_store() -> None:
+    """A refusal from Forgejo revokes the user in the real store: the broker
+    tokens read as revoked and the Forgejo token row is gone."""
+    w = make_world()
+    store = open_store_sync(":memory:", now=START)
+    try:
+        runner = DeferringStore(store)
+        upstream = UpstreamTokens(runner, KeyRing.generate(), w.clock)
+        tokens = login(w.stub)
+        result_of(
+            Deferred.fromCoroutine(
+                upstream.replace(
+                    "alice",
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    tokens.expires_at(START),
+                )
+            )
+        )
+        _live_refresh_token(store, "alice", START)
+        w.sessions.sessions["alice"] = ["s1"]
+        w.standin.revoke_user("alice")
+        refresher = TokenRefresher(
+            StoreRefreshableTokens(runner, upstream),
+            upstream,
+            w.forgejo,
+            w.sessions,
+            UserRevoker(
+                w.sessions, store_revocation(runner, w.clock), forget=[upstream.forget]
+            ),
+            w.clock,
+            interval=INTERVAL,
+            margin=MARGIN,
+            user_check_interval=USER_CHECK,
+        )
+        refresher.startService()
+        assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.REVOKED
+        record = store.run(lookup_access_txn, "alice-at")
+        assert record is not None and record.revoked
+        assert store.run(get_upstream_txn, "alice") is None
+        assert isinstance(_failure_of(upstream.current("alice")), NoUpstreamTokenError)
+        assert w.sessions.ended == [("alice", "forgejo-refused-refresh:invalid_grant")]
+        refresher.stopService()
+    finally:
+        store.close()
+
+
+def _failure_of(d: Deferred[Any]) -> BaseException:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results and isinstance(results[0], Failure)
+    error = results[0].value
+    assert error is not None
+    return error

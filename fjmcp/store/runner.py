@@ -1,0 +1,28 @@
+# -*- test-case-name: tests.store.test_grants -*-
+"""
+What query modules need of a store: ``run(txn_fn, *args)``.
+
+`fjmcp.store.store.Store` provides it (a Deferred from the pool's thread);
+tests use a synchronous in-memory store that returns fired Deferreds. The
+query modules' async wrappers are typed against this protocol so that both
+fit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Cursor", "TxnRunner"]
+
+T = TypeVar("T")
+
+Cursor = sqlite3.Cursor
+
+
+class TxnRunner(Protocol):
+    """Runs one transaction function ``fn(cursor, *args)``."""
+
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Awaitable[T]:
+        """Run ``fn`` in one transaction; the awaitable gives its result."""

@@ -6,13 +6,21 @@ its shutdown, on a `Clock` (no sleeps).
 
 from __future__ import annotations
 
+import pytest
 from attrs import define, field
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
+from fjmcp.interfaces import ChildExit, ChildSpec, Identity
 from fjmcp.maintenance.reaper import IdleReaper
+from fjmcp.sessions.registry import SessionNotFoundError, SessionRegistry
+from fjmcp.sessions.session import Session
+from fjmcp.testing import FakeSpawner
+from fjmcp.upstream.forgejo import ForgejoTokens
+from tests.maintenance.support import MemoryTokens
+from tests.standin.support import result_of
 
 INTERVAL = 30.0
 IDLE = 1800.0
@@ -177,3 +185,116 @@ def test_restart_after_stop_ticks_again() -> None:
     clock.advance(INTERVAL)
     assert len(sessions.calls) == 1
     reaper.stopService()
+
+
+# --- with the real session registry ---------------------------------------------
+
+
+@define
+class BusyRouter:
+    """A session router whose only state is whether it is busy."""
+
+    busy: bool = False
+    closed: list[str] = field(factory=list)
+
+    def line_received(self, generation: int, line: bytes) -> None:
+        """Ignore child output."""
+
+    def child_exited(self, generation: int, exit: ChildExit) -> None:
+        """Ignore child exits."""
+
+    def close(self, reason: str) -> None:
+        """Record why the session ended."""
+        self.closed.append(reason)
+
+    def when_generation_idle(self, generation: int) -> Deferred[None]:
+        """Already idle."""
+        return succeed(None)
+
+    def when_idle(self) -> Deferred[None]:
+        """Already idle."""
+        return succeed(None)
+
+    def drain(self) -> Deferred[None]:
+        """Nothing to drain."""
+        return succeed(None)
+
+
+@define
+class Broker:
+    """A registry on fake children, and the reaper over it."""
+
+    clock: Clock
+    spawner: FakeSpawner
+    registry: SessionRegistry
+    reaper: IdleReaper
+
+    def open_session(self, user: str = "alice") -> tuple[Session, BusyRouter]:
+        """A live session of ``user`` with its router."""
+        router = BusyRouter()
+        session = result_of(
+            Deferred.fromCoroutine(
+                self.registry.create(Identity(user, "client"), lambda s: router)
+            )
+        )
+        return session, router
+
+
+def make_broker() -> Broker:
+    clock = Clock()
+    clock.advance(5000)
+    tokens = MemoryTokens()
+    for user in ("alice", "bob"):
+        tokens.put(user, ForgejoTokens("at-" + user, "bearer", 3600, "rt"), 5000)
+    spawner = FakeSpawner()
+    registry = SessionRegistry(
+        spawner,
+        tokens,
+        lambda token, label: ChildSpec(("mcp-server",), {}, label),
+        clock,
+        max_children=10,
+        max_children_per_user=10,
+    )
+    reaper = IdleReaper(registry, clock, interval=INTERVAL, idle_timeout=IDLE)
+    return Broker(clock, spawner, registry, reaper)
+
+
+def test_idle_session_is_ended_and_its_child_stopped() -> None:
+    """A session unused for longer than the idle timeout is ended by the next
+    tick: its child is stopped, its id gets 404, and an active session of
+    another user stays."""
+    broker = make_broker()
+    idle, router = broker.open_session("alice")
+    busy_user, _ = broker.open_session("bob")
+    broker.reaper.startService()
+    for _ in range(int(IDLE / INTERVAL)):  # idle for exactly the timeout
+        broker.clock.advance(INTERVAL)
+        busy_user.touch(broker.clock.seconds())
+    assert broker.clock.seconds() - idle.last_activity == IDLE
+    assert broker.registry.get(idle.id) is not None  # not before the timeout
+    broker.clock.advance(INTERVAL)
+    assert broker.registry.get(idle.id) is None
+    assert router.closed == ["idle"]
+    assert broker.spawner.children[0].stop_calls == 1
+    with pytest.raises(SessionNotFoundError):
+        broker.registry.lookup(idle.id, idle.identity)
+    assert broker.registry.get(busy_user.id) is not None
+    assert broker.reaper.reaped_total == 1
+    broker.reaper.stopService()
+
+
+def test_session_with_a_request_in_flight_is_not_idle() -> None:
+    """A session that is busy (a request in flight or a GET stream open) is
+    never reaped, however long ago its last activity; once it is no longer
+    busy and still idle, the next tick ends it."""
+    broker = make_broker()
+    session, router = broker.open_session()
+    router.busy = True
+    broker.reaper.startService()
+    broker.clock.pump([INTERVAL] * int(3 * IDLE / INTERVAL))
+    assert broker.registry.get(session.id) is not None
+    assert broker.spawner.children[0].stop_calls == 0
+    router.busy = False
+    broker.clock.advance(INTERVAL)
+    assert broker.registry.get(session.id) is None
+    broker.reaper.stopService()

@@ -154,6 +154,7 @@ class FakeSessions:
     rotated: list[UpstreamToken] = field(factory=list)
     ended: list[tuple[str, str]] = field(factory=list)
     ended_clients: list[tuple[str, str, str]] = field(factory=list)
+    reap_calls: list[tuple[float, float]] = field(factory=list)
 
     def live_users(self) -> frozenset[str]:
         """Users with at least one session."""
@@ -173,6 +174,11 @@ class FakeSessions:
     def token_rotated(self, token: UpstreamToken) -> None:
         """Record the rotation (the registry would respawn the children)."""
         self.rotated.append(token)
+
+    def reap_idle(self, now: float, idle_timeout: float) -> Deferred[int]:
+        """Record the reaper's question; nothing here is ever idle."""
+        self.reap_calls.append((now, idle_timeout))
+        return succeed(0)
 
 
 class Switchable(Resource):

@@ -127,9 +127,9 @@ def test_interleaved_requests_each_get_their_own_answer() -> None:
     a = h.post(rpc(1, "tools/call", {"name": "slow"}), session=sid)
     b = h.post(rpc("1", "tools/call", {"name": "fast"}), session=sid)
     child.emit(result("1", {"v": "b"}))
-    assert b.finished and not a.finished
+    assert (b.finished, a.finished) == (1, 0)
     child.emit(result(1, {"v": "a"}))
-    assert a.finished
+    assert a.finished == 1
     assert a.messages() == [{"jsonrpc": "2.0", "id": 1, "result": {"v": "a"}}]
     assert b.messages() == [{"jsonrpc": "2.0", "id": "1", "result": {"v": "b"}}]
 
@@ -158,7 +158,7 @@ def test_progress_goes_to_the_request_with_that_token() -> None:
 
 
 def test_sampling_round_trip() -> None:
-    """A child's sampling request reaches the call's stream; the answer returns to it."""
+    """A child's sampling request reaches the call's stream; the answer goes back."""
     h = Harness()
     sid, child = _session(h)
     call = h.post(rpc(5, "tools/call", {"name": "ask"}), session=sid)
@@ -173,7 +173,7 @@ def test_sampling_round_trip() -> None:
 
 
 def test_messages_without_any_stream_wait_for_the_next_get_stream() -> None:
-    """With no stream open, notifications queue and flush into the GET stream in order."""
+    """With no stream open, notifications queue and flush into the next GET stream."""
     h = Harness()
     sid, child = _session(h)
     child.emit(line(note("notifications/tools/list_changed")))
@@ -202,7 +202,7 @@ def test_queue_is_bounded() -> None:
 
 
 def test_disconnect_then_resume_gets_the_missed_response() -> None:
-    """A POST stream that drops keeps buffering; GET + Last-Event-ID replays the rest."""
+    """A dropped POST stream keeps buffering; GET + Last-Event-ID replays the rest."""
     h = Harness()
     sid, child = _session(h)
     call = h.post(rpc(1, "tools/call", {"name": "x"}), session=sid)
@@ -280,7 +280,7 @@ def test_child_exit_fails_every_waiting_stream_and_ends_the_session() -> None:
 
 
 def test_duplicate_in_flight_id_is_refused_without_reaching_the_child() -> None:
-    """A second request with an id in flight gets a JSON-RPC error; the child never sees it."""
+    """A request reusing an id in flight gets an error and never reaches the child."""
     h = Harness()
     sid, child = _session(h)
     h.post(rpc(1, "tools/call", {"name": "x"}), session=sid)
@@ -294,7 +294,7 @@ def test_duplicate_in_flight_id_is_refused_without_reaching_the_child() -> None:
 
 
 def test_later_generations_server_requests_are_namespaced() -> None:
-    """A server->client request of child generation 2 gets a prefixed id, mapped back."""
+    """Server->client requests of child generation 2 get prefixed ids, mapped back."""
     h = Harness()
     sid, child = _session(h)
     session = h.registry.get(sid)
@@ -320,7 +320,7 @@ def test_later_generations_server_requests_are_namespaced() -> None:
 
 
 def test_cancellation_goes_to_the_child_holding_the_request() -> None:
-    """notifications/cancelled for a request on an old child is written to that child."""
+    """notifications/cancelled for a request on an old child goes to that child."""
     h = Harness()
     sid, child = _session(h)
     session = h.registry.get(sid)

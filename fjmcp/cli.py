@@ -188,6 +188,12 @@ def _init_config(args: argparse.Namespace, out: IO[str]) -> int:
     state = Path(args.state_dir) if args.state_dir else target.parent
     target.write_text(local_config_text(state, args.port), encoding="utf-8")
     print(f"wrote {target}", file=out)
+    keys = state / "token-keys"
+    if not keys.exists():
+        from fjmcp.oauth.keys import prepend_new_key
+
+        prepend_new_key(keys)
+        print(f"wrote {keys} (token key file, mode 0600)", file=out)
     return 0
 
 

@@ -44,7 +44,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from attrs import define, field
 from klein import Klein
@@ -64,9 +64,14 @@ from twisted.web.resource import IResource
 from zope.interface import Interface
 
 from fjmcp.admin.server import AdminHandlers, AdminServerService
+from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
+from fjmcp.oauth.bearer import BearerAuthenticator
+from fjmcp.oauth.keys import KeyFileError, KeyRing, load_keyring
+from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.store.runner import TxnRunner
 from fjmcp.web.health import Health
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
@@ -212,6 +217,12 @@ class Wiring:
     shutdown: ShutdownCoordinator
     services: list[IService] = field(factory=list)
     """Child services started after the store opened, stopped before it closes."""
+    keys: KeyRing | None = None
+    """The token key ring (fjmcp.oauth.keys), loaded first in `BrokerService._wire`."""
+    authenticator: BearerAuthenticator | None = None
+    """The bearer check of /mcp (IAuthenticator)."""
+    upstream_tokens: UpstreamTokens | None = None
+    """Each user's current Forgejo token (IUpstreamTokens)."""
 
 
 class BrokerService(MultiService):
@@ -284,6 +295,10 @@ class BrokerService(MultiService):
         self.store = store
         try:
             wiring = self._wire(store)
+        except KeyFileError as e:
+            self._failed(f"cannot use the token keys: {e}", EXIT_CONFIG)
+            return
+        try:
             site = BrokerSite(
                 build_root(wiring.routes, wiring.plain),
                 reactor=self._reactor,
@@ -327,8 +342,24 @@ class BrokerService(MultiService):
         )
         wiring.admin.register("status", self._status)
 
-        # --- token key ring (issue 4, fjmcp.oauth.keys): load it here from
-        # config.token_keys_path, before anything that seals or opens tokens.
+        # --- token key ring (issue 4): loaded before anything that seals or
+        # opens tokens; a missing or open key file stops the start (exit 2).
+        wiring.keys = load_keyring(self._config.token_keys_path)
+        runner = cast(TxnRunner, store)
+        wiring.upstream_tokens = UpstreamTokens(runner, wiring.keys, self._reactor)
+        wiring.authenticator = BearerAuthenticator(
+            runner, self._reactor, self._config.mcp_url
+        )
+        wiring.admin.register(
+            "issue-token",
+            AdminTokenIssuer(
+                runner,
+                wiring.upstream_tokens,
+                self._reactor,
+                self._config.mcp_url,
+                self._config.access_token_ttl,
+            ).handle,
+        )
 
         wiring.routes.append(
             Health(lambda: _maybe_await(store.check()), self._build, wiring.reactor).app

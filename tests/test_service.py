@@ -15,12 +15,16 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
 from fjmcp.config import Config, load_config
+from fjmcp.oauth.keys import prepend_new_key
 from fjmcp.service import EXIT_CONFIG, BrokerService, ShutdownCoordinator
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _config(tmp_path: Path, **extra: str) -> Config:
+    keys = tmp_path / "token-keys"
+    if not keys.exists():
+        prepend_new_key(keys)
     env = {
         "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
         "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
@@ -132,6 +136,23 @@ def test_store_failure_stops_with_status_2(tmp_path: Path) -> None:
     assert service.exit_status == EXIT_CONFIG
     assert failed == [EXIT_CONFIG]
     assert reactor.hasStopped
+
+
+def test_missing_key_file_stops_with_status_2(tmp_path: Path) -> None:
+    """Without a token key file the broker does not listen and exits with 2."""
+    failed: list[int] = []
+    events: list[str] = []
+    reactor = ListenRecorder(events)
+    service = BrokerService(
+        _config(tmp_path, FJMCP_TOKEN_KEYS_FILE=str(tmp_path / "absent")),
+        reactor,
+        store_opener=lambda r, p: FakeStore(events),
+        handle_signals=False,
+        on_failed_start=failed.append,
+    )
+    service.startService()
+    assert reactor.tcpServers == []
+    assert failed == [EXIT_CONFIG]
 
 
 def test_status_handler(tmp_path: Path) -> None:

@@ -90,6 +90,11 @@ def _spawn(args: list[str], cwd: Path) -> tuple[Collect, Any]:
 
 
 def _write_config(directory: Path, port: int) -> Path:
+    from fjmcp.oauth.keys import prepend_new_key
+
+    keys = directory / "state" / "token-keys"
+    if not keys.exists():
+        prepend_new_key(keys)
     path = directory / "fjmcp.toml"
     path.write_text(
         "\n".join(

@@ -29,6 +29,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -378,11 +379,18 @@ class RunningDemo:
 
 
 async def start_demo(
-    reactor: Any, options: DemoOptions, *, handle_signals: bool = True
+    reactor: Any,
+    options: DemoOptions,
+    *,
+    handle_signals: bool = True,
+    on_failed_start: Callable[[int], None] | None = None,
 ) -> RunningDemo:
     """
     Prepare the state, start the stand-in, then the broker; fires once both
     listen. `DemoError` when the state or a port cannot be had.
+
+    :param on_failed_start: told the exit status when the broker fails to
+        start (it has then asked the reactor to stop, see `BrokerService`).
     """
     from fjmcp.config import ConfigError, load_config
     from fjmcp.logs import register_config_secrets
@@ -408,7 +416,12 @@ async def start_demo(
         except ConfigError as e:
             raise DemoError(e.render()) from e
         register_config_secrets(config)
-        service = build_service(config, reactor, handle_signals=handle_signals)
+        service = build_service(
+            config,
+            reactor,
+            handle_signals=handle_signals,
+            on_failed_start=on_failed_start,
+        )
         service.startService()
         try:
             await service.ready
@@ -474,12 +487,15 @@ def main(argv: list[str]) -> int:
             except Exception:  # already stopping
                 return
 
+    def failed(status: int) -> None:
+        outcome["status"] = status
+
     async def start() -> None:
         try:
-            demo = await start_demo(reactor, options)
+            demo = await start_demo(reactor, options, on_failed_start=failed)
         except DemoError as e:
             print(f"fjmcp demo: {e}", file=sys.stderr)
-            outcome["status"] = 1
+            outcome["status"] = outcome["status"] or 1
             stop_reactor()
             return
         running.append(demo)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, E2E, NODE_MODULES, REPO, Live, node, run_client
+from tests.e2e.live import CHROMIUM, E2E, NODE_MODULES, REPO, Live, node, run_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
+from tests.e2e.live import (
     BIN,
     E2E,
     NODE_MODULES,

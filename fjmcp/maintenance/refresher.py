@@ -278,7 +278,8 @@ class TokenRefresher(Service):
     :param retry_initial: first backoff delay after a transient failure;
         doubled on each further failure, up to ``retry_max``.
     :param retry_attempts: tries per refresh before waiting for the next tick.
-    :param max_concurrent: refreshes and checks running at once.
+    :param max_concurrent: refreshes running at once (and, separately, user
+        checks running at once).
     :param panic: called with the failure and the login when a token has
         expired and cannot be refreshed, or a refresh failed unexpectedly.
     """
@@ -307,11 +308,17 @@ class TokenRefresher(Service):
     _last_check: dict[str, float] = field(factory=dict, init=False)
     _waits: set[Deferred[None]] = field(factory=set, init=False)
     _limit: DeferredSemaphore = field(init=False)
+    _check_limit: DeferredSemaphore = field(init=False)
     refreshes: int = field(default=0, init=False)
     """Successful refreshes since start (for status and metrics)."""
 
     @_limit.default
     def _make_limit(self) -> DeferredSemaphore:
+        return DeferredSemaphore(self.max_concurrent)
+
+    @_check_limit.default
+    def _make_check_limit(self) -> DeferredSemaphore:
+        # Checks queue apart: a burst of them never delays a due refresh.
         return DeferredSemaphore(self.max_concurrent)
 
     # --- service ---------------------------------------------------------------
@@ -570,12 +577,12 @@ class TokenRefresher(Service):
 
     async def _check_quietly(self, user: str) -> None:
         try:
-            await self._limit.acquire()
+            await self._check_limit.acquire()
             try:
                 if self.running:
                     await self._check(user)
             finally:
-                self._limit.release()
+                self._check_limit.release()
         except CancelledError:
             pass
         except Exception:

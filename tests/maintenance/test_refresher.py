@@ -34,7 +34,7 @@ from fjmcp.maintenance.revocation import (
 )
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.upstream_tokens import NoUpstreamTokenError, UpstreamTokens
-from fjmcp.standin.app import StandinForgejo
+from fjmcp.standin.app import StandinForgejo, StandinUser
 from fjmcp.store.grants import (
     CodeGrant,
     Mint,
@@ -56,7 +56,7 @@ from tests.maintenance.support import (
     forgejo_on,
     login,
 )
-from tests.standin.support import BOB, make_standin, refresh, result_of
+from tests.standin.support import ALICE, BOB, make_standin, refresh, result_of
 
 START = 1000.0
 LIFETIME = 600
@@ -144,8 +144,8 @@ class World:
 
     def log_in(self, user: str = "alice", *, session: bool = True) -> None:
         """Log ``user`` in at the stand-in and store their tokens."""
-        who = BOB if user == "bob" else None
-        tokens = login(self.stub, who) if who else login(self.stub)
+        who = next(u for u in self.standin.config.users if u.login == user)
+        tokens = login(self.stub, who)
         self.tokens.put(user, tokens, self.clock.seconds())
         if session:
             self.sessions.sessions.setdefault(user, []).append(f"s-{user}")
@@ -270,6 +270,32 @@ def test_one_refresh_for_many_sessions_and_callers(world: World) -> None:
     assert [result_of(d) for d in callers] == [RefreshOutcome.REFRESHED] * 3
     assert world.standin.refresh_count("alice") == 1
     assert len(world.sessions.rotated) == 1
+
+
+def test_concurrent_refreshes_are_bounded() -> None:
+    """Many users due at once are refreshed at most max_concurrent at a time;
+    each finishes, and user checks do not take the refreshes' places."""
+    extra = tuple(StandinUser(name, f"{name}-password") for name in ("c", "d", "e"))
+    world = make_world(users=(ALICE, BOB, *extra))
+    for user in ("alice", "bob", "c", "d", "e"):
+        world.log_in(user)
+    held = HeldForgejo(world.forgejo)
+    world.start(held, max_concurrent=2)
+    world.advance_to(START + LIFETIME - MARGIN + INTERVAL)
+    assert held.refresh_calls == 2
+    held.release()
+    assert held.refresh_calls == 4
+    held.release()
+    assert held.refresh_calls == 5
+    held.release()
+    assert sorted(t.user for t in world.sessions.rotated) == [
+        "alice",
+        "bob",
+        "c",
+        "d",
+        "e",
+    ]
+    world.refresher_or_fail().stopService()
 
 
 def test_refresh_user_with_nothing_stored(world: World) -> None:

@@ -69,10 +69,15 @@ from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
 from fjmcp.oauth.bearer import BearerAuthenticator
+from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.keys import KeyFileError, KeyRing, load_keyring
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.store.runner import TxnRunner
+from fjmcp.supervisor.environment import child_spec
+from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.web.health import Health
+from fjmcp.web.mcp_resource import build_mcp
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
 
@@ -223,6 +228,8 @@ class Wiring:
     """The bearer check of /mcp (IAuthenticator)."""
     upstream_tokens: UpstreamTokens | None = None
     """Each user's current Forgejo token (IUpstreamTokens)."""
+    sessions: SessionRegistry | None = None
+    """The live MCP sessions (ISessionControl; fjmcp.sessions.registry)."""
 
 
 class BrokerService(MultiService):
@@ -365,9 +372,23 @@ class BrokerService(MultiService):
             Health(lambda: _maybe_await(store.check()), self._build, wiring.reactor).app
         )
         # --- OAuth (issue 4): wiring.routes.append(OAuthRoutes(...).app)
-        # --- bridge (issue 5): wiring.plain[b"mcp"] = McpResource(...)
-        #                       wiring.shutdown.add_drain(bridge.drain)
-        # --- supervisor (issue 6): wiring.shutdown.add_spawner(supervisor)
+        # --- bridge (issue 5): /mcp, its sessions and their children
+        supervisor = Supervisor(self._reactor)
+        config = self._config
+        mcp, wiring.sessions = build_mcp(
+            config,
+            self._reactor,
+            authenticator=wiring.authenticator,
+            challenge=lambda sent: challenge_header(config, token_sent=sent),
+            tokens=wiring.upstream_tokens,
+            spawner=supervisor,
+            spec_factory=lambda token, label: child_spec(
+                config, token=token, label=label
+            ),
+        )
+        wiring.plain[b"mcp"] = mcp
+        wiring.shutdown.add_drain(wiring.sessions.drain)
+        wiring.shutdown.add_spawner(supervisor)
         # --- maintenance (issue 6): wiring.services.append(IdleReaper(...))
         return wiring
 

@@ -58,13 +58,22 @@ from fjmcp.bridge.router import (
     StreamConflictError,
 )
 from fjmcp.config import Config, is_loopback_host
-from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
+from fjmcp.interfaces import (
+    ChildSpec,
+    IAuthenticator,
+    Identity,
+    InvalidToken,
+    ISpawner,
+    IUpstreamTokens,
+    UpstreamToken,
+)
 from fjmcp.sessions.registry import SessionError, SessionRegistry
 from fjmcp.sessions.session import Session
 
 __all__ = [
     "SUPPORTED_VERSIONS",
     "McpResource",
+    "build_mcp",
     "origin_of",
     "version_at_least",
 ]
@@ -536,3 +545,36 @@ class McpResource(Resource):
 
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("ascii") if isinstance(value, str) else value
+
+
+def build_mcp(
+    config: Config,
+    reactor: Any,
+    *,
+    authenticator: IAuthenticator,
+    challenge: Challenge,
+    tokens: IUpstreamTokens,
+    spawner: ISpawner,
+    spec_factory: Callable[[UpstreamToken, str], ChildSpec],
+) -> tuple[McpResource, SessionRegistry]:
+    """
+    The ``/mcp`` resource and its session registry, from the configuration
+    (the one call `fjmcp.service` makes).
+    """
+    registry = SessionRegistry(
+        spawner,
+        tokens,
+        spec_factory,
+        reactor,
+        max_children=config.max_children,
+        max_children_per_user=config.max_children_per_user,
+        drain_timeout=config.child_drain_timeout,
+    )
+    resource = McpResource(
+        config=config,
+        authenticator=authenticator,
+        challenge=challenge,
+        registry=registry,
+        clock=reactor,
+    )
+    return resource, registry

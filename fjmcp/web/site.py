@@ -128,6 +128,10 @@ class LimitedRequest(Request):
         self._cancel_deadline()
         if self._rejected:
             return
+        if path == b"/mcp" or path.startswith((b"/mcp?", b"/mcp/")):
+            # /mcp reads JSON only: skip twisted.web's form parsing, whose
+            # Content-Type parser builds an EmailMessage for every POST.
+            self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
 
     def connectionLost(self, reason: Any) -> None:

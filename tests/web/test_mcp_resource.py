@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
 
 from fjmcp.interfaces import Identity
 from fjmcp.web.mcp_resource import accepts, origin_of, version_at_least
@@ -537,3 +538,31 @@ def test_random_initialize_bodies_never_500(body: bytes) -> None:
     assert req.status in {200, 400, 415}
     if req.status == 400:
         assert _error(req)["code"] in (-32700, -32600)
+
+
+def test_site_skips_form_parsing_for_mcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/mcp POSTs never reach twisted.web's slow Content-Type parser; others do."""
+    from twisted.web import http
+    from twisted.web.resource import Resource
+    from twisted.web.test.requesthelper import DummyChannel
+
+    from fjmcp.web.site import BrokerSite, LimitedRequest
+
+    parsed: list[bytes] = []
+    monkeypatch.setattr(
+        http, "_parseContentType", lambda line: parsed.append(line) or b"x"
+    )
+    site = BrokerSite(
+        Resource(), reactor=Clock(), max_request_bytes=100, request_timeout=5
+    )
+    for path in (b"/mcp", b"/oauth/token"):
+        channel = DummyChannel()
+        channel.site = site
+        req = LimitedRequest(channel)
+        req.requestHeaders.setRawHeaders(
+            b"content-type", [b"application/x-www-form-urlencoded"]
+        )
+        req.gotLength(3)
+        req.handleContentChunk(b"a=b")
+        req.requestReceived(b"POST", path, b"HTTP/1.1")
+    assert parsed == [b"application/x-www-form-urlencoded"]  # only /oauth/token

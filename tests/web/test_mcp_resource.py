@@ -549,9 +549,12 @@ def test_site_skips_form_parsing_for_mcp(monkeypatch: pytest.MonkeyPatch) -> Non
     from fjmcp.web.site import BrokerSite, LimitedRequest
 
     parsed: list[bytes] = []
-    monkeypatch.setattr(
-        http, "_parseContentType", lambda line: parsed.append(line) or b"x"
-    )
+
+    def record(line: bytes) -> bytes:
+        parsed.append(line)
+        return b"x"
+
+    monkeypatch.setattr(http, "_parseContentType", record)
     site = BrokerSite(
         Resource(), reactor=Clock(), max_request_bytes=100, request_timeout=5
     )

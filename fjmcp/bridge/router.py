@@ -413,9 +413,9 @@ class SessionBridge:
                     id=(msg.id_json or "")[:64],
                 )
                 return
+            self._answer(ex, msg.line)
             if ex.method == "initialize":
                 self._initialized(msg)
-            self._answer(ex, msg.line)
             return
         line = msg.line
         if msg.kind is Kind.REQUEST:

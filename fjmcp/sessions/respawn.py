@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sessions.test_respawn -*-
+# -*- test-case-name: tests.sessions.test_registry -*-
 """
 The invisible child swap after a Forgejo token refresh.
 

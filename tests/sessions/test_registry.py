@@ -1,0 +1,256 @@
+# -*- test-case-name: tests.sessions.test_registry -*-
+"""
+Tests for `fjmcp.sessions.registry`: ids, identity binding, caps, idle
+reaping, scoped revocation (ISessionControl), shutdown drain, and the
+invisible child swap after a token refresh (`fjmcp.sessions.respawn`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fjmcp.interfaces import ChildExit, ISessionControl
+from fjmcp.maintenance.reaper import IIdleSessions
+from fjmcp.sessions.registry import new_session_id
+from tests.bridge.support import Harness, line, note, result, rpc
+
+
+def _ready(h: Harness, **kw: Any) -> tuple[str, Any]:
+    sid, child, _ = h.initialize(**kw)
+    h.post(
+        note("notifications/initialized"),
+        session=sid,
+        token=kw.get("token", b"Bearer alice-token"),
+    )
+    return sid, child
+
+
+def test_session_ids_are_192_bit_visible_ascii() -> None:
+    """Ids are 32 URL-safe characters (192 bits), all different."""
+    ids = {new_session_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 32 and all(0x21 <= ord(c) <= 0x7E for c in i) for i in ids)
+
+
+def test_registry_provides_what_others_call() -> None:
+    """The registry is the ISessionControl and the reaper's IIdleSessions."""
+    h = Harness()
+    control: ISessionControl = h.registry
+    idle: IIdleSessions = h.registry
+    assert control.live_users() == frozenset() and idle is h.registry
+
+
+def test_reap_idle_ends_only_idle_sessions() -> None:
+    """Idle past the timeout ends; busy (in flight or GET open) or recent does not."""
+    h = Harness()
+    idle_sid, idle_child = _ready(h)
+    busy_sid, busy_child = _ready(h, token=b"Bearer bob-token")
+    h.post(
+        rpc(1, "tools/call", {"name": "slow"}),
+        session=busy_sid,
+        token=b"Bearer bob-token",
+    )
+    h.clock.advance(100)
+    recent_sid, _ = _ready(h, token=b"Bearer alice-b-token")
+    d = h.registry.reap_idle(h.clock.seconds(), 50)
+    ended: list[int] = []
+    d.addCallback(ended.append)
+    assert ended == [1]
+    assert h.registry.get(idle_sid) is None and not idle_child.alive
+    assert h.registry.get(busy_sid) is not None and busy_child.alive
+    assert h.registry.get(recent_sid) is not None
+    assert h.post(rpc(2, "ping"), session=idle_sid).status == 404
+
+
+def test_end_user_and_end_user_client_are_scoped() -> None:
+    """Revoking a client ends only that client's sessions; revoking a user, all."""
+    h = Harness()
+    a1, _ = _ready(h)
+    a2, _ = _ready(h, token=b"Bearer alice-b-token")
+    b1, _ = _ready(h, token=b"Bearer bob-token")
+    assert h.registry.live_users() == {"alice", "bob"}
+    h.registry.end_user_client("alice", "client-b", "token revoked")
+    assert h.registry.get(a2) is None and h.registry.get(a1) is not None
+    h.registry.end_user("alice", "revoke-user")
+    assert h.registry.get(a1) is None and h.registry.get(b1) is not None
+    assert h.registry.live_users() == {"bob"}
+    counts = h.registry.counts()
+    assert (counts.sessions, counts.started, counts.ended) == (1, 3, 2)
+
+
+def test_ending_a_session_fails_its_requests_in_flight() -> None:
+    """A revoked session's waiting stream gets -32603 naming the reason."""
+    h = Harness()
+    sid, _ = _ready(h)
+    call = h.post(rpc(1, "tools/call", {"name": "x"}), session=sid)
+    h.registry.end_user("alice", "revoked by an operator")
+    err = call.messages()[-1]
+    assert err["id"] == 1 and "revoked by an operator" in err["error"]["message"]
+    assert call.finished == 1
+
+
+def test_drain_closes_get_streams_and_waits_for_in_flight() -> None:
+    """Shutdown drain: GET streams close now; it fires once calls finish."""
+    h = Harness()
+    sid, child = _ready(h)
+    get = h.request(b"GET", session=sid, accept=b"text/event-stream")
+    h.post(rpc(1, "tools/call", {"name": "x"}), session=sid)
+    fired: list[object] = []
+    h.registry.drain().addCallback(fired.append)
+    assert get.finished == 1 and fired == []
+    child.emit(result(1))
+    assert fired == [None]
+
+
+def test_failed_initialize_ends_the_session() -> None:
+    """A child that answers initialize with an error leaves no session behind."""
+    h = Harness()
+    req = h.post(rpc(0, "initialize", {"protocolVersion": "2025-06-18"}))
+    sid = req.header(b"mcp-session-id")
+    assert sid is not None
+    h.spawner.last.emit(
+        b'{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"no"}}'
+    )
+    assert req.messages()[-1]["error"]["code"] == -32602
+    assert h.registry.get(sid.decode()) is None
+
+
+# -- respawn after a token refresh -------------------------------------------------
+
+
+def test_respawn_replays_client_state_and_swaps_invisibly() -> None:
+    """
+    After a refresh: a new child with the new token gets the client's
+    initialize, initialized, setLevel and subscribe (broker ids, answers
+    swallowed); the call in flight finishes on the old child; new calls go
+    to the new one; the old child is then stopped; the session id is kept.
+    """
+    h = Harness()
+    sid, old = _ready(h)
+    h.post(rpc(1, "logging/setLevel", {"level": "debug"}), session=sid)
+    old.emit(result(1))
+    h.post(rpc(2, "resources/subscribe", {"uri": "test://a"}), session=sid)
+    old.emit(result(2))
+    inflight = h.post(rpc(3, "tools/call", {"name": "slow"}), session=sid)
+
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    new = h.spawner.last
+    assert new is not old
+    assert new.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
+    init = json.loads(new.written[0])
+    assert init["method"] == "initialize" and init["id"].startswith("fjmcp-respawn-")
+    new.emit(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "fake", "version": "2"},
+                },
+            }
+        ).encode()
+    )
+    methods = [json.loads(w).get("method") for w in new.written]
+    assert methods == [
+        "initialize",
+        "notifications/initialized",
+        "logging/setLevel",
+        "resources/subscribe",
+    ]
+    for w in new.written[2:]:
+        new.emit(result(json.loads(w)["id"]))
+    session = h.registry.get(sid)
+    assert session is not None and session.generation == 2
+    # A new call goes to the new child; the one in flight finishes on the old.
+    fresh = h.post(rpc(4, "tools/list"), session=sid)
+    assert json.loads(new.written[-1])["id"] == 4
+    new.emit(result(4, {"tools": []}))
+    assert fresh.messages()[-1]["id"] == 4
+    assert old.alive
+    old.emit(result(3, {"v": "old"}))
+    assert inflight.messages()[-1] == {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "result": {"v": "old"},
+    }
+    assert not old.alive and old.stop_calls == 1
+    assert h.registry.get(sid) is session
+
+
+def test_respawn_ends_the_session_when_capabilities_change() -> None:
+    """A new child that negotiates differently ends the session (404 next)."""
+    h = Harness()
+    sid, old = _ready(h)
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    new = h.spawner.last
+    init = json.loads(new.written[0])
+    new.emit(
+        line(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}, "prompts": {}},
+                    "serverInfo": {"name": "fake", "version": "2"},
+                },
+            }
+        )
+    )
+    assert h.registry.get(sid) is None
+    assert not new.alive and not old.alive
+    assert h.post(rpc(1, "ping"), session=sid).status == 404
+
+
+def test_respawn_is_lazy_on_the_next_request() -> None:
+    """A session whose child predates the newest token respawns on its next request."""
+    h = Harness()
+    sid, old = _ready(h)
+    h.tokens.rotate("alice")  # refreshed, but token_rotated not called yet
+    _ready(h, token=b"Bearer alice-b-token")  # a new session sees generation 2
+    spawned = len(h.spawner.children)
+    assert h.post(rpc(1, "ping"), session=sid).status == 200
+    assert json.loads(old.written[-1])["id"] == 1  # served by the old child meanwhile
+    assert len(h.spawner.children) == spawned + 1
+    assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
+
+
+def test_token_rotation_respawns_every_session_of_that_user_only() -> None:
+    """token_rotated starts a new child for each of the user's sessions, no other."""
+    h = Harness()
+    _ready(h)
+    _ready(h, token=b"Bearer alice-b-token")
+    _ready(h, token=b"Bearer bob-token")
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    fresh = [c.spec.env["FORGEJO_ACCESS_TOKEN"] for c in h.spawner.children[3:]]
+    assert fresh == ["forgejo-alice-2", "forgejo-alice-2"]
+
+
+def test_old_child_exit_during_drain_does_not_end_the_session() -> None:
+    """After the swap, the old child's exit fails only its own requests."""
+    h = Harness()
+    sid, old = _ready(h)
+    inflight = h.post(rpc(3, "tools/call", {"name": "slow"}), session=sid)
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    new = h.spawner.last
+    init = json.loads(new.written[0])
+    new.emit(
+        line(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "fake", "version": "2"},
+                },
+            }
+        )
+    )
+    old.exit(ChildExit("exited", exit_code=1))
+    assert inflight.messages()[-1]["error"]["code"] == -32603
+    assert h.registry.get(sid) is not None
+    assert h.post(rpc(4, "ping"), session=sid).status == 200

@@ -129,6 +129,9 @@ class Stream:
             old.cut("superseded by a newer connection")
         if after is not None:
             writer.write_many(event for seq, event in self._events if seq > after)
+        if writer.closed:  # the client was gone before the stream started
+            self.detach(writer)
+            return
         if self.complete:
             self.finish_if_complete()
             return

@@ -164,3 +164,15 @@ def test_event_id_parsing_never_crashes(raw: bytes) -> None:
     assert parsed is None or (parsed[0] >= 0 and parsed[1] >= 0)
     assert parse_event_id(b"12-34") == (12, 34)
     assert parse_event_id("x-1") is None
+
+
+def test_connection_gone_before_attach_still_expires() -> None:
+    """A stream attached to an already-closed connection is kept only for the window."""
+    clock, gone = Clock(), _anys()
+    stream = _stream(clock, gone)
+    writer, req = _writer(clock, _strs())
+    req.disconnect()
+    stream.attach(writer)
+    stream.send(b"{}")
+    clock.advance(61)
+    assert gone == [stream]

@@ -157,7 +157,9 @@ class PendingAuthorization:
     code_challenge: str
     scope: str
     resource: str
-    prompt_consent: bool
+    consent_user: str | None
+    """The login whose earlier consent let the page be skipped (``None``:
+    the user approved on the page); the callback checks it is who logged in."""
     key_id: str
     verifier_sealed: bytes = field(repr=False)
     created_at: float
@@ -166,7 +168,7 @@ class PendingAuthorization:
 
 _PENDING_COLUMNS = (
     "state_hash, browser_hash, client_id, redirect_uri, client_state, "
-    "code_challenge, scope, resource, prompt_consent, key_id, verifier_sealed, "
+    "code_challenge, scope, resource, consent_user, key_id, verifier_sealed, "
     "created_at, expires_at"
 )
 
@@ -189,7 +191,7 @@ def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> None:
             pending.code_challenge,
             pending.scope,
             pending.resource,
-            int(pending.prompt_consent),
+            pending.consent_user,
             pending.key_id,
             pending.verifier_sealed,
             pending.created_at,
@@ -226,7 +228,7 @@ def take_pending_txn(
         code_challenge=row[5],
         scope=row[6],
         resource=row[7],
-        prompt_consent=bool(row[8]),
+        consent_user=row[8],
         key_id=row[9],
         verifier_sealed=bytes(row[10]),
         created_at=row[11],

@@ -60,7 +60,7 @@ CREATE TABLE pending_authorizations (
     code_challenge  TEXT NOT NULL,
     scope           TEXT NOT NULL,
     resource        TEXT NOT NULL,
-    prompt_consent  INTEGER NOT NULL DEFAULT 0,
+    consent_user    TEXT,                -- consent skipped for this login (cookie)
     key_id          TEXT NOT NULL,
     verifier_sealed BLOB NOT NULL,       -- our PKCE verifier toward Forgejo
     created_at      REAL NOT NULL,

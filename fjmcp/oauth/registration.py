@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.oauth.test_registration -*-
+"""
+Validation of dynamic client registrations (RFC 7591) and redirect URIs.
+
+Pure functions over the decoded JSON, so hypothesis can throw anything at
+them: the result is a clean `Registration` or an `InvalidRedirectUriError`
+/ `InvalidClientMetadataError`, never another exception. Every field has a
+size bound. Redirect URIs must be https, http on a loopback host, or a
+private-use reverse-DNS scheme (RFC 8252 §7.1), without a fragment, user
+info or control characters. Unknown fields are ignored (RFC 7591 §2).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from attrs import frozen
+
+from fjmcp.config import is_loopback_host
+from fjmcp.oauth.errors import InvalidClientMetadataError, InvalidRedirectUriError
+
+__all__ = [
+    "Registration",
+    "is_native_redirect",
+    "redirect_problem",
+    "validate_registration",
+]
+
+MAX_REDIRECT_URIS: Final = 20
+MAX_URI: Final = 2000
+MAX_NAME: Final = 200
+MAX_TEXT: Final = 1000
+MAX_CONTACTS: Final = 10
+_SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]*")
+_ALLOWED_GRANTS: Final = frozenset({"authorization_code", "refresh_token"})
+_AUTH_METHODS: Final = frozenset({"none", "client_secret_basic", "client_secret_post"})
+_URI_FIELDS: Final = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+_TEXT_FIELDS: Final = ("scope", "software_id", "software_version")
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x21 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def redirect_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a redirect URI, or ``None`` if it can."""
+    if not uri or len(uri) > MAX_URI:
+        return "redirect URI is empty or too long"
+    if _has_control(uri) or "\\" in uri:
+        return "redirect URI contains spaces or control characters"
+    if "#" in uri:
+        return "redirect URI must not contain a fragment"
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "redirect URI is not a valid URI"
+    scheme = parts.scheme.lower()
+    if not scheme or not _SCHEME.fullmatch(scheme):
+        return "redirect URI has no valid scheme"
+    if scheme in ("https", "http"):
+        if not host:
+            return "redirect URI has no host"
+        if parts.username is not None or parts.password is not None:
+            return "redirect URI must not contain user information"
+        if scheme == "http" and not is_loopback_host(host):
+            return "http redirect URIs are allowed only on a loopback host"
+        return None
+    if "." not in scheme:
+        return (
+            f"scheme {scheme!r} is not allowed: use https, http on a loopback "
+            "host, or a private-use reverse-DNS scheme such as com.example.app"
+        )
+    return None
+
+
+def is_native_redirect(uri: str) -> bool:
+    """
+    Whether ``uri`` goes to an app on the user's own device (a loopback
+    address or a private-use scheme), which any local program could claim.
+    """
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+    except ValueError:
+        return True
+    if parts.scheme.lower() == "https":
+        return False
+    return parts.scheme.lower() != "http" or is_loopback_host(host)
+
+
+@frozen
+class Registration:
+    """A validated registration request."""
+
+    redirect_uris: tuple[str, ...]
+    auth_method: str
+    grant_types: tuple[str, ...]
+    client_name: str | None
+    metadata: Mapping[str, Any]
+    """The accepted fields, as stored and returned."""
+
+
+def _string(obj: Mapping[str, Any], name: str, limit: int) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidClientMetadataError(f"{name} must be a string of at most {limit}")
+    if _has_control(value.replace(" ", "")):
+        raise InvalidClientMetadataError(f"{name} contains control characters")
+    return value
+
+
+def _string_list(obj: Mapping[str, Any], name: str, limit: int, size: int) -> list[str]:
+    value = obj.get(name)
+    if not isinstance(value, list) or len(value) > limit:
+        raise InvalidClientMetadataError(f"{name} must be a list of at most {limit}")
+    if not all(isinstance(v, str) and len(v) <= size for v in value):
+        raise InvalidClientMetadataError(f"{name} must hold strings")
+    return list(value)
+
+
+def validate_registration(obj: Any) -> Registration:
+    """Check a decoded registration request; the errors are RFC 7591's."""
+    if not isinstance(obj, dict):
+        raise InvalidClientMetadataError("the registration must be a JSON object")
+    if "redirect_uris" not in obj:
+        raise InvalidRedirectUriError("redirect_uris is required")
+    uris = obj.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or len(uris) > MAX_REDIRECT_URIS:
+        raise InvalidRedirectUriError(
+            f"redirect_uris must be a list of 1 to {MAX_REDIRECT_URIS} URIs"
+        )
+    for uri in uris:
+        if not isinstance(uri, str):
+            raise InvalidRedirectUriError("redirect_uris must hold strings")
+        problem = redirect_problem(uri)
+        if problem is not None:
+            raise InvalidRedirectUriError(problem)
+    redirect_uris = tuple(dict.fromkeys(uris))
+
+    method = obj.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in _AUTH_METHODS:
+        raise InvalidClientMetadataError(
+            "token_endpoint_auth_method must be none, client_secret_basic or "
+            "client_secret_post"
+        )
+    grants = (
+        _string_list(obj, "grant_types", 5, 64)
+        if "grant_types" in obj
+        else ["authorization_code"]
+    )
+    if not set(grants) <= _ALLOWED_GRANTS or "authorization_code" not in grants:
+        raise InvalidClientMetadataError(
+            "grant_types must include authorization_code and may add refresh_token"
+        )
+    if "response_types" in obj:
+        responses = _string_list(obj, "response_types", 5, 64)
+        if set(responses) != {"code"}:
+            raise InvalidClientMetadataError('response_types must be ["code"]')
+    name = _string(obj, "client_name", MAX_NAME)
+    metadata: dict[str, Any] = {
+        "redirect_uris": list(redirect_uris),
+        "token_endpoint_auth_method": method,
+        "grant_types": list(dict.fromkeys(grants)),
+        "response_types": ["code"],
+    }
+    if name is not None:
+        metadata["client_name"] = name
+    for field_name in _URI_FIELDS:
+        value = _string(obj, field_name, MAX_URI)
+        if value is not None:
+            if urlsplit(value).scheme.lower() not in ("https", "http"):
+                raise InvalidClientMetadataError(f"{field_name} must be an http(s) URL")
+            metadata[field_name] = value
+    for field_name in _TEXT_FIELDS:
+        value = _string(obj, field_name, MAX_TEXT)
+        if value is not None:
+            metadata[field_name] = value
+    if "contacts" in obj:
+        metadata["contacts"] = _string_list(obj, "contacts", MAX_CONTACTS, 320)
+    if "application_type" in obj:
+        app_type = obj.get("application_type")
+        if app_type not in ("web", "native"):
+            raise InvalidClientMetadataError("application_type must be web or native")
+        metadata["application_type"] = app_type
+    return Registration(
+        redirect_uris=redirect_uris,
+        auth_method=method,
+        grant_types=tuple(metadata["grant_types"]),
+        client_name=name,
+        metadata=metadata,
+    )

@@ -1,0 +1,279 @@
+# -*- test-case-name: tests.web.test_oauth_routes -*-
+"""
+The OAuth and discovery endpoints over HTTP (Klein).
+
+`OAuthRoutes` holds its dependencies; the HTTP work here is only parsing
+(`fjmcp.oauth.forms`), rendering and headers, the logic lives in
+`fjmcp.oauth.server.AuthorizationServer`. One ``handle_errors`` renders
+every `OAuthError` as RFC 6749 JSON with ``Cache-Control: no-store``.
+The browser-facing endpoints (authorize, consent, callback) answer HTML
+pages or redirects, never JSON, and forbid framing (``X-Frame-Options:
+DENY``, ``frame-ancestors 'none'``). Metadata URLs come from
+``public_url`` only; no handler reads ``Host`` or ``X-Forwarded-*``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from importlib.resources import files
+from string import Template
+from typing import Any, Final
+
+from attrs import define
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from fjmcp.config import Config
+from fjmcp.oauth.errors import (
+    InvalidClientMetadataError,
+    InvalidRequestError,
+    OAuthError,
+    TemporarilyUnavailableError,
+)
+from fjmcp.oauth.forms import parse_params, query_of
+from fjmcp.oauth.metadata import (
+    authorization_server_metadata,
+    protected_resource_metadata,
+)
+from fjmcp.oauth.server import AuthorizationServer, Cookie, Page, Redirect
+from fjmcp.store.errors import StoreError
+
+__all__ = ["OAuthRoutes", "render_page"]
+
+MAX_JSON_BYTES: Final = 64 * 1024
+MAX_FORM_BYTES: Final = 64 * 1024
+_JSON: Final = b"application/json"
+_HTML: Final = b"text/html; charset=utf-8"
+_PAGE_CSP: Final = (
+    b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+    b"base-uri 'none'"
+)
+
+
+def _template(name: str) -> Template:
+    return Template(
+        files("fjmcp.web").joinpath("templates", name).read_text(encoding="utf-8")
+    )
+
+
+_TEMPLATES: Final = {
+    "consent.html": _template("consent.html"),
+    "error.html": _template("error.html"),
+}
+
+_NATIVE_WARNING: Final = (
+    '<div class="box warn"><strong>Warning:</strong> this answer goes to a '
+    "program on this computer (a loopback address or an app link). Any program "
+    "on your machine can claim to be this application. Allow only if you just "
+    "started this connection from an app you trust.</div>"
+)
+
+
+def render_page(page: Page) -> bytes:
+    """Fill a page's template; every field is HTML-escaped."""
+    fields = {k: html.escape(str(v), quote=True) for k, v in page.fields.items()}
+    if page.template == "consent.html":
+        fields["warning"] = _NATIVE_WARNING if page.fields.get("native") else ""
+    return _TEMPLATES[page.template].safe_substitute(fields).encode("utf-8")
+
+
+def _no_store(request: IRequest) -> None:
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"Pragma", b"no-cache")
+
+
+def _json(request: IRequest, status: int, body: Any) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", _JSON)
+    return json.dumps(body).encode("utf-8")
+
+
+def _browser_headers(request: IRequest) -> None:
+    _no_store(request)
+    request.setHeader(b"X-Frame-Options", b"DENY")
+    request.setHeader(b"Content-Security-Policy", _PAGE_CSP)
+    request.setHeader(b"Referrer-Policy", b"no-referrer")
+    request.setHeader(b"X-Content-Type-Options", b"nosniff")
+
+
+def _media_type(request: IRequest) -> bytes:
+    value = request.getHeader(b"content-type") or b""
+    return value.split(b";", 1)[0].strip().lower()
+
+
+def _cookies(request: IRequest) -> dict[str, str]:
+    out: dict[str, str] = {}
+    raw: Mapping[bytes, bytes] = getattr(request, "received_cookies", {}) or {}
+    for name, value in raw.items():
+        try:
+            out[name.decode("ascii")] = value.decode("ascii")
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+@define
+class OAuthRoutes:
+    """The Klein app of the authorization server and the metadata."""
+
+    _server: AuthorizationServer
+    _config: Config
+
+    app = Klein()
+    log = Logger()
+
+    # --- errors ------------------------------------------------------------------
+
+    @app.handle_errors(OAuthError)
+    def _oauth_error(self, request: IRequest, failure: Failure) -> bytes:
+        error: OAuthError = failure.value  # type: ignore[assignment]
+        _no_store(request)
+        for name, value in error.headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+        return _json(request, error.status, error.body())
+
+    @app.handle_errors(StoreError)
+    def _store_error(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.failure("store failure in an OAuth request", failure)
+        _no_store(request)
+        error = TemporarilyUnavailableError("the broker's store is unavailable")
+        return _json(request, error.status, error.body())
+
+    # --- discovery -----------------------------------------------------------------
+
+    @app.route("/.well-known/oauth-authorization-server", methods=["GET"])
+    def as_metadata(self, request: IRequest) -> bytes:
+        """RFC 8414 metadata, from public_url only."""
+        request.setHeader(b"Cache-Control", b"public, max-age=300")
+        return _json(
+            request, 200, authorization_server_metadata(self._config.public_url)
+        )
+
+    @app.route("/.well-known/oauth-protected-resource", methods=["GET"])
+    @app.route("/.well-known/oauth-protected-resource/mcp", methods=["GET"])
+    def resource_metadata(self, request: IRequest) -> bytes:
+        """RFC 9728 metadata of /mcp, from public_url only."""
+        request.setHeader(b"Cache-Control", b"public, max-age=300")
+        return _json(request, 200, protected_resource_metadata(self._config.public_url))
+
+    # --- JSON endpoints --------------------------------------------------------------
+
+    @app.route("/oauth/register", methods=["POST"])
+    async def register(self, request: IRequest) -> bytes:
+        """RFC 7591 dynamic client registration (201 with the client)."""
+        _no_store(request)
+        if _media_type(request) != _JSON:
+            raise InvalidClientMetadataError(
+                "the registration must be application/json"
+            )
+        body = request.content.read(MAX_JSON_BYTES + 1) if request.content else b""
+        if len(body) > MAX_JSON_BYTES:
+            raise InvalidClientMetadataError("the registration is too large")
+        try:
+            document = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise InvalidClientMetadataError(
+                "the registration is not valid JSON"
+            ) from None
+        answer = await self._server.register(document)
+        return _json(request, 201, answer)
+
+    def _form(self, request: IRequest) -> dict[str, str]:
+        if _media_type(request) != b"application/x-www-form-urlencoded":
+            raise InvalidRequestError(
+                "the body must be application/x-www-form-urlencoded"
+            )
+        if query_of(request.uri or b""):
+            raise InvalidRequestError("parameters belong in the body, not the URL")
+        body = request.content.read(MAX_FORM_BYTES + 1) if request.content else b""
+        if len(body) > MAX_FORM_BYTES:
+            raise InvalidRequestError("the request body is too large")
+        return parse_params(body)
+
+    @app.route("/oauth/token", methods=["POST"])
+    async def token(self, request: IRequest) -> bytes:
+        """The token endpoint (authorization_code, refresh_token)."""
+        _no_store(request)
+        form = self._form(request)
+        answer = await self._server.token(form, request.getHeader(b"authorization"))
+        return _json(request, 200, answer)
+
+    @app.route("/oauth/revoke", methods=["POST"])
+    async def revoke(self, request: IRequest) -> bytes:
+        """RFC 7009 revocation: 200 whether or not the token was known."""
+        _no_store(request)
+        form = self._form(request)
+        await self._server.revoke(form, request.getHeader(b"authorization"))
+        request.setResponseCode(200)
+        return b""
+
+    # --- browser endpoints ---------------------------------------------------------
+
+    def _answer(
+        self, request: IRequest, outcome: Redirect | Page, *, post: bool
+    ) -> bytes:
+        _browser_headers(request)
+        for cookie in outcome.cookies:
+            self._set_cookie(request, cookie)
+        if isinstance(outcome, Redirect):
+            request.setResponseCode(303 if post else 302)
+            request.setHeader(b"Location", outcome.location.encode("utf-8"))
+            return b""
+        request.setResponseCode(outcome.status)
+        request.setHeader(b"Content-Type", _HTML)
+        return render_page(outcome)
+
+    def _set_cookie(self, request: IRequest, cookie: Cookie) -> None:
+        secure = self._server.secure_cookies
+        add_cookie: Any = request.addCookie  # IRequest lacks httpOnly/sameSite
+        add_cookie(
+            cookie.name.encode("ascii"),
+            cookie.value.encode("ascii"),
+            path=b"/",
+            max_age=str(cookie.max_age).encode("ascii"),
+            secure=secure,
+            httpOnly=True,
+            sameSite="lax",
+        )
+
+    def _page_error(self, request: IRequest, error: OAuthError) -> bytes:
+        page = Page(
+            400,
+            "error.html",
+            {"title": "Authorization failed", "message": error.description},
+        )
+        return self._answer(request, page, post=False)
+
+    @app.route("/oauth/authorize", methods=["GET"])
+    async def authorize(self, request: IRequest) -> bytes:
+        """The authorization endpoint: consent page, redirect or error page."""
+        try:
+            params = parse_params(query_of(request.uri or b""))
+        except OAuthError as e:
+            return self._page_error(request, e)
+        outcome = await self._server.authorize(params, _cookies(request))
+        return self._answer(request, outcome, post=False)
+
+    @app.route("/oauth/consent", methods=["POST"])
+    async def consent(self, request: IRequest) -> bytes:
+        """The consent form's Allow / Deny."""
+        try:
+            form = self._form(request)
+        except OAuthError as e:
+            return self._page_error(request, e)
+        outcome = await self._server.consent(form, _cookies(request))
+        return self._answer(request, outcome, post=True)
+
+    @app.route("/oauth/callback", methods=["GET"])
+    async def callback(self, request: IRequest) -> bytes:
+        """Forgejo's redirect back after the user logged in."""
+        try:
+            params = parse_params(query_of(request.uri or b""))
+        except OAuthError as e:
+            return self._page_error(request, e)
+        outcome = await self._server.callback(params, _cookies(request))
+        return self._answer(request, outcome, post=False)

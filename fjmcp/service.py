@@ -71,13 +71,16 @@ from fjmcp.interfaces import ISpawner
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.keys import KeyFileError, KeyRing, load_keyring
+from fjmcp.oauth.server import AuthorizationServer
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.store.runner import TxnRunner
 from fjmcp.supervisor.environment import child_spec
 from fjmcp.supervisor.supervisor import Supervisor
+from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.health import Health
 from fjmcp.web.mcp_resource import build_mcp
+from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
 
@@ -371,7 +374,25 @@ class BrokerService(MultiService):
         wiring.routes.append(
             Health(lambda: _maybe_await(store.check()), self._build, wiring.reactor).app
         )
-        # --- OAuth (issue 4): wiring.routes.append(OAuthRoutes(...).app)
+        # --- OAuth (issue 4): the authorization server and the metadata;
+        # revocations reach the sessions through session_control (set below).
+        forgejo = ForgejoClient.from_reactor(
+            self._reactor,
+            self._config.forgejo_url,
+            self._config.forgejo_client_id,
+            self._config.forgejo_client_secret,
+            timeout=self._config.forgejo_timeout,
+        )
+        authorization = AuthorizationServer(
+            self._config,
+            runner,
+            self._reactor,
+            wiring.keys,
+            forgejo,
+            wiring.upstream_tokens,
+            wiring.authenticator,
+        )
+        wiring.routes.append(OAuthRoutes(authorization, self._config).app)
         # --- bridge (issue 5): /mcp, its sessions and their children
         supervisor = Supervisor(self._reactor)
         config = self._config
@@ -387,6 +408,7 @@ class BrokerService(MultiService):
             ),
         )
         wiring.plain[b"mcp"] = mcp
+        authorization.session_control = wiring.sessions
         wiring.shutdown.add_drain(wiring.sessions.drain)
         wiring.shutdown.add_spawner(supervisor)
         # --- maintenance (issue 6): wiring.services.append(IdleReaper(...))

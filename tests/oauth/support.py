@@ -86,9 +86,13 @@ class HeldStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.held: list[tuple[Deferred[Any], Callable[[], Any]]] = []
+        self.holding = True
+        """While false, transactions run at once (set-up before the race)."""
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Deferred[T]:
         """Queue the transaction; it runs when released."""
+        if not self.holding:
+            return super().run(fn, *args, **kwargs)
         self.runs += 1
         d: Deferred[T] = Deferred()
         self.held.append((d, lambda: self.sync.run(fn, *args, **kwargs)))

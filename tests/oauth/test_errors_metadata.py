@@ -1,0 +1,52 @@
+# -*- test-case-name: tests.oauth.test_errors -*-
+"""Tests for `fjmcp.oauth.errors` and `fjmcp.oauth.metadata`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fjmcp.oauth import errors
+from fjmcp.oauth.metadata import (
+    authorization_server_metadata,
+    protected_resource_metadata,
+)
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "status"),
+    [
+        (errors.InvalidRequestError, "invalid_request", 400),
+        (errors.InvalidClientError, "invalid_client", 401),
+        (errors.InvalidGrantError, "invalid_grant", 400),
+        (errors.UnauthorizedClientError, "unauthorized_client", 400),
+        (errors.UnsupportedGrantTypeError, "unsupported_grant_type", 400),
+        (errors.InvalidScopeError, "invalid_scope", 400),
+        (errors.InvalidTargetError, "invalid_target", 400),
+        (errors.InvalidRedirectUriError, "invalid_redirect_uri", 400),
+        (errors.InvalidClientMetadataError, "invalid_client_metadata", 400),
+        (errors.TemporarilyUnavailableError, "temporarily_unavailable", 503),
+    ],
+)
+def test_error_codes_and_statuses(
+    cls: type[errors.OAuthError], code: str, status: int
+) -> None:
+    """Each error renders RFC 6749 JSON with its code and status."""
+    e = cls("why")
+    assert e.status == status
+    assert json.loads(e.json()) == {"error": code, "error_description": "why"}
+    assert json.loads(cls().json()) == {"error": code}
+
+
+def test_metadata_is_built_from_the_public_url_only() -> None:
+    """Both documents derive every URL from the given public URL."""
+    as_doc = authorization_server_metadata("https://mcp.example.org")
+    assert all(
+        v.startswith("https://mcp.example.org")
+        for k, v in as_doc.items()
+        if k == "issuer" or k.endswith("_endpoint")
+    )
+    rs_doc = protected_resource_metadata("https://mcp.example.org")
+    assert rs_doc["resource"] == "https://mcp.example.org/mcp"
+    assert "offline_access" not in rs_doc["scopes_supported"]

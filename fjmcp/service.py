@@ -68,6 +68,7 @@ from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
+from fjmcp.maintenance.wiring import wire_lifecycle
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.keys import KeyFileError, KeyRing, load_keyring
@@ -411,7 +412,14 @@ class BrokerService(MultiService):
         authorization.session_control = wiring.sessions
         wiring.shutdown.add_drain(wiring.sessions.drain)
         wiring.shutdown.add_spawner(supervisor)
-        # --- maintenance (issue 6): wiring.services.append(IdleReaper(...))
+        # --- maintenance (issue 6): idle reaper, Forgejo refresh, revoke-user
+        wire_lifecycle(
+            wiring,
+            sessions=wiring.sessions,
+            upstream=wiring.upstream_tokens,
+            bearer=wiring.authenticator,
+            forgejo=forgejo,
+        )
         return wiring
 
     def _status(self, args: object) -> dict[str, Any]:

@@ -310,8 +310,10 @@ def _page_headers(request: IRequest) -> None:
     _header(
         request,
         b"Content-Security-Policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        b"frame-ancestors 'none'",
+        # No form-action: Chromium applies it to the redirect that answers
+        # the login form too, and that redirect goes to the client (the
+        # broker's callback) on another origin, so the login would never end.
+        b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     )
 
 

@@ -473,6 +473,7 @@ def main(argv: list[str]) -> int:
 
     from twisted.internet import reactor as _reactor
     from twisted.internet.defer import Deferred
+    from twisted.logger import Logger
 
     from fjmcp.logs import make_observer
 
@@ -495,6 +496,12 @@ def main(argv: list[str]) -> int:
             demo = await start_demo(reactor, options, on_failed_start=failed)
         except DemoError as e:
             print(f"fjmcp demo: {e}", file=sys.stderr)
+            outcome["status"] = outcome["status"] or 1
+            stop_reactor()
+            return
+        except Exception:
+            # A bug, not a situation: say so with the traceback, and stop.
+            Logger().failure("fjmcp demo: cannot start")
             outcome["status"] = outcome["status"] or 1
             stop_reactor()
             return

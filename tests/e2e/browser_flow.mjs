@@ -91,6 +91,18 @@ function framingHeaders(response) {
   };
 }
 
+// Wait for the page to reach ``prefix``; on a timeout, say where it is instead.
+async function reach(page, prefix) {
+  try {
+    await page.waitForURL(`${prefix}**`, { timeout: STEP_TIMEOUT });
+  } catch (e) {
+    let text = '';
+    try { text = (await page.locator('body').innerText()).slice(0, 800); } catch {}
+    const where = new URL(page.url());
+    throw new Error(`did not reach ${prefix}; at ${where.origin}${where.pathname}: ${text}`);
+  }
+}
+
 // Land on the redirect URI without a server there: the browser's request is
 // answered here, and its URL is what a client app would read.
 async function catchRedirect(page) {
@@ -113,7 +125,7 @@ async function allowFlow(context, clientId, out) {
   const loginResponse = page.waitForResponse((r) => r.url().startsWith(forgejoUrl) && r.request().method() === 'GET');
   await page.getByRole('button', { name: /allow|approve/i }).click();
   const login = await loginResponse;
-  await page.waitForURL(`${forgejoUrl}/**`, { timeout: STEP_TIMEOUT });
+  await reach(page, `${forgejoUrl}/`);
   await page.locator('input[type=password]').waitFor({ timeout: STEP_TIMEOUT });
   out.login_headers = framingHeaders(login);
   out.login_title = await page.title();
@@ -123,7 +135,7 @@ async function allowFlow(context, clientId, out) {
   await page.locator('input[type=text]').first().fill(user);
   await page.locator('input[type=password]').fill(password);
   await page.getByRole('button', { name: /sign in/i }).click();
-  await page.waitForURL(`${REDIRECT_URI}**`, { timeout: STEP_TIMEOUT });
+  await reach(page, REDIRECT_URI);
   const back = new URL(page.url());
   out.allow_state_ok = back.searchParams.get('state') === auth.state;
   out.allow_iss = back.searchParams.get('iss');
@@ -180,7 +192,7 @@ async function denyFlow(context, clientId, out) {
   const auth = authorization(clientId);
   await page.goto(auth.url);
   await page.getByRole('button', { name: /deny|cancel|reject/i }).click();
-  await page.waitForURL(`${REDIRECT_URI}**`, { timeout: STEP_TIMEOUT });
+  await reach(page, REDIRECT_URI);
   const back = new URL(page.url());
   out.deny_error = back.searchParams.get('error');
   out.deny_state_ok = back.searchParams.get('state') === auth.state;

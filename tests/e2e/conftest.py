@@ -21,8 +21,6 @@ import os
 import secrets
 import signal
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,29 +33,7 @@ from tests.e2e.live import (
     Process,
     clean_env,
     free_port,
-    http_get,
 )
-
-
-def _require_serving(live: Live) -> None:
-    """
-    Skip, naming the missing piece, while the broker does not yet serve the
-    OAuth metadata (issue 4) or ``/mcp`` (issue 5).
-    """
-    status, _ = http_get(live.public_url + "/.well-known/oauth-authorization-server")
-    if status == 404:
-        pytest.skip("the broker does not serve OAuth yet (issue 4: oauth routes)")
-    request = urllib.request.Request(  # noqa: S310
-        live.mcp_url,
-        data=b"{}",
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        urllib.request.urlopen(request, timeout=5)  # noqa: S310
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            pytest.skip("the broker does not serve /mcp yet (issue 5: bridge)")
 
 
 def _write_broker_config(
@@ -179,17 +155,3 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         )
     finally:
         process.stop(signal.SIGINT)
-
-
-@pytest.fixture
-def serving_broker(broker: Live) -> Live:
-    """The `broker`, once it serves OAuth and /mcp (else the test skips, saying why)."""
-    _require_serving(broker)
-    return broker
-
-
-@pytest.fixture
-def serving_demo(demo: Live) -> Live:
-    """The `demo`, once it serves OAuth and /mcp (else the test skips, saying why)."""
-    _require_serving(demo)
-    return demo

@@ -255,7 +255,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             out["tools"] = sorted(t.name for t in tools.tools)
             who = await client.call_tool("whoami", {})
             out["whoami"] = [c.text for c in who.content if c.type == "text"]
-            out["whoami_is_error"] = bool(who.isError)
+            out["whoami_is_error"] = bool(who.is_error)
 
             # Let the access token run out (as an hour would), so the SDK
             # refreshes it before the next call, on the same session.
@@ -289,7 +289,7 @@ def main() -> int:
     """Run the flow and print its outcome as one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mcp-url", required=True)
-    parser.add_argument("--mode", default="legacy", help="Client(mode=...)")
+    parser.add_argument("--mode", default="auto", help="Client(mode=...)")
     args = parser.parse_args()
     # The login comes through the environment, as a password should.
     args.user = os.environ["E2E_USER"]

@@ -43,7 +43,7 @@ def browser_ready() -> str:
 
 
 def test_consent_and_login_pages_in_chromium(
-    serving_demo: Live, browser_ready: str, tmp_path: Path
+    demo: Live, browser_ready: str, tmp_path: Path
 ) -> None:
     """
     In Chromium: Allow then sign-in reaches the client with a code that
@@ -58,15 +58,15 @@ def test_consent_and_login_pages_in_chromium(
             browser_ready,
             str(E2E / "browser_flow.mjs"),
             "--public-url",
-            serving_demo.public_url,
+            demo.public_url,
             "--forgejo-url",
-            serving_demo.forgejo_url,
+            demo.forgejo_url,
             "--screenshots",
             str(shots),
             "--chromium",
             str(CHROMIUM),
         ],
-        serving_demo,
+        demo,
         timeout=180,
     )
     # The consent page names the client and the host it returns to.
@@ -77,7 +77,7 @@ def test_consent_and_login_pages_in_chromium(
     assert "Stand-in Forgejo" in result["login_title"]
     assert result["allow_code"] is True
     assert result["allow_state_ok"] is True
-    assert result["allow_iss"] == serving_demo.public_url
+    assert result["allow_iss"] == demo.public_url
     assert result["token_status"] == 200
     assert result["token_type"].lower() == "bearer"
     assert result["refresh_token_issued"] is True
@@ -87,7 +87,7 @@ def test_consent_and_login_pages_in_chromium(
     # Deny.
     assert result["deny_error"] == "access_denied"
     assert result["deny_state_ok"] is True
-    assert result["deny_iss"] == serving_demo.public_url
+    assert result["deny_iss"] == demo.public_url
     assert result["deny_code"] is False
     # Framing: headers, and what the browser actually did with them.
     for page in ("consent", "login"):

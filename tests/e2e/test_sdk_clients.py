@@ -100,11 +100,14 @@ def _assert_flow(result: dict[str, Any], live: Live) -> None:
     assert ("DELETE", "/mcp", 204) in steps or ("DELETE", "/mcp", 200) in steps
 
 
-def test_python_sdk_client_walks_the_whole_flow(serving_broker: Live) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_python_sdk_client_walks_the_whole_flow(broker: Live, mode: str) -> None:
     """
     The official Python SDK (mcp 2.3.0) logs in through discovery, DCR,
     consent, the stand-in's login and PKCE; its whoami answers the Forgejo
     user, before and after a refresh; DELETE ends the session and its child.
+    Both with the SDK's default ``mode="auto"`` (a ``server/discover`` probe,
+    then initialize) and with the plain initialize handshake.
     """
     if not SDK_PYTHON.exists():
         pytest.skip(".venv-sdk is missing: run `make e2e-deps`")
@@ -113,18 +116,20 @@ def test_python_sdk_client_walks_the_whole_flow(serving_broker: Live) -> None:
             str(SDK_PYTHON),
             str(E2E / "sdk_client.py"),
             "--mcp-url",
-            serving_broker.mcp_url,
+            broker.mcp_url,
+            "--mode",
+            mode,
         ],
-        serving_broker,
+        broker,
     )
-    _assert_flow(result, serving_broker)
+    _assert_flow(result, broker)
     assert result["protocol_version"] in SUPPORTED
     assert result["server_name"] == "fjmcp-demo-child"
     assert result["token_sets"] >= 2
-    _assert_no_children_left(serving_broker)
+    _assert_no_children_left(broker)
 
 
-def test_typescript_sdk_client_walks_the_whole_flow(serving_broker: Live) -> None:
+def test_typescript_sdk_client_walks_the_whole_flow(broker: Live) -> None:
     """
     The official TypeScript SDK (@modelcontextprotocol/sdk, pinned) does the
     same; its refresh comes from a 401 on an expired access token.
@@ -133,18 +138,18 @@ def test_typescript_sdk_client_walks_the_whole_flow(serving_broker: Live) -> Non
     if executable is None or not (NODE_MODULES / "@modelcontextprotocol").exists():
         pytest.skip("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
     result = run_client(
-        [executable, str(E2E / "ts_client.mjs"), "--mcp-url", serving_broker.mcp_url],
-        serving_broker,
+        [executable, str(E2E / "ts_client.mjs"), "--mcp-url", broker.mcp_url],
+        broker,
     )
-    _assert_flow(result, serving_broker)
-    assert result["iss"] == serving_broker.public_url
+    _assert_flow(result, broker)
+    assert result["iss"] == broker.public_url
     assert result["session"] is True
     assert result["server_name"] == "fjmcp-demo-child"
     assert result["session_after_end"] is None
-    _assert_no_children_left(serving_broker)
+    _assert_no_children_left(broker)
 
 
-def test_python_sdk_client_against_the_demo(serving_demo: Live) -> None:
+def test_python_sdk_client_against_the_demo(demo: Live) -> None:
     """
     ``fjmcp demo`` (what ``make run`` starts) works for a real client: the
     Python SDK logs in as the printed demo user and whoami answers it.
@@ -156,12 +161,12 @@ def test_python_sdk_client_against_the_demo(serving_demo: Live) -> None:
             str(SDK_PYTHON),
             str(E2E / "sdk_client.py"),
             "--mcp-url",
-            serving_demo.mcp_url,
+            demo.mcp_url,
         ],
-        serving_demo,
+        demo,
     )
-    assert result["whoami"] == [serving_demo.user]
-    assert result["whoami_after_refresh"] == [serving_demo.user]
+    assert result["whoami"] == [demo.user]
+    assert result["whoami_after_refresh"] == [demo.user]
 
 
 def test_the_node_on_this_machine_runs_the_pinned_sdk() -> None:

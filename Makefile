@@ -76,3 +76,25 @@ stress: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis
+
+# Benchmark and conformance harness (../shared/bench, read-only): it installs
+# into .bench-home (once; again when its pinned manifests change) and writes
+# raw results to .bench-out. bench/prepare.sh makes the state the benchmark's
+# brokers share (.bench-state). See docs/benchmarks.md.
+BENCH_DIR  ?= ../shared/bench
+BENCH_ENV  := BENCH_HOME=$(CURDIR)/.bench-home BENCH_OUT=$(CURDIR)/.bench-out
+BENCH_STAMP := .bench-home/.installed
+BENCH_ARGS ?= --targets fjmcp,supergateway,mcp-proxy-py --children echo --scenarios a,b,c,d --reps 1
+
+$(BENCH_STAMP): $(BENCH_DIR)/requirements.txt $(BENCH_DIR)/package-lock.json
+	$(BENCH_ENV) $(BENCH_DIR)/setup.sh
+	touch $@
+
+conformance: $(STAMP) $(BENCH_STAMP)
+	bench/prepare.sh
+	$(BENCH_ENV) $(BENCH_DIR)/run conformance_run.py --extra-config bench/fjmcp.toml \
+		--target fjmcp --enable --child conformance --suite all
+
+bench: $(STAMP) $(BENCH_STAMP)
+	bench/prepare.sh
+	$(BENCH_ENV) $(BENCH_DIR)/run bench.py --extra-config bench/fjmcp.toml --enable fjmcp $(BENCH_ARGS)

@@ -202,8 +202,13 @@ class McpResource(Resource):
         )
         self._loopback = config.public_is_loopback
         origins = {origin_of(config.public_url)}
-        origins.update(origin_of(o) for o in config.allowed_origins)
+        origins.update(
+            origin_of(o) for o in config.allowed_origins if not o.endswith(":*")
+        )
         self._origins = frozenset(o.encode("ascii", "replace") for o in origins)
+        self._any_port = frozenset(
+            origin_of(o[:-2]) for o in config.allowed_origins if o.endswith(":*")
+        )
 
     def bridge_for(self, session: Session) -> SessionBridge:
         """The router factory given to the registry: one bridge per session."""
@@ -219,7 +224,7 @@ class McpResource(Resource):
             return self._fail(request, 403, INVALID_REQUEST, "Forbidden: bad Host")
         origin = request.getHeader(b"origin")
         if origin is not None:
-            if origin.strip().lower() not in self._origins:
+            if not self._origin_allowed(origin.strip().lower()):
                 return self._fail(request, 403, INVALID_REQUEST, "Forbidden: Origin")
             request.setHeader(b"Access-Control-Allow-Origin", origin.strip())
             request.setHeader(b"Vary", b"Origin")
@@ -239,6 +244,28 @@ class McpResource(Resource):
             d.addCallback(lambda _: self._authenticated(request, outcome[0]))
             d.addErrback(self._unexpected, request)
         return NOT_DONE_YET
+
+    def _origin_allowed(self, origin: bytes) -> bool:
+        """
+        ``public_url``'s origin, a listed one, or a listed ``scheme://host:*``
+        (any port, the MCP Python SDK's syntax: a loopback client whose port
+        is not known in advance, such as a local proxy or inspector).
+        """
+        if origin in self._origins:
+            return True
+        if not self._any_port:
+            return False
+        try:
+            parts = urlsplit(origin.decode("latin-1"))
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:  # "http://[::1", "http://h:port"
+            return False
+        if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+            return False
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{parts.scheme}://{host}" in self._any_port
 
     def _preflight(self, request: Any) -> int:
         request.setResponseCode(204)
@@ -352,7 +379,18 @@ class McpResource(Resource):
         if negotiated is None:
             ok = version in SUPPORTED_VERSIONS
         else:
-            ok = version == negotiated
+            # The negotiated version, or an older session-based one: the
+            # official SDK servers accept any supported version here, and the
+            # conformance suite (0.1.16) sends 2025-03-26 on 2025-11-25
+            # sessions. The session keeps its negotiated behaviour either way.
+            # 2024-11-05 only when negotiated; never a newer one.
+            ok = version == negotiated or (
+                version in SUPPORTED_VERSIONS
+                and version != SUPPORTED_VERSIONS[0]
+                and negotiated in SUPPORTED_VERSIONS
+                and SUPPORTED_VERSIONS.index(version)
+                <= SUPPORTED_VERSIONS.index(negotiated)
+            )
         if not ok:
             shown = version[:40]
             expected = negotiated or "one of " + ", ".join(SUPPORTED_VERSIONS)

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
@@ -97,6 +97,47 @@ def test_origin_must_be_public_or_allowed(origin: bytes, status: int) -> None:
         exposed = req.header(b"access-control-expose-headers") or b""
         assert b"WWW-Authenticate" in exposed and b"Mcp-Session-Id" in exposed
         assert b"MCP-Protocol-Version" in exposed
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        (b"http://127.0.0.1:41234", 200),
+        (b"http://127.0.0.1", 200),
+        (b"http://localhost:3000", 200),
+        (b"http://[::1]:5173", 200),
+        (b"https://127.0.0.1:41234", 403),
+        (b"http://127.0.0.2:41234", 403),
+        (b"http://127.0.0.1:41234/x", 403),
+        (b"http://user@127.0.0.1:41234", 403),
+        (b"http://127.0.0.1:notaport", 403),
+        (b"http://[::1", 403),
+        (b"http://evil.example:41234", 403),
+    ],
+)
+def test_allowed_origin_with_any_port(origin: bytes, status: int) -> None:
+    """``scheme://host:*`` in allowed_origins admits that host on any port only."""
+    h = Harness(
+        config=make_config(
+            allowed_origins=(
+                "http://127.0.0.1:*",
+                "http://localhost:*",
+                "http://[::1]:*",
+            )
+        )
+    )
+    req = h.post(INIT, headers={b"origin": origin}, token=None)
+    assert req.status == (401 if status == 200 else 403)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_port_origin_check_never_raises(origin: bytes) -> None:
+    """Any Origin bytes get a plain yes or no; only loopback http origins pass."""
+    h = Harness(config=make_config(allowed_origins=("http://127.0.0.1:*",)))
+    allowed = h.resource._origin_allowed(origin.strip().lower())
+    if allowed:
+        assert origin.strip().lower().startswith(b"http://127.0.0.1")
 
 
 def test_cors_preflight_for_allowed_origin() -> None:
@@ -371,13 +412,30 @@ def test_batches_only_for_2025_03_26_sessions() -> None:
 
 
 def test_protocol_version_header_must_match_the_negotiated_one() -> None:
-    """A different MCP-Protocol-Version is 400; absent means the negotiated one."""
+    """A newer or unknown MCP-Protocol-Version is 400; absent means negotiated."""
     h = Harness()
     sid, _, _ = h.initialize("2025-11-25", answer_version="2025-06-18")
     assert h.post(rpc(1, "ping"), session=sid, version=b"2025-11-25").status == 400
     assert h.post(rpc(2, "ping"), session=sid, version=b"2025-06-18").status == 200
     assert h.post(rpc(3, "ping"), session=sid).status == 200
     assert h.request(b"DELETE", session=sid, version=b"1999-01-01").status == 400
+
+
+def test_older_protocol_version_header_is_accepted() -> None:
+    """
+    An older session-based version than the negotiated one is accepted (the
+    SDK servers accept any supported one; conformance 0.1.16 sends
+    2025-03-26 on 2025-11-25 sessions), and the session stays primed.
+    """
+    h = Harness()
+    sid, _, _ = h.initialize("2025-11-25")
+    for i, version in enumerate((b"2025-03-26", b"2025-06-18", b"2025-11-25")):
+        call = h.post(rpc(i, "ping"), session=sid, version=version)
+        assert call.status == 200
+        first = call.events()[0]
+        assert first["data"] == "" and first["id"] and first["retry"] == 1000
+    assert h.post(rpc(9, "ping"), session=sid, version=b"2024-11-05").status == 400
+    assert h.post(rpc(10, "ping"), session=sid, version=b"2026-01-01").status == 400
 
 
 def test_2024_11_05_only_as_negotiated_by_the_child() -> None:

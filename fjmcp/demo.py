@@ -441,22 +441,22 @@ def banner(demo: RunningDemo) -> str:
 fjmcp demo is running (on this machine only).
 
   MCP URL:          {demo.mcp_url}
-  Forgejo (a stand-in, a fake for tests and demos): {demo.standin.base_url}
+  Forgejo:          {demo.standin.base_url}  (a stand-in: a fake, for demos)
   Demo login:       {o.user}
   Demo password:    {demo.state.password}
   State:            {o.state_dir}/ (the store starts empty on every run)
 
-Connect MCP Inspector:
+Connect MCP Inspector (needs Node 22 or newer):
   1. npx @modelcontextprotocol/inspector      (opens http://localhost:6274)
-  2. Transport Type: Streamable HTTP;  URL: {demo.mcp_url};  press Connect
+  2. Add a server: transport Streamable HTTP, URL {demo.mcp_url}; Connect
   3. Allow the client on fjmcp's consent page, then sign in at the stand-in
      Forgejo as {o.user} with the password above
-  4. Tools -> List Tools -> whoami: answers "{o.user}", fetched by the child
-     from Forgejo with the token the broker gave it; echo answers its text
+  4. Tools: call whoami -> "{o.user}" (the child asked Forgejo with the
+     token the broker gave it); echo answers its text
 
 Or an SDK client (Python `mcp`, TypeScript `@modelcontextprotocol/sdk`)
-with OAuth: give it {demo.mcp_url}; it discovers, registers and logs in by
-itself (see docs/connect.md and tests/e2e/).
+with OAuth: give it {demo.mcp_url}; it discovers, registers and
+logs in by itself (see docs/connect.md and tests/e2e/).
 
 Press Ctrl-C to stop.
 """

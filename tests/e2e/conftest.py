@@ -140,7 +140,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     )
     try:
         mcp_url = process.wait_for(r"MCP URL:\s+(\S+)").group(1)
-        forgejo_url = process.wait_for(r"Forgejo .*: (http://\S+)").group(1)
+        forgejo_url = process.wait_for(r"Forgejo:\s+(http://\S+)").group(1)
         password = process.wait_for(r"Demo password:\s+(\S+)").group(1)
         process.wait_for("Press Ctrl-C to stop")
         yield Live(

@@ -117,7 +117,7 @@ def test_the_command_prints_its_promise_and_stops_cleanly(
     process = _start_command(tmp_path, port)
     try:
         url = process.wait_for(r"MCP URL:\s+(\S+)").group(1)
-        forgejo = process.wait_for(r"Forgejo .*: http://127\.0\.0\.1:(\d+)").group(1)
+        forgejo = process.wait_for(r"Forgejo:\s+http://127\.0\.0\.1:(\d+)").group(1)
         process.wait_for(r"Demo login:\s+demo$")
         password = process.wait_for(r"Demo password:\s+(\S+)").group(1)
         process.wait_for("npx @modelcontextprotocol/inspector")

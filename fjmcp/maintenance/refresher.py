@@ -32,10 +32,17 @@ Failures are split as the Forgejo client types them:
 
 The same loop checks, for each user with live sessions and at most once per
 ``user_check_interval``, that Forgejo still accepts their token
-(``/api/v1/user``): a 401 means the grant was revoked at Forgejo and the user
-is revoked here too; a connection error is transient and only logged. The
-check never runs on the session set-up path, and never for a token that is
-expired or about to be refreshed (an expired token's 401 says nothing).
+(``/api/v1/user``). A 401 says the access token is dead, not why: the grant
+may have been revoked at Forgejo, or the token may have ended sooner than it
+said (Forgejo restarted with a new signing key, clocks disagree). So the
+token is refreshed first (joining any refresh already running): if Forgejo
+refuses the refresh too, the grant is gone and the user is revoked as above;
+if it succeeds, the sessions get the new token and nobody is logged out. A
+token stored without a refresh token (``fjmcp admin issue-token``) cannot be
+refreshed, and its user is revoked at once. A connection error is transient
+and only logged. The check never runs on the session set-up path, and never
+for a token that is expired or about to be refreshed (an expired token's 401
+says nothing).
 """
 
 from __future__ import annotations
@@ -608,13 +615,7 @@ class TokenRefresher(Service):
         except ForgejoAuthError as e:
             if not await self._still_current(token):
                 return
-            self.log.warn(
-                "Forgejo no longer accepts {user}'s token ({status}); ending "
-                "the user's sessions",
-                user=user,
-                status=e.status,
-            )
-            await self._revoker.revoke_user(user, "forgejo-refused-token")
+            await self._token_refused(user, e)
             return
         if who.login != user:
             if not await self._still_current(token):
@@ -625,6 +626,33 @@ class TokenRefresher(Service):
                 other=who.login,
             )
             await self._revoker.revoke_user(user, "forgejo-token-of-another-user")
+
+    async def _token_refused(self, user: str, e: ForgejoAuthError) -> None:
+        """
+        Forgejo refused ``user``'s current access token: refresh it (or join
+        the refresh running); revoke the user only if it cannot be refreshed.
+        """
+        self.log.info(
+            "Forgejo refused {user}'s token ({status}); refreshing it",
+            user=user,
+            status=e.status,
+        )
+        outcome = await _observe(self._start_refresh(user))
+        if outcome is RefreshOutcome.NO_TOKEN:
+            self.log.warn(
+                "Forgejo no longer accepts {user}'s token ({status}) and there is "
+                "no refresh token; ending the user's sessions",
+                user=user,
+                status=e.status,
+            )
+            await self._revoker.revoke_user(user, "forgejo-refused-token")
+        elif outcome is RefreshOutcome.FAILED:
+            self.log.warn(
+                "Forgejo refused {user}'s token and could not refresh it now; "
+                "checking again later",
+                user=user,
+            )
+        # REFRESHED/SUPERSEDED: a new token stands; REVOKED: already done.
 
     async def _still_current(self, token: UpstreamToken) -> bool:
         """Whether ``token`` is still the user's newest (not refreshed meanwhile)."""

@@ -95,6 +95,21 @@ class HeldForgejo:
 
 
 @define
+class NoRefreshForgejo:
+    """A Forgejo client whose refreshes find Forgejo unavailable."""
+
+    inner: ForgejoClient
+
+    async def refresh(self, refresh_token: str) -> ForgejoTokens:
+        """Fail as a 503 does."""
+        raise ForgejoUnavailable("token endpoint answered 503", status=503)
+
+    async def get_user(self, access_token: str) -> ForgejoUser:
+        """Ask the stand-in at once."""
+        return await self.inner.get_user(access_token)
+
+
+@define
 class World:
     """One clock, one stand-in Forgejo, the fakes, and the refresher under test."""
 
@@ -502,6 +517,48 @@ def test_user_check_401_revokes_the_user(world: World) -> None:
     world.advance_to(START + INTERVAL + USER_CHECK)
     assert [u for u, _ in world.sessions.ended] == ["alice"]
     assert world.revoked_in_store == ["alice"] and world.forgotten == ["alice"]
+
+
+def test_user_check_401_with_a_live_grant_refreshes_instead(world: World) -> None:
+    """When Forgejo answers 401 to the user check but the grant is alive (the
+    access token ended early: Forgejo's expire hook), the token is refreshed
+    and the sessions told; nobody is revoked."""
+    world.standin.set_token_lifetime(3600)
+    world.log_in()
+    refresher = world.start()
+    world.standin.expire_user_tokens("alice")
+    result_of(refresher.check_user("alice"))
+    assert world.sessions.ended == [] and world.revoked_in_store == []
+    assert world.standin.refresh_count("alice") == 1
+    assert [t.generation for t in world.sessions.rotated] == [2]
+    assert accepted(world.standin, world.stub, world.tokens.rows["alice"].access_token)
+
+
+def test_user_check_401_without_refresh_token_revokes(world: World) -> None:
+    """A refused token stored without a refresh token (admin issue-token)
+    cannot be renewed: the user is revoked at once."""
+    world.standin.set_token_lifetime(3600)
+    world.log_in()
+    world.tokens.rows["alice"].refresh_token = None
+    refresher = world.start()
+    world.standin.expire_user_tokens("alice")
+    result_of(refresher.check_user("alice"))
+    assert [u for u, _ in world.sessions.ended] == ["alice"]
+    assert world.standin.refresh_count("alice") == 0
+
+
+def test_user_check_401_while_forgejo_cannot_refresh_keeps_the_user(
+    world: World,
+) -> None:
+    """A 401 followed by a refresh that finds Forgejo down ends nobody: the
+    check comes again later."""
+    world.standin.set_token_lifetime(3600)
+    world.log_in()
+    refresher = world.start(NoRefreshForgejo(world.forgejo), retry_attempts=1)
+    world.standin.expire_user_tokens("alice")
+    result_of(refresher.check_user("alice"))
+    assert world.sessions.ended == [] and world.revoked_in_store == []
+    assert world.sessions.rotated == []
 
 
 def test_user_check_connection_error_is_transient(world: World) -> None:

@@ -277,6 +277,8 @@ class BrokerService(MultiService):
         self.admin = AdminHandlers()
         self.started_at: float | None = None
         self.ready: Deferred[None] = Deferred()
+        self.wiring: Wiring | None = None
+        """The components once wired (status, metrics and integration tests)."""
         self._starting: Deferred[None] | None = None
         self._stopping_by_signal = False
 
@@ -306,6 +308,7 @@ class BrokerService(MultiService):
         self.store = store
         try:
             wiring = self._wire(store)
+            self.wiring = wiring
         except KeyFileError as e:
             self._failed(f"cannot use the token keys: {e}", EXIT_CONFIG)
             return

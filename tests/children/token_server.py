@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+# -*- test-case-name: tests.integration.test_lifecycle_real -*-
+"""
+A stdio MCP server that proves which Forgejo token it holds, without ever
+showing it.
+
+Tool ``whoami`` asks Forgejo (``$FORGEJO_URL/api/v1/user``) who the token in
+``$FORGEJO_ACCESS_TOKEN`` belongs to, and answers the login together with a
+digest of the token (the first 16 hex digits of its SHA-256) and the pid.
+A token Forgejo no longer accepts makes the answer an error result (still
+with the digest), so a test knows both that the child holds the *current*
+token (digest) and that Forgejo accepts it (login). Tool ``digest`` answers
+the digest alone, without asking Forgejo. Exits 0 when stdin closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from _mcp import Json, Server, text_result
+
+server = Server("fjmcp-test-token")
+
+
+def token_digest(token: str) -> str:
+    """The first 16 hex digits of the token's SHA-256 (not enough to use it)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+
+
+def _token() -> str:
+    return os.environ.get("FORGEJO_ACCESS_TOKEN", "")
+
+
+@server.tool("digest", "The digest of the Forgejo token this server holds")
+def digest(_rid: Any, _params: Json) -> Json:
+    """Answer the token's digest and the pid."""
+    held = token_digest(_token())
+    return text_result(held, digest=held, pid=os.getpid())
+
+
+@server.tool("whoami", "Ask Forgejo who the token belongs to")
+def whoami(_rid: Any, _params: Json) -> Json:
+    """Ask Forgejo /api/v1/user with the token; answer login, digest and pid."""
+    token = _token()
+    held = token_digest(token)
+    base = os.environ.get("FORGEJO_URL", "").rstrip("/")
+    request = urllib.request.Request(  # noqa: S310 - a loopback test server
+        base + "/api/v1/user",
+        headers={"Authorization": f"token {token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            login = json.loads(response.read()).get("login")
+    except urllib.error.HTTPError as e:
+        result = text_result(f"Forgejo answered {e.code}", digest=held, status=e.code)
+        result["isError"] = True
+        return result
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        result = text_result(f"cannot ask Forgejo: {type(e).__name__}", digest=held)
+        result["isError"] = True
+        return result
+    return text_result(str(login), login=login, digest=held, pid=os.getpid())
+
+
+if __name__ == "__main__":
+    server.run()

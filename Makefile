@@ -23,13 +23,7 @@ install: $(STAMP)
 # broker alone with a generated loopback config whose Forgejo is a placeholder,
 # so only /healthz answers. State lives under ./var/.
 run: $(STAMP)
-	@if $(BIN)/python -c "import fjmcp.demo" 2>/dev/null; then \
-		exec $(BIN)/fjmcp demo; \
-	else \
-		echo "fjmcp.demo is not available: serving the broker with a placeholder Forgejo (only /healthz answers)"; \
-		$(BIN)/fjmcp init-config --out var/fjmcp.toml --state-dir var && \
-		exec $(BIN)/fjmcp serve --config var/fjmcp.toml; \
-	fi
+	exec $(BIN)/fjmcp demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check fjmcp twisted tests

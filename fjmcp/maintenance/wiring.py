@@ -7,8 +7,11 @@ the bearer check and the Forgejo client exist.
 It builds the one `UserRevoker` shared by the refresher, the user check and
 ``fjmcp admin revoke-user``, adds the idle reaper and the token refresher as
 child services (started after the store opened, stopped before it closes;
-their ``stopService`` waits for a tick or refresh in flight), and registers
-the daemon side of ``revoke-user`` on the admin socket.
+their ``stopService`` waits for a tick or refresh in flight), registers
+the daemon side of ``revoke-user`` on the admin socket, and makes every
+Forgejo token stored (refresh, fresh login, ``issue-token``) reach the
+sessions (`ISessionControl.token_rotated`), so running children never keep
+an older token than the user's newest.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from attrs import frozen
 
 from fjmcp.admin.revoke import revoke_user_handler
-from fjmcp.interfaces import ISessionControl
+from fjmcp.interfaces import ISessionControl, UpstreamToken
 from fjmcp.maintenance.reaper import IdleReaper, IIdleSessions
 from fjmcp.maintenance.refresher import (
     IForgejoRefresh,
@@ -43,6 +46,9 @@ class LifecycleSessions(ISessionControl, IIdleSessions, Protocol):
 class _ForgettingTokens(IUpstreamTokenStore, Protocol):
     def forget(self, user: str) -> None:
         """Drop the memory copy of the user's token."""
+
+    def add_listener(self, listener: Callable[[UpstreamToken], None]) -> None:
+        """Call ``listener`` with every token stored from now on."""
 
 
 class _ForgettingBearer(Protocol):
@@ -106,6 +112,10 @@ def wire_lifecycle(
         user_check_interval=config.user_check_interval,
         **extra,
     )
+    # Every new Forgejo token reaches the sessions, not only the refresher's:
+    # after a fresh login the older token a running child holds may expire
+    # before the refresher, which looks at the newest token only, renews it.
+    upstream.add_listener(sessions.token_rotated)
     reaper.setName("idle-reaper")  # type: ignore[no-untyped-call]
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
     wiring.services.extend([reaper, refresher])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from fjmcp.config import load_config
+from fjmcp.interfaces import UpstreamToken
 from fjmcp.maintenance.wiring import wire_lifecycle
 from fjmcp.service import ShutdownCoordinator, Wiring
 from fjmcp.store.store import SyncStore, open_store_sync
 from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
+from tests.bridge.support import make_config
 from tests.maintenance.support import DeferringStore, FakeSessions, MemoryTokens
 from tests.standin.support import result_of
 
@@ -43,10 +45,15 @@ class ForgettingTokens(MemoryTokens):
     """Token memory that records `forget`."""
 
     forgotten: list[str] = field(factory=list)
+    listeners: list[Callable[[UpstreamToken], None]] = field(factory=list)
 
     def forget(self, user: str) -> None:
         """Memory side."""
         self.forgotten.append(user)
+
+    def add_listener(self, listener: Callable[[UpstreamToken], None]) -> None:
+        """Keep the listener; the test calls it as a stored token would."""
+        self.listeners.append(listener)
 
     async def refresh_token(self, user: str) -> tuple[str | None, int]:
         """Unused here."""
@@ -127,3 +134,30 @@ def test_timers_and_admin_command_are_wired(
     assert bearer.users == ["alice"] and tokens.forgotten == ["alice"]
     for service in wiring.services:
         service.stopService()
+
+
+def test_every_stored_token_reaches_the_sessions(
+    tmp_path: Path, memory_store: SyncStore
+) -> None:
+    """Any new Forgejo token stored (a fresh login as much as a refresh) is
+    handed to the sessions' token_rotated, so running children are given it."""
+    reactor = MemoryReactorClock()
+    wiring = Wiring(
+        config=make_config(store_path=str(tmp_path / "fjmcp.sqlite3")),
+        reactor=reactor,
+        store=DeferringStore(memory_store),  # type: ignore[arg-type]
+        shutdown=ShutdownCoordinator(reactor, 1.0),
+    )
+    sessions = FakeSessions(sessions={"alice": ["s1"]})
+    tokens = ForgettingTokens()
+    wire_lifecycle(
+        wiring,
+        sessions=sessions,
+        upstream=tokens,
+        bearer=Forgets(),
+        forgejo=NoForgejo(),
+    )
+    fresh = UpstreamToken("alice", "gto_fresh-login", 1e12, 2)
+    for listener in tokens.listeners:
+        listener(fresh)
+    assert sessions.rotated == [fresh]

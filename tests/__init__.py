@@ -1,1 +1,2 @@
+# -*- test-case-name: tests -*-
 """Tests for fjmcp."""

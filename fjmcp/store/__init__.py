@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.store -*-
 """SQLite store on adbapi: pool, migrations and queries."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.admin -*-
 """Tests for fjmcp."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.bridge -*-
 """Tests for fjmcp."""

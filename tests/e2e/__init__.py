@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.e2e -*-
 """Tests for fjmcp."""

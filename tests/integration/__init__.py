@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.integration -*-
 """Tests for fjmcp."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.maintenance -*-
 """Tests for fjmcp."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.sessions -*-
 """Tests for fjmcp."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.standin -*-
 """Tests for fjmcp."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.store -*-
 """Tests for fjmcp."""

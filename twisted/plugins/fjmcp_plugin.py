@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_tap, tests.integration.test_twistd -*-
 """twistd plugin: ``twistd -n --pidfile= fjmcp --config FILE``.
 
 Names `fjmcp.tap` by string so that ``twistd --help`` does not import the broker.

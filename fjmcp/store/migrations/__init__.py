@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.store -*-
 """Numbered SQL migrations, shipped as package data."""

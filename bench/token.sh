@@ -14,7 +14,7 @@ set -eu
 config=${1:?usage: token.sh RENDERED-CONFIG}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/.bench-state/tokens"
-count=${BENCH_TOKEN_COUNT:-128}
+count=${BENCH_TOKEN_COUNT:-64}
 index=${BENCH_SESSION_INDEX:-0}
 line=$((index + 1))
 [ "$line" -le "$count" ] || { echo "token.sh: session index $index >= $count tokens" >&2; exit 1; }

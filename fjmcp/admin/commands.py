@@ -207,10 +207,7 @@ def all_commands() -> dict[str, AdminCommand]:
     return found
 
 
-def _parser(commands: Mapping[str, AdminCommand]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fjmcp admin", description="Operate a broker (running or not)."
-    )
+def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", help="TOML configuration file [env FJMCP_CONFIG]."
     )
@@ -218,11 +215,28 @@ def _parser(commands: Mapping[str, AdminCommand]) -> argparse.ArgumentParser:
         "--socket", help="Admin socket (default: the config's admin_socket)."
     )
     parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+
+
+def _parser(commands: Mapping[str, AdminCommand]) -> argparse.ArgumentParser:
+    """
+    The options ``--config``, ``--socket`` and ``--json`` are accepted
+    before the command and after it (``fjmcp admin issue-token --config
+    FILE ...``, the form the documentation and messages use): the
+    command's copies default to "absent", so they never hide the outer ones.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fjmcp admin", description="Operate a broker (running or not)."
+    )
+    _global_options(parser)
+    shared = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _global_options(shared)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in sorted(commands):
         command = commands[name]
         command.arguments(
-            sub.add_parser(name, help=command.help, description=command.help)
+            sub.add_parser(
+                name, help=command.help, description=command.help, parents=[shared]
+            )
         )
     return parser
 

@@ -14,7 +14,7 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from fjmcp.admin.client import AdminClient
-from fjmcp.admin.commands import COMMANDS, AdminContext, all_commands
+from fjmcp.admin.commands import COMMANDS, AdminContext, _parser, all_commands, main
 from fjmcp.config import Config, load_config
 
 
@@ -91,3 +91,85 @@ def test_write_falls_back_to_store_without_daemon(
     Deferred.fromCoroutine(go()).addBoth(results.append)
     assert results == ["offline-done"]
     assert opened == [str(tmp_path / "fjmcp.sqlite3"), "closed"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [
+            "issue-token",
+            "--config",
+            "B.toml",
+            "--user",
+            "u",
+            "--forgejo-token-file",
+            "-",
+        ],
+        [
+            "--config",
+            "B.toml",
+            "issue-token",
+            "--user",
+            "u",
+            "--forgejo-token-file",
+            "-",
+        ],
+        [
+            "-c",
+            "A.toml",
+            "issue-token",
+            "-c",
+            "B.toml",
+            "--user",
+            "u",
+            "--forgejo-token-file",
+            "-",
+        ],
+    ],
+)
+def test_global_options_are_accepted_after_the_command(argv: list[str]) -> None:
+    """
+    ``fjmcp admin issue-token --config FILE ...`` (the documented form)
+    parses like ``fjmcp admin --config FILE issue-token ...``; an option
+    given after the command wins over one given before it.
+    """
+    args = _parser(all_commands()).parse_args(argv)
+    assert args.command == "issue-token"
+    assert args.config == "B.toml"
+    assert args.user == "u"
+
+
+def test_options_before_the_command_are_not_hidden() -> None:
+    """A command's copy of --config/--json never resets the outer value."""
+    args = _parser(all_commands()).parse_args(["--json", "-c", "A.toml", "status"])
+    assert args.config == "A.toml" and args.json is True
+    args = _parser(all_commands()).parse_args(["status", "--json"])
+    assert args.config is None and args.json is True
+
+
+def test_gen_key_with_config_after_the_command(tmp_path: Path) -> None:
+    """
+    ``fjmcp admin gen-key --config FILE``, as the key file's error message
+    tells the operator to run, creates the configured key file (mode 0600).
+    """
+    (tmp_path / "secret").write_text("s3cret-value\n")
+    keys = tmp_path / "token-keys"
+    config = tmp_path / "fjmcp.toml"
+    config.write_text(
+        "\n".join(
+            [
+                'public_url = "http://127.0.0.1:8080"',
+                'forgejo_url = "https://forgejo.example.org"',
+                'forgejo_client_id = "client"',
+                f'forgejo_client_secret_file = "{tmp_path / "secret"}"',
+                'child_command = ["python3"]',
+                f'store_path = "{tmp_path / "fjmcp.sqlite3"}"',
+                f'token_keys_file = "{keys}"',
+            ]
+        )
+        + "\n"
+    )
+    out = io.StringIO()
+    assert main(["gen-key", "--config", str(config)], out=out) == 0
+    assert keys.stat().st_mode & 0o777 == 0o600
+    assert "new active key" in out.getvalue()

@@ -11,9 +11,11 @@ another.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import json
 import os
+import pwd
 import shlex
 import shutil
 import tomllib
@@ -549,17 +551,21 @@ def _read_flags(flags: Mapping[str, Any], problems: list[str]) -> dict[str, Any]
     return out
 
 
-def _resolve_secret_files(raw: dict[str, Any], problems: list[str]) -> None:
-    """``forgejo_client_secret_file`` fills the secret from disk (credentials)."""
+def _resolve_secret_files(layer: dict[str, Any], problems: list[str]) -> None:
+    """
+    ``forgejo_client_secret_file`` fills the secret from disk (credentials),
+    within one layer (file, environment or flags).
+    """
     for key in sorted(_secret_file_keys()):
-        path = raw.pop(key, None)
+        path = layer.pop(key, None)
         if path is None:
             continue
         name = key[: -len(_FILE_SUFFIX)]
-        if name in raw:
-            continue  # an explicit value at the same or higher layer wins
+        if name in layer:
+            problems.append(f"{name} and {key} are both set; set one of them")
+            continue
         try:
-            raw[name] = Path(path).read_text(encoding="utf-8").strip()
+            layer[name] = Path(path).read_text(encoding="utf-8").strip()
         except OSError as e:
             problems.append(f"{key}: cannot read {path}: {e.strerror}")
 
@@ -605,7 +611,9 @@ def _check_store_path(path: str, problems: list[str]) -> None:
     probe = parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir():
+        problems.append(f"store_path {path}: {probe} is not a directory")
+    elif not os.access(probe, os.W_OK | os.X_OK):
         problems.append(f"store_path {path}: directory {probe} is not writable")
     elif target.exists() and not os.access(target, os.R_OK | os.W_OK):
         problems.append(f"store_path {path}: file is not readable and writable")
@@ -631,12 +639,17 @@ def load_config(
     is elsewhere); it never is for the daemon.
     """
     problems: list[str] = []
+    layers = [
+        _read_toml(Path(path), problems) if path is not None else {},
+        _read_env(os.environ if environ is None else environ, problems),
+        _read_flags(flags or {}, problems),
+    ]
     raw: dict[str, Any] = {}
-    if path is not None:
-        raw.update(_read_toml(Path(path), problems))
-    raw.update(_read_env(os.environ if environ is None else environ, problems))
-    raw.update(_read_flags(flags or {}, problems))
-    _resolve_secret_files(raw, problems)
+    for layer in layers:
+        # A secret's file is read in its own layer, so that a higher layer's
+        # file beats a lower layer's value and the other way round.
+        _resolve_secret_files(layer, problems)
+        raw.update(layer)
 
     values: dict[str, Any] = {}
     for f in attrs.fields(Config):
@@ -681,8 +694,16 @@ def load_config(
     for name in ("child_token_env", "child_url_env"):
         if name in values and not values[name].isidentifier():
             problems.append(f"{name} {values[name]!r} is not a variable name")
-    if check_paths and "store_path" in values:
-        _check_store_path(values["store_path"], problems)
+    if check_paths:
+        _check_store_path(values.get("store_path", _default("store_path")), problems)
+    grace = values.get("child_stop_grace", _default("child_stop_grace"))
+    budget = values.get("shutdown_timeout", _default("shutdown_timeout"))
+    if grace >= budget:
+        problems.append(
+            f"child_stop_grace ({grace:g}s) must be less than shutdown_timeout "
+            f"({budget:g}s): in-flight requests get the difference at shutdown"
+        )
+    problems.extend(_check_child_ids(values))
 
     _check_admin_socket(values, problems)
 
@@ -691,14 +712,45 @@ def load_config(
     return Config(**values)
 
 
+def _default(name: str) -> Any:
+    """A setting's declared default."""
+    return attrs.fields_dict(Config)[name].default
+
+
+def _check_child_ids(values: Mapping[str, Any]) -> list[str]:
+    """child_user and child_group must name a user and a group of this system."""
+    problems = []
+    for name, lookup in (("child_user", _user_exists), ("child_group", _group_exists)):
+        value = values.get(name)
+        if value and not lookup(value):
+            kind = name.removeprefix("child_")
+            problems.append(f"{name} {value!r} is not a {kind} on this system")
+    return problems
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _check_admin_socket(values: Mapping[str, Any], problems: list[str]) -> None:
     """The socket path (explicit or beside the store) must fit AF_UNIX's limit."""
     if values.get("admin_socket"):
         sock = str(values["admin_socket"])
-    elif "store_path" in values:
-        sock = str(Path(values["store_path"]).parent / "admin.sock")
     else:
-        return
+        store = values.get("store_path", _default("store_path"))
+        sock = str(Path(store).parent / "admin.sock")
     size = len(os.fsencode(sock))
     if size > AF_UNIX_PATH_MAX:
         problems.append(

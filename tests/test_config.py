@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import fjmcp.config as config_module
 from fjmcp.config import (
     AF_UNIX_PATH_MAX,
     SECRET_MASK,
@@ -219,6 +220,97 @@ def test_secret_from_file(tmp_path: Path) -> None:
     assert load_config(environ=env).forgejo_client_secret == "from-file-secret"
     env["FJMCP_FORGEJO_CLIENT_SECRET_FILE"] = str(tmp_path / "missing")
     assert any("cannot read" in p for p in _problems(environ=env))
+
+
+def test_secret_file_follows_layer_precedence(tmp_path: Path) -> None:
+    """A secret's file counts in its own layer: file < env < flags, either form."""
+    secret = tmp_path / "secret"
+    secret.write_text("from-file-secret\n")
+    toml = tmp_path / "fjmcp.toml"
+    toml.write_text('forgejo_client_secret = "from-toml"\n')
+    env = _env(tmp_path, FJMCP_FORGEJO_CLIENT_SECRET_FILE=str(secret))
+    del env["FJMCP_FORGEJO_CLIENT_SECRET"]
+    # An env file beats a TOML value.
+    assert load_config(toml, environ=env).forgejo_client_secret == "from-file-secret"
+    # A flag file beats an env value.
+    env = _env(tmp_path)
+    flags = {"forgejo_client_secret_file": str(secret)}
+    config = load_config(toml, environ=env, flags=flags)
+    assert config.forgejo_client_secret == "from-file-secret"
+    # A flag value beats an env file.
+    env = _env(tmp_path, FJMCP_FORGEJO_CLIENT_SECRET_FILE=str(secret))
+    del env["FJMCP_FORGEJO_CLIENT_SECRET"]
+    flags = {"forgejo_client_secret": "from-flag"}
+    assert load_config(environ=env, flags=flags).forgejo_client_secret == "from-flag"
+
+
+def test_secret_and_its_file_in_one_layer_is_a_problem(tmp_path: Path) -> None:
+    """Setting a secret and its file in the same layer is ambiguous: reported."""
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    env = _env(tmp_path, FJMCP_FORGEJO_CLIENT_SECRET_FILE=str(secret))
+    problems = _problems(environ=env)
+    assert any("are both set" in p for p in problems)
+
+
+def test_store_path_under_a_file_is_not_a_directory(tmp_path: Path) -> None:
+    """A store path below an executable regular file is reported, even as root."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    blocker.chmod(0o700)
+    problems = _problems(
+        environ=_env(tmp_path, FJMCP_STORE_PATH=str(blocker / "db" / "s.sqlite3"))
+    )
+    assert any(p.endswith(f"{blocker} is not a directory") for p in problems)
+
+
+def test_default_store_path_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With store_path unset, its default is validated like an explicit one."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    blocker.chmod(0o700)
+    default = str(blocker / "fjmcp.sqlite3")
+    real_default = config_module._default
+    monkeypatch.setattr(
+        config_module,
+        "_default",
+        lambda name: default if name == "store_path" else real_default(name),
+    )
+    env = _env(tmp_path)
+    del env["FJMCP_STORE_PATH"]
+    problems = _problems(environ=env)
+    assert any(p.startswith(f"store_path {default}:") for p in problems)
+
+
+def test_stop_grace_must_leave_time_for_the_drain(tmp_path: Path) -> None:
+    """child_stop_grace at or over shutdown_timeout is a problem."""
+    problems = _problems(
+        environ=_env(tmp_path, FJMCP_CHILD_STOP_GRACE="10", FJMCP_SHUTDOWN_TIMEOUT="10")
+    )
+    assert any("must be less than shutdown_timeout" in p for p in problems)
+    config = load_config(
+        environ=_env(tmp_path, FJMCP_CHILD_STOP_GRACE="9", FJMCP_SHUTDOWN_TIMEOUT="10")
+    )
+    assert config.child_stop_grace == 9.0
+
+
+def test_unknown_child_user_and_group_reported(tmp_path: Path) -> None:
+    """child_user and child_group must exist; both are reported at once."""
+    problems = _problems(
+        environ=_env(
+            tmp_path,
+            FJMCP_CHILD_USER="no-such-user-fjmcp",
+            FJMCP_CHILD_GROUP="no-such-group-fjmcp",
+        )
+    )
+    assert "child_user 'no-such-user-fjmcp' is not a user on this system" in problems
+    assert "child_group 'no-such-group-fjmcp' is not a group on this system" in problems
+    config = load_config(
+        environ=_env(tmp_path, FJMCP_CHILD_USER="0", FJMCP_CHILD_GROUP="root")
+    )
+    assert (config.child_user, config.child_group) == ("0", "root")
 
 
 def test_masked_hides_secrets(tmp_path: Path) -> None:

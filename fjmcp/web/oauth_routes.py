@@ -10,6 +10,15 @@ The browser-facing endpoints (authorize, consent, callback) answer HTML
 pages or redirects, never JSON, and forbid framing (``X-Frame-Options:
 DENY``, ``frame-ancestors 'none'``). Metadata URLs come from
 ``public_url`` only; no handler reads ``Host`` or ``X-Forwarded-*``.
+
+The endpoints a client calls with ``fetch`` (the metadata documents,
+register, token, revoke) answer CORS for any origin, preflight included:
+browser-based clients such as MCP Inspector run the OAuth flow from their
+own page's origin, and the MCP TypeScript SDK sends ``MCP-Protocol-Version``
+on discovery, which needs a preflight. ``*`` without credentials is safe
+here: none of these endpoints reads a cookie, a caller proves itself only
+with what it sends (client secret, code and verifier, token). The browser
+endpoints (authorize, consent, callback) are navigations and get no CORS.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ MAX_JSON_BYTES: Final = 64 * 1024
 MAX_FORM_BYTES: Final = 64 * 1024
 _JSON: Final = b"application/json"
 _HTML: Final = b"text/html; charset=utf-8"
+_CORS_ALLOW_HEADERS: Final = b"Authorization, Content-Type, MCP-Protocol-Version"
 _PAGE_CSP: Final = (
     b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
     b"base-uri 'none'"
@@ -84,6 +94,22 @@ def render_page(page: Page) -> bytes:
 def _no_store(request: IRequest) -> None:
     request.setHeader(b"Cache-Control", b"no-store")
     request.setHeader(b"Pragma", b"no-cache")
+
+
+def _cors(request: IRequest) -> None:
+    """Let any origin read this answer (no credentials: see the module doc)."""
+    request.setHeader(b"Access-Control-Allow-Origin", b"*")
+    request.setHeader(b"Access-Control-Expose-Headers", b"WWW-Authenticate")
+
+
+def _preflight(request: IRequest, methods: bytes) -> bytes:
+    """The answer to a CORS preflight (``OPTIONS``) of a fetch endpoint."""
+    _cors(request)
+    request.setResponseCode(204)
+    request.setHeader(b"Access-Control-Allow-Methods", methods)
+    request.setHeader(b"Access-Control-Allow-Headers", _CORS_ALLOW_HEADERS)
+    request.setHeader(b"Access-Control-Max-Age", b"600")
+    return b""
 
 
 def _json(request: IRequest, status: int, body: Any) -> bytes:
@@ -148,6 +174,7 @@ class OAuthRoutes:
     @app.route("/.well-known/oauth-authorization-server", methods=["GET"])
     def as_metadata(self, request: IRequest) -> bytes:
         """RFC 8414 metadata, from public_url only."""
+        _cors(request)
         request.setHeader(b"Cache-Control", b"public, max-age=300")
         return _json(
             request, 200, authorization_server_metadata(self._config.public_url)
@@ -157,14 +184,30 @@ class OAuthRoutes:
     @app.route("/.well-known/oauth-protected-resource/mcp", methods=["GET"])
     def resource_metadata(self, request: IRequest) -> bytes:
         """RFC 9728 metadata of /mcp, from public_url only."""
+        _cors(request)
         request.setHeader(b"Cache-Control", b"public, max-age=300")
         return _json(request, 200, protected_resource_metadata(self._config.public_url))
+
+    @app.route("/.well-known/oauth-authorization-server", methods=["OPTIONS"])
+    @app.route("/.well-known/oauth-protected-resource", methods=["OPTIONS"])
+    @app.route("/.well-known/oauth-protected-resource/mcp", methods=["OPTIONS"])
+    def metadata_preflight(self, request: IRequest) -> bytes:
+        """CORS preflight of the metadata documents."""
+        return _preflight(request, b"GET")
+
+    @app.route("/oauth/register", methods=["OPTIONS"])
+    @app.route("/oauth/token", methods=["OPTIONS"])
+    @app.route("/oauth/revoke", methods=["OPTIONS"])
+    def fetch_preflight(self, request: IRequest) -> bytes:
+        """CORS preflight of register, token and revoke."""
+        return _preflight(request, b"POST")
 
     # --- JSON endpoints --------------------------------------------------------------
 
     @app.route("/oauth/register", methods=["POST"])
     async def register(self, request: IRequest) -> bytes:
         """RFC 7591 dynamic client registration (201 with the client)."""
+        _cors(request)
         _no_store(request)
         if _media_type(request) != _JSON:
             raise InvalidClientMetadataError(
@@ -197,6 +240,7 @@ class OAuthRoutes:
     @app.route("/oauth/token", methods=["POST"])
     async def token(self, request: IRequest) -> bytes:
         """The token endpoint (authorization_code, refresh_token)."""
+        _cors(request)
         _no_store(request)
         form = self._form(request)
         answer = await self._server.token(form, request.getHeader(b"authorization"))
@@ -205,6 +249,7 @@ class OAuthRoutes:
     @app.route("/oauth/revoke", methods=["POST"])
     async def revoke(self, request: IRequest) -> bytes:
         """RFC 7009 revocation: 200 whether or not the token was known."""
+        _cors(request)
         _no_store(request)
         form = self._form(request)
         await self._server.revoke(form, request.getHeader(b"authorization"))

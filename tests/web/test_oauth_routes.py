@@ -98,6 +98,104 @@ def test_metadata_follows_public_url() -> None:
     assert doc["issuer"] == "https://mcp.example.org"
 
 
+# --- CORS (browser-based clients such as MCP Inspector) ------------------------
+
+
+ORIGIN = {"Origin": "http://localhost:6274"}
+METADATA_PATHS = [
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+]
+
+
+def _header(response: Any, name: str) -> str | None:
+    values = response.headers.getRawHeaders(name)
+    return None if not values else str(values[0])
+
+
+@pytest.mark.parametrize("path", METADATA_PATHS)
+def test_metadata_is_readable_cross_origin(broker: Broker, path: str) -> None:
+    """
+    A page on another origin can read the metadata, after a preflight for
+    the MCP-Protocol-Version header the TypeScript SDK sends on discovery.
+    """
+    preflight = broker.request(
+        "OPTIONS",
+        path,
+        headers={
+            **ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "mcp-protocol-version",
+        },
+    )
+    assert preflight.code == 204
+    assert _header(preflight, "access-control-allow-origin") == "*"
+    assert "GET" in (_header(preflight, "access-control-allow-methods") or "")
+    allowed = (_header(preflight, "access-control-allow-headers") or "").lower()
+    assert "mcp-protocol-version" in allowed
+    response = broker.get(path, headers={**ORIGIN, **SPOOF})
+    assert response.code == 200
+    assert _header(response, "access-control-allow-origin") == "*"
+    assert _header(response, "access-control-allow-credentials") is None
+
+
+@pytest.mark.parametrize("path", ["/oauth/register", "/oauth/token", "/oauth/revoke"])
+def test_fetch_endpoints_answer_preflight(broker: Broker, path: str) -> None:
+    """Register, token and revoke allow a cross-origin POST with its headers."""
+    preflight = broker.request(
+        "OPTIONS",
+        path,
+        headers={
+            **ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.code == 204
+    assert _header(preflight, "access-control-allow-origin") == "*"
+    assert "POST" in (_header(preflight, "access-control-allow-methods") or "")
+    allowed = (_header(preflight, "access-control-allow-headers") or "").lower()
+    assert "authorization" in allowed and "content-type" in allowed
+    assert _header(preflight, "access-control-allow-credentials") is None
+
+
+def test_fetch_endpoints_answers_and_errors_are_readable_cross_origin(
+    broker: Broker,
+) -> None:
+    """
+    A browser client can read the registration, the tokens and the OAuth
+    errors (a 401 invalid_client with its WWW-Authenticate included).
+    """
+    response = broker.request(
+        "POST",
+        "/oauth/register",
+        json={"redirect_uris": ["http://localhost:6274/oauth/callback"]},
+        headers=ORIGIN,
+    )
+    assert response.code == 201
+    assert _header(response, "access-control-allow-origin") == "*"
+    basic = base64.b64encode(b"nobody:wrong").decode()
+    response = broker.post_form(
+        "/oauth/token",
+        {"grant_type": "refresh_token", "refresh_token": "x"},
+        headers={**ORIGIN, "Authorization": f"Basic {basic}"},
+    )
+    assert response.code == 401
+    assert _header(response, "access-control-allow-origin") == "*"
+    exposed = (_header(response, "access-control-expose-headers") or "").lower()
+    assert "www-authenticate" in exposed
+    response = broker.post_form("/oauth/revoke", {"token": "x"}, headers=ORIGIN)
+    assert response.code == 401
+    assert _header(response, "access-control-allow-origin") == "*"
+
+
+def test_browser_endpoints_have_no_cors(broker: Broker) -> None:
+    """The authorization endpoint is a navigation: no CORS headers at all."""
+    response = broker.get("/oauth/authorize", headers=ORIGIN)
+    assert _header(response, "access-control-allow-origin") is None
+
+
 # --- registration -------------------------------------------------------------
 
 

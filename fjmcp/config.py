@@ -84,10 +84,17 @@ def _setting(
 ) -> Any:
     """Declare one setting: its kind drives parsing from env, flags and TOML."""
     meta = {"kind": kind, "help": help, "secret": secret, "positive": positive}
+    # A secret never shows in a repr: a Config reaches log events as part of
+    # the objects that hold it (``log_source``), tracebacks and test output.
+    shown: Any = _masked_repr if secret else True
     if isinstance(default, list | dict):
         frozen_default = tuple(default) if isinstance(default, list) else default
-        return field(default=frozen_default, metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default=frozen_default, metadata=meta, repr=shown)
+    return field(default=default, metadata=meta, repr=shown)
+
+
+def _masked_repr(value: object) -> str:
+    return repr(SECRET_MASK) if value else repr(value)
 
 
 @frozen(kw_only=True)

@@ -321,6 +321,14 @@ def test_masked_hides_secrets(tmp_path: Path) -> None:
     assert "s3cret-value" not in repr(masked)
 
 
+def test_repr_masks_secrets(tmp_path: Path) -> None:
+    """A Config's repr (log_source, tracebacks) never shows a secret."""
+    config = load_config(environ=_env(tmp_path))
+    assert "s3cret-value" not in repr(config)
+    assert f"forgejo_client_secret={SECRET_MASK!r}" in repr(config)
+    assert "forgejo_client_id='client'" in repr(config)
+
+
 def test_option_help_names_env_and_default() -> None:
     """Every setting's help line shows its env name and its default."""
     for f in config_fields():

@@ -13,6 +13,7 @@ authorization server's scopes (MCP 2025-11-25: not in the resource's).
 from __future__ import annotations
 
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from fjmcp.oauth.challenge import MCP_SCOPE
 
@@ -22,10 +23,12 @@ __all__ = [
     "endpoint",
     "protected_resource_metadata",
     "resource_url",
+    "same_resource",
 ]
 
 AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none")
 OFFLINE_ACCESS: Final = "offline_access"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def endpoint(public_url: str, path: str) -> str:
@@ -36,6 +39,31 @@ def endpoint(public_url: str, path: str) -> str:
 def resource_url(public_url: str) -> str:
     """The protected resource (and token audience): ``<public_url>/mcp``."""
     return endpoint(public_url, "/mcp")
+
+
+def same_resource(given: str, canonical: str) -> bool:
+    """
+    Whether a client's ``resource`` parameter (RFC 8707) names the resource
+    ``canonical``. Scheme and host compare case-insensitively and an
+    explicit default port equals none (MCP 2025-11-25: servers SHOULD
+    accept uppercase scheme and host); the path must be the same, and user
+    information, a query or a fragment never match. Any text gives an
+    answer, never an exception.
+    """
+    if given == canonical:
+        return True
+    try:
+        a, b = urlsplit(given), urlsplit(canonical)
+        a_port, b_port = a.port, b.port
+    except ValueError:
+        return False
+    if "@" in a.netloc or a.query or a.fragment or "#" in given:
+        return False
+    scheme = a.scheme.lower()
+    if scheme != b.scheme.lower() or not a.hostname or a.hostname != b.hostname:
+        return False
+    default = _DEFAULT_PORTS.get(scheme)
+    return (a_port or default) == (b_port or default) and a.path == b.path
 
 
 def authorization_server_metadata(public_url: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from fjmcp.oauth.errors import (
     UnsupportedResponseTypeError,
 )
 from fjmcp.oauth.keys import KeyRing, SealError
-from fjmcp.oauth.metadata import endpoint, resource_url
+from fjmcp.oauth.metadata import endpoint, resource_url, same_resource
 from fjmcp.oauth.registration import is_native_redirect, validate_registration
 from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import (
@@ -437,7 +437,7 @@ class AuthorizationServer:
 
     def _check_resource(self, form: Mapping[str, str], expected: str) -> None:
         resource = form.get("resource")
-        if resource is not None and resource != expected:
+        if resource is not None and not same_resource(resource, expected):
             raise InvalidTargetError("resource must be this broker's /mcp")
 
     async def token(
@@ -479,7 +479,7 @@ class AuthorizationServer:
                 problems.append(InvalidGrantError("redirect_uri does not match"))
             elif not pkce.verify(verifier, stored.code_challenge):
                 problems.append(InvalidGrantError("code_verifier does not match"))
-            elif resource is not None and resource != stored.resource:
+            elif resource is not None and not same_resource(resource, stored.resource):
                 problems.append(InvalidTargetError("resource does not match the code"))
             return problems[0].description if problems else None
 
@@ -651,7 +651,7 @@ class AuthorizationServer:
                 InvalidRequestError("code_challenge must be 43 base64url characters")
             )
         resource = params.get("resource", self.resource)
-        if resource != self.resource:
+        if not same_resource(resource, self.resource):
             raise _RedirectError(
                 InvalidTargetError("resource must be this broker's /mcp")
             )
@@ -666,7 +666,7 @@ class AuthorizationServer:
             state=params.get("state"),
             code_challenge=challenge,
             scope=MCP_SCOPE,
-            resource=resource,
+            resource=self.resource,  # the canonical form: the token's audience
         )
         return request, prompts
 

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fjmcp.oauth import errors
 from fjmcp.oauth.metadata import (
     authorization_server_metadata,
     protected_resource_metadata,
+    same_resource,
 )
 
 
@@ -50,3 +54,48 @@ def test_metadata_is_built_from_the_public_url_only() -> None:
     rs_doc = protected_resource_metadata("https://mcp.example.org")
     assert rs_doc["resource"] == "https://mcp.example.org/mcp"
     assert "offline_access" not in rs_doc["scopes_supported"]
+
+
+CANONICAL = "https://mcp.example.org/mcp"
+
+
+@pytest.mark.parametrize(
+    ("given", "same"),
+    [
+        (CANONICAL, True),
+        ("HTTPS://MCP.Example.ORG/mcp", True),
+        ("https://mcp.example.org:443/mcp", True),
+        ("https://mcp.example.org/MCP", False),
+        ("https://mcp.example.org/mcp/", False),
+        ("https://mcp.example.org", False),
+        ("http://mcp.example.org/mcp", False),
+        ("https://mcp.example.org:8443/mcp", False),
+        ("https://evil.example/mcp", False),
+        ("https://mcp.example.org@evil.example/mcp", False),
+        ("https://user@mcp.example.org/mcp", False),
+        ("https://mcp.example.org/mcp?x=1", False),
+        ("https://mcp.example.org/mcp#frag", False),
+        ("https://mcp.example.org:bad/mcp", False),
+        ("https://[::1/mcp", False),
+        ("", False),
+    ],
+)
+def test_same_resource(given: str, same: bool) -> None:
+    """
+    A resource parameter matches with another case of scheme and host or an
+    explicit default port, and with nothing else.
+    """
+    assert same_resource(given, CANONICAL) is same
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_same_resource_never_raises(given: str) -> None:
+    """Any text gives a yes or no; a yes names our host, port and path."""
+    result = same_resource(given, CANONICAL)
+    assert isinstance(result, bool)
+    if result:
+        parts = urlsplit(given)
+        assert parts.hostname == "mcp.example.org"
+        assert parts.port in (None, 443)
+        assert parts.path == "/mcp"

@@ -764,6 +764,32 @@ def test_refresh_scope_and_resource(broker: Broker) -> None:
     assert ok.code == 200
 
 
+def test_resource_with_uppercase_scheme_and_host_is_ours(broker: Broker) -> None:
+    """
+    ``resource`` with another case of scheme and host names our /mcp (MCP
+    2025-11-25 asks servers to accept it) at authorize, code exchange and
+    refresh; the tokens carry the canonical audience, so /mcp accepts them.
+    """
+    client = broker.register()
+    shouted = broker.config.mcp_url.upper().replace("/MCP", "/mcp")
+    assert shouted != broker.config.mcp_url
+    code, verifier, _ = broker.login(client, resource=shouted)
+    response = broker.exchange(client, code, verifier, resource=shouted)
+    assert response.code == 200, broker.text_of(response)
+    tokens = broker.json_of(response)
+    assert broker.bearer_ok(tokens["access_token"])
+    refreshed = broker.token(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "resource": shouted,
+        },
+        client,
+    )
+    assert refreshed.code == 200, broker.text_of(refreshed)
+    assert broker.bearer_ok(broker.json_of(refreshed)["access_token"])
+
+
 @pytest.mark.parametrize(
     ("form", "headers", "status", "error"),
     [

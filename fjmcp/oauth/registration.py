@@ -5,9 +5,10 @@ Validation of dynamic client registrations (RFC 7591) and redirect URIs.
 Pure functions over the decoded JSON, so hypothesis can throw anything at
 them: the result is a clean `Registration` or an `InvalidRedirectUriError`
 / `InvalidClientMetadataError`, never another exception. Every field has a
-size bound. Redirect URIs must be https, http on a loopback host, or a
-private-use reverse-DNS scheme (RFC 8252 §7.1), without a fragment, user
-info or control characters. Unknown fields are ignored (RFC 7591 §2).
+size bound; a field sent as ``null`` counts as absent. Redirect URIs must
+be https, http on a loopback host, or a private-use reverse-DNS scheme
+(RFC 8252 §7.1), without a fragment, user info or control characters.
+Unknown fields are ignored (RFC 7591 §2).
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def validate_registration(obj: Any) -> Registration:
     """Check a decoded registration request; the errors are RFC 7591's."""
     if not isinstance(obj, dict):
         raise InvalidClientMetadataError("the registration must be a JSON object")
+    # A field sent as JSON null is absent (serializers of optional fields do
+    # that), so it takes its RFC 7591 default instead of failing.
+    obj = {k: v for k, v in obj.items() if v is not None}
     if "redirect_uris" not in obj:
         raise InvalidRedirectUriError("redirect_uris is required")
     uris = obj.get("redirect_uris")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fjmcp.oauth.errors import OAuthError
+from fjmcp.oauth.errors import InvalidRedirectUriError, OAuthError
 from fjmcp.oauth.registration import (
     is_native_redirect,
     redirect_problem,
@@ -73,6 +73,36 @@ def test_defaults_and_kept_fields() -> None:
     assert reg.grant_types == ("authorization_code",)
     assert reg.redirect_uris == ("https://a.example/cb",)
     assert "unknown" not in reg.metadata and reg.metadata["software_id"] == "x"
+
+
+def test_null_fields_take_their_defaults() -> None:
+    """
+    Optional fields sent as JSON null (as some serializers do) are absent:
+    the RFC 7591 defaults apply instead of an error.
+    """
+    reg = validate_registration(
+        {
+            "redirect_uris": ["http://127.0.0.1:3000/cb"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": None,
+            "response_types": None,
+            "contacts": None,
+            "client_uri": None,
+            "application_type": None,
+            "client_name": None,
+        }
+    )
+    assert reg.grant_types == ("authorization_code",)
+    assert reg.auth_method == "none"
+    assert reg.client_name is None
+    assert set(reg.metadata) == {
+        "redirect_uris",
+        "token_endpoint_auth_method",
+        "grant_types",
+        "response_types",
+    }
+    with pytest.raises(InvalidRedirectUriError):
+        validate_registration({"redirect_uris": None})
 
 
 @given(

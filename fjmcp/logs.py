@@ -83,10 +83,16 @@ class Redactor:
     _lock: threading.Lock = field(factory=threading.Lock)
 
     def add_secret(self, value: str | None) -> None:
-        """Mask this exact value wherever it appears (ignored when too short)."""
+        """
+        Mask this exact value wherever it appears (ignored when too short),
+        also as it is spelled inside a JSON line (quotes, backslashes and
+        control characters escaped).
+        """
         if value and len(value) >= 4:
+            escaped = json.dumps(value, ensure_ascii=False)[1:-1]
             with self._lock:
                 self._secrets.add(value)
+                self._secrets.add(escaped)
 
     def redact(self, text: str) -> str:
         """The text with every known secret and token-shaped value masked."""

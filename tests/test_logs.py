@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from twisted.logger import Logger
 
@@ -87,6 +87,28 @@ def test_registered_secret_redacted() -> None:
         log.info("oops {value}", value="x hunter2-the-secret y")
         assert "hunter2-the-secret" not in out.getvalue()
         assert REDACTED in out.getvalue()
+
+
+@given(secret=st.text(alphabet=st.characters(codec="utf-8"), min_size=4, max_size=40))
+def test_registered_secret_redacted_in_json_lines(secret: str) -> None:
+    """A secret with quotes, backslashes or control characters is masked in JSON."""
+    escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+    assume(secret not in REDACTED and escaped not in REDACTED)
+    redactor = Redactor()
+    redactor.add_secret(secret)
+    log, out = _log_to("json", "debug", redactor)
+    log.info("value {value}", value=secret)
+    assert secret not in out.getvalue()
+    assert escaped not in out.getvalue()
+
+
+def test_json_escaped_secret_redacted() -> None:
+    """The JSON spelling of a secret with a backslash and a quote is masked."""
+    redactor = Redactor()
+    redactor.add_secret('se\\cr"et-value')
+    log, out = _log_to("json", "debug", redactor)
+    log.info("value {value}", value='se\\cr"et-value')
+    assert "et-value" not in out.getvalue()
 
 
 def test_token_shapes_redacted() -> None:

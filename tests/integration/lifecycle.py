@@ -93,6 +93,31 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def fd_targets() -> list[str]:
+    """What each open descriptor of this process points at (for reports)."""
+    out = []
+    for fd in sorted(os.listdir("/proc/self/fd"), key=int):
+        try:
+            out.append(f"{fd}:{os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            continue
+    return out
+
+
+def forgejo_connections(d: Deployment) -> int:
+    """This process's open client connections to the stand-in (keep-alive)."""
+    port = int(d.standin.base_url.rsplit(":", 1)[1])
+    mine = {t.split("[", 1)[1].rstrip("]") for t in fd_targets() if "socket:[" in t}
+    count = 0
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        for line in fh.readlines()[1:]:
+            f = line.split()
+            remote_port = int(f[2].split(":")[1], 16)
+            if f[9] in mine and remote_port == port and f[3] == "01":
+                count += 1
+    return count
+
+
 def zombie_children() -> list[int]:
     """Pids of this process's children that have exited but not been reaped."""
     me = os.getpid()

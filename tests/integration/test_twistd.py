@@ -6,7 +6,8 @@ One broker per module (started once), on a free loopback port, with its
 store in a temporary directory. Checks: twistd finds the plugin from this
 checkout, /healthz answers, ``fjmcp admin status`` reaches the daemon, a
 second daemon on the same store refuses, SIGTERM ends it with status 0
-within 2 s, and a missing config exits 2 with a clear message.
+within 2 s, and a missing config exits 2 with a clear message. ``fjmcp
+serve`` runs once too, with JSON logs.
 """
 
 from __future__ import annotations
@@ -83,9 +84,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _spawn(args: list[str], cwd: Path) -> tuple[Collect, Any]:
+def _spawn(
+    args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> tuple[Collect, Any]:
     protocol = Collect()
-    transport = reactor.spawnProcess(protocol, args[0], args, env=_env(), path=str(cwd))
+    env = {**_env(), **(extra_env or {})}
+    transport = reactor.spawnProcess(protocol, args[0], args, env=env, path=str(cwd))
     return protocol, transport
 
 
@@ -162,17 +166,8 @@ class Broker:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture(scope="module")
-def store_built() -> None:
-    """Skip the daemon tests until the store package is complete."""
-    pytest.importorskip("fjmcp.store.pool", reason="the store is not built yet")
-    pytest.importorskip("fjmcp.store.store", reason="the store is not built yet")
-
-
 @pytest_twisted.async_yield_fixture(scope="module")
-async def broker(
-    store_built: None, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Broker]:
+async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
     """Start one twistd broker for the module; kill it at the end if still up."""
     directory = tmp_path_factory.mktemp("broker")
     port = _free_port()
@@ -282,6 +277,43 @@ async def test_second_daemon_refuses(broker: Broker) -> None:
     # The first broker is unaffected.
     code, _ = await _get(broker.url + "/healthz")
     assert code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_fjmcp_serve_json_logs_env_and_flag(tmp_path: Path) -> None:
+    """
+    ``fjmcp serve`` runs the same tree: the ``--listen`` flag beats the file's
+    port, ``FJMCP_LOG_FORMAT=json`` makes every output line one JSON object
+    without the client secret, and SIGINT ends it with status 0 within 2 s.
+    """
+    file_port, port = _free_port(), _free_port()
+    config = _write_config(tmp_path, file_port)
+    proc, transport = _spawn(
+        [
+            FJMCP,
+            "serve",
+            "--config",
+            str(config),
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+        ],
+        tmp_path,
+        {"FJMCP_LOG_FORMAT": "json"},
+    )
+    try:
+        code, body = await _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        assert code == 200 and json.loads(body)["store"] == "ok"
+    finally:
+        sent = reactor.seconds()
+        if not proc.ended.called:
+            transport.signalProcess("INT")
+    assert await _wait_ended(proc, 5) == 0, proc.text
+    assert proc.exited_at is not None and proc.exited_at - sent < 2.0
+    lines = proc.text.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert any(e["namespace"] == "fjmcp.service.BrokerService" for e in events)
+    assert any(e["message"] == "fjmcp stopped" for e in events)
+    assert "integration-client-secret" not in proc.text
 
 
 @pytest_twisted.ensureDeferred

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,21 @@ def test_module_header_and_docstring(path: Path) -> None:
 def test_every_test_function_has_a_docstring(path: Path) -> None:
     """Each test function states, in its docstring, the behaviour it checks."""
     assert missing_test_docstrings(path, path.read_text(encoding="utf-8")) == []
+
+
+def _requirement_name(requirement: str) -> str:
+    name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+    return name.lower()
+
+
+def test_every_dependency_is_explained_in_deps_md() -> None:
+    """docs/deps.md names every dependency of pyproject.toml (with its reason)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    names = {_requirement_name(r) for r in project["build-system"]["requires"]}
+    names |= {_requirement_name(r) for r in project["project"]["dependencies"]}
+    for extra in project["project"]["optional-dependencies"].values():
+        names |= {_requirement_name(r) for r in extra}
+    assert {"twisted", "klein", "pytest", "setuptools"} <= names
+    text = (REPO / "docs" / "deps.md").read_text(encoding="utf-8").lower()
+    listed = set(re.findall(r"`([a-z0-9_.@/-]+)(?:\[[a-z,]+\])?(?:==[^`]*)?`", text))
+    assert sorted(names - listed) == []

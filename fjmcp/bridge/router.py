@@ -77,6 +77,9 @@ class BridgeSettings:
     resume_window: float = 60.0
     replay_bytes: int = 4 * 1024 * 1024
     queue_limit: int = 1000
+    """Messages the per-session queue holds at most (oldest dropped first)."""
+    queue_bytes: int = 4 * 1024 * 1024
+    """Bytes the per-session queue holds at most (the newest message is kept)."""
     retry_ms: int = 1000
 
 
@@ -199,6 +202,9 @@ class SessionBridge:
     _next_stream: int = 1
     _standalone: Stream | None = None
     _queue: deque[bytes] = field(factory=deque)
+    _queue_size: int = 0
+    _dropping: int = 0
+    """Queued messages dropped since the last warning about it."""
     _server_requests: dict[str, tuple[int, Any]] = field(factory=dict)
     _idle_waiters: list[tuple[int | None, Deferred[None]]] = field(factory=list)
     closed: bool = False
@@ -349,8 +355,7 @@ class SessionBridge:
         stream = self._new_stream(standalone=True)
         self._standalone = stream
         self._attach(stream, writer, None, prime)
-        while self._queue:
-            stream.send(self._queue.popleft())
+        self._flush_queue(stream)
         return stream
 
     @property
@@ -381,8 +386,7 @@ class SessionBridge:
             self._standalone = stream
         self._attach(stream, writer, parsed[1], prime)
         if stream.standalone:
-            while self._queue and stream.attached:
-                stream.send(self._queue.popleft())
+            self._flush_queue(stream)
         return True
 
     # -- the child side ----------------------------------------------------
@@ -446,15 +450,42 @@ class SessionBridge:
         return line
 
     def _enqueue(self, line: bytes) -> None:
+        """
+        Keep a message for the next GET stream, within ``queue_limit``
+        messages and ``queue_bytes`` bytes (oldest dropped first, the newest
+        always kept). One warning per overflow: a child that floods a
+        session without a stream must not flood the broker's log too.
+        """
         self._queue.append(line)
-        while len(self._queue) > self.settings.queue_limit:
-            self._queue.popleft()
+        self._queue_size += len(line)
+        s = self.settings
+        while len(self._queue) > 1 and (
+            len(self._queue) > s.queue_limit or self._queue_size > s.queue_bytes
+        ):
+            self._queue_size -= len(self._queue.popleft())
             self.dropped += 1
+            self._dropping += 1
+            if self._dropping == 1:
+                self.log.warn(
+                    "session {session}: no stream to carry the MCP server's "
+                    "messages; dropping the oldest queued ones",
+                    session=self.session.short_id,
+                )
+
+    def _flush_queue(self, stream: Stream) -> None:
+        """Send the queued messages on the GET stream that just opened."""
+        if self._dropping:
             self.log.warn(
-                "session {session}: no stream to carry the MCP server's messages; "
-                "oldest queued message dropped",
+                "session {session}: {count} queued messages were dropped before "
+                "a GET stream opened",
                 session=self.session.short_id,
+                count=self._dropping,
             )
+            self._dropping = 0
+        while self._queue and stream.attached:
+            message = self._queue.popleft()
+            self._queue_size -= len(message)
+            stream.send(message)
 
     def _initialized(self, msg: Message) -> None:
         result = msg.body.get("result")
@@ -496,6 +527,7 @@ class SessionBridge:
         for stream in list(self._streams.values()):
             stream.close()
         self._queue.clear()
+        self._queue_size = 0
         self._server_requests.clear()
         self._check_idle()
 

@@ -199,6 +199,7 @@ class McpResource(Resource):
             write_deadline=config.stream_write_deadline,
             resume_window=config.stream_resume_window,
             replay_bytes=config.stream_buffer_bytes,
+            queue_bytes=config.stream_buffer_bytes,
         )
         self._loopback = config.public_is_loopback
         origins = {origin_of(config.public_url)}

@@ -9,14 +9,17 @@ queue, disconnect and resume, child exit, id namespacing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from fjmcp.bridge.jsonrpc import parse_line
 from fjmcp.bridge.replay import Stream
-from fjmcp.bridge.router import Exchange, SessionBridge, Target, route
+from fjmcp.bridge.router import BridgeSettings, Exchange, SessionBridge, Target, route
 from fjmcp.interfaces import ChildExit
 from tests.bridge.support import Harness, line, note, result, rpc
 
@@ -346,3 +349,38 @@ def test_unparseable_child_output_is_dropped_not_fatal() -> None:
     assert call.finished and call.messages() == [
         {"jsonrpc": "2.0", "id": 1, "result": {}}
     ]
+
+
+@pytest.fixture
+def logged() -> Iterator[list[LogEvent]]:
+    """Every log event published during the test."""
+    observer = EventLoggingObserver()
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield observer  # type: ignore[misc]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+def test_queue_is_bounded_in_bytes_too(logged: list[LogEvent]) -> None:
+    """
+    Big messages with no stream are dropped by size (oldest first, the newest
+    kept), with one warning per overflow and a count when a GET stream opens.
+    """
+    h = Harness()
+    sid, child = _session(h)
+    bridge = h.registry.get(sid).router  # type: ignore[union-attr]
+    assert isinstance(bridge, SessionBridge)
+    bridge.settings = BridgeSettings(queue_bytes=3000)
+    for n in range(10):
+        child.emit(line(note("notifications/message", {"n": n, "data": "x" * 1000})))
+    assert bridge.queued() == 2 and bridge.dropped == 8
+    warnings = [e for e in logged if "dropping the oldest" in formatEvent(e)]
+    assert len(warnings) == 1
+    get = h.request(b"GET", session=sid, accept=b"text/event-stream")
+    assert [m["params"]["n"] for m in get.messages()] == [8, 9]
+    assert any("8 queued messages were dropped" in formatEvent(e) for e in logged)
+    bridge.settings = BridgeSettings(queue_bytes=10)
+    get.disconnect()
+    child.emit(line(note("notifications/message", {"data": "y" * 100})))
+    assert bridge.queued() == 1  # one message over the bound is still kept

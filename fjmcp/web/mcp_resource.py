@@ -21,6 +21,17 @@ misread).
 - ``DELETE``: ends the session (204).
 - ``OPTIONS``: CORS preflight for allowed origins.
 
+``MCP-Protocol-Version`` (deliberately looser than "must equal the
+negotiated version"): absent means the negotiated version; the negotiated
+version or an *older* supported session-based one is accepted (never
+2024-11-05 unless the child negotiated it, never a newer or unknown one:
+400). The specification (2025-06-18, 2025-11-25) only requires 400 for an
+"invalid or unsupported" version, the official TypeScript and Python SDK
+servers accept any supported version, and the conformance suite 0.1.16
+sends ``2025-03-26`` on sessions that negotiated ``2025-11-25``. The
+session's behaviour (priming, batches) always follows the negotiated
+version, never the header.
+
 The per-message path never waits on the database: the bearer check answers
 from its cache (an already-fired Deferred) and the rest is memory. Header
 values are compared as bytes, and the Content-Type is checked by hand:
@@ -317,7 +328,7 @@ class McpResource(Resource):
         data: Any = None,
     ) -> int:
         body = error_body(id_json, code, message, data)
-        request.setResponseCode(status)
+        request.setResponseCode(status, _REASONS.get(status))
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", b"%d" % len(body))
         request.write(body)
@@ -336,7 +347,9 @@ class McpResource(Resource):
         ):
             self._fail(request, 500, INTERNAL_ERROR, "internal error")
 
-    def _session_error(self, request: Any, error: SessionError) -> None:
+    def _session_error(
+        self, request: Any, error: SessionError, id_json: str | None = None
+    ) -> None:
         if error.retry_after is not None:
             request.setHeader(b"Retry-After", b"%d" % error.retry_after)
         if error.status == 401:
@@ -347,6 +360,7 @@ class McpResource(Resource):
             error.status,
             code,
             error.message,
+            id_json=id_json,
             data=dict(error.data) if error.data else None,
         )
 
@@ -487,7 +501,7 @@ class McpResource(Resource):
 
         def _failed(failure: Failure) -> None:
             if isinstance(failure.value, SessionError):
-                self._session_error(request, failure.value)
+                self._session_error(request, failure.value, message.id_json)
                 return
             self._unexpected(failure, request)
 
@@ -580,6 +594,10 @@ class McpResource(Resource):
         self._registry.end(session, "deleted by the client")
         request.setResponseCode(204)
         request.finish()
+
+
+#: Reason phrases twisted.web does not know.
+_REASONS: Final = {429: b"Too Many Requests"}
 
 
 def _as_bytes(value: str | bytes) -> bytes:

@@ -297,8 +297,10 @@ def test_caps_give_503_and_429_with_retry_after() -> None:
     h.initialize()
     per_user = h.post(INIT)
     assert per_user.status == 429
+    assert per_user.responseMessage == b"Too Many Requests"
     assert per_user.header(b"retry-after") is not None
     assert _error(per_user)["data"]["cap"] == "max_children_per_user"
+    assert per_user.json()["id"] == 0  # the refused initialize's id
     h.initialize(token=b"Bearer bob-token")
     overall = h.post(INIT, token=b"Bearer alice-b-token")
     assert overall.status == 503

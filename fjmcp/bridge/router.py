@@ -257,7 +257,18 @@ class SessionBridge:
     def _attach(
         self, stream: Stream, writer: SseWriter, after: int | None, prime: bool
     ) -> None:
-        writer.on_lost = lambda w, _reason: stream.detach(w)
+        def lost(w: SseWriter, reason: str) -> None:
+            if reason.startswith("slow reader"):
+                self.log.info(
+                    "session {session}: stream {stream} cut ({reason}); kept "
+                    "for resumption",
+                    session=self.session.short_id,
+                    stream=stream.key,
+                    reason=reason,
+                )
+            stream.detach(w)
+
+        writer.on_lost = lost
         retry = self.settings.retry_ms if prime else None
         stream.attach(writer, after, prime_retry_ms=retry)
 

@@ -384,3 +384,26 @@ def test_queue_is_bounded_in_bytes_too(logged: list[LogEvent]) -> None:
     get.disconnect()
     child.emit(line(note("notifications/message", {"data": "y" * 100})))
     assert bridge.queued() == 1  # one message over the bound is still kept
+
+
+def test_slow_reader_cut_is_logged_and_resumable(logged: list[LogEvent]) -> None:
+    """A GET stream cut as a slow reader is logged; Last-Event-ID resumes it."""
+    h = Harness()
+    sid, child = _session(h)
+    bridge = h.registry.get(sid).router  # type: ignore[union-attr]
+    assert isinstance(bridge, SessionBridge)
+    bridge.settings = BridgeSettings(buffer_cap=500)
+    get = h.request(b"GET", session=sid, accept=b"text/event-stream")
+    seen = get.events()[-1]["id"]  # the priming event (2025-11-25)
+    get.producer.pauseProducing()
+    for n in range(5):
+        child.emit(line(note("notifications/message", {"n": n, "data": "x" * 500})))
+    assert get.aborted
+    assert any("cut (slow reader" in formatEvent(e) for e in logged)
+    again = h.request(
+        b"GET",
+        session=sid,
+        accept=b"text/event-stream",
+        headers={b"last-event-id": seen.encode()},
+    )
+    assert [m["params"]["n"] for m in again.messages()] == [0, 1, 2, 3, 4]

@@ -11,7 +11,8 @@ the listening port opens. `BrokerService.ready` fires when it does.
 Shutdown (SIGTERM, SIGINT, or ``reactor.stop()``) runs the other way, bounded
 by ``shutdown_timeout``:
 
-1. the port stops accepting connections;
+1. the port stops accepting connections, and the site answers any further
+   request on a kept-alive connection with 503;
 2. every registered *drain* runs at once: each closes its idle and standalone
    streams immediately and returns a Deferred that fires when its in-flight
    requests have finished; they get ``shutdown_timeout - child_stop_grace``
@@ -271,6 +272,7 @@ class BrokerService(MultiService):
         self.exit_status = 0
         self.store: StoreLike | None = None
         self.port: IListeningPort | None = None
+        self.site: BrokerSite | None = None
         self.shutdown = ShutdownCoordinator(
             reactor, config.shutdown_timeout - config.child_stop_grace
         )
@@ -313,7 +315,7 @@ class BrokerService(MultiService):
             self._failed(f"cannot use the token keys: {e}", EXIT_CONFIG)
             return
         try:
-            site = BrokerSite(
+            site = self.site = BrokerSite(
                 build_root(wiring.routes, wiring.plain),
                 reactor=self._reactor,
                 max_request_bytes=config.max_request_bytes,
@@ -481,6 +483,9 @@ class BrokerService(MultiService):
         if self._starting is not None and not self._starting.called:
             self._starting.cancel()
         port, self.port = self.port, None
+        if self.site is not None:
+            # Kept-alive connections must not start anything new either.
+            self.site.stop_accepting()
         if port is not None:
             await _maybe_await(port.stopListening())
         await self.shutdown.drain()

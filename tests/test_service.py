@@ -203,6 +203,23 @@ def test_shutdown_order(tmp_path: Path) -> None:
     assert service.port is None
 
 
+def test_stop_refuses_new_requests_before_draining(tmp_path: Path) -> None:
+    """Shutdown makes the site refuse requests on kept-alive connections first."""
+    service, _, events = _broker(tmp_path)
+    service.startService()
+    site = service.site
+    assert site is not None and site.accepting
+
+    def drain() -> None:
+        assert not site.accepting
+        events.append("drained")
+
+    service.shutdown.add_drain(drain)
+    service.stopService()
+    assert events[-2:] == ["drained", "store-closed"]
+    assert not site.accepting
+
+
 @define
 class SlowDrain:
     """A drain whose in-flight requests never finish."""

@@ -15,6 +15,10 @@ its connection forever (the idle timeout restarts on every byte). Here:
   ``request_timeout`` seconds of its first line, or it is answered ``408``
   and the connection closed; once a request has arrived, its response may
   take as long as it needs (SSE streams live for hours);
+- once the broker is shutting down (`BrokerSite.stop_accepting`), a request
+  that arrives on a connection still open (keep-alive) is answered ``503``
+  and the connection closed: closing the listening port alone would let a
+  kept-alive client start new sessions, and children, during the drain;
 - Twisted's header limits (count and total size) stay as they are;
 - the per-request access-log line is not formatted at all (it cost ~7% of
   the per-call CPU of ``/mcp``); requests are logged by the components that
@@ -128,6 +132,10 @@ class LimitedRequest(Request):
         self._cancel_deadline()
         if self._rejected:
             return
+        site = getattr(self.channel, "site", None)
+        if isinstance(site, BrokerSite) and not site.accepting:
+            self._reject(503, b"Service Unavailable", {"error": "shutting_down"})
+            return
         if path == b"/mcp" or path.startswith((b"/mcp?", b"/mcp/")):
             # /mcp reads JSON only: skip twisted.web's form parsing, whose
             # Content-Type parser builds an EmailMessage for every POST.
@@ -170,6 +178,14 @@ class BrokerSite(Site):
         super().__init__(resource, timeout=idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
         self.max_request_bytes = max_request_bytes
         self.request_timeout = request_timeout
+        self.accepting = True
+
+    def stop_accepting(self) -> None:
+        """
+        Shutdown: answer every request from now on with 503 and close its
+        connection (requests already rendering are not affected).
+        """
+        self.accepting = False
 
     def log(self, request: Any) -> None:
         """No access-log line: formatting one per request is too costly."""

@@ -161,6 +161,29 @@ def test_deadline_cancelled_once_request_arrived() -> None:
     )
 
 
+def _closing(transport: StringTransport) -> bool:
+    return bool(transport.disconnecting)
+
+
+def test_requests_after_stop_accepting_get_503_and_close() -> None:
+    """
+    Once the site stops accepting, a request on an open (keep-alive)
+    connection is answered 503 and the connection closed, unrendered.
+    """
+    resource, _, channel, transport = _connect()
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert resource.rendered == 1
+    assert not _closing(transport)
+    transport.clear()
+    channel.site.stop_accepting()
+    channel.dataReceived(_post_head(5) + b"hello")
+    value = transport.value()
+    assert value.startswith(b"HTTP/1.1 503 ")
+    assert b'"shutting_down"' in value
+    assert _closing(transport)
+    assert resource.rendered == 1
+
+
 def test_header_limits_kept() -> None:
     """Twisted's header count and size limits stay in force."""
     _, _, channel, transport = _connect()

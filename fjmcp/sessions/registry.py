@@ -334,7 +334,6 @@ class SessionRegistry:
         session.end_reason = reason
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
-        self.release(session.user)
         self.ended += 1
         self.log.info(
             "session {session} of {user} ended: {reason}",
@@ -346,8 +345,17 @@ class SessionRegistry:
             session.router.close(reason)
         stops = [child.stop() for child in list(session.children.values())]
         if not stops:
+            self.release(session.user)
             return succeed(None)
-        return gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
+
+        def reaped(outcome: object) -> object:
+            # Caps count children: a child still stopping (up to
+            # child_stop_grace) counts until it is reaped.
+            self.release(session.user)
+            return outcome
+
+        done = gatherResults(stops, consumeErrors=True).addBoth(reaped)
+        return done.addCallback(lambda _: None)
 
     def end_many(self, sessions: list[Session], reason: str) -> Deferred[None]:
         """End several sessions; fires when all their children are reaped."""

@@ -316,6 +316,17 @@ def test_ended_sessions_free_their_cap() -> None:
     assert h.post(INIT).status == 200
 
 
+def test_a_child_still_stopping_counts_against_the_caps() -> None:
+    """Caps count children: a deleted session's child counts until it is reaped."""
+    h = Harness(config=make_config(max_children_per_user=1))
+    sid, child, _ = h.initialize()
+    child.stop_hangs = True  # ignores SIGTERM, say, for child_stop_grace
+    assert h.request(b"DELETE", session=sid).status == 204
+    assert h.post(INIT).status == 429
+    child.exit()
+    assert h.post(INIT).status == 200
+
+
 def test_user_without_forgejo_token_gets_401() -> None:
     """No stored Forgejo token: 401 with the challenge (sign in again)."""
     h = Harness()

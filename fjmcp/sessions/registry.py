@@ -450,10 +450,19 @@ class SessionRegistry:
         )
 
     async def _respawn(self, session: Session) -> None:
+        started_for = self._newest_token.get(session.user, -1)
         try:
             await respawn_session(self, session)
         finally:
             session.respawning = False
+        # A newer token arrived while this child was being readied (its
+        # token_rotated found the session busy respawning): go again, so an
+        # idle session does not keep a token older than the newest. A failed
+        # handshake with no newer token is not retried here (the next
+        # request or rotation retries it), so this cannot loop.
+        newest = self._newest_token.get(session.user, -1)
+        if newest > started_for and session.token_generation < newest:
+            self._start_respawn(session)
 
     def _spawn_generation(
         self, session: Session, token: UpstreamToken, generation: int

@@ -254,3 +254,57 @@ def test_old_child_exit_during_drain_does_not_end_the_session() -> None:
     assert inflight.messages()[-1]["error"]["code"] == -32603
     assert h.registry.get(sid) is not None
     assert h.post(rpc(4, "ping"), session=sid).status == 200
+
+
+def _answer_initialize(child: Any) -> None:
+    init = json.loads(child.written[0])
+    child.emit(
+        line(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "fake", "version": "2"},
+                },
+            }
+        )
+    )
+
+
+def test_rotation_during_a_respawn_is_applied_after_it() -> None:
+    """
+    A second token rotation that arrives while the first one's child is
+    still being readied is not lost: once the first swap is done, the
+    session (even with no request coming) gets a child with the newest token.
+    """
+    h = Harness()
+    sid, old = _ready(h)
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    second = h.spawner.last
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    assert h.spawner.last is second  # one respawn at a time
+    _answer_initialize(second)
+    third = h.spawner.last
+    assert third is not second
+    assert third.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-3"
+    _answer_initialize(third)
+    session = h.registry.get(sid)
+    assert session is not None
+    assert (session.generation, session.token_generation) == (3, 3)
+    assert not old.alive and not second.alive and third.alive
+    assert len(h.spawner.children) == 3
+
+
+def test_failed_respawn_is_not_retried_in_a_loop() -> None:
+    """A new child that dies in the handshake leaves the old one serving; no
+    further child is started until a request or a newer token comes."""
+    h = Harness()
+    sid, old = _ready(h)
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    dying = h.spawner.last
+    dying.exit(ChildExit("exited", exit_code=3))
+    assert len(h.spawner.children) == 2
+    session = h.registry.get(sid)
+    assert session is not None and session.generation == 1 and old.alive

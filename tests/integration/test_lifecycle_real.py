@@ -334,3 +334,24 @@ async def test_a_fresh_login_gives_running_sessions_the_new_token(
 
     await swapped(d, "alice", generation + 1)
     assert await whoami_is_current(d, client, sid) != old_pid
+
+
+@pytest_twisted.ensureDeferred
+async def test_back_to_back_refreshes_end_on_the_newest_token(broker: Deploy) -> None:
+    """
+    Two refreshes in a row (the second while the children of the first are
+    still being readied) leave every session, even one nobody calls, on a
+    child with the newest token.
+    """
+    d = await broker()
+    client = d.mcp((await d.sign_in("alice")).access_token)
+    sids = [await client.initialize() for _ in range(3)]
+    generation = (await d.current("alice")).generation
+
+    assert await d.refresher.refresh_user("alice") is RefreshOutcome.REFRESHED
+    assert all(s.respawning for s in d.sessions_of("alice"))
+    assert await d.refresher.refresh_user("alice") is RefreshOutcome.REFRESHED
+
+    await swapped(d, "alice", generation + 2)
+    for sid in sids:
+        await whoami_is_current(d, client, sid)

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.maintenance -*-
 """Timers: the idle reaper and the Forgejo token refresher."""

@@ -1,1 +1,2 @@
+# -*- test-case-name: tests.sessions -*-
 """MCP sessions: registry, ownership of children, lifecycle."""

@@ -19,7 +19,7 @@ import pwd
 import shlex
 import shutil
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -526,35 +526,41 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def _read_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    kinds = {f.name: f.metadata["kind"] for f in attrs.fields(Config)}
-    for key in _secret_file_keys():
-        if env_name(key) in environ:
-            out[key] = environ[env_name(key)]
-    for name, kind in kinds.items():
-        var = env_name(name)
-        if var in environ:
-            try:
-                out[name] = _parse_text(kind, environ[var])
-            except ValueError as e:
-                problems.append(f"{var}: {e}")
-    return out
+    names = [*_secret_file_keys(), *(f.name for f in attrs.fields(Config))]
+    given = [
+        (n, environ[env_name(n)], env_name(n)) for n in names if env_name(n) in environ
+    ]
+    return _read_text(given, problems)
 
 
 def _read_flags(flags: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    given = []
+    for key, text in flags.items():
+        if text is not None:
+            name = key.replace("-", "_")
+            given.append((name, text, f"--{flag_name(name)}"))
+    return _read_text(given, problems)
+
+
+def _read_text(
+    given: Iterable[tuple[str, Any, str]], problems: list[str]
+) -> dict[str, Any]:
+    """
+    The settings given as text, each as (name, text, where it was given): a
+    secret's file name is kept as is, a setting parsed by its kind (a problem
+    names where), anything else ignored.
+    """
     out: dict[str, Any] = {}
     kinds = {f.name: f.metadata["kind"] for f in attrs.fields(Config)}
-    for key, text in flags.items():
-        if text is None:
-            continue
-        name = key.replace("-", "_")
-        if name in _secret_file_keys():
+    file_keys = _secret_file_keys()
+    for name, text, where in given:
+        if name in file_keys:
             out[name] = text
         elif name in kinds:
             try:
                 out[name] = _parse_text(kinds[name], str(text))
             except ValueError as e:
-                problems.append(f"--{flag_name(name)}: {e}")
+                problems.append(f"{where}: {e}")
     return out
 
 
@@ -736,16 +742,19 @@ def _check_child_ids(values: Mapping[str, Any]) -> list[str]:
 
 
 def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
+    return _id_exists(name, pwd.getpwuid, pwd.getpwnam)
 
 
 def _group_exists(name: str) -> bool:
+    return _id_exists(name, grp.getgrgid, grp.getgrnam)
+
+
+def _id_exists(
+    name: str, by_id: Callable[[int], object], by_name: Callable[[str], object]
+) -> bool:
+    """Whether a user or group, given as a number or a name, exists."""
     try:
-        grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)
+        by_id(int(name)) if name.isdigit() else by_name(name)
     except KeyError:
         return False
     return True

@@ -28,19 +28,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from fjmcp.config import (
+    CONFIG_ENV,
+    CONFIG_OPTION,
     Config,
     ConfigError,
-    config_fields,
-    env_name,
-    flag_name,
     load_config,
-    option_help,
-    secret_file_keys,
+    setting_options,
 )
 
 __all__ = ["main", "render_config"]
-
-CONFIG_ENV = env_name("config")
 
 #: Subcommands that live in modules production never imports: name ->
 #: (module, function); the function takes the remaining argv.
@@ -56,34 +52,26 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config",
+        f"--{CONFIG_OPTION.flag}",
         "-c",
-        metavar="FILE",
-        help=f"TOML configuration file [env {CONFIG_ENV}].",
+        metavar=CONFIG_OPTION.metavar,
+        help=CONFIG_OPTION.help,
     )
     group = parser.add_argument_group(
         "settings", "Each overrides the file and the FJMCP_* environment."
     )
-    for f in config_fields():
+    for option in setting_options():
         group.add_argument(
-            f"--{flag_name(f.name)}",
-            dest=f.name,
-            metavar="VALUE",
+            f"--{option.flag}",
+            dest=option.name,
+            metavar=option.metavar,
             default=None,
-            help=option_help(f.name).replace("%", "%%"),
-        )
-    for key in secret_file_keys():
-        group.add_argument(
-            f"--{flag_name(key)}",
-            dest=key,
-            metavar="FILE",
-            default=None,
-            help=f"File holding {key[:-5]} [env {env_name(key)}].",
+            help=option.help.replace("%", "%%"),
         )
 
 
 def _load(args: argparse.Namespace, *, check_paths: bool = True) -> Config:
-    names = [f.name for f in config_fields()] + secret_file_keys()
+    names = [option.name for option in setting_options()]
     flags = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     path = args.config or os.environ.get(CONFIG_ENV)
     return load_config(path, flags=flags, check_paths=check_paths)

@@ -29,8 +29,11 @@ from attrs import field, frozen
 
 __all__ = [
     "Config",
+    "CONFIG_ENV",
+    "CONFIG_OPTION",
     "ConfigError",
     "ENV_PREFIX",
+    "SettingOption",
     "SECRET_MASK",
     "config_fields",
     "env_name",
@@ -41,9 +44,12 @@ __all__ = [
     "option_help",
     "render_example",
     "secret_file_keys",
+    "setting_options",
 ]
 
 ENV_PREFIX: Final = "FJMCP_"
+#: Names the configuration file when ``--config`` is not given.
+CONFIG_ENV: Final = ENV_PREFIX + "CONFIG"
 SECRET_MASK: Final = "********"  # noqa: S105 - the mask, not a secret
 MIB: Final = 1024 * 1024
 MINUTE: Final = 60.0
@@ -375,6 +381,44 @@ def option_help(name: str) -> str:
                 f"default: {default_text(f)}]"
             )
     raise KeyError(name)
+
+
+@frozen
+class SettingOption:
+    """One command-line option: a setting, a secret's file, or ``--config``."""
+
+    name: str
+    metavar: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        """The flag without dashes: ``public-url``."""
+        return flag_name(self.name)
+
+
+#: ``--config``: the TOML file (its short form ``-c`` is the parser's to add).
+CONFIG_OPTION: Final = SettingOption(
+    "config", "FILE", f"TOML configuration file [env {CONFIG_ENV}]."
+)
+
+
+def setting_options() -> tuple[SettingOption, ...]:
+    """
+    The command-line options of every setting and then of every secret's
+    file, so ``fjmcp serve`` and ``twistd fjmcp`` offer the same ones.
+    """
+    return (
+        *(SettingOption(f.name, "VALUE", option_help(f.name)) for f in config_fields()),
+        *(
+            SettingOption(
+                key,
+                "FILE",
+                f"File holding {key.removesuffix(_FILE_SUFFIX)} [env {env_name(key)}].",
+            )
+            for key in secret_file_keys()
+        ),
+    )
 
 
 #: Example values for required settings in ``fjmcp.toml.example``.

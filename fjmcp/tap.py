@@ -18,20 +18,15 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from fjmcp.config import (
+    CONFIG_ENV,
+    CONFIG_OPTION,
     Config,
     ConfigError,
-    config_fields,
-    env_name,
-    flag_name,
     load_config,
-    option_help,
-    secret_file_keys,
+    setting_options,
 )
 
 __all__ = ["CONFIG_ENV", "Options", "makeService"]
-
-#: Names the configuration file when ``--config`` is not given.
-CONFIG_ENV = env_name("config")
 
 #: twistd's ``--logger``: our observer (format, level, redaction).
 TWISTD_LOGGER = "fjmcp.logs.twistd_observer"
@@ -41,20 +36,8 @@ class Options(usage.Options):
     """Command-line options: one flag per setting, plus ``--config``."""
 
     optParameters: list[list[Any]] = [
-        ["config", "c", None, f"TOML configuration file [env {CONFIG_ENV}]."],
-        *(
-            [flag_name(f.name), None, None, option_help(f.name)]
-            for f in config_fields()
-        ),
-        *(
-            [
-                flag_name(key),
-                None,
-                None,
-                f"File holding {key[:-5]} [env {env_name(key)}].",
-            ]
-            for key in secret_file_keys()
-        ),
+        [CONFIG_OPTION.flag, "c", None, CONFIG_OPTION.help],
+        *([option.flag, None, None, option.help] for option in setting_options()),
     ]
 
     def __init__(self) -> None:

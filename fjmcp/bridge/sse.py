@@ -207,10 +207,7 @@ class SseWriter:
         """Close the connection after what was written (server-side polling)."""
         if self.closed:
             return
-        self._close_timers()
-        self.closed = True
-        self._unregister()
-        self._request.finish()
+        self.finish()
         self.on_lost(self, "closed by the server")
 
     # -- IPushProducer (the transport's flow control) ----------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.resources import files
 from string import Template
 from typing import Any, Final
@@ -293,32 +293,41 @@ class OAuthRoutes:
         )
         return self._answer(request, page, post=False)
 
+    async def _browser_step(
+        self,
+        request: IRequest,
+        step: Callable[
+            [Mapping[str, str], Mapping[str, str]], Awaitable[Redirect | Page]
+        ],
+        *,
+        post: bool,
+    ) -> bytes:
+        """
+        One browser step of the flow: its parameters (the form of a POST, the
+        query otherwise) and cookies go to ``step``; parameters that cannot be
+        read get an error page.
+        """
+        try:
+            if post:
+                params = self._form(request)
+            else:
+                params = parse_params(query_of(request.uri or b""))
+        except OAuthError as e:
+            return self._page_error(request, e)
+        outcome = await step(params, _cookies(request))
+        return self._answer(request, outcome, post=post)
+
     @app.route("/oauth/authorize", methods=["GET"])
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
-        try:
-            params = parse_params(query_of(request.uri or b""))
-        except OAuthError as e:
-            return self._page_error(request, e)
-        outcome = await self._server.authorize(params, _cookies(request))
-        return self._answer(request, outcome, post=False)
+        return await self._browser_step(request, self._server.authorize, post=False)
 
     @app.route("/oauth/consent", methods=["POST"])
     async def consent(self, request: IRequest) -> bytes:
         """The consent form's Allow / Deny."""
-        try:
-            form = self._form(request)
-        except OAuthError as e:
-            return self._page_error(request, e)
-        outcome = await self._server.consent(form, _cookies(request))
-        return self._answer(request, outcome, post=True)
+        return await self._browser_step(request, self._server.consent, post=True)
 
     @app.route("/oauth/callback", methods=["GET"])
     async def callback(self, request: IRequest) -> bytes:
         """Forgejo's redirect back after the user logged in."""
-        try:
-            params = parse_params(query_of(request.uri or b""))
-        except OAuthError as e:
-            return self._page_error(request, e)
-        outcome = await self._server.callback(params, _cookies(request))
-        return self._answer(request, outcome, post=False)
+        return await self._browser_step(request, self._server.callback, post=False)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
-from fjmcp.config import Config, load_config
+from fjmcp.config import Config
 from fjmcp.oauth.keys import prepend_new_key
 from fjmcp.service import EXIT_CONFIG, BrokerService, ShutdownCoordinator
+from tests.support import broker_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,18 +25,9 @@ def _config(tmp_path: Path, **extra: str) -> Config:
     keys = tmp_path / "token-keys"
     if not keys.exists():
         prepend_new_key(keys)
-    env = {
-        "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
-        "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
-        "FJMCP_FORGEJO_URL": "https://forgejo.example.org",
-        "FJMCP_FORGEJO_CLIENT_ID": "client",
-        "FJMCP_FORGEJO_CLIENT_SECRET": "s3cret-value",
-        "FJMCP_CHILD_COMMAND": "python3",
-        "FJMCP_STORE_PATH": str(tmp_path / "fjmcp.sqlite3"),
-        "FJMCP_LISTEN": "tcp:0:interface=127.0.0.1",
-        **extra,
-    }
-    return load_config(environ=env)
+    return broker_config(
+        tmp_path, **{"FJMCP_LISTEN": "tcp:0:interface=127.0.0.1", **extra}
+    )
 
 
 @define

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +13,7 @@ from twisted.internet.defer import Deferred
 
 from fjmcp.admin.client import AdminClient
 from fjmcp.admin.commands import COMMANDS, AdminContext, _parser, all_commands, main
-from fjmcp.config import Config, load_config
-
-
-def _config(tmp_path: Path) -> Config:
-    return load_config(
-        environ={
-            "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
-            "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
-            "FJMCP_FORGEJO_URL": "https://forgejo.example.org",
-            "FJMCP_FORGEJO_CLIENT_ID": "client",
-            "FJMCP_FORGEJO_CLIENT_SECRET": "s3cret-value",
-            "FJMCP_CHILD_COMMAND": "python3",
-            "FJMCP_STORE_PATH": str(tmp_path / "fjmcp.sqlite3"),
-        }
-    )
+from tests.support import broker_config
 
 
 def test_status_is_registered() -> None:
@@ -43,7 +27,7 @@ def test_emit_json_and_text(tmp_path: Path) -> None:
     """emit prints JSON with --json and aligned lines otherwise."""
     out = io.StringIO()
     ctx = AdminContext(
-        config=_config(tmp_path),
+        config=broker_config(tmp_path),
         client=AdminClient(tmp_path / "none.sock"),
         out=out,
         json_output=True,
@@ -73,7 +57,7 @@ def test_write_falls_back_to_store_without_daemon(
 
     monkeypatch.setattr("fjmcp.service._default_store_opener", opener)
     ctx = AdminContext(
-        config=_config(tmp_path),
+        config=broker_config(tmp_path),
         client=AdminClient(tmp_path / "none.sock"),
         reactor=object(),
     )

@@ -10,8 +10,6 @@ otherwise; the daemon's handler ends the sessions and clears the caches.
 from __future__ import annotations
 
 import io
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +23,6 @@ from fjmcp.admin.client import AdminClient
 from fjmcp.admin.commands import AdminContext, all_commands
 from fjmcp.admin.revoke import OPERATOR_REASON, revoke_user_handler
 from fjmcp.admin.server import AdminHandlers
-from fjmcp.config import Config, load_config
 from fjmcp.maintenance.revocation import (
     UserRevoker,
     revoke_user_txn,
@@ -45,6 +42,7 @@ from fjmcp.store.store import SyncStore, open_store_sync
 from fjmcp.store.upstream_tokens import get_upstream_txn, put_upstream_txn
 from tests.maintenance.support import DeferringStore, FakeSessions
 from tests.standin.support import result_of
+from tests.support import broker_config
 
 T = TypeVar("T")
 NOW = 1_000_000.0
@@ -117,20 +115,6 @@ def memory_store() -> Iterator[SyncStore]:
     store = open_store_sync(":memory:", now=NOW)
     yield store
     store.close()
-
-
-def _config(tmp_path: Path) -> Config:
-    return load_config(
-        environ={
-            "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
-            "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
-            "FJMCP_FORGEJO_URL": "https://forgejo.example.org",
-            "FJMCP_FORGEJO_CLIENT_ID": "client",
-            "FJMCP_FORGEJO_CLIENT_SECRET": "s3cret-value",
-            "FJMCP_CHILD_COMMAND": "python3",
-            "FJMCP_STORE_PATH": str(tmp_path / "fjmcp.sqlite3"),
-        }
-    )
 
 
 # --- the store transaction ---------------------------------------------------------
@@ -308,7 +292,7 @@ def test_command_without_daemon_changes_the_store(
     """With no daemon the command revokes on the store itself: the user's
     tokens read as revoked (a daemon started later refuses them) and their
     Forgejo token is gone; the output says no session was live."""
-    config = _config(tmp_path)
+    config = broker_config(tmp_path)
     with open_store_sync(config.store_path, now=NOW) as sync:
         alice = seed(sync, "alice")
     opened: list[DeferringStore] = []
@@ -343,7 +327,7 @@ def test_command_unknown_user_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Revoking a login the store does not know says so and exits 1."""
-    config = _config(tmp_path)
+    config = broker_config(tmp_path)
     monkeypatch.setattr(
         "fjmcp.service._default_store_opener",
         lambda reactor, path: DeferringStore(open_store_sync(path, now=NOW)),
@@ -391,7 +375,7 @@ def test_command_goes_through_a_running_daemon(
     daemon = FakeDaemon()
     out = io.StringIO()
     ctx = AdminContext(
-        config=_config(tmp_path),
+        config=broker_config(tmp_path),
         client=daemon,  # type: ignore[arg-type]
         out=out,
         reactor=Clock(),
@@ -402,7 +386,7 @@ def test_command_goes_through_a_running_daemon(
     assert '"daemon": true' in out.getvalue()
     text = io.StringIO()
     ctx2 = AdminContext(
-        config=_config(tmp_path),
+        config=broker_config(tmp_path),
         client=daemon,  # type: ignore[arg-type]
         out=text,
         reactor=Clock(),

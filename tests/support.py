@@ -1,0 +1,48 @@
+# -*- test-case-name: tests.test_service, tests.admin -*-
+"""
+A valid broker configuration for tests in any directory, loaded the way the
+daemon loads it (through `load_config`, with its checks), so tests that need
+"a configuration that works" do not each spell the settings out.
+
+Component-local doubles stay in their directories' ``support`` modules
+(``tests.oauth.support.make_config`` builds a `Config` without any I/O).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from fjmcp.config import Config, env_name, load_config
+
+__all__ = ["broker_config", "broker_environ"]
+
+
+def _settings(tmp_path: Path) -> dict[str, str]:
+    """The required settings: a loopback broker whose store is in tmp_path."""
+    return {
+        "public_url": "http://127.0.0.1:8080",
+        "forgejo_url": "https://forgejo.example.org",
+        "forgejo_client_id": "client",
+        "forgejo_client_secret": "s3cret-value",
+        "child_command": "python3",
+        "store_path": str(tmp_path / "fjmcp.sqlite3"),
+    }
+
+
+def broker_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """
+    A ``FJMCP_*`` environment with every required setting (the child is
+    ``python3``, found on a PATH that holds this interpreter), plus ``extra``
+    variables, which win.
+    """
+    env = {"PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin"}
+    env.update((env_name(k), v) for k, v in _settings(tmp_path).items())
+    env.update(extra)
+    return env
+
+
+def broker_config(tmp_path: Path, **extra: str) -> Config:
+    """The `Config` loaded from `broker_environ` (``extra``: more variables)."""
+    return load_config(environ=broker_environ(tmp_path, **extra))

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service, tests.admin -*-
+# -*- test-case-name: tests.test_service, tests.test_cli, tests.test_tap -*-
 """
 A valid broker configuration for tests in any directory, loaded the way the
 daemon loads it (through `load_config`, with its checks), so tests that need
@@ -10,13 +10,14 @@ Component-local doubles stay in their directories' ``support`` modules
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 from fjmcp.config import Config, env_name, load_config
 
-__all__ = ["broker_config", "broker_environ"]
+__all__ = ["broker_config", "broker_environ", "broker_toml"]
 
 
 def _settings(tmp_path: Path) -> dict[str, str]:
@@ -46,3 +47,18 @@ def broker_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
 def broker_config(tmp_path: Path, **extra: str) -> Config:
     """The `Config` loaded from `broker_environ` (``extra``: more variables)."""
     return load_config(environ=broker_environ(tmp_path, **extra))
+
+
+def broker_toml(tmp_path: Path, extra: str = "") -> Path:
+    """
+    ``tmp_path/fjmcp.toml`` with every required setting (the child is this
+    interpreter, by absolute path), then the ``extra`` TOML lines.
+    """
+    settings: dict[str, object] = {
+        **_settings(tmp_path),
+        "child_command": [sys.executable],
+    }
+    path = tmp_path / "fjmcp.toml"
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    path.write_text("\n".join([*lines, extra]))
+    return path

@@ -13,31 +13,14 @@ import pytest
 
 from fjmcp import cli
 from fjmcp.config import SECRET_MASK, load_config
-
-
-def _toml(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "fjmcp.toml"
-    path.write_text(
-        "\n".join(
-            [
-                'public_url = "http://127.0.0.1:8080"',
-                'forgejo_url = "https://forgejo.example.org"',
-                'forgejo_client_id = "client"',
-                'forgejo_client_secret = "s3cret-value"',
-                f"child_command = [{json.dumps(sys.executable)}]",
-                f"store_path = {json.dumps(str(tmp_path / 'fjmcp.sqlite3'))}",
-                extra,
-            ]
-        )
-    )
-    return path
+from tests.support import broker_toml
 
 
 def test_check_config_prints_masked_toml(tmp_path: Path) -> None:
     """check-config prints the effective config as TOML, secrets masked, exit 0."""
     out = io.StringIO()
     status = cli.main(
-        ["check-config", "--config", str(_toml(tmp_path)), "--max-children", "7"],
+        ["check-config", "--config", str(broker_toml(tmp_path)), "--max-children", "7"],
         out=out,
     )
     assert status == 0
@@ -53,7 +36,7 @@ def test_check_config_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """check-config exits 2 and names every problem."""
-    bad = _toml(tmp_path, "max_children = 0\nlog_format = 'xml'")
+    bad = broker_toml(tmp_path, "max_children = 0\nlog_format = 'xml'")
     assert cli.main(["check-config", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "max_children must be positive" in err
@@ -141,6 +124,6 @@ def test_admin_without_daemon(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """admin status with no daemon says it is not running and exits 1."""
-    status = cli.main(["admin", "--config", str(_toml(tmp_path)), "status"])
+    status = cli.main(["admin", "--config", str(broker_toml(tmp_path)), "status"])
     assert status == 1
     assert "not running" in capsys.readouterr().err

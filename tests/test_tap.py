@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,15 @@ from twisted.scripts._twistd_unix import ServerOptions
 
 from fjmcp.config import config_fields, env_name
 from fjmcp.tap import TWISTD_LOGGER, Options, makeService
-
-
-def _toml(tmp_path: Path) -> Path:
-    path = tmp_path / "fjmcp.toml"
-    path.write_text(
-        "\n".join(
-            [
-                'public_url = "http://127.0.0.1:8080"',
-                'forgejo_url = "https://forgejo.example.org"',
-                'forgejo_client_id = "client"',
-                'forgejo_client_secret = "s3cret-value"',
-                f"child_command = [{sys.executable!r}]".replace("'", '"'),
-                f'store_path = "{tmp_path / "fjmcp.sqlite3"}"',
-            ]
-        )
-    )
-    return path
+from tests.support import broker_toml
 
 
 def test_options_build_config(tmp_path: Path) -> None:
     """--config plus a flag gives the effective Config (flag wins)."""
     options: Any = Options()
-    options.parseOptions(["--config", str(_toml(tmp_path)), "--max-children", "9"])
+    options.parseOptions(
+        ["--config", str(broker_toml(tmp_path)), "--max-children", "9"]
+    )
     assert options.config.max_children == 9
     assert options.config.forgejo_client_id == "client"
 
@@ -68,7 +53,7 @@ def test_help_lists_every_setting_with_env_and_default() -> None:
 
 def test_twistd_logger_is_ours_unless_given(tmp_path: Path) -> None:
     """Under twistd, our observer becomes --logger unless one was named."""
-    config = _toml(tmp_path)
+    config = broker_toml(tmp_path)
     server = ServerOptions()
     server.parseOptions(["-n", "--pidfile=", "fjmcp", "--config", str(config)])
     from fjmcp.logs import twistd_observer
@@ -92,7 +77,7 @@ def test_twistd_logger_is_ours_unless_given(tmp_path: Path) -> None:
 def test_make_service_builds_tree(tmp_path: Path) -> None:
     """makeService returns the broker service without opening anything."""
     options: Any = Options()
-    options.parseOptions(["--config", str(_toml(tmp_path))])
+    options.parseOptions(["--config", str(broker_toml(tmp_path))])
     service = makeService(options)
     assert IService.providedBy(service)
     assert not (tmp_path / "fjmcp.sqlite3").exists()

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_service, tests.test_cli, tests.test_tap -*-
 """
-A valid broker configuration for tests in any directory, loaded the way the
-daemon loads it (through `load_config`, with its checks), so tests that need
-"a configuration that works" do not each spell the settings out.
+Helpers for tests in any directory: a valid broker configuration, loaded the
+way the daemon loads it (through `load_config`, with its checks), so tests
+that need "a configuration that works" do not each spell the settings out;
+and a fresh interpreter for checks on what an import loads.
 
 Component-local doubles stay in their directories' ``support`` modules
 (``tests.oauth.support.make_config`` builds a `Config` without any I/O).
@@ -12,12 +13,22 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from fjmcp.config import Config, env_name, load_config
 
-__all__ = ["broker_config", "broker_environ", "broker_toml"]
+__all__ = [
+    "REPO",
+    "assert_python_succeeds",
+    "broker_config",
+    "broker_environ",
+    "broker_toml",
+]
+
+#: The checkout's root.
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _settings(tmp_path: Path) -> dict[str, str]:
@@ -62,3 +73,18 @@ def broker_toml(tmp_path: Path, extra: str = "") -> Path:
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     path.write_text("\n".join([*lines, extra]))
     return path
+
+
+def assert_python_succeeds(code: str) -> None:
+    """
+    Run ``code`` in a fresh interpreter in the checkout's root and assert it
+    exits 0 (its output is the assertion's message otherwise).
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

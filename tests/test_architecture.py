@@ -15,13 +15,12 @@ is a behaviour, tested in ``tests/web/test_mcp_hot_path.py``.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import REPO, assert_python_succeeds
+
 PACKAGE = REPO / "fjmcp"
 
 HTTP_MODULES = ("twisted.web", "klein", "treq")
@@ -85,14 +84,7 @@ def test_supervisor_loads_no_http_transitively() -> None:
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_python_succeeds(code)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from fjmcp.config import Config
 from fjmcp.oauth.keys import prepend_new_key
 from fjmcp.service import EXIT_CONFIG, BrokerService, ShutdownCoordinator
-from tests.support import broker_config
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import assert_python_succeeds, broker_config
 
 
 def _config(tmp_path: Path, **extra: str) -> Config:
@@ -278,11 +274,4 @@ def test_production_imports_leave_standin_unloaded() -> None:
         "if m.startswith(('fjmcp.standin', 'fjmcp.demo'))]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_python_succeeds(code)

@@ -87,6 +87,11 @@ class LimitedRequest(Request):
             return
         self._rejected = True
         self._cancel_deadline()
+        # Nothing more is read into the body: free its buffer (a temporary
+        # file for a chunked body) now, not when the connection is gone; the
+        # request itself may outlive the connection (a log event holds it).
+        if self.content is not None:
+            self.content.close()
         transport = self.channel.transport if self.channel else None
         if transport is None:
             return

@@ -116,6 +116,32 @@ def test_chunked_body_cut_off_at_limit() -> None:
     assert resource.rendered == 0
 
 
+def test_refused_body_buffer_is_closed_at_once() -> None:
+    """
+    A refused chunked body's buffer (twisted.web spools it to a temporary
+    file) is closed when the request is refused, not left to the garbage
+    collector: the request may outlive its connection.
+    """
+    _, _, channel, transport = _connect()
+    head = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    channel.dataReceived(head + b"%x\r\n%s\r\n" % (600, b"a" * 600))
+    request = channel._channel.requests[-1]
+    assert not request.content.closed
+    channel.dataReceived(b"%x\r\n%s\r\n" % (600, b"b" * 600))
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert request.content.closed
+
+
+def test_slow_request_buffer_is_closed_at_once() -> None:
+    """A request cut off by the deadline has its body buffer closed too."""
+    _, clock, channel, _ = _connect(timeout=5.0)
+    channel.dataReceived(_post_head(10) + b"abc")
+    request = channel._channel.requests[-1]
+    clock.advance(5.1)
+    assert request.rejected
+    assert request.content.closed
+
+
 @given(
     sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=8),
     split=st.integers(min_value=1, max_value=97),

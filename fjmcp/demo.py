@@ -234,31 +234,23 @@ def _read_private(path: Path) -> str | None:
         return None
 
 
-def _reset_store(store_path: Path) -> None:
+def _remove_store(store_path: Path) -> None:
     """
-    Remove the last run's store (the stand-in has forgotten its tokens), after
-    making sure no other broker holds it.
+    Remove the last run's store (the stand-in has forgotten its tokens); the
+    caller holds the store's lock.
     """
-    from fjmcp.store.lock import StoreLock
-
-    try:
-        lock = StoreLock.acquire(str(store_path))
-    except Exception as e:
-        raise DemoError(f"the demo state in {store_path.parent} is in use: {e}") from e
-    try:
-        for candidate in store_path.parent.glob(store_path.name + "*"):
-            if candidate.name != store_path.name + ".lock" and candidate.is_file():
-                candidate.unlink()
-    finally:
-        lock.release()
+    for candidate in store_path.parent.glob(store_path.name + "*"):
+        if candidate.name != store_path.name + ".lock" and candidate.is_file():
+            candidate.unlink()
 
 
 def prepare_state(options: DemoOptions) -> DemoState:
     """
     Make the state directory ready: private files (key file, client secret,
-    password), an empty store, and the directory itself mode 0700.
+    password), an empty store, and the directory itself mode 0700. Nothing
+    is written while another broker holds the store (`DemoError`).
     """
-    from fjmcp.oauth.keys import load_keyring, prepend_new_key
+    from fjmcp.store.lock import StoreLock
 
     state_dir = options.state_dir
     try:
@@ -267,7 +259,24 @@ def prepare_state(options: DemoOptions) -> DemoState:
         raise DemoError(f"cannot create {state_dir}: {e.strerror}") from e
     if not os.access(state_dir, os.W_OK | os.X_OK):
         raise DemoError(f"{state_dir} is not writable")
+    # A running demo (or any broker) on this state holds the store's lock:
+    # then touch nothing, not even the client secret or password it uses.
+    store_path = state_dir / STORE_NAME
+    try:
+        lock = StoreLock.acquire(str(store_path))
+    except Exception as e:
+        raise DemoError(f"the demo state in {state_dir} is in use: {e}") from e
+    try:
+        return _prepare_locked_state(options, store_path)
+    finally:
+        lock.release()
 
+
+def _prepare_locked_state(options: DemoOptions, store_path: Path) -> DemoState:
+    """`prepare_state`, once the store's lock is held."""
+    from fjmcp.oauth.keys import load_keyring, prepend_new_key
+
+    state_dir = options.state_dir
     key_file = state_dir / "token-keys"
     try:
         load_keyring(key_file)
@@ -284,9 +293,8 @@ def prepare_state(options: DemoOptions) -> DemoState:
 
     client_secret = secrets.token_urlsafe(32)
     _write_private(state_dir / "forgejo-client-secret", client_secret + "\n")
-    state = DemoState(state_dir, password, client_secret)
-    _reset_store(state.store_path)
-    return state
+    _remove_store(store_path)
+    return DemoState(state_dir, password, client_secret)
 
 
 def standin_config(options: DemoOptions, state: DemoState) -> StandinConfig:

@@ -138,18 +138,28 @@ def test_prepare_state_empties_the_store_of_the_last_run(tmp_path: Path) -> None
     assert not Path(str(state.store_path) + "-wal").exists()
 
 
-def test_prepare_state_refuses_a_store_held_by_another_broker(tmp_path: Path) -> None:
-    """While a broker holds the store's lock, the demo leaves it alone."""
+def test_prepare_state_refuses_a_store_held_by_another_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    While a broker (a running demo) holds the store's lock, a second demo on
+    the same state directory leaves every file alone: the store, and the
+    client secret, password and key file the running demo uses.
+    """
     from fjmcp.store.lock import StoreLock
 
     options = options_for("--state-dir", str(tmp_path))
     state = prepare_state(options)
     state.store_path.write_text("in use")
+    files = (state.client_secret_file, state.password_file, state.key_file)
+    before = [path.read_text() for path in files]
+    monkeypatch.setenv("FJMCP_DEMO_PASSWORD", "another-pass")
     lock = StoreLock.acquire(str(state.store_path))
     try:
         with pytest.raises(DemoError, match="in use"):
-            prepare_state(options)
+            prepare_state(options_for("--state-dir", str(tmp_path)))
         assert state.store_path.read_text() == "in use"
+        assert [path.read_text() for path in files] == before
     finally:
         lock.release()
 

@@ -8,7 +8,8 @@ its connection forever (the idle timeout restarts on every byte). Here:
 
 - a ``Content-Length`` over ``max_request_bytes`` is answered ``413`` as soon
   as the headers are in, and the connection is closed without reading the
-  body;
+  body (for ``/mcp`` the body is a JSON-RPC error with a null id, which MCP
+  clients understand; elsewhere an OAuth-style error object);
 - a chunked body is counted as it arrives and cut off the same way the moment
   it passes the limit;
 - a request must arrive completely (line, headers, body) within
@@ -35,14 +36,16 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from fjmcp.bridge.jsonrpc import INVALID_REQUEST, error_body
+
 __all__ = ["BrokerSite", "LimitedRequest", "DEFAULT_IDLE_TIMEOUT"]
 
 #: How long a keep-alive connection may sit idle between requests.
 DEFAULT_IDLE_TIMEOUT: Final = 75.0
 
 
-def _raw_response(status: int, reason: bytes, body: dict[str, Any]) -> bytes:
-    payload = json.dumps(body).encode("utf-8")
+def _raw_response(status: int, reason: bytes, body: dict[str, Any] | bytes) -> bytes:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
     return (
         b"HTTP/1.1 %d %s\r\n"
         b"Content-Type: application/json\r\n"
@@ -50,6 +53,11 @@ def _raw_response(status: int, reason: bytes, body: dict[str, Any]) -> bytes:
         b"Connection: close\r\n"
         b"\r\n" % (status, reason, len(payload))
     ) + payload
+
+
+def _is_mcp(target: bytes) -> bool:
+    """Whether a request target is the MCP endpoint (with a query or below)."""
+    return target == b"/mcp" or target.startswith((b"/mcp?", b"/mcp/"))
 
 
 class LimitedRequest(Request):
@@ -82,7 +90,7 @@ class LimitedRequest(Request):
             self._deadline.cancel()
         self._deadline = None
 
-    def _reject(self, status: int, reason: bytes, body: dict[str, Any]) -> None:
+    def _reject(self, status: int, reason: bytes, body: dict[str, Any] | bytes) -> None:
         if self._rejected:
             return
         self._rejected = True
@@ -105,11 +113,22 @@ class LimitedRequest(Request):
 
     def _too_large(self) -> None:
         self._log.info("request body over {limit} bytes refused", limit=self._limit)
-        self._reject(
-            413,
-            b"Content Too Large",
-            {"error": "request_too_large", "max_bytes": self._limit},
-        )
+        body: dict[str, Any] | bytes
+        if _is_mcp(self._target()):
+            message = f"request body over {self._limit} bytes"
+            body = error_body(None, INVALID_REQUEST, message)
+        else:
+            body = {"error": "request_too_large", "max_bytes": self._limit}
+        self._reject(413, b"Content Too Large", body)
+
+    def _target(self) -> bytes:
+        """
+        The request target as sent. A body is refused before the request is
+        complete, and twisted.web sets ``path`` only then; until then the
+        channel holds the target (``HTTPChannel._path``, from the first line).
+        """
+        target = getattr(self.channel, "_path", None)
+        return target if isinstance(target, bytes) else b""
 
     def gotLength(self, length: int | None) -> None:
         """Refuse a declared body over the limit before reading any of it."""
@@ -141,7 +160,7 @@ class LimitedRequest(Request):
         if isinstance(site, BrokerSite) and not site.accepting:
             self._reject(503, b"Service Unavailable", {"error": "shutting_down"})
             return
-        if path == b"/mcp" or path.startswith((b"/mcp?", b"/mcp/")):
+        if _is_mcp(path):
             # /mcp reads JSON only: skip twisted.web's form parsing, whose
             # Content-Type parser builds an EmailMessage for every POST.
             self._parsePOSTFormSubmission = False

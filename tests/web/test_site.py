@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
@@ -57,8 +59,31 @@ def _connect(
     return resource, clock, channel, transport
 
 
-def _post_head(length: int) -> bytes:
-    return b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % length
+def _post_head(length: int, target: bytes = b"/x") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (
+        target,
+        length,
+    )
+
+
+def _response(wire: bytes) -> tuple[bytes, dict[bytes, bytes], Any]:
+    """The status line, headers (lower-cased names) and JSON body of a raw answer."""
+    head, _, body = wire.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    assert int(headers[b"content-length"]) == len(body)
+    return status, headers, json.loads(body)
+
+
+#: What a too-large body to the MCP endpoint is answered with.
+MCP_413 = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {"code": -32600, "message": "request body over 1000 bytes"},
+}
 
 
 def test_content_length_over_limit_is_413_before_body() -> None:
@@ -72,6 +97,44 @@ def test_content_length_over_limit_is_413_before_body() -> None:
     # The body that arrives afterwards is never processed nor rendered.
     channel.dataReceived(b"x" * (LIMIT + 1))
     assert resource.rendered == 0
+
+
+@pytest.mark.parametrize("target", [b"/mcp", b"/mcp?x=1", b"/mcp/sub"])
+def test_mcp_413_is_a_json_rpc_error(target: bytes) -> None:
+    """
+    A too-large body to /mcp is answered 413 with a JSON-RPC error object
+    (null id, -32600, the limit in the message) as application/json.
+    """
+    resource, _, channel, transport = _connect()
+    channel.dataReceived(_post_head(LIMIT + 1, target))
+    status, headers, body = _response(transport.value())
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert headers[b"content-type"] == b"application/json"
+    assert body == MCP_413
+    assert transport.disconnecting
+    assert resource.rendered == 0
+
+
+def test_mcp_chunked_413_is_a_json_rpc_error() -> None:
+    """A chunked body to /mcp cut off at the limit gets the JSON-RPC error too."""
+    _, _, channel, transport = _connect()
+    head = b"POST /mcp HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    channel.dataReceived(head + b"%x\r\n%s\r\n" % (LIMIT + 1, b"a" * (LIMIT + 1)))
+    status, headers, body = _response(transport.value())
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert headers[b"content-type"] == b"application/json"
+    assert body == MCP_413
+
+
+@pytest.mark.parametrize("target", [b"/x", b"/mcpx", b"/oauth/token", b"/"])
+def test_other_413_keeps_the_oauth_style_body(target: bytes) -> None:
+    """Outside /mcp a too-large body gets the OAuth-style error object."""
+    _, _, channel, transport = _connect()
+    channel.dataReceived(_post_head(LIMIT + 1, target))
+    status, headers, body = _response(transport.value())
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert headers[b"content-type"] == b"application/json"
+    assert body == {"error": "request_too_large", "max_bytes": LIMIT}
 
 
 def test_expect_continue_not_sent_after_413() -> None:
@@ -95,10 +158,10 @@ def test_body_at_limit_is_accepted() -> None:
     assert resource.rendered == 1
 
 
-def _chunked(parts: list[bytes]) -> bytes:
+def _chunked(parts: list[bytes], target: bytes = b"/x") -> bytes:
     body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p)
     return (
-        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" % target
         + body
         + b"0\r\n\r\n"
     )
@@ -145,16 +208,22 @@ def test_slow_request_buffer_is_closed_at_once() -> None:
 @given(
     sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=8),
     split=st.integers(min_value=1, max_value=97),
+    target=st.sampled_from([b"/x", b"/mcp"]),
 )
-def test_chunked_bodies_any_split(sizes: list[int], split: int) -> None:
-    """However a chunked body is split on the wire, the limit decides the answer."""
+def test_chunked_bodies_any_split(sizes: list[int], split: int, target: bytes) -> None:
+    """
+    However a chunked body is split on the wire, the limit decides the
+    answer, and the target its form (JSON-RPC error for /mcp).
+    """
     resource, _, channel, transport = _connect()
-    wire = _chunked([b"z" * n for n in sizes])
+    wire = _chunked([b"z" * n for n in sizes], target)
     for i in range(0, len(wire), split):
         channel.dataReceived(wire[i : i + split])
     total = sum(sizes)
     if total > LIMIT:
-        assert transport.value().startswith(b"HTTP/1.1 413 ")
+        status, _, body = _response(transport.value())
+        assert status.startswith(b"HTTP/1.1 413 ")
+        assert (body == MCP_413) == (target == b"/mcp")
         assert resource.rendered == 0
     else:
         assert transport.value().startswith(b"HTTP/1.1 200 ")

@@ -158,7 +158,9 @@ class Config:
     child_env_passthrough: tuple[str, ...] = _setting(
         [],
         kind="list",
-        help="Names of the broker's environment variables a child may see.",
+        help="Names of the broker's environment variables a child may see "
+        "(never FJMCP_* ones, nor child_token_env or child_url_env, which the "
+        "broker sets).",
     )
     child_token_env: str = _setting(
         "FORGEJO_ACCESS_TOKEN",
@@ -751,6 +753,7 @@ def load_config(
     for name in ("child_token_env", "child_url_env"):
         if name in values and not values[name].isidentifier():
             problems.append(f"{name} {values[name]!r} is not a variable name")
+    _check_passthrough(values, problems)
     if check_paths:
         _check_store_path(values.get("store_path", _default("store_path")), problems)
     grace = values.get("child_stop_grace", _default("child_stop_grace"))
@@ -767,6 +770,29 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return Config(**values)
+
+
+def _check_passthrough(values: Mapping[str, Any], problems: list[str]) -> None:
+    """
+    child_env_passthrough may not hand a child the broker's own settings
+    (``FJMCP_*``, the client secret among them) nor the variables the broker
+    sets for the child (the token's and the URL's).
+    """
+    set_by_broker = {
+        values.get(name, _default(name)): name
+        for name in ("child_token_env", "child_url_env")
+    }
+    for var in values.get("child_env_passthrough", ()):
+        if var.startswith(ENV_PREFIX):
+            problems.append(
+                f"child_env_passthrough: {var!r} is one of the broker's own "
+                f"settings ({ENV_PREFIX}*); a child may not see it"
+            )
+        elif var in set_by_broker:
+            problems.append(
+                f"child_env_passthrough: {var!r} is set by the broker "
+                f"(it is {set_by_broker[var]}); remove it from the list"
+            )
 
 
 def _default(name: str) -> Any:

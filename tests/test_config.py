@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -311,6 +312,64 @@ def test_unknown_child_user_and_group_reported(tmp_path: Path) -> None:
         environ=_env(tmp_path, FJMCP_CHILD_USER="0", FJMCP_CHILD_GROUP="root")
     )
     assert (config.child_user, config.child_group) == ("0", "root")
+
+
+def test_passthrough_refuses_broker_settings_and_child_variables(
+    tmp_path: Path,
+) -> None:
+    """
+    child_env_passthrough may not name FJMCP_* variables (the client secret
+    among them) nor child_token_env/child_url_env; each name is a problem,
+    reported with the others.
+    """
+    names = [
+        "HOME",
+        "FJMCP_FORGEJO_CLIENT_SECRET",
+        "FJMCP_ANYTHING",
+        "FORGEJO_ACCESS_TOKEN",
+        "FORGEJO_URL",
+    ]
+    problems = _problems(
+        environ=_env(
+            tmp_path,
+            FJMCP_CHILD_ENV_PASSTHROUGH=json.dumps(names),
+            FJMCP_MAX_CHILDREN="0",
+        )
+    )
+    mentioned = [p for p in problems if p.startswith("child_env_passthrough")]
+    assert len(mentioned) == 4
+    assert not any("'HOME'" in p for p in mentioned)
+    for name in names[1:]:
+        assert any(repr(name) in p for p in mentioned), name
+    assert any("FORGEJO_ACCESS_TOKEN" in p and "child_token_env" in p for p in problems)
+    assert any("'FORGEJO_URL'" in p and "child_url_env" in p for p in problems)
+    assert any("max_children must be positive" in p for p in problems)
+
+
+def test_passthrough_checks_the_configured_child_variables(tmp_path: Path) -> None:
+    """
+    With child_token_env/child_url_env renamed, those names are refused and
+    the default names may be passed through.
+    """
+    env = _env(
+        tmp_path,
+        FJMCP_CHILD_TOKEN_ENV="GITEA_TOKEN",
+        FJMCP_CHILD_URL_ENV="GITEA_HOST",
+        FJMCP_CHILD_ENV_PASSTHROUGH='["FORGEJO_ACCESS_TOKEN", "FORGEJO_URL"]',
+    )
+    config = load_config(environ=env)
+    assert config.child_env_passthrough == ("FORGEJO_ACCESS_TOKEN", "FORGEJO_URL")
+    env["FJMCP_CHILD_ENV_PASSTHROUGH"] = '["GITEA_TOKEN", "GITEA_HOST"]'
+    problems = _problems(environ=env)
+    assert any("'GITEA_TOKEN'" in p and "child_token_env" in p for p in problems)
+    assert any("'GITEA_HOST'" in p and "child_url_env" in p for p in problems)
+
+
+def test_passthrough_of_lower_case_fjmcp_name_is_allowed(tmp_path: Path) -> None:
+    """Only the broker's own FJMCP_* names are refused (names are case-sensitive)."""
+    env = _env(tmp_path, FJMCP_CHILD_ENV_PASSTHROUGH='["fjmcp_note", "XFJMCP_A"]')
+    config = load_config(environ=env)
+    assert config.child_env_passthrough == ("fjmcp_note", "XFJMCP_A")
 
 
 def test_masked_hides_secrets(tmp_path: Path) -> None:

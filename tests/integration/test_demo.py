@@ -3,7 +3,7 @@
 ``fjmcp demo`` for real: in-process on the test reactor (both servers
 answer, stop closes both ports) and as the command a user runs (it prints
 what it promises, Ctrl-C and SIGTERM end it with status 0 at once, a port in
-use is a clear error).
+use is a clear error, and a live session's child goes with it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,77 @@ def test_the_command_exits_nonzero_when_the_broker_port_is_taken(
             process.stop()
     assert code != 0
     assert "cannot" in process.output
+
+
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_with_a_live_session_stops_its_child_too(tmp_path: Path) -> None:
+    """
+    Ctrl-C while a client holds a session: the demo exits 0 and the
+    session's child (``python -m fjmcp.demo_child``) is gone with it,
+    reaped, not left running or orphaned.
+    """
+    port = free_port()
+    process = _start_command(tmp_path, port)
+    child: int | None = None
+    try:
+        process.wait_for("Press Ctrl-C to stop")
+        token_file = tmp_path / "forgejo-token"
+        token_file.write_text("not-checked-until-whoami\n")
+        minted = subprocess.run(
+            [str(BIN / "fjmcp"), "admin", "--config", str(tmp_path / "var/demo.toml")]
+            + ["--json", "issue-token", "--user", "demo"]
+            + ["--forgejo-token-file", str(token_file)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env=clean_env(),
+        )
+        (token,) = json.loads(minted.stdout)["tokens"]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/mcp",
+            data=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "test", "version": "1"},
+                    },
+                }
+            ).encode(),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.status == 200
+            assert response.headers["Mcp-Session-Id"]
+        children = _children_of(process.popen.pid)
+        assert len(children) == 1, children
+        child = children[0]
+        assert "fjmcp.demo_child" in Path(f"/proc/{child}/cmdline").read_text()
+    finally:
+        code = process.stop(signal.SIGINT, grace=8.0)
+    assert code == 0, process.output
+    assert child is not None
+    assert not Path(f"/proc/{child}").exists(), process.output

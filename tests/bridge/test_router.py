@@ -9,13 +9,11 @@ queue, disconnect and resume, child exit, id namespacing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent
 
 from fjmcp.bridge.jsonrpc import parse_line
 from fjmcp.bridge.replay import Stream
@@ -349,17 +347,6 @@ def test_unparseable_child_output_is_dropped_not_fatal() -> None:
     assert call.finished and call.messages() == [
         {"jsonrpc": "2.0", "id": 1, "result": {}}
     ]
-
-
-@pytest.fixture
-def logged() -> Iterator[list[LogEvent]]:
-    """Every log event published during the test."""
-    observer = EventLoggingObserver()
-    globalLogPublisher.addObserver(observer)
-    try:
-        yield observer  # type: ignore[misc]
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 def test_queue_is_bounded_in_bytes_too(logged: list[LogEvent]) -> None:

@@ -23,8 +23,7 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.sessions.registry import SessionRegistry
@@ -112,15 +111,6 @@ class Broker:
         """Stop every child and the port."""
         await self.supervisor.stop_all()
         await self.port.stopListening()
-
-
-@pytest.fixture
-def logged() -> Any:
-    """Every log event published during the test."""
-    observer = EventLoggingObserver()
-    globalLogPublisher.addObserver(observer)
-    yield observer
-    globalLogPublisher.removeObserver(observer)
 
 
 class Stream:

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent
 
 from fjmcp.config import Config
 from fjmcp.interfaces import ChildExit, ChildSpec, UpstreamToken
@@ -111,15 +110,6 @@ async def initialize(child: Any, receiver: Collector) -> dict[str, Any]:
     assert reply["id"] == 1
     result: dict[str, Any] = reply["result"]
     return result
-
-
-@pytest.fixture
-def logged() -> Any:
-    """Every log event published during the test."""
-    observer = EventLoggingObserver()
-    globalLogPublisher.addObserver(observer)
-    yield observer
-    globalLogPublisher.removeObserver(observer)
 
 
 @pytest_twisted.ensureDeferred

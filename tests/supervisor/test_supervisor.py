@@ -7,14 +7,12 @@ The supervisor on a fake process reactor with a clock (after Twisted's
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import error
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent
 
 from fjmcp.interfaces import ChildExit, ChildSpec
 from fjmcp.supervisor.protocol import (
@@ -52,17 +50,6 @@ class Harness:
         self.receiver = RecordingReceiver()
         self.child = self.supervisor.spawn(spec, self.receiver)
         self.proc: FakeProcess = self.reactor.processes[-1]
-
-
-@pytest.fixture
-def logged() -> Iterator[list[LogEvent]]:
-    """Every log event published during the test."""
-    observer = EventLoggingObserver()
-    globalLogPublisher.addObserver(observer)
-    try:
-        yield observer  # type: ignore[misc]
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 def stderr_lines(events: list[LogEvent]) -> list[str]:

@@ -456,15 +456,17 @@ fjmcp demo is running (on this machine only).
 
 Connect MCP Inspector (needs Node 22 or newer):
   1. npx @modelcontextprotocol/inspector      (opens http://localhost:6274)
-  2. Add a server: transport Streamable HTTP, URL {demo.mcp_url}; Connect
+  2. Transport Type: Streamable HTTP, URL: {demo.mcp_url}; Connect
   3. Allow the client on fjmcp's consent page, then sign in at the stand-in
      Forgejo as {o.user} with the password above
   4. Tools: call whoami -> "{o.user}" (the child asked Forgejo with the
      token the broker gave it); echo answers its text
 
 Or an SDK client (Python `mcp`, TypeScript `@modelcontextprotocol/sdk`)
-with OAuth: give it {demo.mcp_url}; it discovers, registers and
-logs in by itself (see docs/connect.md and tests/e2e/).
+with OAuth: give it {demo.mcp_url}; it finds the broker's OAuth server
+and registers itself; your app opens the authorization URL in a browser
+(allow, then sign in as {o.user}) and takes the code from its redirect URI
+(see docs/connect.md and tests/e2e/sdk_client.py).
 
 Press Ctrl-C to stop.
 """

@@ -154,4 +154,5 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             standin=process,
         )
     finally:
-        process.stop(signal.SIGINT)
+        status = process.stop(signal.SIGINT)
+    assert status == 0, f"fjmcp demo ended with {status} on SIGINT:\n{process.output}"

@@ -19,9 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# The demo (stand-in Forgejo + broker) once fjmcp.demo exists; until then the
-# broker alone with a generated loopback config whose Forgejo is a placeholder,
-# so only /healthz answers. State lives under ./var/.
+# The demo: the broker on http://127.0.0.1:8080 with a stand-in Forgejo and
+# the demo child; state lives under ./var/.
 run: $(STAMP)
 	exec $(BIN)/fjmcp demo
 
@@ -59,7 +58,7 @@ e2e-deps: $(SDK_STAMP) $(NPM_STAMP) chromium
 
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
 test: $(STAMP) lint e2e-deps
-	@status=0; $(BIN)/pytest -q -m "not stress" || status=$$?; \
+	@status=0; FJMCP_E2E_REQUIRED=1 $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
 

@@ -23,8 +23,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 from attrs import define, field, frozen
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,3 +210,14 @@ def run_client(
 def node() -> str | None:
     """The node executable, if there is one."""
     return shutil.which("node")
+
+
+def client_missing(reason: str) -> NoReturn:
+    """
+    Skip a test whose SDK client is not installed, naming what is missing;
+    under ``make test`` (``FJMCP_E2E_REQUIRED=1``), which installs the
+    clients first, a missing client is a failure instead.
+    """
+    if os.environ.get("FJMCP_E2E_REQUIRED") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -29,6 +29,7 @@ from tests.e2e.live import (
     NODE_MODULES,
     SDK_PYTHON,
     Live,
+    client_missing,
     node,
     run_client,
 )
@@ -110,7 +111,7 @@ def test_python_sdk_client_walks_the_whole_flow(broker: Live, mode: str) -> None
     then initialize) and with the plain initialize handshake.
     """
     if not SDK_PYTHON.exists():
-        pytest.skip(".venv-sdk is missing: run `make e2e-deps`")
+        client_missing(".venv-sdk is missing: run `make e2e-deps`")
     result = run_client(
         [
             str(SDK_PYTHON),
@@ -136,7 +137,7 @@ def test_typescript_sdk_client_walks_the_whole_flow(broker: Live) -> None:
     """
     executable = node()
     if executable is None or not (NODE_MODULES / "@modelcontextprotocol").exists():
-        pytest.skip("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
+        client_missing("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
     result = run_client(
         [executable, str(E2E / "ts_client.mjs"), "--mcp-url", broker.mcp_url],
         broker,
@@ -155,7 +156,7 @@ def test_python_sdk_client_against_the_demo(demo: Live) -> None:
     Python SDK logs in as the printed demo user and whoami answers it.
     """
     if not SDK_PYTHON.exists():
-        pytest.skip(".venv-sdk is missing: run `make e2e-deps`")
+        client_missing(".venv-sdk is missing: run `make e2e-deps`")
     result = run_client(
         [
             str(SDK_PYTHON),
@@ -173,7 +174,7 @@ def test_the_node_on_this_machine_runs_the_pinned_sdk() -> None:
     """The pinned TypeScript SDK loads on this machine's Node (20 or newer)."""
     executable = node()
     if executable is None or not (NODE_MODULES / "@modelcontextprotocol").exists():
-        pytest.skip("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
+        client_missing("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
     version = subprocess.run(
         [executable, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -202,7 +203,7 @@ def test_the_node_on_this_machine_runs_the_pinned_sdk() -> None:
 def test_sdk_venv_matches_its_lock() -> None:
     """.venv-sdk holds exactly the pinned SDK tree (mcp 2.3.0)."""
     if not SDK_PYTHON.exists():
-        pytest.skip(".venv-sdk is missing: run `make e2e-deps`")
+        client_missing(".venv-sdk is missing: run `make e2e-deps`")
     lock = Path(E2E / "requirements-sdk.lock.txt").read_text().splitlines()
     pinned = {line.lower() for line in lock if line and not line.startswith("#")}
     assert "mcp==2.3.0" in pinned

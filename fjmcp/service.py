@@ -49,7 +49,7 @@ from typing import Any, Protocol, cast
 
 from attrs import define, field
 from klein import Klein
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
@@ -237,6 +237,18 @@ class Wiring:
     """The live MCP sessions (ISessionControl; fjmcp.sessions.registry)."""
 
 
+class _CloseOnStop(Service):
+    """Closes a client's pooled connections when the broker stops, so that
+    shutdown leaves no socket to Forgejo open."""
+
+    def __init__(self, close: Callable[[], Deferred[None]]) -> None:
+        self._close = close
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        return self._close()
+
+
 class BrokerService(MultiService):
     """
     The root of the broker's service tree (see the module docstring).
@@ -389,6 +401,8 @@ class BrokerService(MultiService):
             self._config.forgejo_client_secret,
             timeout=self._config.forgejo_timeout,
         )
+        # Added before the timers that use it, so it is stopped after them.
+        wiring.services.append(_CloseOnStop(forgejo.close))
         authorization = AuthorizationServer(
             self._config,
             runner,

@@ -275,3 +275,27 @@ def test_production_imports_leave_standin_unloaded() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     assert_python_succeeds(code)
+
+
+def test_close_on_stop_closes_the_client_and_waits_for_it() -> None:
+    """The Forgejo client's pool is closed when the broker's services stop,
+    and stopping waits until the close has finished."""
+    from twisted.internet.defer import Deferred
+
+    from fjmcp.service import _CloseOnStop
+
+    closing: Deferred[None] = Deferred()
+    calls: list[int] = []
+
+    def close() -> Deferred[None]:
+        calls.append(1)
+        return closing
+
+    service = _CloseOnStop(close)
+    service.startService()
+    stopped = service.stopService()
+    assert calls == [1]
+    assert not stopped.called
+    closing.callback(None)
+    assert stopped.called
+    assert not service.running

@@ -292,10 +292,12 @@ def test_close_on_stop_closes_the_client_and_waits_for_it() -> None:
         return closing
 
     service = _CloseOnStop(close)
-    service.startService()
+    service.startService()  # type: ignore[no-untyped-call]
     stopped = service.stopService()
     assert calls == [1]
-    assert not stopped.called
+    finished: list[None] = []
+    stopped.addCallback(finished.append)
+    assert finished == []
     closing.callback(None)
-    assert stopped.called
+    assert finished == [None]
     assert not service.running

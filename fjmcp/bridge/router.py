@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from attrs import define, field, frozen
@@ -582,10 +582,6 @@ class SessionBridge:
 
     # -- for status and tests ------------------------------------------------
 
-    def in_flight_ids(self) -> list[str]:
-        """Raw JSON ids of the requests in flight, in arrival order."""
-        return list(self._in_flight)
-
     def stream_count(self) -> int:
         """Streams kept (attached or awaiting resume)."""
         return len(self._streams)
@@ -593,10 +589,3 @@ class SessionBridge:
     def queued(self) -> int:
         """Messages waiting for the next GET stream."""
         return len(self._queue)
-
-
-def bridge_factory(
-    clock: IReactorTime, settings: BridgeSettings
-) -> Callable[[Session], SessionBridge]:
-    """The router factory the registry calls for each new session."""
-    return lambda session: SessionBridge(session, clock, settings)

@@ -53,10 +53,8 @@ __all__ = [
 
 REDACTED: Final = "[REDACTED]"
 
-#: Values at least this long after ``token=`` and friends are masked; shorter
-#: ones (``code=1`` in "exit code=1") are not secrets.
-_MIN_SECRET_LEN: Final = 8
-
+#: Token-shaped values: only those of 8 characters or more are masked;
+#: shorter ones (``code=1`` in "exit code=1") are not secrets.
 _PATTERNS: Final = (
     # Authorization: Bearer <token>
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),

@@ -96,10 +96,6 @@ class AdminContext:
         """Run a command in the daemon; raises `DaemonNotRunningError` if none runs."""
         return self.client.call(cmd, args)
 
-    def daemon_running(self) -> bool:
-        """Whether a daemon answers on the admin socket."""
-        return self.client.running()
-
     async def store(self) -> Any:
         """
         The store, opened on first use (takes its lock: fails while the daemon

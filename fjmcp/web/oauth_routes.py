@@ -58,6 +58,10 @@ MAX_FORM_BYTES: Final = 64 * 1024
 _JSON: Final = b"application/json"
 _HTML: Final = b"text/html; charset=utf-8"
 _CORS_ALLOW_HEADERS: Final = b"Authorization, Content-Type, MCP-Protocol-Version"
+#: How long clients may cache the metadata documents: they change only when
+#: ``public_url`` does, i.e. on a restart.
+_METADATA_MAX_AGE_SECONDS: Final = 300
+_METADATA_CACHE_CONTROL: Final = f"public, max-age={_METADATA_MAX_AGE_SECONDS}".encode()
 _PAGE_CSP: Final = (
     b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
     b"base-uri 'none'"
@@ -175,7 +179,7 @@ class OAuthRoutes:
     def as_metadata(self, request: IRequest) -> bytes:
         """RFC 8414 metadata, from public_url only."""
         _cors(request)
-        request.setHeader(b"Cache-Control", b"public, max-age=300")
+        request.setHeader(b"Cache-Control", _METADATA_CACHE_CONTROL)
         return _json(
             request, 200, authorization_server_metadata(self._config.public_url)
         )
@@ -185,7 +189,7 @@ class OAuthRoutes:
     def resource_metadata(self, request: IRequest) -> bytes:
         """RFC 9728 metadata of /mcp, from public_url only."""
         _cors(request)
-        request.setHeader(b"Cache-Control", b"public, max-age=300")
+        request.setHeader(b"Cache-Control", _METADATA_CACHE_CONTROL)
         return _json(request, 200, protected_resource_metadata(self._config.public_url))
 
     @app.route("/.well-known/oauth-authorization-server", methods=["OPTIONS"])

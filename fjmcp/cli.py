@@ -135,11 +135,10 @@ def _serve(args: argparse.Namespace, out: IO[str]) -> int:
 
 def serve(config: Config) -> int:
     """Run the broker in the foreground until it is stopped; the exit status."""
-    from twisted.internet import reactor
-
     from fjmcp.logs import start_logging
-    from fjmcp.service import build_service
+    from fjmcp.service import build_service, installed_reactor
 
+    reactor = installed_reactor()
     start_logging(config)
     service = build_service(config, reactor)
     reactor.callWhenRunning(service.startService)

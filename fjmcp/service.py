@@ -56,6 +56,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IReactorCore,
     IReactorFromThreads,
+    IReactorProcess,
     IReactorTCP,
     IReactorTime,
     IReactorUNIX,
@@ -95,6 +96,7 @@ __all__ = [
     "StoreLike",
     "Wiring",
     "build_service",
+    "installed_reactor",
 ]
 
 #: Exit status for a configuration (or store ownership) problem.
@@ -109,9 +111,10 @@ class IBrokerReactor(
     IReactorTCP,
     IReactorUNIX,
     IReactorFromThreads,
+    IReactorProcess,
     Interface,
 ):
-    """What the broker needs of its reactor (processes come with the supervisor)."""
+    """What the broker needs of its reactor (processes for the supervisor)."""
 
 
 class StoreLike(Protocol):
@@ -266,7 +269,7 @@ class BrokerService(MultiService):
     def __init__(
         self,
         config: Config,
-        reactor: Any,
+        reactor: IBrokerReactor,
         *,
         store_opener: StoreOpener = _default_store_opener,
         build: BuildInfo | None = None,
@@ -534,9 +537,21 @@ def exit_after_shutdown(reactor: IReactorCore) -> Callable[[int], None]:
     return _arm
 
 
+def installed_reactor() -> IBrokerReactor:
+    """
+    The global reactor, typed as what the broker needs of it.
+
+    Called at run time only (twistd has installed its reactor by then); no
+    module of the broker imports the global reactor at import time.
+    """
+    from twisted.internet import reactor
+
+    return cast(IBrokerReactor, reactor)
+
+
 def build_service(
     config: Config,
-    reactor: Any = None,
+    reactor: IBrokerReactor | None = None,
     *,
     store_opener: StoreOpener | None = None,
     handle_signals: bool = True,
@@ -549,9 +564,7 @@ def build_service(
     the time this runs); nothing is opened until the service starts.
     """
     if reactor is None:
-        from twisted.internet import reactor as global_reactor
-
-        reactor = global_reactor
+        reactor = installed_reactor()
     return BrokerService(
         config,
         reactor,

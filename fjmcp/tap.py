@@ -67,10 +67,9 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     """The broker's service tree for twistd."""
-    from twisted.internet import reactor
+    from fjmcp.service import build_service, exit_after_shutdown, installed_reactor
 
-    from fjmcp.service import build_service, exit_after_shutdown
-
+    reactor = installed_reactor()
     return build_service(
         options.config,
         reactor,

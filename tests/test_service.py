@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
@@ -13,7 +13,12 @@ from twisted.internet.testing import MemoryReactorClock
 
 from fjmcp.config import Config
 from fjmcp.oauth.keys import prepend_new_key
-from fjmcp.service import EXIT_CONFIG, BrokerService, ShutdownCoordinator
+from fjmcp.service import (
+    EXIT_CONFIG,
+    BrokerService,
+    IBrokerReactor,
+    ShutdownCoordinator,
+)
 from tests.support import assert_python_succeeds, broker_config
 
 
@@ -73,7 +78,7 @@ def _broker(
 
     service = BrokerService(
         _config(tmp_path, **extra),
-        reactor,
+        cast(IBrokerReactor, reactor),
         store_opener=opener or open_store,
         handle_signals=False,
     )
@@ -113,7 +118,7 @@ def test_store_failure_stops_with_status_2(tmp_path: Path) -> None:
     reactor.running = True
     service = BrokerService(
         _config(tmp_path),
-        reactor,
+        cast(IBrokerReactor, reactor),
         store_opener=refuse,
         handle_signals=False,
         on_failed_start=failed.append,
@@ -132,7 +137,7 @@ def test_missing_key_file_stops_with_status_2(tmp_path: Path) -> None:
     reactor = ListenRecorder(events)
     service = BrokerService(
         _config(tmp_path, FJMCP_TOKEN_KEYS_FILE=str(tmp_path / "absent")),
-        reactor,
+        cast(IBrokerReactor, reactor),
         store_opener=lambda r, p: FakeStore(events),
         handle_signals=False,
         on_failed_start=failed.append,

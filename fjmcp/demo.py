@@ -483,6 +483,7 @@ def main(argv: list[str]) -> int:
 
     from twisted.internet import reactor as _reactor
     from twisted.internet.defer import Deferred
+    from twisted.internet.error import ReactorNotRunning
     from twisted.logger import Logger
 
     from fjmcp.logs import make_observer
@@ -495,7 +496,7 @@ def main(argv: list[str]) -> int:
         if reactor.running:
             try:
                 reactor.stop()
-            except Exception:  # already stopping
+            except ReactorNotRunning:  # already stopping
                 return
 
     def failed(status: int) -> None:

@@ -308,3 +308,21 @@ def test_failed_respawn_is_not_retried_in_a_loop() -> None:
     assert len(h.spawner.children) == 2
     session = h.registry.get(sid)
     assert session is not None and session.generation == 1 and old.alive
+
+
+def test_open_get_stream_keeps_a_session_from_being_reaped() -> None:
+    """A session whose standalone GET stream is open is busy, however long
+    ago its last POST; once the stream disconnects, the next reap ends it."""
+    h = Harness()
+    sid, child = _ready(h)
+    get = h.request(b"GET", session=sid, accept=b"text/event-stream")
+    assert get.finished == 0
+    h.clock.advance(1000)
+    ended: list[int] = []
+    h.registry.reap_idle(h.clock.seconds(), 50).addCallback(ended.append)
+    assert ended == [0]
+    assert h.registry.get(sid) is not None and child.alive
+    get.disconnect()
+    h.registry.reap_idle(h.clock.seconds(), 50).addCallback(ended.append)
+    assert ended == [0, 1]
+    assert h.registry.get(sid) is None and not child.alive

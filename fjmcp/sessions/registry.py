@@ -181,6 +181,8 @@ class SessionRegistry:
     _newest_token: dict[str, int] = field(factory=dict)
     started: int = 0
     ended: int = 0
+    closing: bool = field(default=False, init=False)
+    """Set by `drain` (shutdown): no new child is started from then on."""
 
     log = Logger()
 
@@ -379,8 +381,11 @@ class SessionRegistry:
     def drain(self) -> Deferred[None]:
         """
         Shutdown: close standalone streams now; fires when no request is in
-        flight in any session.
+        flight in any session. From now on no session gets a new child (a
+        refresh landing late would otherwise spawn one after the spawner was
+        told to stop its children, and the broker could exit with it alive).
         """
+        self.closing = True
         waits = [s.router.drain() for s in self._sessions.values() if s.router]
         if not waits:
             return succeed(None)
@@ -439,7 +444,12 @@ class SessionRegistry:
         return f"session={session.short_id} user={session.user}"
 
     def _start_respawn(self, session: Session) -> None:
-        if session.respawning or session.ended or session.replay.initialize is None:
+        if (
+            self.closing
+            or session.respawning
+            or session.ended
+            or session.replay.initialize is None
+        ):
             return
         session.respawning = True
         d = Deferred.fromCoroutine(self._respawn(session))

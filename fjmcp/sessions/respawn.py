@@ -83,7 +83,11 @@ def _ended(session: Session) -> bool:
 async def respawn_session(registry: SessionRegistry, session: Session) -> None:
     """Give ``session`` a child with the user's current token (module docstring)."""
     token = await registry.tokens.current(session.user)
-    if session.ended or token.generation <= session.token_generation:
+    if (
+        registry.closing
+        or session.ended
+        or token.generation <= session.token_generation
+    ):
         return
     replay = session.replay
     if replay.initialize is None or session.router is None:

@@ -326,3 +326,18 @@ def test_open_get_stream_keeps_a_session_from_being_reaped() -> None:
     h.registry.reap_idle(h.clock.seconds(), 50).addCallback(ended.append)
     assert ended == [0, 1]
     assert h.registry.get(sid) is None and not child.alive
+
+
+def test_no_respawn_once_shutdown_has_begun() -> None:
+    """After the shutdown drain has started, a token rotation (a refresh
+    landing late) or a lazy respawn starts no new child: the spawner has
+    already been told to stop its children and would not wait for one
+    spawned afterwards."""
+    h = Harness()
+    sid, _ = _ready(h)
+    h.post(rpc(1, "tools/call", {"name": "slow"}), session=sid)
+    h.registry.drain()
+    spawned = len(h.spawner.children)
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    h.registry.lookup(sid, h.registry.get(sid).identity)  # type: ignore[union-attr]
+    assert len(h.spawner.children) == spawned

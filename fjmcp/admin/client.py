@@ -19,6 +19,7 @@ from typing import Any, Final
 
 __all__ = ["AdminClient", "AdminError", "DaemonNotRunningError", "DEFAULT_TIMEOUT"]
 
+#: Seconds the admin client waits on the socket before giving up.
 DEFAULT_TIMEOUT: Final = 30.0
 _MAX_RESPONSE: Final = 64 * 1024 * 1024
 

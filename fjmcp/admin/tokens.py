@@ -42,6 +42,7 @@ from fjmcp.store.runner import TxnRunner
 __all__ = ["COMMANDS", "AdminTokenIssuer", "read_forgejo_token"]
 
 MAX_COUNT: Final = 10_000
+#: The longest lifetime an admin-issued token may ask for, in seconds (a year).
 MAX_TTL: Final = 366 * 24 * 3600.0
 MAX_FORGEJO_TOKEN: Final = 4096
 #: Forgejo logins: letters, digits, ``-``, ``_``, ``.`` (at most 40 in Forgejo).

@@ -34,8 +34,10 @@ __all__ = ["BearerAuthenticator", "parse_bearer"]
 
 #: RFC 6750 b64token, with a generous upper bound on its length.
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]{1,512}=*")
+#: Entries kept in the cache of valid tokens and of rejected ones.
 MAX_POSITIVE: Final = 100_000
 MAX_NEGATIVE: Final = 10_000
+#: Seconds a rejected token is answered from the cache without a store read.
 NEGATIVE_TTL: Final = 3600.0
 #: A store read that raced a revocation is retried at most this often.
 _MAX_LOOKUPS: Final = 3

@@ -51,6 +51,7 @@ __all__ = [
     "parse_version_response",
 ]
 
+#: Seconds a Forgejo call may take before it fails as unavailable.
 DEFAULT_TIMEOUT: Final = 10.0
 #: Forgejo's answers are a few hundred bytes; anything far larger is not Forgejo.
 MAX_ANSWER_BYTES: Final = 1024 * 1024

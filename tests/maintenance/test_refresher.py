@@ -45,7 +45,7 @@ from fjmcp.store.grants import (
 )
 from fjmcp.store.store import SyncStore, open_store_sync
 from fjmcp.store.upstream_tokens import get_upstream_txn
-from fjmcp.upstream.errors import ForgejoUnavailable
+from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoClient, ForgejoTokens, ForgejoUser
 from tests.maintenance.support import (
     DeferringStore,
@@ -532,6 +532,35 @@ def test_user_check_401_with_a_live_grant_refreshes_instead(world: World) -> Non
     assert world.standin.refresh_count("alice") == 1
     assert [t.generation for t in world.sessions.rotated] == [2]
     assert accepted(world.standin, world.stub, world.tokens.rows["alice"].access_token)
+
+
+@define
+class BlockedForgejo:
+    """A Forgejo that still refreshes a blocked user's grant but refuses
+    every token of theirs at ``/api/v1/user``."""
+
+    inner: ForgejoClient
+
+    async def refresh(self, refresh_token: str) -> ForgejoTokens:
+        """Refresh at the stand-in."""
+        return await self.inner.refresh(refresh_token)
+
+    async def get_user(self, access_token: str) -> ForgejoUser:
+        """Refuse as a 401 does."""
+        raise ForgejoAuthError("invalid_token", status=401)
+
+
+def test_user_check_401_again_after_the_refresh_revokes(world: World) -> None:
+    """When the 401 is followed by a refresh that succeeds but the fresh token
+    is refused too (an account blocked at Forgejo), the user is revoked at
+    once instead of being refreshed at every check."""
+    world.standin.set_token_lifetime(3600)
+    world.log_in()
+    refresher = world.start(BlockedForgejo(world.forgejo))
+    result_of(refresher.check_user("alice"))
+    assert world.standin.refresh_count("alice") == 1
+    assert [u for u, _ in world.sessions.ended] == ["alice"]
+    assert world.revoked_in_store == ["alice"]
 
 
 def test_user_check_401_without_refresh_token_revokes(world: World) -> None:

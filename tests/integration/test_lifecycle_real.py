@@ -6,7 +6,7 @@ Forgejo token refreshes, answered each time by a child that holds the
 current token, in both of Forgejo's refresh modes; and sessions end exactly
 when they should (``fjmcp admin revoke-user`` through the admin socket,
 ``/oauth/revoke`` of one client's grant, Forgejo refusing the refresh, and
-idleness).
+idleness, never while a GET stream is open).
 
 Refreshes are forced with the stand-in's hooks (expire a user's access
 tokens, revoke a user's grants), never by waiting on wall-clock expiry;
@@ -22,6 +22,9 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from fjmcp.maintenance.refresher import RefreshOutcome
 from tests.integration.lifecycle import (
@@ -301,6 +304,57 @@ async def test_idle_sessions_are_reaped(broker: Deploy) -> None:
     assert (await client.call(sid)).status == 404
     again = await client.initialize()
     await whoami_is_current(d, client, again)
+
+
+class _HeldStream(Protocol):
+    """Receives an SSE body and keeps the stream open until told to close."""
+
+    def __init__(self) -> None:
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        """The stream ended."""
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def hang_up(self) -> None:
+        """Drop the connection, as a client that goes away does."""
+        assert self.transport is not None
+        self.transport.stopProducing()  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_with_an_open_get_stream_is_not_reaped(
+    broker: Deploy,
+) -> None:
+    """
+    A session whose standalone GET stream is open is not idle: with a tiny
+    ``session_idle_timeout``, another session opened at the same time is
+    reaped while this one lives on; once the client drops the stream, the
+    reaper ends it too.
+    """
+    d = await broker(session_idle_timeout=0.3, reaper_interval=0.1)
+    client = d.mcp((await d.sign_in("alice")).access_token)
+    streaming = await client.initialize()
+    idle = await client.initialize()
+    headers = client._headers(streaming)
+    headers[b"accept"] = b"text/event-stream"
+    response = await client._http.get(client.url, headers=headers).addTimeout(
+        10, reactor
+    )
+    assert response.code == 200
+    stream = _HeldStream()
+    response.deliverBody(stream)
+
+    await wait_for(lambda: d.registry.get(idle) is None, "the idle session to end")
+    assert d.registry.get(streaming) is not None
+    stream.hang_up()
+    await stream.closed.addTimeout(10, reactor)
+    await wait_for(
+        lambda: d.registry.get(streaming) is None,
+        "the session to end once its stream closed",
+    )
+    await wait_for(lambda: d.reaper.reaped_total == 2, "the reaper to count it")
 
 
 async def admin(d: Deployment, *argv: str) -> str:

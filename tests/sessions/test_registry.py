@@ -341,3 +341,45 @@ def test_no_respawn_once_shutdown_has_begun() -> None:
     h.registry.token_rotated(h.tokens.rotate("alice"))
     h.registry.lookup(sid, h.registry.get(sid).identity)  # type: ignore[union-attr]
     assert len(h.spawner.children) == spawned
+
+
+def test_old_child_is_stopped_after_the_drain_timeout() -> None:
+    """
+    A request still in flight on the replaced child is waited for only up to
+    ``drain_timeout``: then the old child is stopped and that request fails.
+    The answers of the replayed handshake never reach the client (its open
+    GET stream gets none of them).
+    """
+    h = Harness()
+    sid, old = _ready(h)
+    h.post(rpc(1, "logging/setLevel", {"level": "debug"}), session=sid)
+    old.emit(result(1))
+    get = h.request(b"GET", session=sid, accept=b"text/event-stream")
+    before = len(get.messages())
+    inflight = h.post(rpc(2, "tools/call", {"name": "slow"}), session=sid)
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    new = h.spawner.last
+    init = json.loads(new.written[0])
+    new.emit(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "fake", "version": "2"},
+                },
+            }
+        ).encode()
+    )
+    new.emit(result(json.loads(new.written[-1])["id"]))  # setLevel's answer
+    session = h.registry.get(sid)
+    assert session is not None and session.generation == 2
+    assert len(get.messages()) == before  # replayed answers swallowed
+    h.clock.advance(h.registry.drain_timeout - 1)
+    assert old.alive and inflight.finished == 0
+    h.clock.advance(1)
+    assert not old.alive and old.stop_calls == 1
+    assert "error" in inflight.messages()[-1]
+    assert h.registry.get(sid) is session and new.alive

@@ -38,7 +38,6 @@ a spawner one ``wiring.shutdown.add_spawner(...)``, an admin command one
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import signal
@@ -139,12 +138,10 @@ async def _maybe_await(value: Any) -> Any:
 
 def _default_store_opener(reactor: Any, path: str) -> Any:
     """Open the real store (``fjmcp.store.store.open_store``), imported lazily."""
-    return _store_module().open_store(reactor, path)
-
-
-def _store_module() -> Any:
     # Imported on first use: the store pulls in adbapi and its threadpool.
-    return importlib.import_module("fjmcp.store.store")
+    from fjmcp.store.store import open_store
+
+    return open_store(reactor, path)
 
 
 def _store_error_types() -> tuple[type[BaseException], ...]:

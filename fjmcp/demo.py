@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 from attrs import define, frozen
 
+from fjmcp.awaitables import maybe_await
 from fjmcp.config import is_loopback_host
 
 if TYPE_CHECKING:
@@ -350,14 +351,6 @@ def demo_config_text(options: DemoOptions, state: DemoState, forgejo_url: str) -
 # --- running ------------------------------------------------------------------
 
 
-async def _maybe_await(value: object) -> None:
-    """Wait for ``value`` when it is a Deferred (``stopListening`` may not be)."""
-    from twisted.internet.defer import Deferred
-
-    if isinstance(value, Deferred):
-        await value
-
-
 @define
 class RunningDemo:
     """The two servers of a started demo."""
@@ -383,7 +376,7 @@ class RunningDemo:
         try:
             await self.service.stopService()
         finally:
-            await _maybe_await(self.standin_port.stopListening())
+            await maybe_await(self.standin_port.stopListening())
 
 
 async def start_demo(
@@ -437,7 +430,7 @@ async def start_demo(
             await service.stopService()
             raise DemoError(f"the broker cannot start: {e}") from e
     except BaseException:
-        await _maybe_await(standin_port.stopListening())
+        await maybe_await(standin_port.stopListening())
         raise
     return RunningDemo(options, state, config, standin, standin_port, service)
 

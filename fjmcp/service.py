@@ -38,7 +38,6 @@ a spawner one ``wiring.shutdown.add_spawner(...)``, an admin command one
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import sys
@@ -66,6 +65,7 @@ from zope.interface import Interface
 
 from fjmcp.admin.server import AdminHandlers, AdminServerService
 from fjmcp.admin.tokens import AdminTokenIssuer
+from fjmcp.awaitables import maybe_await
 from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
@@ -95,6 +95,7 @@ __all__ = [
     "StoreLike",
     "Wiring",
     "build_service",
+    "default_store_opener",
     "installed_reactor",
 ]
 
@@ -130,13 +131,7 @@ StoreOpener = Callable[[Any, str], Any]
 Drain = Callable[[], Awaitable[object] | object]
 
 
-async def _maybe_await(value: Any) -> Any:
-    if isinstance(value, Deferred) or inspect.isawaitable(value):
-        return await value
-    return value
-
-
-def _default_store_opener(reactor: Any, path: str) -> Any:
+def default_store_opener(reactor: Any, path: str) -> Any:
     """Open the real store (``fjmcp.store.store.open_store``), imported lazily."""
     # Imported on first use: the store pulls in adbapi and its threadpool.
     from fjmcp.store.store import open_store
@@ -184,7 +179,7 @@ class ShutdownCoordinator:
 
     async def _run_drain(self, drain: Drain) -> None:
         try:
-            await _maybe_await(drain())
+            await maybe_await(drain())
         except Exception:
             self.log.failure("a shutdown drain failed")
 
@@ -207,7 +202,7 @@ class ShutdownCoordinator:
         """Stop every child of every spawner (TERM, KILL after the grace)."""
         stops: list[Deferred[Any]] = []
         for spawner in self._spawners:
-            stops.append(Deferred.fromCoroutine(_maybe_await(spawner.stop_all())))
+            stops.append(Deferred.fromCoroutine(maybe_await(spawner.stop_all())))
         if stops:
             await DeferredList(stops, consumeErrors=True)
 
@@ -268,7 +263,7 @@ class BrokerService(MultiService):
         config: Config,
         reactor: IBrokerReactor,
         *,
-        store_opener: StoreOpener = _default_store_opener,
+        store_opener: StoreOpener = default_store_opener,
         build: BuildInfo | None = None,
         handle_signals: bool = True,
         on_failed_start: Callable[[int], None] | None = None,
@@ -309,7 +304,7 @@ class BrokerService(MultiService):
     async def _start(self) -> None:
         config = self._config
         try:
-            store = await _maybe_await(
+            store = await maybe_await(
                 self._store_opener(self._reactor, config.store_path)
             )
         except _store_error_types() as e:
@@ -390,7 +385,7 @@ class BrokerService(MultiService):
         )
 
         wiring.routes.append(
-            Health(lambda: _maybe_await(store.check()), self._build, wiring.reactor).app
+            Health(lambda: maybe_await(store.check()), self._build, wiring.reactor).app
         )
         # --- OAuth (issue 4): the authorization server and the metadata;
         # revocations reach the sessions through session_control (set below).
@@ -501,14 +496,14 @@ class BrokerService(MultiService):
             # Kept-alive connections must not start anything new either.
             self.site.stop_accepting()
         if port is not None:
-            await _maybe_await(port.stopListening())
+            await maybe_await(port.stopListening())
         await self.shutdown.drain()
         await self.shutdown.stop_children()
-        await _maybe_await(super().stopService())  # type: ignore[no-untyped-call]
+        await maybe_await(super().stopService())  # type: ignore[no-untyped-call]
         store, self.store = self.store, None
         if store is not None:
             try:
-                await _maybe_await(store.close())
+                await maybe_await(store.close())
             except Exception:
                 self.log.failure("closing the store failed")
         self.log.info("fjmcp stopped")
@@ -565,7 +560,7 @@ def build_service(
     return BrokerService(
         config,
         reactor,
-        store_opener=store_opener or _default_store_opener,
+        store_opener=store_opener or default_store_opener,
         handle_signals=handle_signals,
         on_failed_start=on_failed_start,
     )

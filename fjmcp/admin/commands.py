@@ -102,7 +102,8 @@ class AdminContext:
         runs); closed when the command ends.
         """
         if self._store is None:
-            from fjmcp.service import _default_store_opener, _maybe_await
+            from fjmcp.awaitables import maybe_await
+            from fjmcp.service import default_store_opener
 
             if self.reactor is None:
                 raise RuntimeError("store access needs an async command")
@@ -110,8 +111,8 @@ class AdminContext:
                 raise AdminError(
                     "the daemon is not running and no --config names a store"
                 )
-            self._store = await _maybe_await(
-                _default_store_opener(self.reactor, self.config.store_path)
+            self._store = await maybe_await(
+                default_store_opener(self.reactor, self.config.store_path)
             )
         return self._store
 
@@ -136,9 +137,9 @@ class AdminContext:
         """Close the store if a command opened it."""
         store, self._store = self._store, None
         if store is not None:
-            from fjmcp.service import _maybe_await
+            from fjmcp.awaitables import maybe_await
 
-            await _maybe_await(store.close())
+            await maybe_await(store.close())
 
     def emit(self, result: Any, text: Callable[[Any], str] | None = None) -> None:
         """Print a result: JSON with ``--json``, else ``text(result)`` or lines."""

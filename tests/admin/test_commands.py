@@ -55,7 +55,7 @@ def test_write_falls_back_to_store_without_daemon(
         opened.append(path)
         return FakeStore()
 
-    monkeypatch.setattr("fjmcp.service._default_store_opener", opener)
+    monkeypatch.setattr("fjmcp.service.default_store_opener", opener)
     ctx = AdminContext(
         config=broker_config(tmp_path),
         client=AdminClient(tmp_path / "none.sock"),

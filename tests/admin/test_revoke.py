@@ -302,7 +302,7 @@ def test_command_without_daemon_changes_the_store(
         opened.append(store)
         return store
 
-    monkeypatch.setattr("fjmcp.service._default_store_opener", opener)
+    monkeypatch.setattr("fjmcp.service.default_store_opener", opener)
     out = io.StringIO()
     clock = Clock()
     clock.advance(NOW + 60)
@@ -329,7 +329,7 @@ def test_command_unknown_user_exits_1(
     """Revoking a login the store does not know says so and exits 1."""
     config = broker_config(tmp_path)
     monkeypatch.setattr(
-        "fjmcp.service._default_store_opener",
+        "fjmcp.service.default_store_opener",
         lambda reactor, path: DeferringStore(open_store_sync(path, now=NOW)),
     )
     out = io.StringIO()
@@ -371,7 +371,7 @@ def test_command_goes_through_a_running_daemon(
     def no_store(reactor: Any, path: str) -> Any:
         raise AssertionError("the store must not be opened while the daemon runs")
 
-    monkeypatch.setattr("fjmcp.service._default_store_opener", no_store)
+    monkeypatch.setattr("fjmcp.service.default_store_opener", no_store)
     daemon = FakeDaemon()
     out = io.StringIO()
     ctx = AdminContext(

@@ -174,7 +174,7 @@ def test_issue_token_offline_uses_the_store_and_key_file(
 ) -> None:
     """With the daemon down, issue-token works on the store with the key file."""
     store = MemoryStore()
-    monkeypatch.setattr("fjmcp.service._default_store_opener", lambda r, p: store)
+    monkeypatch.setattr("fjmcp.service.default_store_opener", lambda r, p: store)
     keys = tmp_path / "token-keys"
     prepend_new_key(keys)
     config = make_config(token_keys_file=str(keys))
@@ -204,7 +204,7 @@ def test_issue_token_offline_without_key_file_is_clear(
 ) -> None:
     """Without a key file the offline command fails with the gen-key hint."""
     store = MemoryStore()
-    monkeypatch.setattr("fjmcp.service._default_store_opener", lambda r, p: store)
+    monkeypatch.setattr("fjmcp.service.default_store_opener", lambda r, p: store)
     config = make_config(token_keys_file=str(tmp_path / "absent"))
     token_file = tmp_path / "pat"
     token_file.write_text("pat\n")

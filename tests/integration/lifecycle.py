@@ -29,10 +29,10 @@ from typing import Any
 from attrs import define, field
 from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from fjmcp.awaitables import maybe_await
 from fjmcp.config import Config
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.maintenance.reaper import IdleReaper
@@ -472,15 +472,10 @@ class Deployment:
             await self.close_clients()
             await self.service.stopService()
         finally:
-            await _maybe_await(self.standin_port.stopListening())
+            await maybe_await(self.standin_port.stopListening())
             shutil.rmtree(
                 Path(self.config.admin_socket_path).parent, ignore_errors=True
             )
-
-
-async def _maybe_await(value: Any) -> None:
-    if isinstance(value, Deferred):
-        await value
 
 
 def short_socket_dir() -> Path:
@@ -548,6 +543,6 @@ async def deploy(
         await service.ready.addTimeout(WAIT, reactor)
     except BaseException:
         await service.stopService()
-        await _maybe_await(standin_port.stopListening())
+        await maybe_await(standin_port.stopListening())
         raise
     return Deployment(standin, standin_port, service, config, state)

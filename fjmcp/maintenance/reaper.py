@@ -17,14 +17,14 @@ leave every other idle child running until the next restart.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from attrs import define, field
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+from fjmcp.maintenance.loop import LoopingService
 
 __all__ = ["IIdleSessions", "IdleReaper"]
 
@@ -42,7 +42,7 @@ class IIdleSessions(Protocol):
 
 
 @define(eq=False)
-class IdleReaper(Service):
+class IdleReaper(LoopingService):
     """
     A service that ends idle sessions every ``interval`` seconds.
 
@@ -52,56 +52,17 @@ class IdleReaper(Service):
     """
 
     log: ClassVar[Logger] = Logger()
+    label: ClassVar[str] = "idle reaper"
 
     _sessions: IIdleSessions
     _clock: IReactorTime
     interval: float
     idle_timeout: float
-    _loop: LoopingCall | None = field(default=None, init=False)
-    _looping: Deferred[LoopingCall] | None = field(default=None, init=False)
-    _tick_in_flight: Deferred[None] | None = field(default=None, init=False)
     reaped_total: int = field(default=0, init=False)
     """Sessions ended by the reaper since it started (for status and metrics)."""
 
-    def startService(self) -> None:
-        """Start ticking; the first tick comes one interval after start."""
-        super().startService()  # type: ignore[no-untyped-call]
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self._clock
-        self._looping = self._loop.start(self.interval, now=False)
-        # _tick never fails, so this only catches a bug in LoopingCall itself.
-        self._looping.addErrback(
-            lambda f: self.log.failure("the idle reaper loop died", f)
-        )
-
-    def stopService(self) -> Deferred[None]:
-        """Stop ticking; fires when a tick still running has finished."""
-        super().stopService()  # type: ignore[no-untyped-call]
-        loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
-        tick = self._tick_in_flight
-        if tick is None:
-            return succeed(None)
-        # A second Deferred so the caller's callbacks cannot disturb the tick's.
-        done: Deferred[None] = Deferred()
-        tick.addBoth(lambda _: done.callback(None))
-        return done
-
-    def _tick(self) -> Deferred[None]:
-        """One tick, as the Deferred the loop waits on (never fails)."""
-        d: Deferred[None] = Deferred.fromCoroutine(self._reap_quietly())
-        self._tick_in_flight = d
-
-        def _done(result: Any) -> Any:
-            if self._tick_in_flight is d:
-                self._tick_in_flight = None
-            return result
-
-        d.addBoth(_done)
-        return d
-
-    async def _reap_quietly(self) -> None:
+    async def tick(self) -> None:
+        """One tick of the loop: `reap_once`."""
         await self.reap_once()
 
     async def reap_once(self) -> int:

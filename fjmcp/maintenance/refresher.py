@@ -56,20 +56,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from attrs import define, field, frozen
-from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
     DeferredList,
     DeferredSemaphore,
-    succeed,
 )
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from fjmcp.interfaces import ISessionControl, IUpstreamTokens, UpstreamToken
+from fjmcp.maintenance.loop import LoopingService
 from fjmcp.maintenance.revocation import RevokeResult
 from fjmcp.store.runner import Cursor, TxnRunner
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
@@ -277,7 +276,7 @@ def _default_panic(failure: Failure, key: str) -> None:
 
 
 @define(eq=False)
-class TokenRefresher(Service):
+class TokenRefresher(LoopingService):
     """
     The Forgejo token refresher and user checker (see the module docstring).
 
@@ -296,6 +295,7 @@ class TokenRefresher(Service):
     """
 
     log: ClassVar[Logger] = Logger()
+    label: ClassVar[str] = "token refresher"
 
     _tokens: IRefreshableTokens
     _upstream: IUpstreamTokens
@@ -312,8 +312,6 @@ class TokenRefresher(Service):
     max_concurrent: int = field(default=4, kw_only=True)
     _panic: Callable[[Failure, str], None] = field(default=_default_panic, kw_only=True)
 
-    _loop: LoopingCall | None = field(default=None, init=False)
-    _tick_in_flight: Deferred[None] | None = field(default=None, init=False)
     _flights: dict[str, Deferred[RefreshOutcome]] = field(factory=dict, init=False)
     _checks: dict[str, Deferred[None]] = field(factory=dict, init=False)
     _last_check: dict[str, float] = field(factory=dict, init=False)
@@ -334,15 +332,6 @@ class TokenRefresher(Service):
 
     # --- service ---------------------------------------------------------------
 
-    def startService(self) -> None:
-        """Start ticking; the first tick comes one interval after start."""
-        super().startService()  # type: ignore[no-untyped-call]
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self._clock
-        self._loop.start(self.interval, now=False).addErrback(
-            lambda f: self.log.failure("the token refresher loop died", f)
-        )
-
     def stopService(self) -> Deferred[None]:
         """
         Stop ticking and cut every backoff wait short; fires once the tick,
@@ -350,20 +339,16 @@ class TokenRefresher(Service):
         to Forgejo is let finish (bounded by the client's timeout), so a
         refresh token Forgejo may already have spent is never lost.
         """
-        super().stopService()  # type: ignore[no-untyped-call]
-        loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
+        tick_done = super().stopService()
         for wait in list(self._waits):
             wait.cancel()
         pending: list[Deferred[Any]] = [
             *self._flights.values(),
             *self._checks.values(),
         ]
-        if self._tick_in_flight is not None:
-            pending.append(self._tick_in_flight)
         if not pending:
-            return succeed(None)
+            return tick_done
+        pending.append(tick_done)
         done: Deferred[None] = Deferred()
         # Observers only: the flights' own results stay with their callers.
         together: Deferred[Any] = DeferredList(
@@ -372,24 +357,9 @@ class TokenRefresher(Service):
         together.addBoth(lambda _: done.callback(None))
         return done
 
-    def _tick(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred.fromCoroutine(self._tick_quietly())
-        self._tick_in_flight = d
-
-        def _done(result: Any) -> Any:
-            if self._tick_in_flight is d:
-                self._tick_in_flight = None
-            return result
-
-        d.addBoth(_done)
-        return d
-
-    async def _tick_quietly(self) -> None:
-        try:
-            await self.check_once()
-        except Exception:
-            # Catch-and-log: one bad tick must not stop every later refresh.
-            self.log.failure("token refresher tick failed; trying again next tick")
+    async def tick(self) -> None:
+        """One tick of the loop: `check_once` (a failure is logged by the base)."""
+        await self.check_once()
 
     # --- the tick ----------------------------------------------------------------
 

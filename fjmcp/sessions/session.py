@@ -106,11 +106,6 @@ class Session:
     log = Logger()
 
     @property
-    def owner_key(self) -> Hashable:
-        """The key the session's children are owned under."""
-        return owner_key_for_session(self.id)
-
-    @property
     def short_id(self) -> str:
         """A prefix of the id, for logs (not enough to use the session)."""
         return self.id[:8]

@@ -203,13 +203,6 @@ class SseWriter:
             self._request.loseConnection()
         self.on_lost(self, reason)
 
-    def hang_up(self) -> None:
-        """Close the connection after what was written (server-side polling)."""
-        if self.closed:
-            return
-        self.finish()
-        self.on_lost(self, "closed by the server")
-
     # -- IPushProducer (the transport's flow control) ----------------------
 
     def pauseProducing(self) -> None:

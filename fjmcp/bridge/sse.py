@@ -20,7 +20,7 @@ through ``notifyFinish`` and cleans up its timers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import IO, Any, Final, Protocol
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 __all__ = [
     "SSE_HEADERS",
+    "McpRequest",
     "StreamRequest",
     "SseWriter",
     "encode_comment",
@@ -74,6 +75,21 @@ class StreamRequest(Protocol):
 
     def loseConnection(self) -> None:
         """Close the connection."""
+
+
+class McpRequest(StreamRequest, Protocol):
+    """What ``/mcp`` reads of a twisted.web request, besides streaming."""
+
+    @property
+    def method(self) -> bytes:
+        """The HTTP method."""
+
+    @property
+    def content(self) -> IO[bytes] | None:
+        """The request body."""
+
+    def getHeader(self, key: bytes) -> bytes | None:
+        """One request header, or None."""
 
 
 def encode_event(

@@ -68,6 +68,7 @@ from fjmcp.bridge.router import (
     SessionBridge,
     StreamConflictError,
 )
+from fjmcp.bridge.sse import McpRequest
 from fjmcp.config import Config, is_loopback_host
 from fjmcp.interfaces import (
     ChildSpec,
@@ -228,7 +229,7 @@ class McpResource(Resource):
 
     # -- entry ---------------------------------------------------------------
 
-    def render(self, request: Any) -> int:
+    def render(self, request: McpRequest) -> int:
         """Run the checks in order; every branch answers on its own."""
         request.setHeader(b"Cache-Control", b"no-cache")
         host = request.getHeader(b"host")
@@ -279,7 +280,7 @@ class McpResource(Resource):
             host = f"[{host}]"
         return f"{parts.scheme}://{host}" in self._any_port
 
-    def _preflight(self, request: Any) -> int:
+    def _preflight(self, request: McpRequest) -> int:
         request.setResponseCode(204)
         request.setHeader(b"Access-Control-Allow-Methods", ALLOWED_METHODS)
         asked = request.getHeader(b"access-control-request-headers")
@@ -292,7 +293,7 @@ class McpResource(Resource):
         request.finish()
         return NOT_DONE_YET
 
-    def _authenticated(self, request: Any, outcome: Identity | Failure) -> None:
+    def _authenticated(self, request: McpRequest, outcome: Identity | Failure) -> None:
         if isinstance(outcome, Failure):
             error = outcome.value
             if isinstance(error, InvalidToken):
@@ -319,7 +320,7 @@ class McpResource(Resource):
 
     def _fail(
         self,
-        request: Any,
+        request: McpRequest,
         status: int,
         code: int,
         message: str,
@@ -335,12 +336,12 @@ class McpResource(Resource):
         request.finish()
         return NOT_DONE_YET
 
-    def _accepted(self, request: Any) -> None:
+    def _accepted(self, request: McpRequest) -> None:
         request.setResponseCode(202)
         request.setHeader(b"Content-Length", b"0")
         request.finish()
 
-    def _unexpected(self, failure: Failure, request: Any) -> None:
+    def _unexpected(self, failure: Failure, request: McpRequest) -> None:
         self.log.failure("/mcp request failed", failure)
         if not getattr(request, "finished", False) and not getattr(
             request, "startedWriting", False
@@ -348,7 +349,7 @@ class McpResource(Resource):
             self._fail(request, 500, INTERNAL_ERROR, "internal error")
 
     def _session_error(
-        self, request: Any, error: SessionError, id_json: str | None = None
+        self, request: McpRequest, error: SessionError, id_json: str | None = None
     ) -> None:
         if error.retry_after is not None:
             request.setHeader(b"Retry-After", b"%d" % error.retry_after)
@@ -364,7 +365,7 @@ class McpResource(Resource):
             data=dict(error.data) if error.data else None,
         )
 
-    def _session(self, request: Any, identity: Identity) -> Session | None:
+    def _session(self, request: McpRequest, identity: Identity) -> Session | None:
         """The session the request names (answering the request when there is none)."""
         sid = request.getHeader(b"mcp-session-id")
         if sid is None:
@@ -385,7 +386,7 @@ class McpResource(Resource):
         session.touch(self._clock.seconds())
         return session
 
-    def _version_ok(self, request: Any, session: Session) -> bool:
+    def _version_ok(self, request: McpRequest, session: Session) -> bool:
         header = request.getHeader(b"mcp-protocol-version")
         if header is None:
             return True
@@ -426,7 +427,7 @@ class McpResource(Resource):
 
     # -- POST ------------------------------------------------------------------
 
-    def _post(self, request: Any, identity: Identity) -> None:
+    def _post(self, request: McpRequest, identity: Identity) -> None:
         has_session = request.getHeader(b"mcp-session-id") is not None
         session = None
         if has_session:
@@ -484,7 +485,7 @@ class McpResource(Resource):
         self._dispatch(request, session, messages, is_batch, sse_ok)
 
     def _initialize(
-        self, request: Any, identity: Identity, message: Message, sse_ok: bool
+        self, request: McpRequest, identity: Identity, message: Message, sse_ok: bool
     ) -> None:
         requested = message.params.get("protocolVersion")
         requested = requested if isinstance(requested, str) else None
@@ -510,7 +511,7 @@ class McpResource(Resource):
 
     def _dispatch(
         self,
-        request: Any,
+        request: McpRequest,
         session: Session,
         messages: list[Message],
         is_batch: bool,
@@ -549,7 +550,7 @@ class McpResource(Resource):
 
     # -- GET -------------------------------------------------------------------
 
-    def _get(self, request: Any, identity: Identity) -> None:
+    def _get(self, request: McpRequest, identity: Identity) -> None:
         session = self._session(request, identity)
         if session is None:
             return
@@ -587,7 +588,7 @@ class McpResource(Resource):
 
     # -- DELETE ----------------------------------------------------------------
 
-    def _delete(self, request: Any, identity: Identity) -> None:
+    def _delete(self, request: McpRequest, identity: Identity) -> None:
         session = self._session(request, identity)
         if session is None:
             return

@@ -26,6 +26,24 @@ def _ready(h: Harness, **kw: Any) -> tuple[str, Any]:
     return sid, child
 
 
+def _answer_initialize(child: Any, capabilities: Any = None) -> None:
+    """Answer the broker's replayed ``initialize`` on a respawned child."""
+    init = json.loads(child.written[0])
+    child.emit(
+        line(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": capabilities or {"tools": {}},
+                    "serverInfo": {"name": "fake", "version": "2"},
+                },
+            }
+        )
+    )
+
+
 def test_session_ids_are_192_bit_visible_ascii() -> None:
     """Ids are 32 URL-safe characters (192 bits), all different."""
     ids = {new_session_id() for _ in range(200)}
@@ -140,19 +158,7 @@ def test_respawn_replays_client_state_and_swaps_invisibly() -> None:
     assert new.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
     init = json.loads(new.written[0])
     assert init["method"] == "initialize" and init["id"].startswith("fjmcp-respawn-")
-    new.emit(
-        json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": init["id"],
-                "result": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "fake", "version": "2"},
-                },
-            }
-        ).encode()
-    )
+    _answer_initialize(new)
     methods = [json.loads(w).get("method") for w in new.written]
     assert methods == [
         "initialize",
@@ -186,20 +192,7 @@ def test_respawn_ends_the_session_when_capabilities_change() -> None:
     sid, old = _ready(h)
     h.registry.token_rotated(h.tokens.rotate("alice"))
     new = h.spawner.last
-    init = json.loads(new.written[0])
-    new.emit(
-        line(
-            {
-                "jsonrpc": "2.0",
-                "id": init["id"],
-                "result": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {"tools": {}, "prompts": {}},
-                    "serverInfo": {"name": "fake", "version": "2"},
-                },
-            }
-        )
-    )
+    _answer_initialize(new, {"tools": {}, "prompts": {}})
     assert h.registry.get(sid) is None
     assert not new.alive and not old.alive
     assert h.post(rpc(1, "ping"), session=sid).status == 404
@@ -236,41 +229,11 @@ def test_old_child_exit_during_drain_does_not_end_the_session() -> None:
     inflight = h.post(rpc(3, "tools/call", {"name": "slow"}), session=sid)
     h.registry.token_rotated(h.tokens.rotate("alice"))
     new = h.spawner.last
-    init = json.loads(new.written[0])
-    new.emit(
-        line(
-            {
-                "jsonrpc": "2.0",
-                "id": init["id"],
-                "result": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "fake", "version": "2"},
-                },
-            }
-        )
-    )
+    _answer_initialize(new)
     old.exit(ChildExit("exited", exit_code=1))
     assert inflight.messages()[-1]["error"]["code"] == -32603
     assert h.registry.get(sid) is not None
     assert h.post(rpc(4, "ping"), session=sid).status == 200
-
-
-def _answer_initialize(child: Any) -> None:
-    init = json.loads(child.written[0])
-    child.emit(
-        line(
-            {
-                "jsonrpc": "2.0",
-                "id": init["id"],
-                "result": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "fake", "version": "2"},
-                },
-            }
-        )
-    )
 
 
 def test_rotation_during_a_respawn_is_applied_after_it() -> None:
@@ -359,20 +322,7 @@ def test_old_child_is_stopped_after_the_drain_timeout() -> None:
     inflight = h.post(rpc(2, "tools/call", {"name": "slow"}), session=sid)
     h.registry.token_rotated(h.tokens.rotate("alice"))
     new = h.spawner.last
-    init = json.loads(new.written[0])
-    new.emit(
-        json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": init["id"],
-                "result": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "fake", "version": "2"},
-                },
-            }
-        ).encode()
-    )
+    _answer_initialize(new)
     new.emit(result(json.loads(new.written[-1])["id"]))  # setLevel's answer
     session = h.registry.get(sid)
     assert session is not None and session.generation == 2

@@ -13,10 +13,15 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
-from fjmcp.interfaces import ChildExit, ChildSpec, Identity
+from fjmcp.interfaces import ChildExit, ChildSpec, IChild, Identity
 from fjmcp.maintenance.reaper import IdleReaper
-from fjmcp.sessions.registry import SessionNotFoundError, SessionRegistry
-from fjmcp.sessions.session import Session
+from fjmcp.sessions.handshake import Handshake
+from fjmcp.sessions.owner import ChildOwner
+from fjmcp.sessions.registry import (
+    SessionNotFoundError,
+    SessionRegistry,
+    new_session_id,
+)
 from fjmcp.testing import FakeSpawner
 from fjmcp.upstream.forgejo import ForgejoTokens
 from tests.maintenance.support import MemoryTokens
@@ -190,9 +195,21 @@ def test_restart_after_stop_ticks_again() -> None:
 # --- with the real session registry ---------------------------------------------
 
 
+class NoRespawn:
+    """A handshaker that never brings a child up (these tests rotate no token)."""
+
+    ready = False
+
+    def begin(self, child: IChild, generation: int) -> Handshake:
+        """Never called: not `ready`."""
+        raise AssertionError("no respawn expected")
+
+
 @define
 class BusyRouter:
     """A session router whose only state is whether it is busy."""
+
+    handshaker: NoRespawn = field(factory=NoRespawn)
 
     busy: bool = False
     closed: list[str] = field(factory=list)
@@ -229,12 +246,14 @@ class Broker:
     registry: SessionRegistry
     reaper: IdleReaper
 
-    def open_session(self, user: str = "alice") -> tuple[Session, BusyRouter]:
+    def open_session(self, user: str = "alice") -> tuple[ChildOwner, BusyRouter]:
         """A live session of ``user`` with its router."""
         router = BusyRouter()
         session = result_of(
             Deferred.fromCoroutine(
-                self.registry.create(Identity(user, "client"), lambda s: router)
+                self.registry.create(
+                    new_session_id(), Identity(user, "client"), lambda s: router
+                )
             )
         )
         return session, router

@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from attrs import define, field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -31,6 +30,7 @@ from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import SessionRegistry, SpawnFailedError
 from fjmcp.testing import FakeChild, FakeSpawner, RecordingReceiver
 from tests.bridge.support import FakeTokens, line, note, result, rpc, spec_factory
+from tests.sessions.support import QuietRouter
 
 VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 ALICE = Identity("alice", "client-a")
@@ -231,39 +231,6 @@ def test_broker_initialize_toward_a_dead_child_fails() -> None:
 # -- through the registry: an identity's child ---------------------------------
 
 
-@define(eq=False)
-class IdentityRouter:
-    """The least router an identity's child needs: the broker's handshaker."""
-
-    handshaker: BrokerInitializer
-    lines: list[tuple[int, bytes]] = field(factory=list)
-    closed: list[str] = field(factory=list)
-    busy: bool = False
-
-    def line_received(self, generation: int, line: bytes) -> None:
-        """Record what the child wrote after its handshake."""
-        self.lines.append((generation, line))
-
-    def child_exited(self, generation: int, exit: ChildExit) -> None:
-        """Nothing in flight to fail."""
-
-    def close(self, reason: str) -> None:
-        """Record the end."""
-        self.closed.append(reason)
-
-    def when_generation_idle(self, generation: int) -> Deferred[None]:
-        """Nothing in flight."""
-        return succeed(None)
-
-    def when_idle(self) -> Deferred[None]:
-        """Nothing in flight."""
-        return succeed(None)
-
-    def drain(self) -> Deferred[None]:
-        """Nothing to drain."""
-        return succeed(None)
-
-
 def _registry(clock: Clock) -> tuple[SessionRegistry, FakeSpawner, FakeTokens]:
     spawner, tokens = FakeSpawner(), FakeTokens()
     registry = SessionRegistry(
@@ -282,7 +249,7 @@ def test_identity_child_is_initialized_by_the_broker_before_use() -> None:
     clock = Clock()
     registry, spawner, tokens = _registry(clock)
     negotiated = Negotiated()
-    router = IdentityRouter(_initializer(clock, negotiated))
+    router = QuietRouter(_initializer(clock, negotiated))
     created = Deferred.fromCoroutine(
         registry.create(IdentityKey.of(ALICE), ALICE, lambda o: router, bring_up=True)
     )
@@ -315,7 +282,7 @@ def test_identity_child_that_refuses_initialize_is_not_kept() -> None:
     given back, and the creation fails with a 503."""
     clock = Clock()
     registry, spawner, _ = _registry(clock)
-    router = IdentityRouter(_initializer(clock, Negotiated()))
+    router = QuietRouter(_initializer(clock, Negotiated()))
     created = Deferred.fromCoroutine(
         registry.create(IdentityKey.of(ALICE), ALICE, lambda o: router, bring_up=True)
     )

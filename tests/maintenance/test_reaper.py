@@ -13,9 +13,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
-from fjmcp.interfaces import ChildExit, ChildSpec, IChild, Identity
+from fjmcp.interfaces import ChildSpec, Identity
 from fjmcp.maintenance.reaper import IdleReaper
-from fjmcp.sessions.handshake import Handshake
 from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import (
     SessionNotFoundError,
@@ -25,6 +24,7 @@ from fjmcp.sessions.registry import (
 from fjmcp.testing import FakeSpawner
 from fjmcp.upstream.forgejo import ForgejoTokens
 from tests.maintenance.support import MemoryTokens
+from tests.sessions.support import QuietRouter
 from tests.standin.support import result_of
 
 INTERVAL = 30.0
@@ -195,48 +195,6 @@ def test_restart_after_stop_ticks_again() -> None:
 # --- with the real session registry ---------------------------------------------
 
 
-class NoRespawn:
-    """A handshaker that never brings a child up (these tests rotate no token)."""
-
-    ready = False
-
-    def begin(self, child: IChild, generation: int) -> Handshake:
-        """Never called: not `ready`."""
-        raise AssertionError("no respawn expected")
-
-
-@define
-class BusyRouter:
-    """A session router whose only state is whether it is busy."""
-
-    handshaker: NoRespawn = field(factory=NoRespawn)
-
-    busy: bool = False
-    closed: list[str] = field(factory=list)
-
-    def line_received(self, generation: int, line: bytes) -> None:
-        """Ignore child output."""
-
-    def child_exited(self, generation: int, exit: ChildExit) -> None:
-        """Ignore child exits."""
-
-    def close(self, reason: str) -> None:
-        """Record why the session ended."""
-        self.closed.append(reason)
-
-    def when_generation_idle(self, generation: int) -> Deferred[None]:
-        """Already idle."""
-        return succeed(None)
-
-    def when_idle(self) -> Deferred[None]:
-        """Already idle."""
-        return succeed(None)
-
-    def drain(self) -> Deferred[None]:
-        """Nothing to drain."""
-        return succeed(None)
-
-
 @define
 class Broker:
     """A registry on fake children, and the reaper over it."""
@@ -246,9 +204,9 @@ class Broker:
     registry: SessionRegistry
     reaper: IdleReaper
 
-    def open_session(self, user: str = "alice") -> tuple[ChildOwner, BusyRouter]:
+    def open_session(self, user: str = "alice") -> tuple[ChildOwner, QuietRouter]:
         """A live session of ``user`` with its router."""
-        router = BusyRouter()
+        router = QuietRouter()
         session = result_of(
             Deferred.fromCoroutine(
                 self.registry.create(

@@ -120,6 +120,13 @@ class ChildOwner:
         return self.id[:8] if isinstance(self.key, str) else self.id
 
     @property
+    def described(self) -> str:
+        """``session <short id>`` or the identity key's label, for logs."""
+        if isinstance(self.key, str):
+            return f"session {self.short_id}"
+        return self.key.label
+
+    @property
     def user(self) -> str:
         """The Forgejo login that owns the children."""
         return self.identity.user
@@ -155,8 +162,8 @@ class ChildOwner:
             child.write_line(line)
         except Exception:
             self.log.info(
-                "owner {owner}: child is gone; message not delivered",
-                owner=self.short_id,
+                "{owner}: child is gone; message not delivered",
+                owner=self.described,
             )
             return False
         return True

@@ -300,7 +300,7 @@ class SessionRegistry:
         self.started += 1
         self.log.info(
             "{owner} started for {user} via {client} (token {token_id})",
-            owner=_describe(owner),
+            owner=owner.described,
             user=identity.user,
             client=identity.client_id,
             token_id=identity.token_id,
@@ -327,7 +327,7 @@ class SessionRegistry:
         if owner.user != identity.user or owner.client_id != identity.client_id:
             self.log.warn(
                 "{owner} of {user_owner} presented by {user} via {client}",
-                owner=_describe(owner),
+                owner=owner.described,
                 user_owner=owner.user,
                 user=identity.user,
                 client=identity.client_id,
@@ -400,7 +400,7 @@ class SessionRegistry:
         self.ended += 1
         self.log.info(
             "{owner} of {user} ended: {reason}",
-            owner=_describe(owner),
+            owner=owner.described,
             user=owner.user,
             reason=reason,
         )
@@ -517,7 +517,7 @@ class SessionRegistry:
         d = Deferred.fromCoroutine(self._respawn(owner))
         d.addErrback(
             lambda f: self.log.failure(
-                "respawn of {owner} failed", f, owner=_describe(owner)
+                "respawn of {owner} failed", f, owner=owner.described
             )
         )
 
@@ -556,9 +556,3 @@ class SessionRegistry:
     def tokens(self) -> IUpstreamTokens:
         """Where the users' current Forgejo tokens come from."""
         return self._tokens
-
-
-def _describe(owner: ChildOwner) -> str:
-    if isinstance(owner.key, str):
-        return f"session {owner.short_id}"
-    return owner.key.label

@@ -67,7 +67,7 @@ async def respawn_owner(registry: SessionRegistry, owner: ChildOwner) -> None:
         await bring_up_child(owner, child, receiver, generation)
     except HandshakeFailedError as e:
         log.warn(
-            "{owner}: respawn failed: {reason}", owner=owner.short_id, reason=e.reason
+            "{owner}: respawn failed: {reason}", owner=owner.described, reason=e.reason
         )
         owner.children.pop(generation, None)
         await child.stop()
@@ -83,7 +83,7 @@ async def respawn_owner(registry: SessionRegistry, owner: ChildOwner) -> None:
     log.info(
         "{owner}: child replaced (generation {generation}, token generation "
         "{token_generation})",
-        owner=owner.short_id,
+        owner=owner.described,
         generation=generation,
         token_generation=token.generation,
     )
@@ -97,7 +97,7 @@ async def respawn_owner(registry: SessionRegistry, owner: ChildOwner) -> None:
     except TimeoutError:
         log.info(
             "{owner}: requests still on the old child after {timeout:g}s; stopping it",
-            owner=owner.short_id,
+            owner=owner.described,
             timeout=registry.drain_timeout,
         )
     await old_child.stop()

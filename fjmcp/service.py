@@ -81,7 +81,7 @@ from fjmcp.supervisor.environment import child_spec
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.health import Health
-from fjmcp.web.mcp_resource import build_mcp
+from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
@@ -411,16 +411,21 @@ class BrokerService(MultiService):
         # --- bridge (issue 5): /mcp, its sessions and their children
         supervisor = Supervisor(self._reactor)
         config = self._config
-        mcp, wiring.sessions = build_mcp(
-            config,
+        wiring.sessions = SessionRegistry(
+            supervisor,
+            wiring.upstream_tokens,
+            lambda token, label: child_spec(config, token=token, label=label),
             self._reactor,
+            max_children=config.max_children,
+            max_children_per_user=config.max_children_per_user,
+            drain_timeout=config.child_drain_timeout,
+        )
+        mcp = McpResource(
+            config=config,
             authenticator=wiring.authenticator,
             challenge=lambda sent: challenge_header(config, token_sent=sent),
-            tokens=wiring.upstream_tokens,
-            spawner=supervisor,
-            spec_factory=lambda token, label: child_spec(
-                config, token=token, label=label
-            ),
+            registry=wiring.sessions,
+            clock=self._reactor,
         )
         wiring.plain[b"mcp"] = mcp
         authorization.session_control = wiring.sessions

@@ -104,3 +104,33 @@ def test_production_code_never_imports_the_standin(path: Path) -> None:
         if _matches(m, ("fjmcp.standin", "fjmcp.demo"))
     ]
     assert bad == []
+
+
+def test_sessions_source_imports_no_bridge_or_web() -> None:
+    """
+    No module of ``fjmcp/sessions`` imports ``fjmcp.bridge`` or ``fjmcp.web``
+    (not even for type checking): sessions own children and know no MCP.
+    """
+    files = sorted((PACKAGE / "sessions").rglob("*.py"))
+    assert files, "the sessions package moved"
+    bad = {
+        str(path.relative_to(REPO)): m
+        for path in files
+        for m in imported_modules(path)
+        if _matches(m, ("fjmcp.bridge", "fjmcp.web"))
+    }
+    assert bad == {}
+
+
+def test_sessions_load_no_bridge_transitively() -> None:
+    """Importing the sessions package (and what it imports) loads no bridge or web."""
+    code = (
+        "import sys\n"
+        "import fjmcp.sessions.registry, fjmcp.sessions.owner\n"
+        "import fjmcp.sessions.handshake, fjmcp.sessions.respawn\n"
+        "bad = [m for m in sys.modules\n"
+        "       if m.startswith(('fjmcp.bridge', 'fjmcp.web'))]\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    assert_python_succeeds(code)

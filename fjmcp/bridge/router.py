@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from fjmcp.bridge.handshake import Negotiated, ReplayHandshaker, ReplayState
 from fjmcp.bridge.jsonrpc import (
     INTERNAL_ERROR,
     JsonRpcError,
@@ -49,8 +50,8 @@ from fjmcp.bridge.jsonrpc import (
 from fjmcp.bridge.replay import Stream, parse_event_id
 from fjmcp.bridge.sse import SseWriter, StreamRequest
 from fjmcp.interfaces import ChildExit
+from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import describe_exit
-from fjmcp.sessions.session import Session
 
 __all__ = [
     "BridgeSettings",
@@ -192,11 +193,17 @@ def route(
 
 @define(eq=False)
 class SessionBridge:
-    """The bridge's state for one session (implements `SessionRouter`)."""
+    """
+    The bridge's state for one session (implements
+    `fjmcp.sessions.owner.OwnerRouter`): its streams, what its child
+    negotiated, and what a respawned child must be replayed.
+    """
 
-    session: Session
+    session: ChildOwner
     _clock: IReactorTime
     settings: BridgeSettings
+    negotiated: Negotiated = field(factory=Negotiated)
+    replay: ReplayState = field(factory=ReplayState)
     _in_flight: dict[str, Exchange] = field(factory=dict)
     _streams: dict[int, Stream] = field(factory=dict)
     _next_stream: int = 1
@@ -212,6 +219,18 @@ class SessionBridge:
     """Messages dropped (queue overflow, unknown response ids)."""
 
     log = Logger()
+
+    # -- the MCP session -------------------------------------------------------
+
+    @property
+    def protocol_version(self) -> str | None:
+        """The version the child answered ``initialize`` with (None until then)."""
+        return self.negotiated.protocol_version
+
+    @property
+    def handshaker(self) -> ReplayHandshaker:
+        """Brings a respawned child into this session's state."""
+        return ReplayHandshaker(self.replay, self.negotiated, self._clock)
 
     # -- the HTTP side -------------------------------------------------------
 
@@ -336,7 +355,7 @@ class SessionBridge:
                 return
             session.write(msg.line)
             return
-        session.remember(msg.method, msg.body.get("params"), msg.line)
+        self.replay.remember(msg)
         if msg.kind is Kind.REQUEST:
             if not session.write(msg.line):
                 self._fail(
@@ -499,11 +518,7 @@ class SessionBridge:
             stream.send(message)
 
     def _initialized(self, msg: Message) -> None:
-        result = msg.body.get("result")
-        if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
-            self.session.protocol_version = result["protocolVersion"]
-            self.session.init_result = result
-        else:
+        if not self.negotiated.record(msg.body.get("result")):
             self.session.request_end(self.session, "initialize failed")
 
     def _answer(self, ex: Exchange, line: bytes) -> None:

@@ -1,19 +1,26 @@
 # -*- test-case-name: tests.sessions.test_registry -*-
 """
-The live sessions: creation under caps, lookup bound to an identity, ending
-them (DELETE, idle, child exit, revocation, shutdown), and the child swap
-when a user's Forgejo token is refreshed.
+The table of child owners: creation under caps, lookup bound to an identity
+(by owner key, by user, by user and client), ending them (DELETE, idle,
+child exit, revocation, shutdown), and the child swap when a user's Forgejo
+token is refreshed.
+
+An owner is an MCP session today (keyed by its session id) and an identity
+for the stateless protocol (keyed by `IdentityKey`); both live in the same
+tables and count against the same caps. Nothing here speaks MCP: a new
+child is brought up through the owner's `Handshaker` (the bridge's).
 
 Everything is in memory: after a restart no session id is known, so every
 old id gets 404 and clients initialize again, as the MCP transport expects.
 Session ids are 192 random bits from `secrets`, URL-safe base64 (visible
 ASCII, as the specification requires).
 
-Caps count children by owner: ``max_children`` overall (503) and
-``max_children_per_user`` (429). A session is one owner; the stateless
-protocol's children will be owned by an identity and counted in the same
-tables (`SessionRegistry.reserve` / `release` take the user, not the
-session).
+Caps count children by user: ``max_children`` overall (503) and
+``max_children_per_user`` (429) (`SessionRegistry.reserve` / `release`).
+
+A respawn starts from `SessionRegistry.token_rotated` or from the bridge's
+dispatch (`SessionRegistry.respawn_if_stale`), never from a lookup: a GET
+or DELETE never launches a process.
 """
 
 from __future__ import annotations
@@ -30,17 +37,21 @@ from twisted.logger import Logger
 from fjmcp.interfaces import (
     ChildExit,
     ChildSpec,
+    IChild,
     Identity,
     ISpawner,
     IUpstreamTokens,
     UpstreamToken,
 )
-from fjmcp.sessions.respawn import respawn_session
-from fjmcp.sessions.session import Session, SessionRouter
+from fjmcp.sessions.handshake import Handshake, HandshakeFailedError
+from fjmcp.sessions.owner import ChildOwner, OwnerKey, OwnerRouter
+from fjmcp.sessions.respawn import bring_up_child, respawn_owner
 
 __all__ = [
     "CapExceededError",
+    "GenerationReceiver",
     "NoUpstreamTokenError",
+    "OwnerExistsError",
     "SessionError",
     "SessionForbiddenError",
     "SessionNotFoundError",
@@ -53,7 +64,7 @@ __all__ = [
 SESSION_ID_BYTES: Final = 24  # 192 bits
 
 SpecFactory = Callable[[UpstreamToken, str], ChildSpec]
-RouterFactory = Callable[[Session], SessionRouter]
+RouterFactory = Callable[[ChildOwner], OwnerRouter]
 
 
 class SessionError(Exception):
@@ -92,6 +103,12 @@ class CapExceededError(SessionError):
         self.data = {"cap": cap, "limit": limit}
 
 
+class OwnerExistsError(SessionError):
+    """An owner with this key is live already: 409."""
+
+    status = 409
+
+
 class NoUpstreamTokenError(SessionError):
     """The user has no usable Forgejo token: they must sign in again (401)."""
 
@@ -123,26 +140,29 @@ def describe_exit(exit: ChildExit) -> str:
 
 
 @define(eq=False)
-class _GenerationReceiver:
-    """The `ChildReceiver` of one child generation of one session."""
+class GenerationReceiver:
+    """The `ChildReceiver` of one child generation of one owner."""
 
     _registry: SessionRegistry
-    _session: Session
+    _owner: ChildOwner
     _generation: int
-    intercept: Callable[[bytes], bool] | None = None
-    """While a respawned child is being initialized: consumes its lines."""
+    intercept: Handshake | None = None
+    """While a new child is being brought up: consumes its lines."""
 
     def line_received(self, line: bytes) -> None:
-        """Hand the line to the respawn handshake or to the router."""
-        if self.intercept is not None and self.intercept(line):
+        """Hand the line to the handshake or to the router."""
+        if self.intercept is not None:
+            self.intercept.line_received(line)
             return
-        router = self._session.router
+        router = self._owner.router
         if router is not None:
             router.line_received(self._generation, line)
 
     def child_exited(self, exit: ChildExit) -> None:
-        """Tell the registry (the session may end)."""
-        self._registry._child_gone(self._session, self._generation, exit)
+        """Tell the registry (the owner may end)."""
+        if self.intercept is not None:
+            self.intercept.abort("the new child exited during the handshake")
+        self._registry._child_gone(self._owner, self._generation, exit)
 
 
 @frozen
@@ -159,7 +179,7 @@ class Counts:
 @define(eq=False)
 class SessionRegistry:
     """
-    Every live session of this broker (see the module docstring).
+    Every live owner of children on this broker (see the module docstring).
 
     :param spec_factory: ``(token, label) -> ChildSpec``; production passes
         ``lambda t, label: child_spec(config, token=t, label=label)``.
@@ -175,7 +195,9 @@ class SessionRegistry:
     retry_after: int = 5
     drain_timeout: float = 120.0
     """How long requests in flight may finish on a replaced child."""
-    _sessions: dict[str, Session] = field(factory=dict)
+    _owners: dict[OwnerKey, ChildOwner] = field(factory=dict)
+    _by_user: dict[str, dict[OwnerKey, ChildOwner]] = field(factory=dict)
+    _by_grant: dict[tuple[str, str], dict[OwnerKey, ChildOwner]] = field(factory=dict)
     _children_total: int = 0
     _children_by_user: dict[str, int] = field(factory=dict)
     _newest_token: dict[str, int] = field(factory=dict)
@@ -218,15 +240,23 @@ class SessionRegistry:
 
     async def create(
         self,
+        key: OwnerKey,
         identity: Identity,
         router_factory: RouterFactory,
         *,
-        requested_version: str | None = None,
-    ) -> Session:
+        bring_up: bool = False,
+    ) -> ChildOwner:
         """
-        Start a session for ``identity``: reserve a child, get the user's
-        Forgejo token, spawn the child. Raises a `SessionError` subclass.
+        Start an owner ``key`` for ``identity``: reserve a child, get the
+        user's Forgejo token, spawn the child. Raises a `SessionError`
+        subclass (`OwnerExistsError` when ``key`` is live).
+
+        :param bring_up: run the router's `Handshaker` on the first child
+            before the owner is returned (a child no client initializes);
+            a session's first child is initialized by its client instead.
         """
+        if key in self._owners:
+            raise OwnerExistsError("this owner already has a child")
         self.reserve(identity.user)
         try:
             token = await self._tokens.current(identity.user)
@@ -240,22 +270,24 @@ class SessionRegistry:
             raise NoUpstreamTokenError(
                 "no Forgejo token for this user: sign in again"
             ) from None
+        if key in self._owners:  # created meanwhile (the token was not cached)
+            self.release(identity.user)
+            raise OwnerExistsError("this owner already has a child")
         now = self._clock.seconds()
-        session = Session(
-            id=new_session_id(),
+        owner = ChildOwner(
+            key=key,
             identity=identity,
             created_at=now,
             last_activity=now,
             token_generation=token.generation,
-            requested_version=requested_version,
         )
-        session.request_end = self.end
-        session.router = router_factory(session)
+        owner.request_end = self.end
+        owner.router = router_factory(owner)
         self._note_token(token)
+        receiver = GenerationReceiver(self, owner, 1)
         try:
             child = self._spawner.spawn(
-                self._spec_factory(token, self._label(session)),
-                _GenerationReceiver(self, session, 1),
+                self._spec_factory(token, self._label(owner)), receiver
             )
         except Exception:
             self.release(identity.user)
@@ -263,117 +295,146 @@ class SessionRegistry:
                 "could not start the MCP server for {user}", user=identity.user
             )
             raise SpawnFailedError("could not start the MCP server process") from None
-        session.children[1] = child
-        self._sessions[session.id] = session
+        owner.children[1] = child
+        self._add(owner)
         self.started += 1
         self.log.info(
-            "session {session} started for {user} via {client} (token {token_id})",
-            session=session.short_id,
+            "{owner} started for {user} via {client} (token {token_id})",
+            owner=owner.described,
             user=identity.user,
             client=identity.client_id,
             token_id=identity.token_id,
         )
-        return session
+        if bring_up:
+            try:
+                await bring_up_child(owner, child, receiver, 1)
+            except HandshakeFailedError as e:
+                await self.end(owner, e.reason)
+                raise SpawnFailedError(
+                    f"the MCP server process did not start: {e.reason}"
+                ) from None
+        return owner
 
-    def lookup(self, session_id: str, identity: Identity) -> Session:
+    def lookup(self, key: OwnerKey, identity: Identity) -> ChildOwner:
         """
-        The live session ``session_id`` of ``identity``. Raises
-        `SessionNotFoundError` (unknown or ended) or `SessionForbiddenError` (another
-        identity's session).
+        The live owner ``key`` of ``identity``. Raises `SessionNotFoundError`
+        (unknown or ended) or `SessionForbiddenError` (another identity's).
+        Never starts a child (a GET or DELETE must not launch a process).
         """
-        session = self._sessions.get(session_id)
-        if session is None:
+        owner = self._owners.get(key)
+        if owner is None:
             raise SessionNotFoundError("unknown or ended session; initialize again")
-        if (
-            session.identity.user != identity.user
-            or session.identity.client_id != identity.client_id
-        ):
+        if owner.user != identity.user or owner.client_id != identity.client_id:
             self.log.warn(
-                "session {session} of {owner} presented by {user} via {client}",
-                session=session.short_id,
-                owner=session.user,
+                "{owner} of {user_owner} presented by {user} via {client}",
+                owner=owner.described,
+                user_owner=owner.user,
                 user=identity.user,
                 client=identity.client_id,
             )
             raise SessionForbiddenError(
                 "this session belongs to another user or client"
             )
-        newest = self._newest_token.get(session.user)
-        if newest is not None and newest > session.token_generation:
-            self._start_respawn(session)
-        return session
+        return owner
 
-    def get(self, session_id: str) -> Session | None:
-        """The session with this id, whoever owns it (admin and tests)."""
-        return self._sessions.get(session_id)
+    def get(self, key: OwnerKey) -> ChildOwner | None:
+        """The owner with this key, whoever it belongs to (admin and tests)."""
+        return self._owners.get(key)
 
-    def sessions(self) -> list[Session]:
-        """Every live session."""
-        return list(self._sessions.values())
+    def owners_of(self, user: str) -> list[ChildOwner]:
+        """Every live owner of ``user`` (revoke-user, token rotation)."""
+        return list(self._by_user.get(user, {}).values())
+
+    def owners_of_grant(self, user: str, client_id: str) -> list[ChildOwner]:
+        """Every live owner of ``user`` through ``client_id`` (one grant revoked)."""
+        return list(self._by_grant.get((user, client_id), {}).values())
+
+    def sessions(self) -> list[ChildOwner]:
+        """Every live owner."""
+        return list(self._owners.values())
 
     def counts(self) -> Counts:
-        """Live sessions, children, users; sessions started and ended."""
-        children = sum(len(s.children) for s in self._sessions.values())
+        """Live owners, children, users; owners started and ended."""
+        children = sum(len(s.children) for s in self._owners.values())
         return Counts(
-            sessions=len(self._sessions),
+            sessions=len(self._owners),
             children=children,
-            users=len({s.user for s in self._sessions.values()}),
+            users=len(self._by_user),
             started=self.started,
             ended=self.ended,
         )
 
+    def _add(self, owner: ChildOwner) -> None:
+        self._owners[owner.key] = owner
+        self._by_user.setdefault(owner.user, {})[owner.key] = owner
+        grant = (owner.user, owner.client_id)
+        self._by_grant.setdefault(grant, {})[owner.key] = owner
+
+    def _remove(self, owner: ChildOwner) -> None:
+        if self._owners.get(owner.key) is not owner:
+            return
+        del self._owners[owner.key]
+        mine = self._by_user.get(owner.user, {})
+        mine.pop(owner.key, None)
+        if not mine:
+            self._by_user.pop(owner.user, None)
+        grant = (owner.user, owner.client_id)
+        granted = self._by_grant.get(grant, {})
+        granted.pop(owner.key, None)
+        if not granted:
+            self._by_grant.pop(grant, None)
+
     # -- ending --------------------------------------------------------------
 
-    def end(self, session: Session, reason: str) -> Deferred[None]:
+    def end(self, owner: ChildOwner, reason: str) -> Deferred[None]:
         """
-        End a session: forget it (its id now gets 404), fail what is in
+        End an owner: forget it (a session id now gets 404), fail what is in
         flight, close its streams and stop its children. Fires once every
         child is reaped.
         """
-        if session.ended:
+        if owner.ended:
             return succeed(None)
-        session.ended = True
-        session.end_reason = reason
-        if self._sessions.get(session.id) is session:
-            del self._sessions[session.id]
+        owner.ended = True
+        owner.end_reason = reason
+        self._remove(owner)
         self.ended += 1
         self.log.info(
-            "session {session} of {user} ended: {reason}",
-            session=session.short_id,
-            user=session.user,
+            "{owner} of {user} ended: {reason}",
+            owner=owner.described,
+            user=owner.user,
             reason=reason,
         )
-        if session.router is not None:
-            session.router.close(reason)
-        stops = [child.stop() for child in list(session.children.values())]
+        if owner.router is not None:
+            owner.router.close(reason)
+        stops = [child.stop() for child in list(owner.children.values())]
         if not stops:
-            self.release(session.user)
+            self.release(owner.user)
             return succeed(None)
 
         def reaped(outcome: object) -> object:
             # Caps count children: a child still stopping (up to
             # child_stop_grace) counts until it is reaped.
-            self.release(session.user)
+            self.release(owner.user)
             return outcome
 
         done = gatherResults(stops, consumeErrors=True).addBoth(reaped)
         return done.addCallback(lambda _: None)
 
-    def end_many(self, sessions: list[Session], reason: str) -> Deferred[None]:
-        """End several sessions; fires when all their children are reaped."""
-        ds = [self.end(s, reason) for s in sessions]
+    def end_many(self, owners: list[ChildOwner], reason: str) -> Deferred[None]:
+        """End several owners; fires when all their children are reaped."""
+        ds = [self.end(s, reason) for s in owners]
         if not ds:
             return succeed(None)
         return gatherResults(ds, consumeErrors=True).addCallback(lambda _: None)
 
     def reap_idle(self, now: float, idle_timeout: float) -> Deferred[int]:
         """
-        End every session idle for more than ``idle_timeout`` seconds (no
+        End every owner idle for more than ``idle_timeout`` seconds (no
         request in flight, no open GET stream); fires with how many.
         """
         idle = [
             s
-            for s in self._sessions.values()
+            for s in self._owners.values()
             if not s.busy and now - s.last_activity > idle_timeout
         ]
         return self.end_many(idle, "idle").addCallback(lambda _: len(idle))
@@ -381,108 +442,109 @@ class SessionRegistry:
     def drain(self) -> Deferred[None]:
         """
         Shutdown: close standalone streams now; fires when no request is in
-        flight in any session. From now on no session gets a new child (a
+        flight for any owner. From now on no owner gets a new child (a
         refresh landing late would otherwise spawn one after the spawner was
         told to stop its children, and the broker could exit with it alive).
         """
         self.closing = True
-        waits = [s.router.drain() for s in self._sessions.values() if s.router]
+        waits = [s.router.drain() for s in self._owners.values() if s.router]
         if not waits:
             return succeed(None)
         return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
 
-    def _child_gone(self, session: Session, generation: int, exit: ChildExit) -> None:
-        session.children.pop(generation, None)
-        if session.router is not None:
-            session.router.child_exited(generation, exit)
-        if not session.ended and generation == session.generation:
-            self.end(session, describe_exit(exit))
+    def _child_gone(self, owner: ChildOwner, generation: int, exit: ChildExit) -> None:
+        owner.children.pop(generation, None)
+        if owner.router is not None:
+            owner.router.child_exited(generation, exit)
+        if not owner.ended and generation == owner.generation:
+            self.end(owner, describe_exit(exit))
 
     # -- ISessionControl -----------------------------------------------------
 
     def live_users(self) -> frozenset[str]:
-        """Forgejo logins with at least one live session."""
-        return frozenset(s.user for s in self._sessions.values())
+        """Forgejo logins with at least one live owner."""
+        return frozenset(self._by_user)
 
     def end_user(self, user: str, reason: str) -> Deferred[None]:
-        """End every session of ``user``."""
-        return self.end_many(
-            [s for s in self._sessions.values() if s.user == user], reason
-        )
+        """End every owner of ``user``."""
+        return self.end_many(self.owners_of(user), reason)
 
     def end_user_client(self, user: str, client_id: str, reason: str) -> Deferred[None]:
-        """End the sessions of ``user`` through ``client_id`` only."""
-        return self.end_many(
-            [
-                s
-                for s in self._sessions.values()
-                if s.user == user and s.identity.client_id == client_id
-            ],
-            reason,
-        )
+        """End the owners of ``user`` through ``client_id`` only."""
+        return self.end_many(self.owners_of_grant(user, client_id), reason)
 
     def token_rotated(self, token: UpstreamToken) -> None:
         """
-        ``token.user``'s Forgejo token changed: give each of their sessions a
+        ``token.user``'s Forgejo token changed: give each of their owners a
         new child running with it (the client notices nothing).
         """
         self._note_token(token)
-        for session in list(self._sessions.values()):
-            if (
-                session.user == token.user
-                and session.token_generation < token.generation
-            ):
-                self._start_respawn(session)
+        for owner in self.owners_of(token.user):
+            if owner.token_generation < token.generation:
+                self._start_respawn(owner)
 
     # -- respawn -------------------------------------------------------------
+
+    def respawn_if_stale(self, owner: ChildOwner) -> None:
+        """
+        Called by the bridge when it dispatches a message to ``owner``: if
+        its child predates the newest token seen for the user, start a
+        respawn (the message still goes to the current child).
+        """
+        newest = self._newest_token.get(owner.user)
+        if newest is not None and newest > owner.token_generation:
+            self._start_respawn(owner)
 
     def _note_token(self, token: UpstreamToken) -> None:
         if token.generation > self._newest_token.get(token.user, -1):
             self._newest_token[token.user] = token.generation
 
-    def _label(self, session: Session) -> str:
-        return f"session={session.short_id} user={session.user}"
+    def _label(self, owner: ChildOwner) -> str:
+        if isinstance(owner.key, str):
+            return f"session={owner.short_id} user={owner.user}"
+        return f"identity={owner.user}/{owner.client_id}"
 
-    def _start_respawn(self, session: Session) -> None:
+    def _start_respawn(self, owner: ChildOwner) -> None:
         if (
             self.closing
-            or session.respawning
-            or session.ended
-            or session.replay.initialize is None
+            or owner.respawning
+            or owner.ended
+            or owner.router is None
+            or not owner.router.handshaker.ready
         ):
             return
-        session.respawning = True
-        d = Deferred.fromCoroutine(self._respawn(session))
+        owner.respawning = True
+        d = Deferred.fromCoroutine(self._respawn(owner))
         d.addErrback(
             lambda f: self.log.failure(
-                "respawn of session {session} failed", f, session=session.short_id
+                "respawn of {owner} failed", f, owner=owner.described
             )
         )
 
-    async def _respawn(self, session: Session) -> None:
-        started_for = self._newest_token.get(session.user, -1)
+    async def _respawn(self, owner: ChildOwner) -> None:
+        started_for = self._newest_token.get(owner.user, -1)
         try:
-            await respawn_session(self, session)
+            await respawn_owner(self, owner)
         finally:
-            session.respawning = False
+            owner.respawning = False
         # A newer token arrived while this child was being readied (its
-        # token_rotated found the session busy respawning): go again, so an
-        # idle session does not keep a token older than the newest. A failed
+        # token_rotated found the owner busy respawning): go again, so an
+        # idle owner does not keep a token older than the newest. A failed
         # handshake with no newer token is not retried here (the next
         # request or rotation retries it), so this cannot loop.
-        newest = self._newest_token.get(session.user, -1)
-        if newest > started_for and session.token_generation < newest:
-            self._start_respawn(session)
+        newest = self._newest_token.get(owner.user, -1)
+        if newest > started_for and owner.token_generation < newest:
+            self._start_respawn(owner)
 
-    def _spawn_generation(
-        self, session: Session, token: UpstreamToken, generation: int
-    ) -> tuple[Any, _GenerationReceiver]:
+    def spawn_generation(
+        self, owner: ChildOwner, token: UpstreamToken, generation: int
+    ) -> tuple[IChild, GenerationReceiver]:
         """Start the child of a new generation (not yet current)."""
-        receiver = _GenerationReceiver(self, session, generation)
+        receiver = GenerationReceiver(self, owner, generation)
         child = self._spawner.spawn(
-            self._spec_factory(token, self._label(session)), receiver
+            self._spec_factory(token, self._label(owner)), receiver
         )
-        session.children[generation] = child
+        owner.children[generation] = child
         return child, receiver
 
     @property

@@ -70,22 +70,13 @@ from fjmcp.bridge.router import (
 )
 from fjmcp.bridge.sse import McpRequest
 from fjmcp.config import Config, is_loopback_host
-from fjmcp.interfaces import (
-    ChildSpec,
-    IAuthenticator,
-    Identity,
-    InvalidToken,
-    ISpawner,
-    IUpstreamTokens,
-    UpstreamToken,
-)
-from fjmcp.sessions.registry import SessionError, SessionRegistry
-from fjmcp.sessions.session import Session
+from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
+from fjmcp.sessions.owner import ChildOwner
+from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_id
 
 __all__ = [
     "SUPPORTED_VERSIONS",
     "McpResource",
-    "build_mcp",
     "origin_of",
     "version_at_least",
 ]
@@ -223,7 +214,7 @@ class McpResource(Resource):
             origin_of(o[:-2]) for o in config.allowed_origins if o.endswith(":*")
         )
 
-    def bridge_for(self, session: Session) -> SessionBridge:
+    def bridge_for(self, session: ChildOwner) -> SessionBridge:
         """The router factory given to the registry: one bridge per session."""
         return SessionBridge(session, self._clock, self._settings)
 
@@ -365,7 +356,7 @@ class McpResource(Resource):
             data=dict(error.data) if error.data else None,
         )
 
-    def _session(self, request: McpRequest, identity: Identity) -> Session | None:
+    def _session(self, request: McpRequest, identity: Identity) -> ChildOwner | None:
         """The session the request names (answering the request when there is none)."""
         sid = request.getHeader(b"mcp-session-id")
         if sid is None:
@@ -386,12 +377,12 @@ class McpResource(Resource):
         session.touch(self._clock.seconds())
         return session
 
-    def _version_ok(self, request: McpRequest, session: Session) -> bool:
+    def _version_ok(self, request: McpRequest, session: ChildOwner) -> bool:
         header = request.getHeader(b"mcp-protocol-version")
         if header is None:
             return True
         version = header.decode("latin-1").strip()
-        negotiated = session.protocol_version
+        negotiated = self._bridge(session).protocol_version
         if negotiated is None:
             ok = version in SUPPORTED_VERSIONS
         else:
@@ -419,7 +410,7 @@ class McpResource(Resource):
             )
         return ok
 
-    def _bridge(self, session: Session) -> SessionBridge:
+    def _bridge(self, session: ChildOwner) -> SessionBridge:
         bridge = session.router
         if not isinstance(bridge, SessionBridge):  # pragma: no cover - wiring bug
             raise TypeError("session without a bridge")
@@ -454,7 +445,10 @@ class McpResource(Resource):
             return
         content = request.content
         body = content.read() if content is not None else b""
-        allow_batch = session is not None and session.protocol_version == BATCH_VERSION
+        allow_batch = (
+            session is not None
+            and self._bridge(session).protocol_version == BATCH_VERSION
+        )
         try:
             messages, is_batch = parse_body(body, allow_batch=allow_batch)
         except JsonRpcError as e:
@@ -490,12 +484,10 @@ class McpResource(Resource):
         requested = message.params.get("protocolVersion")
         requested = requested if isinstance(requested, str) else None
         d = Deferred.fromCoroutine(
-            self._registry.create(
-                identity, self.bridge_for, requested_version=requested
-            )
+            self._registry.create(new_session_id(), identity, self.bridge_for)
         )
 
-        def _created(session: Session) -> None:
+        def _created(session: ChildOwner) -> None:
             request.setHeader(b"Mcp-Session-Id", session.id.encode("ascii"))
             prime = version_at_least(requested, PRIMING_SINCE)
             self._dispatch(request, session, [message], False, sse_ok, prime=prime)
@@ -512,13 +504,16 @@ class McpResource(Resource):
     def _dispatch(
         self,
         request: McpRequest,
-        session: Session,
+        session: ChildOwner,
         messages: list[Message],
         is_batch: bool,
         sse_ok: bool,
         *,
         prime: bool | None = None,
     ) -> None:
+        # A child older than the user's newest Forgejo token is replaced
+        # now, while this message still goes to it (never on a GET).
+        self._registry.respawn_if_stale(session)
         bridge = self._bridge(session)
         if not any(m.kind is Kind.REQUEST for m in messages):
             for msg in messages:
@@ -538,7 +533,7 @@ class McpResource(Resource):
             )
             return
         if prime is None:
-            prime = version_at_least(session.protocol_version, PRIMING_SINCE)
+            prime = version_at_least(bridge.protocol_version, PRIMING_SINCE)
         if sse_ok:
             writer = bridge.new_writer(request)
             writer.start()
@@ -564,7 +559,7 @@ class McpResource(Resource):
             )
             return
         bridge = self._bridge(session)
-        prime = version_at_least(session.protocol_version, PRIMING_SINCE)
+        prime = version_at_least(bridge.protocol_version, PRIMING_SINCE)
         last = request.getHeader(b"last-event-id")
         if last is not None and bridge.resumable(last):
             writer = bridge.new_writer(request)
@@ -603,36 +598,3 @@ _REASONS: Final = {429: b"Too Many Requests"}
 
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("ascii") if isinstance(value, str) else value
-
-
-def build_mcp(
-    config: Config,
-    reactor: Any,
-    *,
-    authenticator: IAuthenticator,
-    challenge: Challenge,
-    tokens: IUpstreamTokens,
-    spawner: ISpawner,
-    spec_factory: Callable[[UpstreamToken, str], ChildSpec],
-) -> tuple[McpResource, SessionRegistry]:
-    """
-    The ``/mcp`` resource and its session registry, from the configuration
-    (the one call `fjmcp.service` makes).
-    """
-    registry = SessionRegistry(
-        spawner,
-        tokens,
-        spec_factory,
-        reactor,
-        max_children=config.max_children,
-        max_children_per_user=config.max_children_per_user,
-        drain_timeout=config.child_drain_timeout,
-    )
-    resource = McpResource(
-        config=config,
-        authenticator=authenticator,
-        challenge=challenge,
-        registry=registry,
-        clock=reactor,
-    )
-    return resource, registry

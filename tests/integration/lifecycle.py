@@ -40,8 +40,8 @@ from fjmcp.maintenance.refresher import TokenRefresher
 from fjmcp.oauth.keys import prepend_new_key
 from fjmcp.oauth.pkce import new_verifier, s256
 from fjmcp.service import BrokerService
+from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import SessionRegistry
-from fjmcp.sessions.session import Session
 from fjmcp.standin.app import (
     StandinClient,
     StandinConfig,
@@ -147,9 +147,9 @@ def waitpid_finds_none() -> bool:
 
 
 def live_session_objects() -> int:
-    """`Session` instances still reachable after a full collection."""
+    """`ChildOwner` instances still reachable after a full collection."""
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, Session))
+    return sum(1 for o in gc.get_objects() if isinstance(o, ChildOwner))
 
 
 @define
@@ -356,7 +356,7 @@ class Deployment:
         self.clients.append(client)
         return client
 
-    def sessions_of(self, user: str) -> list[Session]:
+    def sessions_of(self, user: str) -> list[ChildOwner]:
         """The live sessions of ``user``."""
         return [s for s in self.registry.sessions() if s.user == user]
 

@@ -13,13 +13,18 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
-from fjmcp.interfaces import ChildExit, ChildSpec, Identity
+from fjmcp.interfaces import ChildSpec, Identity
 from fjmcp.maintenance.reaper import IdleReaper
-from fjmcp.sessions.registry import SessionNotFoundError, SessionRegistry
-from fjmcp.sessions.session import Session
+from fjmcp.sessions.owner import ChildOwner
+from fjmcp.sessions.registry import (
+    SessionNotFoundError,
+    SessionRegistry,
+    new_session_id,
+)
 from fjmcp.testing import FakeSpawner
 from fjmcp.upstream.forgejo import ForgejoTokens
 from tests.maintenance.support import MemoryTokens
+from tests.sessions.support import QuietRouter
 from tests.standin.support import result_of
 
 INTERVAL = 30.0
@@ -191,36 +196,6 @@ def test_restart_after_stop_ticks_again() -> None:
 
 
 @define
-class BusyRouter:
-    """A session router whose only state is whether it is busy."""
-
-    busy: bool = False
-    closed: list[str] = field(factory=list)
-
-    def line_received(self, generation: int, line: bytes) -> None:
-        """Ignore child output."""
-
-    def child_exited(self, generation: int, exit: ChildExit) -> None:
-        """Ignore child exits."""
-
-    def close(self, reason: str) -> None:
-        """Record why the session ended."""
-        self.closed.append(reason)
-
-    def when_generation_idle(self, generation: int) -> Deferred[None]:
-        """Already idle."""
-        return succeed(None)
-
-    def when_idle(self) -> Deferred[None]:
-        """Already idle."""
-        return succeed(None)
-
-    def drain(self) -> Deferred[None]:
-        """Nothing to drain."""
-        return succeed(None)
-
-
-@define
 class Broker:
     """A registry on fake children, and the reaper over it."""
 
@@ -229,12 +204,14 @@ class Broker:
     registry: SessionRegistry
     reaper: IdleReaper
 
-    def open_session(self, user: str = "alice") -> tuple[Session, BusyRouter]:
+    def open_session(self, user: str = "alice") -> tuple[ChildOwner, QuietRouter]:
         """A live session of ``user`` with its router."""
-        router = BusyRouter()
+        router = QuietRouter()
         session = result_of(
             Deferred.fromCoroutine(
-                self.registry.create(Identity(user, "client"), lambda s: router)
+                self.registry.create(
+                    new_session_id(), Identity(user, "client"), lambda s: router
+                )
             )
         )
         return session, router

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.sessions.test_registry -*-
 """
-Tests for `fjmcp.sessions.registry`: ids, identity binding, caps, idle
-reaping, scoped revocation (ISessionControl), shutdown drain, and the
-invisible child swap after a token refresh (`fjmcp.sessions.respawn`).
+Tests for `fjmcp.sessions.registry`: ids, identity binding, owner keys and
+the lookups by user and by grant, caps, idle reaping, scoped revocation
+(ISessionControl), shutdown drain, and the invisible child swap after a
+token refresh (`fjmcp.sessions.respawn`), which no lookup or GET starts.
 """
 
 from __future__ import annotations
@@ -10,10 +11,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
 from fjmcp.interfaces import ChildExit, ISessionControl
 from fjmcp.maintenance.reaper import IIdleSessions
-from fjmcp.sessions.registry import new_session_id
-from tests.bridge.support import Harness, line, note, result, rpc
+from fjmcp.sessions.owner import ChildOwner, IdentityKey
+from fjmcp.sessions.registry import (
+    OwnerExistsError,
+    SessionForbiddenError,
+    new_session_id,
+)
+from tests.bridge.support import (
+    ALICE,
+    ALICE_OTHER_CLIENT,
+    Harness,
+    line,
+    note,
+    result,
+    rpc,
+)
 
 
 def _ready(h: Harness, **kw: Any) -> tuple[str, Any]:
@@ -302,7 +320,9 @@ def test_no_respawn_once_shutdown_has_begun() -> None:
     h.registry.drain()
     spawned = len(h.spawner.children)
     h.registry.token_rotated(h.tokens.rotate("alice"))
-    h.registry.lookup(sid, h.registry.get(sid).identity)  # type: ignore[union-attr]
+    session = h.registry.get(sid)
+    assert session is not None
+    h.registry.respawn_if_stale(session)
     assert len(h.spawner.children) == spawned
 
 
@@ -333,3 +353,92 @@ def test_old_child_is_stopped_after_the_drain_timeout() -> None:
     assert not old.alive and old.stop_calls == 1
     assert "error" in inflight.messages()[-1]
     assert h.registry.get(sid) is session and new.alive
+
+
+def test_a_get_or_a_lookup_never_starts_a_child() -> None:
+    """
+    A session whose child predates the user's newest token is respawned by
+    the next message the bridge dispatches to it, never by a lookup: a GET
+    stream (or its resumption) and a DELETE's lookup spawn no process.
+    """
+    h = Harness()
+    sid, old = _ready(h)
+    h.tokens.rotate("alice")  # refreshed, but token_rotated not called yet
+    _ready(h, token=b"Bearer alice-b-token")  # the registry sees generation 2
+    spawned = len(h.spawner.children)
+    get = h.request(b"GET", session=sid, accept=b"text/event-stream")
+    assert get.finished == 0 and get.status == 200
+    h.request(
+        b"GET",
+        session=sid,
+        accept=b"text/event-stream",
+        headers={b"last-event-id": b"1-1"},
+    )
+    session = h.registry.lookup(sid, ALICE)
+    assert len(h.spawner.children) == spawned
+    assert session.generation == 1 and not session.respawning
+    h.post(note("notifications/roots/list_changed"), session=sid)
+    assert len(h.spawner.children) == spawned + 1
+    assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
+    assert old.alive  # serving until the new child is ready
+
+
+def test_owners_are_found_by_key_by_user_and_by_grant() -> None:
+    """
+    Sessions and an identity's owner share one table: each is found by its
+    key, by its user, and by (user, client); ending one removes it from
+    every lookup.
+    """
+    h = Harness()
+    a1, _ = _ready(h)
+    a2, _ = _ready(h, token=b"Bearer alice-b-token")
+    b1, _ = _ready(h, token=b"Bearer bob-token")
+    key = IdentityKey.of(ALICE)
+    created = Deferred.fromCoroutine(
+        h.registry.create(key, ALICE, h.resource.bridge_for)
+    )
+    owners: list[ChildOwner] = []
+    created.addCallback(owners.append)
+    [stateless] = owners
+    assert h.registry.get(key) is stateless and h.registry.get(a1) is not None
+
+    def ids(found: list[ChildOwner]) -> set[str]:
+        return {o.id for o in found}
+
+    assert ids(h.registry.owners_of("alice")) == {a1, a2, stateless.id}
+    assert ids(h.registry.owners_of_grant("alice", "client-a")) == {a1, stateless.id}
+    assert ids(h.registry.owners_of_grant("alice", "client-b")) == {a2}
+    assert ids(h.registry.owners_of("bob")) == {b1}
+    assert h.registry.counts().children == 4
+    h.registry.end_user_client("alice", "client-a", "grant revoked")
+    assert h.registry.get(key) is None and h.registry.get(a1) is None
+    assert ids(h.registry.owners_of("alice")) == {a2}
+    assert h.registry.owners_of_grant("alice", "client-a") == []
+
+
+def test_a_live_owner_key_is_not_created_twice() -> None:
+    """A second owner under a live key is refused (409) and spawns nothing."""
+    h = Harness()
+    key = IdentityKey.of(ALICE)
+    Deferred.fromCoroutine(h.registry.create(key, ALICE, h.resource.bridge_for))
+    spawned = len(h.spawner.children)
+    seen: list[object] = []
+    Deferred.fromCoroutine(
+        h.registry.create(key, ALICE, h.resource.bridge_for)
+    ).addBoth(seen.append)
+    [failure] = seen
+    assert isinstance(failure, Failure)
+    assert isinstance(failure.value, OwnerExistsError)
+    assert failure.value.status == 409
+    assert len(h.spawner.children) == spawned
+    assert h.registry.counts().children == spawned
+
+
+@pytest.mark.parametrize("key", ["a-session-id", IdentityKey("alice", "client-a")])
+def test_an_owner_of_another_identity_is_forbidden(key: str | IdentityKey) -> None:
+    """Any owner, whatever its key, is looked up only by its own identity."""
+    h = Harness()
+    Deferred.fromCoroutine(h.registry.create(key, ALICE, h.resource.bridge_for))
+    assert h.registry.lookup(key, ALICE).user == "alice"
+    with pytest.raises(SessionForbiddenError):
+        h.registry.lookup(key, ALICE_OTHER_CLIENT)

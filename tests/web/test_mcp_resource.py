@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
+from fjmcp.bridge.router import SessionBridge
 from fjmcp.interfaces import Identity
 from fjmcp.web.mcp_resource import accepts, origin_of, version_at_least
 from tests.bridge.support import (
@@ -225,7 +226,9 @@ def test_initialize_starts_a_session_with_the_users_token() -> None:
     assert req.header(b"cache-control") == b"no-cache"
     assert req.header(b"x-accel-buffering") == b"no"
     session = h.registry.get(sid)
-    assert session is not None and session.protocol_version == "2025-11-25"
+    assert session is not None
+    assert isinstance(session.router, SessionBridge)
+    assert session.router.protocol_version == "2025-11-25"
 
 
 def test_initialize_in_json_mode() -> None:

@@ -369,7 +369,9 @@ class BrokerService(MultiService):
         # opens tokens; a missing or open key file stops the start (exit 2).
         wiring.keys = load_keyring(self._config.token_keys_path)
         runner = cast(TxnRunner, store)
-        wiring.upstream_tokens = UpstreamTokens(runner, wiring.keys, self._reactor)
+        wiring.upstream_tokens = UpstreamTokens(
+            runner, wiring.keys, self._reactor, self._config.forgejo_scopes
+        )
         wiring.authenticator = BearerAuthenticator(
             runner, self._reactor, self._config.mcp_url
         )

@@ -124,6 +124,9 @@ class Dialect(Protocol):
     def rollback(self, conn: Any) -> None:
         """Roll back whatever is open on ``conn`` (quietly: an error is pending)."""
 
+    def check(self, cursor: DBAPICursor) -> None:
+        """The health probe: the schema answers and the engine finds no damage."""
+
 
 def _check_names(*names: str) -> None:
     """Table and column names are spliced into SQL: identifiers only."""

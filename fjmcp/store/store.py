@@ -96,11 +96,7 @@ def run_txn(
 
 
 def _check_txn(txn: Txn) -> None:
-    check = getattr(txn.dialect, "check", None)
-    if check is not None:
-        check(txn.cursor)
-    else:
-        txn.execute("SELECT count(*) FROM schema_migrations")
+    txn.dialect.check(txn.cursor)
 
 
 def _file_identity(path: str) -> tuple[int, int]:

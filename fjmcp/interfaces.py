@@ -11,10 +11,10 @@ production code never imports the stand-in Forgejo.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.defer import Deferred
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "IUpstreamTokens",
     "Identity",
     "InvalidToken",
+    "UpstreamGrant",
     "UpstreamToken",
 ]
 
@@ -84,6 +85,24 @@ class IAuthenticator(Protocol):
 # --- the user's Forgejo token ------------------------------------------------
 
 
+def _scope_set(scopes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(scopes)))
+
+
+@frozen
+class UpstreamGrant:
+    """
+    One grant at Forgejo: a user and the scope set it was granted with.
+
+    Each grant has its own Forgejo token and is refreshed on its own, so
+    one user's read-only and full-access grants never share a token.
+    """
+
+    user: str
+    scopes: tuple[str, ...] = field(default=(), converter=_scope_set)
+    """Sorted and unique, so that equal sets make equal grants."""
+
+
 @frozen
 class UpstreamToken:
     """The Forgejo access token a user's children run with."""
@@ -93,6 +112,13 @@ class UpstreamToken:
     expires_at: float
     generation: int
     """Grows by one on every refresh; a child started with an older one is stale."""
+    scopes: tuple[str, ...] = ()
+    """The Forgejo scopes of the upstream grant the token belongs to."""
+
+    @property
+    def grant(self) -> UpstreamGrant:
+        """The upstream grant (user and scope set) this token is the token of."""
+        return UpstreamGrant(self.user, self.scopes)
 
     def __repr__(self) -> str:  # never leak the token through a repr in a log
         return (

@@ -41,9 +41,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import FrameType
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from attrs import define, field
 from klein import Klein
@@ -85,6 +85,9 @@ from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
+
+if TYPE_CHECKING:
+    from fjmcp.store.store import Store
 
 __all__ = [
     "BrokerService",
@@ -131,7 +134,7 @@ StoreOpener = Callable[[Any, str], Any]
 Drain = Callable[[], Awaitable[object] | object]
 
 
-def default_store_opener(reactor: Any, path: str) -> Any:
+def default_store_opener(reactor: Any, path: str) -> Coroutine[Any, Any, Store]:
     """Open the real store (``fjmcp.store.store.open_store``), imported lazily."""
     # Imported on first use: the store pulls in adbapi and its threadpool.
     from fjmcp.store.store import open_store
@@ -369,7 +372,9 @@ class BrokerService(MultiService):
         # opens tokens; a missing or open key file stops the start (exit 2).
         wiring.keys = load_keyring(self._config.token_keys_path)
         runner = cast(TxnRunner, store)
-        wiring.upstream_tokens = UpstreamTokens(runner, wiring.keys, self._reactor)
+        wiring.upstream_tokens = UpstreamTokens(
+            runner, wiring.keys, self._reactor, self._config.forgejo_scopes
+        )
         wiring.authenticator = BearerAuthenticator(
             runner, self._reactor, self._config.mcp_url
         )

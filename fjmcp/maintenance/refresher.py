@@ -70,7 +70,8 @@ from twisted.python.failure import Failure
 from fjmcp.interfaces import ISessionControl, IUpstreamTokens, UpstreamToken
 from fjmcp.maintenance.loop import LoopingService
 from fjmcp.maintenance.revocation import RevokeResult
-from fjmcp.store.runner import Cursor, TxnRunner
+from fjmcp.store.runner import TxnRunner
+from fjmcp.store.upstream_tokens import DueToken, due_tokens, due_tokens_txn
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
 
@@ -89,17 +90,6 @@ __all__ = [
 
 
 # --- what the refresher needs of the others ---------------------------------------
-
-
-@frozen
-class DueToken:
-    """A stored Forgejo token that expires soon (no secret in it)."""
-
-    user: str
-    expires_at: float
-    generation: int
-    has_live_grant: bool
-    """Whether the user holds an unrevoked, unexpired broker refresh token."""
 
 
 @frozen
@@ -160,26 +150,6 @@ class IUpstreamTokenStore(Protocol):
         """Store new tokens sealed, generation + 1, compare-and-swap."""
 
 
-def due_tokens_txn(cursor: Cursor, before: float, now: float) -> list[DueToken]:
-    """
-    Every stored Forgejo token with a refresh token whose access token
-    expires before ``before``, soonest first, with whether its user holds a
-    broker refresh token that is alive at ``now`` (not revoked, not yet
-    rotated, not expired).
-    """
-    rows = cursor.execute(
-        "SELECT users.login, u.generation, u.expires_at, EXISTS ("
-        "  SELECT 1 FROM tokens AS t WHERE t.user_id = u.user_id"
-        "  AND t.kind = 'refresh' AND t.revoked_at IS NULL"
-        "  AND t.rotated_at IS NULL AND t.expires_at > ?"
-        ") FROM upstream_tokens AS u JOIN users ON users.id = u.user_id "
-        "WHERE u.expires_at IS NOT NULL AND u.expires_at < ? "
-        "AND u.refresh_sealed IS NOT NULL ORDER BY u.expires_at",
-        (now, before),
-    ).fetchall()
-    return [DueToken(str(r[0]), float(r[2]), int(r[1]), bool(r[3])) for r in rows]
-
-
 @define
 class StoreRefreshableTokens:
     """
@@ -196,8 +166,7 @@ class StoreRefreshableTokens:
         return Deferred.fromCoroutine(self._due(before, now))
 
     async def _due(self, before: float, now: float) -> Sequence[DueToken]:
-        rows: list[DueToken] = await self._store.run(due_tokens_txn, before, now)
-        return rows
+        return await due_tokens(self._store, before, now)
 
     def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
         """The stored refresh token, its generation and the access expiry."""

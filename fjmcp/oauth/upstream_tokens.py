@@ -2,6 +2,10 @@
 """
 Each user's current Forgejo token, as the rest of the broker sees it.
 
+Tokens are stored per upstream grant (user and Forgejo scope set); this
+object serves the broker's configured grant (``forgejo_scopes``), today's
+only one, and stamps every token it hands out with that scope set.
+
 `UpstreamTokens` implements `fjmcp.interfaces.IUpstreamTokens`: memory
 first, the store once on a miss (concurrent misses share one read), the
 sealed row opened with the key ring. `replace` stores new tokens atomically
@@ -14,7 +18,7 @@ is read and opened only when a refresh needs it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
@@ -31,6 +35,7 @@ from fjmcp.store.upstream_tokens import (
     delete_upstream_txn,
     get_upstream_txn,
     put_upstream_txn,
+    scope_key,
     upstream_aad,
 )
 
@@ -57,6 +62,7 @@ def _replace_txn(
     expires_at: float | None,
     now: float,
     expected_generation: int | None,
+    scopes: str,
 ) -> _Replaced | None:
     user_id = upsert_user_txn(cursor, user, forgejo_id, now)
     generation = put_upstream_txn(
@@ -68,8 +74,13 @@ def _replace_txn(
         expires_at,
         now,
         expected_generation,
+        scopes,
     )
     return None if generation is None else _Replaced(user_id, generation)
+
+
+def _scope_tuple(scopes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(scopes)
 
 
 @define
@@ -79,12 +90,18 @@ class UpstreamTokens:
     _store: TxnRunner
     _keys: KeyRing
     _clock: IReactorTime
+    scopes: tuple[str, ...] = field(default=(), converter=_scope_tuple)
+    """The Forgejo scopes of the grant served (the configured ``forgejo_scopes``)."""
     _cache: dict[str, UpstreamToken] = field(factory=dict, init=False)
     _waiting: dict[str, list[Deferred[UpstreamToken]]] = field(factory=dict, init=False)
     _listeners: list[Callable[[UpstreamToken], None]] = field(factory=list, init=False)
     store_reads: int = field(default=0, init=False)
 
     log = Logger()
+
+    @property
+    def _key(self) -> str:
+        return scope_key(self.scopes)
 
     def add_listener(self, listener: Callable[[UpstreamToken], None]) -> None:
         """Call ``listener(token)`` after every `replace` (e.g. respawn children)."""
@@ -123,7 +140,7 @@ class UpstreamTokens:
 
     async def _read(self, user: str) -> SealedUpstream:
         self.store_reads += 1
-        row = await self._store.run(get_upstream_txn, user)
+        row = await self._store.run(get_upstream_txn, user, self._key)
         if row is None:
             raise NoUpstreamTokenError(f"no Forgejo token stored for {user!r}")
         return row
@@ -146,6 +163,7 @@ class UpstreamTokens:
             access_token=access.decode("utf-8"),
             expires_at=math.inf if row.expires_at is None else row.expires_at,
             generation=row.generation,
+            scopes=self.scopes,
         )
 
     async def refresh_token(self, user: str) -> tuple[str | None, int]:
@@ -191,6 +209,7 @@ class UpstreamTokens:
             expires_at,
             now,
             expected_generation,
+            self._key,
         )
         if done is None:
             return None
@@ -199,6 +218,7 @@ class UpstreamTokens:
             access_token=access_token,
             expires_at=math.inf if expires_at is None else expires_at,
             generation=done.generation,
+            scopes=self.scopes,
         )
         cached = self._cache.get(user)
         if cached is None or cached.generation < token.generation:
@@ -220,7 +240,7 @@ class UpstreamTokens:
         self._cache.pop(user, None)
 
     async def delete(self, user: str) -> bool:
-        """Remove the user's Forgejo tokens from the store and memory."""
+        """Remove the user's Forgejo tokens of this grant from store and memory."""
         self.forget(user)
-        deleted: bool = await self._store.run(delete_upstream_txn, user)
+        deleted: bool = await self._store.run(delete_upstream_txn, user, self._key)
         return deleted

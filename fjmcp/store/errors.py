@@ -85,7 +85,7 @@ _HINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _hint(error: sqlite3.Error) -> str | None:
+def _hint(error: Exception) -> str | None:
     text = str(error).lower()
     for needle, hint in _HINTS:
         if needle in text:
@@ -94,7 +94,11 @@ def _hint(error: sqlite3.Error) -> str | None:
 
 
 def wrap_sqlite_error(
-    path: str, error: sqlite3.Error, *, doing: str | None = None
+    path: str,
+    error: Exception,
+    *,
+    doing: str | None = None,
+    integrity: type[Exception] = sqlite3.IntegrityError,
 ) -> StoreError:
     """
     Turn a ``sqlite3`` error into a `StoreError` naming ``path``.
@@ -104,17 +108,14 @@ def wrap_sqlite_error(
     so that callers can tell "already exists" from "broken".
 
     :param doing: what the store was doing, e.g. ``"applying migrations"``.
+    :param integrity: the driver's constraint error class (the dialect's).
     """
     where = f"store {path}"
     if doing:
         where += f" ({doing})"
     hint = _hint(error)
     message = f"{where}: {hint}: {error}" if hint else f"{where}: {error}"
-    cls = (
-        StoreConstraintError
-        if isinstance(error, sqlite3.IntegrityError)
-        else StoreError
-    )
+    cls = StoreConstraintError if isinstance(error, integrity) else StoreError
     wrapped = cls(message, path=path)
     wrapped.__cause__ = error
     return wrapped

@@ -85,10 +85,9 @@ def upsert_user_txn(
     if forgejo_id is None:
         if by_login is not None:
             return int(by_login[0])
-        cursor.execute(
+        return cursor.insert_id(
             "INSERT INTO users (login, created_at) VALUES (?, ?)", (login, now)
         )
-        return int(cursor.lastrowid or 0)
     by_fid = cursor.execute(
         "SELECT id FROM users WHERE forgejo_id = ?", (forgejo_id,)
     ).fetchone()
@@ -109,12 +108,11 @@ def upsert_user_txn(
             )
             return int(by_login[0])
         _free_login(cursor, int(by_login[0]), login)
-    cursor.execute(
+    return cursor.insert_id(
         "INSERT INTO users (login, forgejo_id, created_at, last_login_at) "
         "VALUES (?, ?, ?, ?)",
         (login, forgejo_id, now, now),
     )
-    return int(cursor.lastrowid or 0)
 
 
 # --- consents ---------------------------------------------------------------------
@@ -124,11 +122,10 @@ def record_consent_txn(
     cursor: Cursor, user_id: int, client_id: str, now: float
 ) -> None:
     """Remember that the user approved this client id."""
-    cursor.execute(
-        "INSERT INTO consents (user_id, client_id, granted_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (user_id, client_id) "
-        "DO UPDATE SET granted_at = excluded.granted_at",
-        (user_id, client_id, now),
+    cursor.upsert(
+        "consents",
+        {"user_id": user_id, "client_id": client_id, "granted_at": now},
+        key=("user_id", "client_id"),
     )
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from attrs import frozen
 
+from fjmcp.store.dialect import SQLITE, SqliteDialect
 from fjmcp.store.errors import StoreError, wrap_os_error
 
 __all__ = [
@@ -273,6 +274,7 @@ def migrate(
     *,
     store_path: str | None = None,
     now: float | None = None,
+    dialect: SqliteDialect = SQLITE,
 ) -> MigrationResult:
     """
     Bring the database on ``conn`` up to the newest migration.
@@ -288,6 +290,7 @@ def migrate(
     :param migrations: a directory of files, or the loaded migrations;
         default the shipped `fjmcp.store.migrations`.
     :param now: the wall-clock time for ``applied_at`` and the backup name.
+    :param dialect: the engine's migration transaction, checks and backup.
     """
     if migrations is None or isinstance(migrations, str | os.PathLike | Traversable):
         loaded = load_migrations(migrations)
@@ -307,7 +310,7 @@ def migrate(
     # module must not open or commit transactions behind its back.
     conn.isolation_level = None
     try:
-        non_empty = _has_tables(conn)
+        non_empty = dialect.has_tables(conn)
         conn.execute(_CREATE_TABLE)
         applied = {
             int(version): (str(name), str(checksum))
@@ -335,13 +338,12 @@ def migrate(
         )
         backup = None
         if pending and non_empty and store_path is not None:
-            backup = _backup(conn, store_path, current, when)
-        foreign_keys = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
-        conn.execute("PRAGMA foreign_keys = OFF")
+            backup = _backup(dialect, conn, store_path, current, when)
+        foreign_keys = dialect.foreign_keys(conn, False)
         try:
             for count, migration in enumerate(pending):
                 try:
-                    _apply(conn, migration, label, when)
+                    _apply(dialect, conn, migration, label, when)
                 except BaseException:
                     # Nothing committed yet: the store is exactly the backup,
                     # which would otherwise pile up on every restart attempt.
@@ -350,7 +352,7 @@ def migrate(
                     raise
         finally:
             if foreign_keys:
-                conn.execute("PRAGMA foreign_keys = ON")
+                dialect.foreign_keys(conn, True)
         version = max([current, *(m.version for m in pending)])
         return MigrationResult(
             version=version,
@@ -362,21 +364,22 @@ def migrate(
         conn.isolation_level = saved_isolation
 
 
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    return bool(row[0])
-
-
-def _backup(conn: sqlite3.Connection, store_path: str, version: int, now: float) -> str:
+def _backup(
+    dialect: SqliteDialect,
+    conn: sqlite3.Connection,
+    store_path: str,
+    version: int,
+    now: float,
+) -> str:
     target = backup_path_for(store_path, version, now)
     try:
         # Created first, empty and private: the store holds sealed tokens and
-        # VACUUM INTO would create the copy with the umask's permissions.
+        # the engine (VACUUM INTO) would create it with the umask's permissions.
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as e:
         raise wrap_os_error(target, e, doing="create the backup") from e
     try:
-        conn.execute("VACUUM INTO ?", (target,))
+        dialect.backup_to(conn, target)
     except sqlite3.Error as e:
         _remove_quietly(target)
         raise StoreError(
@@ -395,10 +398,14 @@ def _remove_quietly(path: str) -> None:
 
 
 def _apply(
-    conn: sqlite3.Connection, migration: Migration, label: str, now: float
+    dialect: SqliteDialect,
+    conn: sqlite3.Connection,
+    migration: Migration,
+    label: str,
+    now: float,
 ) -> None:
     applied_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    conn.execute("BEGIN IMMEDIATE")
+    dialect.begin_migration(conn)
     try:
         for number, statement in enumerate(split_statements(migration.sql), 1):
             try:
@@ -410,7 +417,7 @@ def _apply(
                     "nothing of it was applied",
                     path=migration.name,
                 ) from e
-        violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+        violations = dialect.foreign_key_violations(conn)
         if violations:
             raise StoreError(
                 f"store {label}: migration {migration.name} leaves "

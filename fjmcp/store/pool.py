@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import sqlite3
 from functools import partial
-from typing import Any, Final
+from typing import Any
 
 from twisted.enterprise import adbapi
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
+
+from fjmcp.store.dialect import BUSY_TIMEOUT_SECONDS, SQLITE
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -27,39 +29,12 @@ __all__ = [
     "make_pool",
 ]
 
-#: How long a statement waits for another process's lock before failing.
-BUSY_TIMEOUT_SECONDS: Final = 5.0
-
 
 def configure_connection(
     conn: sqlite3.Connection, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS
 ) -> None:
-    """
-    Set fjmcp's PRAGMAs on a new connection: busy timeout, foreign keys, WAL,
-    and put it in autocommit mode (``isolation_level = None``).
-
-    The busy timeout comes first so that switching to WAL waits for a lock
-    held elsewhere. A file that cannot be used fails here (for instance
-    ``file is not a database``); the connection is then closed before the
-    error propagates, so a failed open leaks no file handle.
-    """
-    try:
-        # Autocommit: fjmcp issues BEGIN/COMMIT itself (see
-        # fjmcp.store.store.run_txn), so reads and writes of one transaction
-        # function share one transaction, and migrations can run DDL in one.
-        conn.isolation_level = None
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        mode = str(row[0]).lower() if row else ""
-        # An in-memory database reports "memory"; it has no journal to share.
-        if mode not in ("wal", "memory"):
-            raise sqlite3.OperationalError(
-                f"cannot switch to WAL journal mode (journal_mode is {mode!r})"
-            )
-    except BaseException:
-        conn.close()
-        raise
+    """SQLite's connection set-up (see `SqliteDialect.configure`)."""
+    SQLITE.configure(conn, busy_timeout=busy_timeout)
 
 
 def make_pool(

@@ -10,15 +10,17 @@ fit.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
+
+from fjmcp.store.dialect import Txn
 
 __all__ = ["Cursor", "TxnRunner"]
 
 T = TypeVar("T")
 
-Cursor = sqlite3.Cursor
+#: What a transaction function receives: a DB-API cursor and its dialect.
+Cursor = Txn
 
 
 class TxnRunner(Protocol):

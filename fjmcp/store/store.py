@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fjmcp.store.dialect import SQLITE, Dialect, Txn
 from fjmcp.store.errors import StoreError, wrap_os_error, wrap_sqlite_error
 from fjmcp.store.lock import StoreLock
 from fjmcp.store.migrate import (
@@ -39,7 +40,7 @@ from fjmcp.store.migrate import (
     load_migrations,
     migrate,
 )
-from fjmcp.store.pool import BUSY_TIMEOUT_SECONDS, configure_connection, make_pool
+from fjmcp.store.pool import BUSY_TIMEOUT_SECONDS, make_pool
 
 __all__ = [
     "IN_MEMORY",
@@ -60,52 +61,42 @@ Migrations = MigrationSource | Sequence[Migration] | None
 
 
 def run_txn(
-    conn: sqlite3.Connection,
+    dialect: Dialect,
+    conn: Any,
     path: str,
-    fn: Callable[Concatenate[sqlite3.Cursor, P], T],
+    fn: Callable[Concatenate[Txn, P], T],
     /,
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
     """
-    Run ``fn(cursor, *args, **kwargs)`` in one transaction on ``conn``.
+    Run ``fn(txn, *args, **kwargs)`` in one transaction on ``conn``, where
+    ``txn`` is a fresh cursor of ``conn`` with ``dialect``.
 
-    Commits when ``fn`` returns, rolls back when it raises. A ``sqlite3``
-    error (from ``fn`` or from the commit) becomes a `StoreError` naming
-    ``path``; any other exception passes through unchanged, after the
-    rollback. ``conn`` must be in autocommit mode (``isolation_level=None``,
-    as `configure_connection` sets it).
+    Commits when ``fn`` returns, rolls back when it raises. A driver error
+    (from ``fn`` or from the commit) becomes a `StoreError` naming ``path``;
+    any other exception passes through unchanged, after the rollback.
+    For SQLite ``conn`` must be in autocommit mode (``isolation_level=None``,
+    as `SqliteDialect.configure` sets it).
     """
     cursor = conn.cursor()
     try:
-        cursor.execute("BEGIN")
-        result = fn(cursor, *args, **kwargs)
-        cursor.execute("COMMIT")
+        dialect.begin(cursor)
+        result = fn(Txn(cursor, dialect), *args, **kwargs)
+        dialect.commit(cursor)
         return result
-    except sqlite3.Error as e:
-        _rollback(conn)
-        raise wrap_sqlite_error(path, e) from e
+    except dialect.error as e:
+        dialect.rollback(conn)
+        raise wrap_sqlite_error(path, e, integrity=dialect.integrity_error) from e
     except BaseException:
-        _rollback(conn)
+        dialect.rollback(conn)
         raise
     finally:
         cursor.close()
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:  # the original error matters more
-            pass
-
-
-def _check_txn(cursor: sqlite3.Cursor) -> None:
-    cursor.execute("SELECT count(*) FROM schema_migrations")
-    rows = cursor.execute("PRAGMA quick_check").fetchall()
-    if rows != [("ok",)]:
-        problems = "; ".join(str(r[0]) for r in rows[:3])
-        raise sqlite3.DatabaseError(f"quick_check failed: {problems}")
+def _check_txn(txn: Txn) -> None:
+    txn.dialect.check(txn.cursor)
 
 
 def _file_identity(path: str) -> tuple[int, int]:
@@ -156,13 +147,15 @@ class Store:
     _pool: adbapi.ConnectionPool
     _lock: StoreLock
     _identity: tuple[int, int]
+    dialect: Dialect = SQLITE
+    """How the query functions speak to this engine."""
     _closing: Deferred[None] | None = field(default=None, init=False)
 
     log = Logger()
 
     def run(
         self,
-        fn: Callable[Concatenate[sqlite3.Cursor, P], T],
+        fn: Callable[Concatenate[Txn, P], T],
         /,
         *args: P.args,
         **kwargs: P.kwargs,
@@ -176,10 +169,11 @@ class Store:
             return fail(StoreError(f"store {self.path} is closed", path=self.path))
         pool = self._pool
         path = self.path
+        dialect = self.dialect
 
         def on_thread(_wrapper: object) -> T:
             # pool.connect() hands this thread's own sqlite3 connection back.
-            return run_txn(pool.connect(), path, fn, *args, **kwargs)
+            return run_txn(dialect, pool.connect(), path, fn, *args, **kwargs)
 
         return cast("Deferred[T]", pool.runWithConnection(on_thread))
 
@@ -274,7 +268,7 @@ async def open_store(
         raise StoreError(f"store path {path!r} must name a file", path=path)
     loaded = _load(migrations)
     _prepare_file(path)
-    lock = StoreLock.acquire(path)
+    lock = SQLITE.lock(path)
     pool: adbapi.ConnectionPool | None = None
     try:
         _create_file(path)
@@ -283,7 +277,9 @@ async def open_store(
         pool_ = pool
 
         def on_thread(_wrapper: object) -> MigrationResult:
-            return migrate(pool_.connect(), loaded, store_path=path, now=now)
+            return migrate(
+                pool_.connect(), loaded, store_path=path, now=now, dialect=SQLITE
+            )
 
         try:
             result = cast(MigrationResult, await pool.runWithConnection(on_thread))
@@ -331,18 +327,20 @@ class SyncStore:
     """Autocommit mode: prefer `run` for anything that writes."""
     migration: MigrationResult
     _lock: StoreLock | None
+    dialect: Dialect = SQLITE
+    """How the query functions speak to this engine."""
 
     log = Logger()
 
     def run(
         self,
-        fn: Callable[Concatenate[sqlite3.Cursor, P], T],
+        fn: Callable[Concatenate[Txn, P], T],
         /,
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
         """Run the transaction function ``fn`` now (see `run_txn`)."""
-        return run_txn(self.conn, self.path, fn, *args, **kwargs)
+        return run_txn(self.dialect, self.conn, self.path, fn, *args, **kwargs)
 
     def close(self) -> None:
         """Close the connection and release the lock; harmless twice."""
@@ -385,19 +383,24 @@ def open_store_sync(
     if not memory:
         _prepare_file(path)
         if lock:
-            store_lock = StoreLock.acquire(path)
+            store_lock = SQLITE.lock(path)
     conn: sqlite3.Connection | None = None
     try:
         if not memory:
             _create_file(path)
         try:
-            conn = sqlite3.connect(path, timeout=busy_timeout)
-            configure_connection(conn, busy_timeout=busy_timeout)
+            conn = SQLITE.connect(path, busy_timeout=busy_timeout)
         except sqlite3.Error as e:
-            conn = None  # configure_connection closed it
+            conn = None  # SqliteDialect.configure closed it
             raise wrap_sqlite_error(path, e, doing="opening") from e
         try:
-            result = migrate(conn, loaded, store_path=None if memory else path, now=now)
+            result = migrate(
+                conn,
+                loaded,
+                store_path=None if memory else path,
+                now=now,
+                dialect=SQLITE,
+            )
         except sqlite3.Error as e:
             raise wrap_sqlite_error(path, e, doing="migrating") from e
     except BaseException:

@@ -12,34 +12,51 @@ replaces (compare-and-swap), so two refreshes of one user cannot both win.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from attrs import field, frozen
 
-from fjmcp.store.runner import Cursor
+from fjmcp.store.runner import Cursor, TxnRunner
 
 __all__ = [
+    "LEGACY_SCOPES",
+    "DueToken",
     "SealedUpstream",
     "Sealer",
     "delete_upstream_txn",
+    "due_tokens",
+    "due_tokens_txn",
     "expiring_upstream_txn",
     "get_upstream_txn",
     "put_upstream_txn",
+    "scope_key",
     "upstream_aad",
 ]
 
 #: ``seal(plaintext, associated_data) -> (key_id, blob)``
 Sealer = Callable[[bytes, bytes], tuple[str, bytes]]
 
+#: The grant key of rows stored before grants recorded their scopes; the
+#: first grant of the user read or written adopts it.
+LEGACY_SCOPES = ""
+
+
+def scope_key(scopes: Iterable[str]) -> str:
+    """The stored key of a Forgejo scope set: sorted, unique, space-joined."""
+    return " ".join(sorted(set(scopes)))
+
 
 def upstream_aad(user_id: int, column: str) -> bytes:
-    """The associated data of one sealed column of one user's row."""
+    """
+    The associated data of one sealed column of one user's row: a sealed
+    value copied to another user's row or column does not open.
+    """
     return f"fjmcp/upstream_tokens/{user_id}/{column}".encode("ascii")
 
 
 @frozen
 class SealedUpstream:
-    """A user's row, still sealed."""
+    """One upstream grant's row, still sealed."""
 
     user_id: int
     user: str
@@ -49,15 +66,35 @@ class SealedUpstream:
     expires_at: float | None
     generation: int
     updated_at: float
+    scopes: str = ""
+    """The grant's scope key (`scope_key`)."""
 
 
-def get_upstream_txn(cursor: Cursor, login: str) -> SealedUpstream | None:
-    """The sealed tokens of the user ``login``, or ``None``."""
+def _adopt_legacy(cursor: Cursor, user_id: int, scopes: str) -> None:
+    """Re-key the user's row of schema 1 to ``scopes`` unless one exists."""
+    if scopes == LEGACY_SCOPES:
+        return
+    cursor.execute(
+        "UPDATE upstream_tokens SET scopes = ? WHERE user_id = ? AND scopes = ? "
+        "AND NOT EXISTS (SELECT 1 FROM upstream_tokens AS o "
+        "WHERE o.user_id = ? AND o.scopes = ?)",
+        (scopes, user_id, LEGACY_SCOPES, user_id, scopes),
+    )
+
+
+def get_upstream_txn(
+    cursor: Cursor, login: str, scopes: str = LEGACY_SCOPES
+) -> SealedUpstream | None:
+    """The sealed tokens of ``login``'s grant ``scopes``, or ``None``."""
+    found = cursor.execute("SELECT id FROM users WHERE login = ?", (login,)).fetchone()
+    if found is None:
+        return None
+    _adopt_legacy(cursor, int(found[0]), scopes)
     row = cursor.execute(
         "SELECT u.user_id, users.login, u.key_id, u.access_sealed, u.refresh_sealed, "
-        "u.expires_at, u.generation, u.updated_at FROM upstream_tokens AS u "
-        "JOIN users ON users.id = u.user_id WHERE users.login = ?",
-        (login,),
+        "u.expires_at, u.generation, u.updated_at, u.scopes FROM upstream_tokens AS u "
+        "JOIN users ON users.id = u.user_id WHERE u.user_id = ? AND u.scopes = ?",
+        (found[0], scopes),
     ).fetchone()
     if row is None:
         return None
@@ -70,6 +107,7 @@ def get_upstream_txn(cursor: Cursor, login: str) -> SealedUpstream | None:
         expires_at=row[5],
         generation=row[6],
         updated_at=row[7],
+        scopes=row[8],
     )
 
 
@@ -82,15 +120,18 @@ def put_upstream_txn(
     expires_at: float | None,
     now: float,
     expected_generation: int | None = None,
+    scopes: str = LEGACY_SCOPES,
 ) -> int | None:
     """
-    Replace the user's tokens; returns the new generation.
+    Replace the tokens of the user's grant ``scopes``; the new generation.
 
     With ``expected_generation`` the write happens only if the row is still
     at that generation (``None`` is returned otherwise, nothing written).
     """
+    _adopt_legacy(cursor, user_id, scopes)
     row = cursor.execute(
-        "SELECT generation FROM upstream_tokens WHERE user_id = ?", (user_id,)
+        "SELECT generation FROM upstream_tokens WHERE user_id = ? AND scopes = ?",
+        (user_id, scopes),
     ).fetchone()
     current = None if row is None else int(row[0])
     if expected_generation is not None and current != expected_generation:
@@ -104,14 +145,19 @@ def put_upstream_txn(
         _, refresh_sealed = seal(
             refresh_token.encode("utf-8"), upstream_aad(user_id, "refresh")
         )
-    cursor.execute(
-        "INSERT INTO upstream_tokens (user_id, key_id, access_sealed, refresh_sealed, "
-        "expires_at, generation, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (user_id) DO UPDATE SET key_id = excluded.key_id, "
-        "access_sealed = excluded.access_sealed, "
-        "refresh_sealed = excluded.refresh_sealed, expires_at = excluded.expires_at, "
-        "generation = excluded.generation, updated_at = excluded.updated_at",
-        (user_id, key_id, access_sealed, refresh_sealed, expires_at, generation, now),
+    cursor.upsert(
+        "upstream_tokens",
+        {
+            "user_id": user_id,
+            "scopes": scopes,
+            "key_id": key_id,
+            "access_sealed": access_sealed,
+            "refresh_sealed": refresh_sealed,
+            "expires_at": expires_at,
+            "generation": generation,
+            "updated_at": now,
+        },
+        key=("user_id", "scopes"),
     )
     return generation
 
@@ -132,11 +178,64 @@ def expiring_upstream_txn(
     return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
 
 
-def delete_upstream_txn(cursor: Cursor, login: str) -> bool:
-    """Forget the user's Forgejo tokens (e.g. Forgejo revoked them)."""
-    cursor.execute(
-        "DELETE FROM upstream_tokens WHERE user_id = "
-        "(SELECT id FROM users WHERE login = ?)",
-        (login,),
-    )
+def delete_upstream_txn(cursor: Cursor, login: str, scopes: str | None = None) -> bool:
+    """
+    Forget the user's Forgejo tokens (e.g. Forgejo revoked them): the grant
+    ``scopes`` only, or (``None``) every grant of the user.
+    """
+    if scopes is None:
+        cursor.execute(
+            "DELETE FROM upstream_tokens WHERE user_id = "
+            "(SELECT id FROM users WHERE login = ?)",
+            (login,),
+        )
+    else:
+        cursor.execute(
+            "DELETE FROM upstream_tokens WHERE user_id = "
+            "(SELECT id FROM users WHERE login = ?) AND scopes IN (?, ?)",
+            (login, scopes, LEGACY_SCOPES),
+        )
     return cursor.rowcount > 0
+
+
+# --- what the refresher reads --------------------------------------------------
+
+
+@frozen
+class DueToken:
+    """A stored Forgejo token that expires soon (no secret in it)."""
+
+    user: str
+    expires_at: float
+    generation: int
+    has_live_grant: bool
+    """Whether the user holds an unrevoked, unexpired broker refresh token."""
+    scopes: str = LEGACY_SCOPES
+    """The upstream grant's scope key: refresh is once per grant."""
+
+
+def due_tokens_txn(cursor: Cursor, before: float, now: float) -> list[DueToken]:
+    """
+    Every stored Forgejo token with a refresh token whose access token
+    expires before ``before``, soonest first, with whether its user holds a
+    broker refresh token that is alive at ``now`` (not revoked, not yet
+    rotated, not expired).
+    """
+    rows = cursor.execute(
+        "SELECT users.login, u.generation, u.expires_at, EXISTS ("
+        "  SELECT 1 FROM tokens AS t WHERE t.user_id = u.user_id"
+        "  AND t.kind = 'refresh' AND t.revoked_at IS NULL"
+        "  AND t.rotated_at IS NULL AND t.expires_at > ?"
+        "), u.scopes FROM upstream_tokens AS u JOIN users ON users.id = u.user_id "
+        "WHERE u.expires_at IS NOT NULL AND u.expires_at < ? "
+        "AND u.refresh_sealed IS NOT NULL ORDER BY u.expires_at",
+        (now, before),
+    ).fetchall()
+    return [
+        DueToken(str(r[0]), float(r[2]), int(r[1]), bool(r[3]), str(r[4])) for r in rows
+    ]
+
+
+async def due_tokens(store: TxnRunner, before: float, now: float) -> list[DueToken]:
+    """Async wrapper of `due_tokens_txn`."""
+    return await store.run(due_tokens_txn, before, now)

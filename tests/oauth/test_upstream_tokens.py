@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from fjmcp.interfaces import UpstreamToken
+from fjmcp.interfaces import UpstreamGrant, UpstreamToken
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.upstream_tokens import NoUpstreamTokenError, UpstreamTokens
 from tests.oauth.support import HeldStore, MemoryStore
@@ -125,3 +125,40 @@ def test_failing_listener_does_not_break_replace() -> None:
 
     tokens.add_listener(boom)
     assert _run(tokens.replace("alice", "a1", None, None)).generation == 1
+
+
+SCOPES = ("write:repository", "read:user")
+
+
+def test_tokens_carry_the_configured_grant() -> None:
+    """Every token handed out names the grant it belongs to: user + scope set."""
+    store = MemoryStore()
+    ring = KeyRing.generate()
+    tokens = UpstreamTokens(store, ring, Clock(), SCOPES)
+    stored = _run(tokens.replace("alice", "a1", "r1", 2000.0))
+    assert stored.grant == UpstreamGrant("alice", ("read:user", "write:repository"))
+    fresh = UpstreamTokens(store, ring, Clock(), SCOPES)
+    assert _outcome(fresh.current("alice")).grant == stored.grant
+
+
+def test_grants_with_other_scopes_do_not_share_a_token() -> None:
+    """A grant of other scopes does not see the configured grant's token."""
+    store = MemoryStore()
+    ring = KeyRing.generate()
+    _run(UpstreamTokens(store, ring, Clock(), SCOPES).replace("alice", "a", "r", 9.0))
+    other = UpstreamTokens(store, ring, Clock(), ("read:user",))
+    failure = _outcome(other.current("alice"))
+    assert isinstance(failure, Failure)
+    assert failure.check(NoUpstreamTokenError)
+
+
+def test_a_token_stored_before_grants_is_found_by_the_configured_grant() -> None:
+    """A token written without scopes (schema 1) serves the configured grant."""
+    store = MemoryStore()
+    ring = KeyRing.generate()
+    _run(UpstreamTokens(store, ring, Clock()).replace("alice", "old", "r", 9.0))
+    tokens = UpstreamTokens(store, ring, Clock(), SCOPES)
+    found = _outcome(tokens.current("alice"))
+    assert found.access_token == "old" and found.generation == 1
+    assert found.grant.scopes == ("read:user", "write:repository")
+    assert _run(tokens.refresh_token("alice")) == ("r", 1)

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
+
+from attrs import define
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+
+from fjmcp.store.dialect import SQLITE, Dialect
+from fjmcp.store.store import SyncStore, open_store_sync
+
+T = TypeVar("T")
 
 
 def write_migrations(directory: Path, files: dict[str, str]) -> Path:
@@ -69,3 +80,46 @@ V2 = {
         "CREATE INDEX grants_by_client ON grants (client_id);\n"
     ),
 }
+
+
+#: The dialects the store suite runs through (PostgreSQL joins here later).
+DIALECTS: tuple[Dialect, ...] = (SQLITE,)
+
+
+def open_memory_store(dialect: Dialect) -> SyncStore:
+    """
+    A fresh store at the shipped schema, speaking ``dialect``: the one place
+    the query tests get their store, so that a second engine plugs in here.
+    """
+    if dialect is not SQLITE:  # pragma: no cover - one engine so far
+        raise NotImplementedError(f"no test store for dialect {dialect.name}")
+    store = open_store_sync(":memory:")
+    assert store.dialect is dialect
+    return store
+
+
+@define
+class SyncRunner:
+    """A `SyncStore` behind the daemon's ``run(...) -> Deferred`` interface."""
+
+    sync: SyncStore
+
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Deferred[T]:
+        """Run the transaction now; an already-fired Deferred."""
+        return succeed(self.sync.run(fn, *args, **kwargs))
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that awaits only fired Deferreds."""
+    return successResultOf(Deferred.fromCoroutine(coroutine))
+
+
+def successResultOf(d: Deferred[T]) -> T:  # noqa: N802 - twisted's name
+    """The result of a fired Deferred (fails the test otherwise)."""
+    results: list[T] = []
+    failures: list[Failure] = []
+    d.addCallbacks(results.append, failures.append)
+    if failures:
+        failures[0].raiseException()
+    assert results, "the Deferred has not fired"
+    return results[0]

@@ -12,8 +12,9 @@ from fjmcp.store.clients import (
     insert_client_txn,
     touch_client_txn,
 )
+from fjmcp.store.dialect import Dialect
 from fjmcp.store.errors import StoreConstraintError
-from fjmcp.store.store import open_store_sync
+from tests.store.support import open_memory_store
 
 
 def _record(**kw: object) -> ClientRecord:
@@ -32,9 +33,9 @@ def _record(**kw: object) -> ClientRecord:
     return ClientRecord(**values)  # type: ignore[arg-type]
 
 
-def test_round_trip_and_touch() -> None:
+def test_round_trip_and_touch(dialect: Dialect) -> None:
     """A stored client reads back equal; touch records last use."""
-    with open_store_sync(":memory:") as store:
+    with open_memory_store(dialect) as store:
         record = _record()
         store.run(insert_client_txn, record)
         assert store.run(get_client_txn, "fjc_1") == record
@@ -45,9 +46,9 @@ def test_round_trip_and_touch() -> None:
         assert store.run(get_client_txn, "nope") is None
 
 
-def test_admin_client_is_builtin_and_inert() -> None:
+def test_admin_client_is_builtin_and_inert(dialect: Dialect) -> None:
     """The migration creates admin-cli: no redirect URIs, no grant types."""
-    with open_store_sync(":memory:") as store:
+    with open_memory_store(dialect) as store:
         admin = store.run(get_client_txn, ADMIN_CLIENT_ID)
         assert admin is not None
         assert admin.kind == "builtin"
@@ -55,9 +56,9 @@ def test_admin_client_is_builtin_and_inert() -> None:
         assert not admin.confidential
 
 
-def test_secret_must_match_auth_method() -> None:
+def test_secret_must_match_auth_method(dialect: Dialect) -> None:
     """The schema refuses a confidential client without secret and vice versa."""
-    with open_store_sync(":memory:") as store:
+    with open_memory_store(dialect) as store:
         with pytest.raises(StoreConstraintError):
             store.run(insert_client_txn, _record(secret_hash=None))
         with pytest.raises(StoreConstraintError):

@@ -7,25 +7,24 @@ family revocation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fjmcp.oauth.tokens import hash_secret, new_secret
 from fjmcp.store import grants
+from fjmcp.store.dialect import Dialect
 from fjmcp.store.grants import CodeGrant, Mint, PendingAuthorization
-from fjmcp.store.store import SyncStore, open_store_sync
+from fjmcp.store.store import SyncStore
+from tests.store.support import DIALECTS, open_memory_store
 
 AUD = "http://127.0.0.1:8080/mcp"
 
 
 @pytest.fixture
-def store() -> Iterator[SyncStore]:
-    s = open_store_sync(":memory:")
-    yield s
-    s.close()
+def store(memory_store: SyncStore) -> SyncStore:
+    """The store of one dialect (see tests/store/conftest.py)."""
+    return memory_store
 
 
 def _client(store: SyncStore, client_id: str = "c1") -> None:
@@ -83,9 +82,9 @@ def _ok(code: CodeGrant) -> str | None:
 # --- users and consents ------------------------------------------------------------
 
 
-def test_upsert_user_creates_then_finds() -> None:
+def test_upsert_user_creates_then_finds(dialect: Dialect) -> None:
     """A login gets one row; the same Forgejo id finds it again."""
-    with open_store_sync(":memory:") as store:
+    with open_memory_store(dialect) as store:
         uid = store.run(grants.upsert_user_txn, "alice", 7, 1.0)
         assert store.run(grants.upsert_user_txn, "alice", 7, 2.0) == uid
         assert store.run(grants.user_id_txn, "alice") == uid
@@ -351,7 +350,12 @@ def test_raw_rows_hold_digests_only(store: SyncStore) -> None:
 @given(st.text(max_size=100), st.text(max_size=100))
 def test_lookups_never_fail_on_odd_input(digest: str, client_id: str) -> None:
     """Any text as digest or client id gives an outcome, never an error."""
-    with open_store_sync(":memory:") as store:
+    for dialect in DIALECTS:
+        _odd_input_on(open_memory_store(dialect), digest, client_id)
+
+
+def _odd_input_on(store: SyncStore, digest: str, client_id: str) -> None:
+    with store:
         assert store.run(grants.lookup_access_txn, digest) is None
         mint = _mint()[0]
         assert (

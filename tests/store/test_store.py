@@ -19,6 +19,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import gatherResults
 
+from fjmcp.store.dialect import SQLITE, Txn
 from fjmcp.store.errors import StoreConstraintError, StoreError, StoreInUseError
 from fjmcp.store.lock import StoreLock
 from fjmcp.store.runner import TxnRunner
@@ -32,24 +33,30 @@ def _reactor() -> Any:
     return reactor
 
 
-def _insert_client_txn(cursor: sqlite3.Cursor, client_id: str, name: str) -> int:
-    cursor.execute("INSERT INTO clients (id, name) VALUES (?, ?)", (client_id, name))
-    return int(cursor.lastrowid or 0)
+def _insert_client_txn(cursor: Txn, client_id: str, name: str) -> int:
+    return cursor.insert_id(
+        "INSERT INTO clients (id, name) VALUES (?, ?)", (client_id, name)
+    )
 
 
-def _client_names_txn(cursor: sqlite3.Cursor) -> list[str]:
-    return [r[0] for r in cursor.execute("SELECT name FROM clients ORDER BY id")]
+def _client_names_txn(cursor: Txn) -> list[str]:
+    rows = cursor.execute("SELECT name FROM clients ORDER BY id").fetchall()
+    return [r[0] for r in rows]
 
 
-def _tables_txn(cursor: sqlite3.Cursor) -> set[str]:
-    return tables(cursor.connection)
+def _tables_txn(cursor: Txn) -> set[str]:
+    rows = cursor.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        " AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 class RefusedError(Exception):
     """A domain error raised inside a transaction function."""
 
 
-def _insert_then_refuse_txn(cursor: sqlite3.Cursor) -> None:
+def _insert_then_refuse_txn(cursor: Txn) -> None:
     cursor.execute("INSERT INTO clients (id, name) VALUES ('c9', 'nine')")
     raise RefusedError("no")
 
@@ -431,10 +438,10 @@ def test_run_txn_on_a_plain_connection() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         conn.execute("CREATE TABLE clients (id TEXT PRIMARY KEY, name TEXT)")
-        run_txn(conn, ":memory:", _insert_client_txn, "c1", "one")
+        run_txn(SQLITE, conn, ":memory:", _insert_client_txn, "c1", "one")
         with pytest.raises(RefusedError):
-            run_txn(conn, ":memory:", _insert_then_refuse_txn)
-        assert run_txn(conn, ":memory:", _client_names_txn) == ["one"]
+            run_txn(SQLITE, conn, ":memory:", _insert_then_refuse_txn)
+        assert run_txn(SQLITE, conn, ":memory:", _client_names_txn) == ["one"]
         assert not conn.in_transaction
     finally:
         conn.close()

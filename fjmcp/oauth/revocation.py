@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.oauth.test_revocation -*-
+# -*- test-case-name: tests.oauth.test_token_endpoint -*-
 """
 The revocation endpoint (RFC 7009): a client ends one of its grants.
 

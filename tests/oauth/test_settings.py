@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from attrs import fields
+
+from fjmcp.config import Config
 from fjmcp.oauth.settings import OAuthSettings
 from tests.oauth.support import make_config
 
@@ -39,3 +42,16 @@ def test_derived_names_come_from_public_url() -> None:
 def test_cookies_are_not_secure_on_loopback_http() -> None:
     """An http (loopback) broker sets cookies without Secure."""
     assert not OAuthSettings("http://127.0.0.1:8080", "http://f.test").secure_cookies
+
+
+def test_defaults_are_configs_defaults() -> None:
+    """Settings built without the optional fields hold `Config`'s defaults."""
+    defaults = fields(Config)
+    settings = OAuthSettings("http://127.0.0.1:8080", "http://f.test")
+    for name in (
+        "forgejo_scopes",
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "auth_code_ttl",
+    ):
+        assert getattr(settings, name) == getattr(defaults, name).default, name

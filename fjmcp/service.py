@@ -388,7 +388,7 @@ class BrokerService(MultiService):
         wiring.routes.append(
             Health(lambda: maybe_await(store.check()), self._build, wiring.reactor).app
         )
-        # --- OAuth (issue 4): the Forgejo client (the authorization server
+        # --- OAuth: the Forgejo client (the authorization server
         # is built once the sessions exist: revocations end sessions).
         forgejo = ForgejoClient.from_reactor(
             self._reactor,

@@ -73,7 +73,8 @@ from fjmcp.maintenance.wiring import wire_lifecycle
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.keys import KeyFileError, KeyRing, load_keyring
-from fjmcp.oauth.server import AuthorizationServer
+from fjmcp.oauth.server import build_authorization_server
+from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.store.runner import TxnRunner
@@ -392,8 +393,8 @@ class BrokerService(MultiService):
         wiring.routes.append(
             Health(lambda: maybe_await(store.check()), self._build, wiring.reactor).app
         )
-        # --- OAuth (issue 4): the authorization server and the metadata;
-        # revocations reach the sessions through session_control (set below).
+        # --- OAuth: the Forgejo client (the authorization server
+        # is built once the sessions exist: revocations end sessions).
         forgejo = ForgejoClient.from_reactor(
             self._reactor,
             self._config.forgejo_url,
@@ -403,16 +404,6 @@ class BrokerService(MultiService):
         )
         # Added before the timers that use it, so it is stopped after them.
         wiring.services.append(_CloseOnStop(forgejo.close))
-        authorization = AuthorizationServer(
-            self._config,
-            runner,
-            self._reactor,
-            wiring.keys,
-            forgejo,
-            wiring.upstream_tokens,
-            wiring.authenticator,
-        )
-        wiring.routes.append(OAuthRoutes(authorization, self._config).app)
         # --- bridge (issue 5): /mcp, its sessions and their children
         supervisor = Supervisor(self._reactor)
         config = self._config
@@ -433,7 +424,17 @@ class BrokerService(MultiService):
             clock=self._reactor,
         )
         wiring.plain[b"mcp"] = mcp
-        authorization.session_control = wiring.sessions
+        authorization = build_authorization_server(
+            OAuthSettings.from_config(config),
+            runner,
+            self._reactor,
+            wiring.keys,
+            forgejo,
+            wiring.upstream_tokens,
+            wiring.authenticator,
+            wiring.sessions,
+        )
+        wiring.routes.append(OAuthRoutes(authorization).app)
         wiring.shutdown.add_drain(wiring.sessions.drain)
         wiring.shutdown.add_spawner(supervisor)
         # --- maintenance (issue 6): idle reaper, Forgejo refresh, revoke-user

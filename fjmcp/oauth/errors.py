@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.oauth.test_errors -*-
+# -*- test-case-name: tests.oauth.test_errors_metadata -*-
 """
 OAuth errors as exceptions, rendered once as RFC 6749 JSON.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.oauth.test_metadata -*-
+# -*- test-case-name: tests.oauth.test_errors_metadata -*-
 """
 The discovery documents: RFC 8414 (authorization server) and RFC 9728
 (protected resource).

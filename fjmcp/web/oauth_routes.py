@@ -4,7 +4,7 @@ The OAuth and discovery endpoints over HTTP (Klein).
 
 `OAuthRoutes` holds its dependencies; the HTTP work here is only parsing
 (`fjmcp.oauth.forms`), rendering and headers, the logic lives in
-`fjmcp.oauth.server.AuthorizationServer`. One ``handle_errors`` renders
+objects of `fjmcp.oauth.server.AuthorizationServer`. One ``handle_errors`` renders
 every `OAuthError` as RFC 6749 JSON with ``Cache-Control: no-store``.
 The browser-facing endpoints (authorize, consent, callback) answer HTML
 pages or redirects, never JSON, and forbid framing (``X-Frame-Options:
@@ -36,7 +36,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from fjmcp.config import Config
 from fjmcp.oauth.errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
@@ -48,7 +47,8 @@ from fjmcp.oauth.metadata import (
     authorization_server_metadata,
     protected_resource_metadata,
 )
-from fjmcp.oauth.server import AuthorizationServer, Cookie, Page, Redirect
+from fjmcp.oauth.outcomes import Cookie, Page, Redirect
+from fjmcp.oauth.server import AuthorizationServer
 from fjmcp.store.errors import StoreError
 
 __all__ = ["OAuthRoutes", "render_page"]
@@ -151,7 +151,6 @@ class OAuthRoutes:
     """The Klein app of the authorization server and the metadata."""
 
     _server: AuthorizationServer
-    _config: Config
 
     app = Klein()
     log = Logger()
@@ -181,7 +180,9 @@ class OAuthRoutes:
         _cors(request)
         request.setHeader(b"Cache-Control", _METADATA_CACHE_CONTROL)
         return _json(
-            request, 200, authorization_server_metadata(self._config.public_url)
+            request,
+            200,
+            authorization_server_metadata(self._server.settings.public_url),
         )
 
     @app.route("/.well-known/oauth-protected-resource", methods=["GET"])
@@ -190,7 +191,9 @@ class OAuthRoutes:
         """RFC 9728 metadata of /mcp, from public_url only."""
         _cors(request)
         request.setHeader(b"Cache-Control", _METADATA_CACHE_CONTROL)
-        return _json(request, 200, protected_resource_metadata(self._config.public_url))
+        return _json(
+            request, 200, protected_resource_metadata(self._server.settings.public_url)
+        )
 
     @app.route("/.well-known/oauth-authorization-server", methods=["OPTIONS"])
     @app.route("/.well-known/oauth-protected-resource", methods=["OPTIONS"])
@@ -226,7 +229,7 @@ class OAuthRoutes:
             raise InvalidClientMetadataError(
                 "the registration is not valid JSON"
             ) from None
-        answer = await self._server.register(document)
+        answer = await self._server.registrar.register(document)
         return _json(request, 201, answer)
 
     def _form(self, request: IRequest) -> dict[str, str]:
@@ -247,7 +250,9 @@ class OAuthRoutes:
         _cors(request)
         _no_store(request)
         form = self._form(request)
-        answer = await self._server.token(form, request.getHeader(b"authorization"))
+        answer = await self._server.tokens.token(
+            form, request.getHeader(b"authorization")
+        )
         return _json(request, 200, answer)
 
     @app.route("/oauth/revoke", methods=["POST"])
@@ -256,7 +261,7 @@ class OAuthRoutes:
         _cors(request)
         _no_store(request)
         form = self._form(request)
-        await self._server.revoke(form, request.getHeader(b"authorization"))
+        await self._server.revocation.revoke(form, request.getHeader(b"authorization"))
         request.setResponseCode(200)
         return b""
 
@@ -277,7 +282,7 @@ class OAuthRoutes:
         return render_page(outcome)
 
     def _set_cookie(self, request: IRequest, cookie: Cookie) -> None:
-        secure = self._server.secure_cookies
+        secure = self._server.cookies.secure
         add_cookie: Any = request.addCookie  # IRequest lacks httpOnly/sameSite
         add_cookie(
             cookie.name.encode("ascii"),
@@ -324,14 +329,20 @@ class OAuthRoutes:
     @app.route("/oauth/authorize", methods=["GET"])
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
-        return await self._browser_step(request, self._server.authorize, post=False)
+        return await self._browser_step(
+            request, self._server.authorize.authorize, post=False
+        )
 
     @app.route("/oauth/consent", methods=["POST"])
     async def consent(self, request: IRequest) -> bytes:
         """The consent form's Allow / Deny."""
-        return await self._browser_step(request, self._server.consent, post=True)
+        return await self._browser_step(
+            request, self._server.authorize.consent, post=True
+        )
 
     @app.route("/oauth/callback", methods=["GET"])
     async def callback(self, request: IRequest) -> bytes:
         """Forgejo's redirect back after the user logged in."""
-        return await self._browser_step(request, self._server.callback, post=False)
+        return await self._browser_step(
+            request, self._server.login.callback, post=False
+        )

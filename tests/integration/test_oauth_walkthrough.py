@@ -25,7 +25,7 @@ import pytest_twisted
 from attrs import define, field
 from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -35,7 +35,8 @@ from fjmcp.interfaces import Identity, InvalidToken
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.pkce import new_verifier, s256
-from fjmcp.oauth.server import AuthorizationServer
+from fjmcp.oauth.server import build_authorization_server
+from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.standin.app import (
     StandinClient,
@@ -55,6 +56,14 @@ FORGEJO_CLIENT = "fjmcp-broker"
 FORGEJO_SECRET = "walkthrough-forgejo-secret"  # noqa: S105 - a test value
 ALICE = StandinUser("alice", "alice-password", full_name="Alice")
 REDIRECT = "http://127.0.0.1:45999/callback"
+
+
+class _NoSessions:
+    """No session layer in this walk-through: nothing to end."""
+
+    def end_user_client(self, user: str, client_id: str, reason: str) -> Deferred[None]:
+        """Nothing runs for anyone."""
+        return succeed(None)
 
 
 class _Swap(Resource):
@@ -163,10 +172,17 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     )
     upstream = UpstreamTokens(store, keys, reactor)
     bearer = BearerAuthenticator(store, reactor, config.mcp_url)
-    server = AuthorizationServer(
-        config, store, reactor, keys, forgejo, upstream, bearer
+    server = build_authorization_server(
+        OAuthSettings.from_config(config),
+        store,
+        reactor,
+        keys,
+        forgejo,
+        upstream,
+        bearer,
+        _NoSessions(),
     )
-    root.target = build_root([OAuthRoutes(server, config).app])
+    root.target = build_root([OAuthRoutes(server).app])
     try:
         yield Deployment(public_url, standin.base_url, store, bearer, upstream, standin)
     finally:

@@ -8,10 +8,11 @@ reads can be held back to test concurrency.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 
 from fjmcp.config import Config
 from fjmcp.store.store import SyncStore, open_store_sync
@@ -108,3 +109,11 @@ class HeldStore(MemoryStore):
                 d.errback(e)
             else:
                 d.callback(result)
+
+
+def settle(coroutine: Coroutine[Any, Any, T]) -> T | Failure:
+    """Run a coroutine over fired Deferreds; its result or its Failure."""
+    results: list[T | Failure] = []
+    Deferred.fromCoroutine(coroutine).addBoth(results.append)
+    assert results, "the coroutine is still waiting"
+    return results[0]

@@ -20,7 +20,8 @@ def _race(broker: Broker, store: HeldStore, forms: list[dict[str, str]]) -> list
     store.holding = True
     results: list[Any] = []
     for form in forms:
-        Deferred.fromCoroutine(broker.server.token(form, None)).addBoth(results.append)
+        grant = broker.server.tokens.token(form, None)
+        Deferred.fromCoroutine(grant).addBoth(results.append)
     assert results == []
     store.release()
     store.holding = False

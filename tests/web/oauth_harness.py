@@ -19,7 +19,8 @@ from twisted.internet.task import Clock
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
-from fjmcp.oauth.server import AuthorizationServer
+from fjmcp.oauth.server import build_authorization_server
+from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.oauth_routes import OAuthRoutes
@@ -91,17 +92,18 @@ class Broker:
         self.upstream = UpstreamTokens(self.store, self.keys, self.clock)
         self.bearer = BearerAuthenticator(self.store, self.clock, self.config.mcp_url)
         self.sessions = RecordingSessions()
-        self.server = AuthorizationServer(
-            self.config,
+        self.settings = OAuthSettings.from_config(self.config)
+        self.server = build_authorization_server(
+            self.settings,
             self.store,
             self.clock,
             self.keys,
             self.forgejo,
             self.upstream,
             self.bearer,
+            self.sessions,
         )
-        self.server.session_control = self.sessions
-        self.routes = OAuthRoutes(self.server, self.config)
+        self.routes = OAuthRoutes(self.server)
         self.resource = self.routes.app.resource()
         self.cookies: dict[str, str] = {}
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 
-from fjmcp.oauth.server import CONSENT_TTL
+from fjmcp.oauth.authorize import CONSENT_TTL
 from tests.standin.support import BOB, ISSUER, pkce_pair, result_of
 from tests.web.oauth_harness import Broker, query_of
 

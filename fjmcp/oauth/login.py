@@ -1,0 +1,307 @@
+# -*- test-case-name: tests.oauth.test_login -*-
+"""
+The user's round trip through Forgejo: start a login for an approved
+authorization request, and finish it at Forgejo's callback with a broker
+code for the client.
+
+The state sent to Forgejo is created only after consent, kept in the store
+(a restart does not break a login in progress) with the PKCE verifier
+sealed, bound to this browser by a cookie, and good for one callback. At
+the callback the code is exchanged, the user fetched, their Forgejo tokens
+stored, the consent recorded for them, and a broker code sent to the
+client with ``state`` and ``iss`` (RFC 9207).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from fjmcp.oauth import pkce
+from fjmcp.oauth.browser import BrowserCookies
+from fjmcp.oauth.errors import (
+    AccessDeniedError,
+    ConsentRequiredError,
+    OAuthError,
+    ServerError,
+    TemporarilyUnavailableError,
+)
+from fjmcp.oauth.keys import KeyRing, SealError
+from fjmcp.oauth.outcomes import (
+    Cookie,
+    Page,
+    Redirect,
+    error_page,
+    redirect_error,
+    with_query,
+)
+from fjmcp.oauth.settings import OAuthSettings
+from fjmcp.oauth.tokens import hash_secret, new_family_id, new_secret
+from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.store.grants import (
+    CodeGrant,
+    PendingAuthorization,
+    insert_code_txn,
+    insert_pending_txn,
+    record_consent_txn,
+    take_pending_txn,
+    upsert_user_txn,
+)
+from fjmcp.store.runner import TxnRunner
+from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
+
+if TYPE_CHECKING:  # the types only: no treq on this import path
+    from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
+
+__all__ = [
+    "LOGIN_TTL",
+    "AuthRequest",
+    "ForgejoLike",
+    "ForgejoLogin",
+]
+
+#: How long a login at Forgejo may take.
+LOGIN_TTL: Final = 600.0
+
+
+class ForgejoLike(Protocol):
+    """What the login needs of `fjmcp.upstream.forgejo.ForgejoClient`."""
+
+    def authorize_url(
+        self,
+        redirect_uri: str,
+        state: str,
+        code_challenge: str,
+        scopes: tuple[str, ...] | list[str] = (),
+    ) -> str:
+        """Where to send the browser to log in at Forgejo."""
+
+    async def exchange_code(
+        self, code: str, redirect_uri: str, code_verifier: str
+    ) -> ForgejoTokens:
+        """Trade Forgejo's code for tokens."""
+
+    async def get_user(self, access_token: str) -> ForgejoUser:
+        """Who the token belongs to."""
+
+
+@frozen
+class AuthRequest:
+    """A validated authorization request (what the consent form carries)."""
+
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    code_challenge: str
+    scope: str
+    resource: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The request as a signable payload."""
+        return {
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "state": self.state,
+            "code_challenge": self.code_challenge,
+            "scope": self.scope,
+            "resource": self.resource,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuthRequest | None:
+        """The request `as_dict` gave, or ``None`` if ``data`` is not one."""
+        names = (
+            "client_id",
+            "redirect_uri",
+            "state",
+            "code_challenge",
+            "scope",
+            "resource",
+        )
+        values: dict[str, Any] = {n: data.get(n) for n in names}
+        for n in names:
+            if n != "state" and not isinstance(values[n], str):
+                return None
+        if values["state"] is not None and not isinstance(values["state"], str):
+            return None
+        return cls(**values)
+
+
+def _verifier_context(state_hash: str) -> bytes:
+    return b"fjmcp/pending/" + state_hash.encode("ascii")
+
+
+@frozen
+class ForgejoLogin:
+    """Logins at Forgejo on behalf of an approved authorization request."""
+
+    _settings: OAuthSettings
+    _store: TxnRunner
+    _clock: IReactorTime
+    _keys: KeyRing
+    _forgejo: ForgejoLike
+    _upstream: UpstreamTokens
+    _cookies: BrowserCookies
+
+    log = Logger()
+
+    async def start(
+        self, request: AuthRequest, *, consent_user: str | None
+    ) -> Redirect:
+        """
+        Send the browser to Forgejo for ``request``; ``consent_user`` is the
+        user whose earlier consent let the consent page be skipped.
+        """
+        now = self._clock.seconds()
+        state = new_secret()
+        browser = new_secret()
+        verifier = pkce.new_verifier()
+        state_hash = hash_secret(state)
+        key_id, sealed = self._keys.seal(
+            verifier.encode("ascii"), _verifier_context(state_hash)
+        )
+        await self._store.run(
+            insert_pending_txn,
+            PendingAuthorization(
+                state_hash=state_hash,
+                browser_hash=hash_secret(browser),
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                client_state=request.state,
+                code_challenge=request.code_challenge,
+                scope=request.scope,
+                resource=request.resource,
+                consent_user=consent_user,
+                key_id=key_id,
+                verifier_sealed=sealed,
+                created_at=now,
+                expires_at=now + LOGIN_TTL,
+            ),
+        )
+        location = self._forgejo.authorize_url(
+            self._settings.callback_url,
+            state,
+            pkce.s256(verifier),
+            self._settings.forgejo_scopes,
+        )
+        flow = Cookie(self._cookies.flow_name(state_hash), browser, int(LOGIN_TTL))
+        return Redirect(location, (flow,))
+
+    async def callback(
+        self, params: Mapping[str, str], cookies: Mapping[str, str]
+    ) -> Redirect | Page:
+        """
+        ``GET /oauth/callback``: Forgejo sends the browser back. The state
+        must name a login in progress started in this browser (single use).
+        """
+        state = params.get("state")
+        if state is None:
+            return error_page("Forgejo's answer has no state.")
+        now = self._clock.seconds()
+        state_hash = hash_secret(state)
+        pending: PendingAuthorization | None = await self._store.run(
+            take_pending_txn, state_hash, now
+        )
+        if pending is None:
+            return error_page(
+                "This login is unknown, already used or expired. Start again "
+                "from your application."
+            )
+        flow_name = self._cookies.flow_name(state_hash)
+        clear = (Cookie(flow_name, "", 0),)
+        browser = cookies.get(flow_name, "")
+        if not browser or not hmac.compare_digest(
+            hash_secret(browser).encode(), pending.browser_hash.encode()
+        ):
+            page = error_page("This login was started in another browser.")
+            return Page(page.status, page.template, page.fields, clear)
+
+        def fail(error: OAuthError) -> Redirect:
+            return redirect_error(
+                self._settings.issuer,
+                pending.redirect_uri,
+                pending.client_state,
+                error,
+                clear,
+            )
+
+        if "error" in params:
+            return fail(AccessDeniedError("the login at Forgejo was not completed"))
+        code = params.get("code")
+        if code is None:
+            return fail(AccessDeniedError("Forgejo returned no code"))
+        try:
+            verifier = self._keys.open(
+                pending.key_id, pending.verifier_sealed, _verifier_context(state_hash)
+            ).decode("ascii")
+        except SealError:
+            self.log.failure("a pending login's verifier does not open")
+            return fail(ServerError("the login could not be completed"))
+        try:
+            tokens = await self._forgejo.exchange_code(
+                code, self._settings.callback_url, verifier
+            )
+            user = await self._forgejo.get_user(tokens.access_token)
+        except ForgejoAuthError:
+            return fail(AccessDeniedError("Forgejo refused the login"))
+        except ForgejoUnavailable:
+            return fail(
+                TemporarilyUnavailableError("Forgejo is unavailable; try again")
+            )
+        if pending.consent_user is not None and pending.consent_user != user.login:
+            # Consent was skipped for another user of this browser.
+            return fail(
+                ConsentRequiredError("log in again to approve this application")
+            )
+        code_value = await self._issue_code(pending, user, tokens)
+        self.log.info(
+            "{user} logged in for client {client_id}",
+            user=user.login,
+            client_id=pending.client_id,
+        )
+        location = with_query(
+            pending.redirect_uri,
+            {
+                "code": code_value,
+                "state": pending.client_state,
+                "iss": self._settings.issuer,
+            },
+        )
+        return Redirect(location, (*clear, self._cookies.user_cookie(user.login)))
+
+    async def _issue_code(
+        self, pending: PendingAuthorization, user: ForgejoUser, tokens: ForgejoTokens
+    ) -> str:
+        """Keep the user, their Forgejo tokens and consent; a new broker code."""
+        now = self._clock.seconds()
+        user_id: int = await self._store.run(upsert_user_txn, user.login, user.id, now)
+        await self._upstream.replace(
+            user.login,
+            tokens.access_token,
+            tokens.refresh_token,
+            tokens.expires_at(now),
+            forgejo_id=user.id,
+        )
+        await self._store.run(record_consent_txn, user_id, pending.client_id, now)
+        code_value = new_secret()
+        await self._store.run(
+            insert_code_txn,
+            CodeGrant(
+                code_hash=hash_secret(code_value),
+                client_id=pending.client_id,
+                user_id=user_id,
+                redirect_uri=pending.redirect_uri,
+                code_challenge=pending.code_challenge,
+                scope=pending.scope,
+                resource=pending.resource,
+                family_id=new_family_id(),
+                created_at=now,
+                expires_at=now + self._settings.auth_code_ttl,
+            ),
+        )
+        return code_value

@@ -1,0 +1,69 @@
+# -*- test-case-name: tests.oauth.test_settings -*-
+"""
+The settings the OAuth objects read, and nothing else of `Config`.
+
+Each OAuth object takes this frozen value instead of the whole
+configuration, so what it depends on is visible in one place and a test
+builds one without a Forgejo client secret or a child command.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from attrs import frozen
+
+from fjmcp.config import Config
+from fjmcp.oauth.metadata import endpoint, resource_url
+
+__all__ = ["OAuthSettings"]
+
+
+@frozen
+class OAuthSettings:
+    """What the authorization server needs to know of the configuration."""
+
+    public_url: str
+    """The issuer, and the base of every endpoint and of the resource."""
+    forgejo_url: str
+    forgejo_scopes: tuple[str, ...] = ()
+    access_token_ttl: float = 3600.0
+    refresh_token_ttl: float = 30 * 24 * 3600.0
+    auth_code_ttl: float = 600.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> OAuthSettings:
+        """The OAuth part of a configuration."""
+        return cls(
+            public_url=config.public_url,
+            forgejo_url=config.forgejo_url,
+            forgejo_scopes=tuple(config.forgejo_scopes),
+            access_token_ttl=config.access_token_ttl,
+            refresh_token_ttl=config.refresh_token_ttl,
+            auth_code_ttl=config.auth_code_ttl,
+        )
+
+    @property
+    def issuer(self) -> str:
+        """The issuer: exactly ``public_url``."""
+        return self.public_url
+
+    @property
+    def resource(self) -> str:
+        """The one protected resource and token audience."""
+        return resource_url(self.public_url)
+
+    @property
+    def callback_url(self) -> str:
+        """Where Forgejo sends the browser back."""
+        return endpoint(self.public_url, "/oauth/callback")
+
+    @property
+    def secure_cookies(self) -> bool:
+        """``Secure`` and ``__Host-`` cookies only when the broker is https."""
+        return self.public_url.startswith("https://")
+
+    @property
+    def forgejo_host(self) -> str:
+        """Forgejo's host name, shown on the consent page."""
+        return urlsplit(self.forgejo_url).hostname or ""

@@ -1,0 +1,155 @@
+# -*- test-case-name: tests.oauth.test_login -*-
+"""
+Tests for `fjmcp.oauth.login`: a login at Forgejo started for an approved
+request and finished at the callback, over a fake Forgejo.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from attrs import define, field
+from twisted.internet.task import Clock
+
+from fjmcp.oauth.browser import BrowserCookies
+from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.login import AuthRequest, ForgejoLogin
+from fjmcp.oauth.outcomes import Page, Redirect
+from fjmcp.oauth.settings import OAuthSettings
+from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.store.clients import ClientRecord, insert_client_txn
+from fjmcp.store.grants import has_consent_txn
+from fjmcp.upstream.errors import ForgejoUnavailable
+from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
+from tests.oauth.support import MemoryStore, settle
+
+SETTINGS = OAuthSettings(
+    "http://127.0.0.1:8080", "http://forgejo.test", forgejo_scopes=("read:user",)
+)
+REQUEST = AuthRequest(
+    client_id="c1",
+    redirect_uri="https://app.example/cb",
+    state="client-state",
+    code_challenge="x" * 43,
+    scope="mcp",
+    resource=SETTINGS.resource,
+)
+CLIENT = ClientRecord(
+    client_id="c1",
+    kind="dcr",
+    auth_method="none",
+    grant_types=("authorization_code",),
+    redirect_uris=(REQUEST.redirect_uri,),
+)
+
+
+@define
+class _Forgejo:
+    """A Forgejo that logs everybody in as alice, or is down."""
+
+    down: bool = False
+    asked: list[tuple[str, str]] = field(factory=list)
+
+    def authorize_url(
+        self,
+        redirect_uri: str,
+        state: str,
+        code_challenge: str,
+        scopes: tuple[str, ...] | list[str] = (),
+    ) -> str:
+        return (
+            f"http://forgejo.test/authorize?redirect_uri={redirect_uri}"
+            f"&state={state}&scope={'+'.join(scopes)}"
+        )
+
+    async def exchange_code(
+        self, code: str, redirect_uri: str, code_verifier: str
+    ) -> ForgejoTokens:
+        self.asked.append((code, redirect_uri))
+        if self.down:
+            raise ForgejoUnavailable("down")
+        return ForgejoTokens("forgejo-access", "bearer", 3600, "forgejo-refresh")
+
+    async def get_user(self, access_token: str) -> ForgejoUser:
+        return ForgejoUser(7, "alice")
+
+
+def _login(forgejo: _Forgejo) -> tuple[ForgejoLogin, MemoryStore, BrowserCookies]:
+    clock = Clock()
+    clock.advance(10_000)
+    store = MemoryStore()
+    store.sync.run(insert_client_txn, CLIENT)
+    keys = KeyRing.generate()
+    cookies = BrowserCookies(keys.derive("cookies"), False, clock)
+    upstream = UpstreamTokens(store, keys, clock)
+    login = ForgejoLogin(SETTINGS, store, clock, keys, forgejo, upstream, cookies)
+    return login, store, cookies
+
+
+def _query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def _start(login: ForgejoLogin) -> tuple[str, dict[str, str]]:
+    redirect = settle(login.start(REQUEST, consent_user=None))
+    assert isinstance(redirect, Redirect)
+    (flow,) = redirect.cookies
+    return _query(redirect.location)["state"], {flow.name: flow.value}
+
+
+def test_start_sends_the_browser_to_forgejo_with_a_flow_cookie() -> None:
+    """The login goes to Forgejo with the broker's callback and scopes, and
+    binds the state to this browser by a cookie."""
+    login, _, cookies = _login(_Forgejo())
+    redirect = settle(login.start(REQUEST, consent_user=None))
+    assert isinstance(redirect, Redirect)
+    query = _query(redirect.location)
+    assert query["redirect_uri"] == SETTINGS.callback_url
+    assert query["scope"] == "read:user"
+    (flow,) = redirect.cookies
+    assert flow.name.startswith("fjmcp-flow-") and flow.max_age == 600
+
+
+def test_callback_issues_a_code_to_the_client_and_records_consent() -> None:
+    """The callback of this browser's login redirects to the client with a code,
+    the client's state and iss, sets the user cookie and records consent."""
+    forgejo = _Forgejo()
+    login, store, cookies = _login(forgejo)
+    state, jar = _start(login)
+    outcome = settle(login.callback({"state": state, "code": "fj-code"}, jar))
+    assert isinstance(outcome, Redirect)
+    assert outcome.location.startswith(REQUEST.redirect_uri + "?")
+    query = _query(outcome.location)
+    assert query["state"] == "client-state" and query["iss"] == SETTINGS.issuer
+    assert len(query["code"]) > 20
+    assert forgejo.asked == [("fj-code", SETTINGS.callback_url)]
+    user_cookie = {c.name: c.value for c in outcome.cookies if c.max_age}
+    assert cookies.logged_in_user(user_cookie) == "alice"
+    assert store.sync.run(has_consent_txn, "alice", "c1")
+
+
+def test_callback_in_another_browser_is_refused_and_used_up() -> None:
+    """Without the flow cookie the login is refused, and its state is spent."""
+    login, _, _ = _login(_Forgejo())
+    state, jar = _start(login)
+    outcome = settle(login.callback({"state": state, "code": "c"}, {}))
+    assert isinstance(outcome, Page) and outcome.status == 400
+    assert "another browser" in outcome.fields["message"]
+    again = settle(login.callback({"state": state, "code": "c"}, jar))
+    assert isinstance(again, Page) and "unknown" in again.fields["message"]
+
+
+def test_callback_when_forgejo_is_down_tells_the_client() -> None:
+    """Forgejo unavailable at the exchange is temporarily_unavailable to the client."""
+    login, _, _ = _login(_Forgejo(down=True))
+    state, jar = _start(login)
+    outcome = settle(login.callback({"state": state, "code": "c"}, jar))
+    assert isinstance(outcome, Redirect)
+    assert _query(outcome.location)["error"] == "temporarily_unavailable"
+
+
+def test_callback_without_state_is_an_error_page() -> None:
+    """A callback without state is an error page, nothing consumed."""
+    login, _, _ = _login(_Forgejo())
+    outcome = settle(login.callback({"code": "c"}, {}))
+    assert isinstance(outcome, Page) and outcome.status == 400

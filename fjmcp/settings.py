@@ -21,10 +21,13 @@ from __future__ import annotations
 from attrs import frozen
 
 from fjmcp.admin.settings import AdminSettings
+from fjmcp.bridge.router import BridgeSettings
 from fjmcp.config import Config
 from fjmcp.maintenance.settings import MaintenanceSettings
+from fjmcp.sessions.registry import SessionSettings
 from fjmcp.supervisor.environment import ChildSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
+from fjmcp.web.mcp_resource import McpSettings
 from fjmcp.web.site import SiteSettings
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "child_settings",
     "forgejo_settings",
     "maintenance_settings",
+    "mcp_settings",
+    "session_settings",
     "site_settings",
 ]
 
@@ -83,6 +88,32 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
     )
 
 
+def mcp_settings(config: Config) -> McpSettings:
+    """Who may call ``/mcp`` from a browser, and how its streams behave."""
+    return McpSettings(
+        public_url=config.public_url,
+        public_is_loopback=config.public_is_loopback,
+        allowed_origins=config.allowed_origins,
+        streams=BridgeSettings(
+            keepalive_interval=config.sse_keepalive_interval,
+            buffer_cap=config.stream_buffer_bytes,
+            write_deadline=config.stream_write_deadline,
+            resume_window=config.stream_resume_window,
+            replay_bytes=config.stream_buffer_bytes,
+            queue_bytes=config.stream_buffer_bytes,
+        ),
+    )
+
+
+def session_settings(config: Config) -> SessionSettings:
+    """The caps on children and the drain of a replaced one."""
+    return SessionSettings(
+        max_children=config.max_children,
+        max_children_per_user=config.max_children_per_user,
+        drain_timeout=config.child_drain_timeout,
+    )
+
+
 def site_settings(config: Config) -> SiteSettings:
     """The limits every HTTP request meets."""
     return SiteSettings(
@@ -99,6 +130,8 @@ class BrokerSettings:
     child: ChildSettings
     forgejo: ForgejoSettings
     maintenance: MaintenanceSettings
+    mcp: McpSettings
+    sessions: SessionSettings
     site: SiteSettings
 
 
@@ -109,5 +142,7 @@ def broker_settings(config: Config) -> BrokerSettings:
         child=child_settings(config),
         forgejo=forgejo_settings(config),
         maintenance=maintenance_settings(config),
+        mcp=mcp_settings(config),
+        sessions=session_settings(config),
         site=site_settings(config),
     )

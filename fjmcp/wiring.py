@@ -157,12 +157,10 @@ def build_broker(
         upstream_tokens,
         lambda token, label: child_spec(children, token=token, label=label),
         reactor,
-        max_children=config.max_children,
-        max_children_per_user=config.max_children_per_user,
-        drain_timeout=config.child_drain_timeout,
+        settings.sessions,
     )
     mcp = McpResource(
-        config=config,
+        settings=settings.mcp,
         authenticator=bearer,
         challenge=lambda sent: challenge_header(config, token_sent=sent),
         registry=sessions,

@@ -26,8 +26,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent
 
 from fjmcp.interfaces import UpstreamToken
-from fjmcp.sessions.registry import SessionRegistry
-from fjmcp.settings import child_settings, site_settings
+from fjmcp.sessions.registry import SessionRegistry, SessionSettings
+from fjmcp.settings import child_settings, mcp_settings, site_settings
 from fjmcp.supervisor.environment import child_spec
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.web.mcp_resource import McpResource
@@ -85,11 +85,12 @@ class Broker:
                 children, token=token, label=label, environ=environ
             ),
             reactor,
-            max_children=8,
-            max_children_per_user=8,
+            SessionSettings(
+                max_children=8, max_children_per_user=8, drain_timeout=120.0
+            ),
         )
         self.resource = McpResource(
-            config=self.config,
+            settings=mcp_settings(self.config),
             authenticator=FixedAuthenticator(),
             challenge=challenge,
             registry=self.registry,

@@ -19,6 +19,7 @@ from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import (
     SessionNotFoundError,
     SessionRegistry,
+    SessionSettings,
     new_session_id,
 )
 from fjmcp.testing import FakeSpawner
@@ -230,8 +231,7 @@ def make_broker() -> Broker:
         tokens,
         lambda token, label: ChildSpec(("mcp-server",), {}, label),
         clock,
-        max_children=10,
-        max_children_per_user=10,
+        SessionSettings(max_children=10, max_children_per_user=10, drain_timeout=120.0),
     )
     reaper = IdleReaper(registry, clock, SETTINGS)
     return Broker(clock, spawner, registry, reaper)

@@ -231,7 +231,6 @@ class BrokerService(MultiService):
             return
         try:
             broker = self.broker = build_broker(
-                config,
                 broker_settings(config),
                 self._reactor,
                 store,

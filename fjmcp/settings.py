@@ -24,6 +24,7 @@ from fjmcp.admin.settings import AdminSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.config import Config
 from fjmcp.maintenance.settings import MaintenanceSettings
+from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.supervisor.environment import ChildSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
@@ -38,6 +39,7 @@ __all__ = [
     "forgejo_settings",
     "maintenance_settings",
     "mcp_settings",
+    "oauth_settings",
     "session_settings",
     "site_settings",
 ]
@@ -105,6 +107,18 @@ def mcp_settings(config: Config) -> McpSettings:
     )
 
 
+def oauth_settings(config: Config) -> OAuthSettings:
+    """The authorization server's names, Forgejo scopes and token lifetimes."""
+    return OAuthSettings(
+        public_url=config.public_url,
+        forgejo_url=config.forgejo_url,
+        forgejo_scopes=tuple(config.forgejo_scopes),
+        access_token_ttl=config.access_token_ttl,
+        refresh_token_ttl=config.refresh_token_ttl,
+        auth_code_ttl=config.auth_code_ttl,
+    )
+
+
 def session_settings(config: Config) -> SessionSettings:
     """The caps on children and the drain of a replaced one."""
     return SessionSettings(
@@ -131,6 +145,7 @@ class BrokerSettings:
     forgejo: ForgejoSettings
     maintenance: MaintenanceSettings
     mcp: McpSettings
+    oauth: OAuthSettings
     sessions: SessionSettings
     site: SiteSettings
 
@@ -143,6 +158,7 @@ def broker_settings(config: Config) -> BrokerSettings:
         forgejo=forgejo_settings(config),
         maintenance=maintenance_settings(config),
         mcp=mcp_settings(config),
+        oauth=oauth_settings(config),
         sessions=session_settings(config),
         site=site_settings(config),
     )

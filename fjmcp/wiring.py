@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from attrs import frozen
+from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
@@ -40,8 +40,7 @@ from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.buildinfo import BuildInfo
-from fjmcp.config import Config
-from fjmcp.interfaces import ISpawner
+from fjmcp.interfaces import ISpawner, UpstreamToken
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -49,7 +48,6 @@ from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
-from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import BrokerSettings
@@ -63,7 +61,14 @@ from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
 
-__all__ = ["Broker", "CloseOnStop", "Drain", "IBrokerReactor", "build_broker"]
+__all__ = [
+    "Broker",
+    "CloseOnStop",
+    "Drain",
+    "IBrokerReactor",
+    "TokenRelay",
+    "build_broker",
+]
 
 #: Closes idle and standalone streams at once; its result completes when the
 #: requests in flight it knows of are done.
@@ -99,6 +104,30 @@ class CloseOnStop(Service):
         return self._close()
 
 
+@define
+class TokenRelay:
+    """
+    Forwards each stored Forgejo token to the sessions, which are built
+    after the token memory that calls this (they read it): the one cycle of
+    the object graph, closed here once both exist. Tokens stored before
+    that (none are: nothing runs while the broker is being built) are
+    dropped.
+    """
+
+    _target: Callable[[UpstreamToken], None] | None = None
+
+    def connect(self, target: Callable[[UpstreamToken], None]) -> None:
+        """Forward from now on to ``target``; once."""
+        if self._target is not None:
+            raise RuntimeError("the token relay is already connected")
+        self._target = target
+
+    def __call__(self, token: UpstreamToken) -> None:
+        """Forward ``token``."""
+        if self._target is not None:
+            self._target(token)
+
+
 @frozen
 class Broker:
     """
@@ -125,7 +154,6 @@ class Broker:
 
 
 def build_broker(
-    config: Config,
     settings: BrokerSettings,
     reactor: IBrokerReactor,
     store: Store,
@@ -140,13 +168,19 @@ def build_broker(
     Nothing here does I/O or starts anything: the returned services start
     when the broker's service tree does.
 
-    :param config: for the components that still read the whole
-        configuration (the OAuth routes and the ``/mcp`` resource).
     :param status: the ``status`` admin command (the service's own state).
     """
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
-    upstream_tokens = UpstreamTokens(store, keys, reactor, config.forgejo_scopes)
-    bearer = BearerAuthenticator(store, reactor, config.mcp_url)
+    oauth = settings.oauth
+    # Every new Forgejo token reaches the sessions, not only the refresher's:
+    # after a fresh login the older token a running child holds may expire
+    # before the refresher, which looks at the newest token only, renews it.
+    # The sessions read the token memory, so they come later: a relay.
+    stored = TokenRelay()
+    upstream_tokens = UpstreamTokens(
+        store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
+    )
+    bearer = BearerAuthenticator(store, reactor, oauth.resource)
     forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
 
     # --- children, the sessions that own them, and /mcp ---------------------
@@ -162,19 +196,16 @@ def build_broker(
     mcp = McpResource(
         settings=settings.mcp,
         authenticator=bearer,
-        challenge=lambda sent: challenge_header(config, token_sent=sent),
+        challenge=lambda sent: challenge_header(oauth, token_sent=sent),
         registry=sessions,
         clock=reactor,
     )
-    # Every new Forgejo token reaches the sessions, not only the refresher's:
-    # after a fresh login the older token a running child holds may expire
-    # before the refresher, which looks at the newest token only, renews it.
-    upstream_tokens.add_listener(sessions.token_rotated)
+    stored.connect(sessions.token_rotated)
 
     # --- OAuth: the authorization server, its routes, the health check -----
     # Built once the sessions exist: a revoked grant ends its sessions.
     authorization = build_authorization_server(
-        OAuthSettings.from_config(config),
+        oauth,
         store,
         reactor,
         keys,

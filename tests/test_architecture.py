@@ -392,3 +392,30 @@ def test_no_import_circle_in_fjmcp() -> None:
     """No fjmcp module imports, at run time (``TYPE_CHECKING`` imports aside),
     one that imports it back, directly or through others."""
     assert import_cycles(import_graph(PACKAGE)) == []
+
+
+#: The components: each takes its own settings (`fjmcp.settings` cuts them
+#: out of the configuration), never the whole `Config`.
+COMPONENTS = (
+    "store",
+    "oauth",
+    "upstream",
+    "supervisor",
+    "sessions",
+    "bridge",
+    "maintenance",
+    "web",
+)
+
+
+def test_no_component_reads_the_whole_configuration() -> None:
+    """No module of a component package imports ``fjmcp.config.Config``."""
+    files = [p for c in COMPONENTS for p in sorted((PACKAGE / c).rglob("*.py"))]
+    assert len(files) > 20, "the packages moved"
+    bad = {
+        str(path.relative_to(REPO)): m
+        for path in files
+        for m in imported_modules(path)
+        if m == "fjmcp.config.Config"
+    }
+    assert bad == {}

@@ -22,7 +22,13 @@ from fjmcp.oauth.keys import KeyRing
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
-from fjmcp.wiring import Broker, CloseOnStop, IBrokerReactor, build_broker
+from fjmcp.wiring import (
+    Broker,
+    CloseOnStop,
+    IBrokerReactor,
+    TokenRelay,
+    build_broker,
+)
 from tests.oauth.support import MemoryStore
 from tests.standin.support import result_of
 from tests.support import broker_config
@@ -40,7 +46,6 @@ def _build(
 ) -> Broker:
     config = broker_config(tmp_path, **extra)
     return build_broker(
-        config,
         broker_settings(config),
         cast(IBrokerReactor, reactor),
         cast(Store, store),
@@ -139,3 +144,17 @@ def test_close_on_stop_closes_the_client_and_waits_for_it() -> None:
     closing.callback(None)
     assert finished == [None]
     assert not service.running
+
+
+def test_token_relay_forwards_once_connected() -> None:
+    """The relay drops tokens until it is connected, then forwards each one;
+    it is connected once only."""
+    relay = TokenRelay()
+    token = UpstreamToken("alice", "gto_a", 1e12, 1)
+    relay(token)
+    seen: list[UpstreamToken] = []
+    relay.connect(seen.append)
+    relay(token)
+    assert seen == [token]
+    with pytest.raises(RuntimeError):
+        relay.connect(seen.append)

@@ -36,8 +36,8 @@ from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.pkce import new_verifier, s256
 from fjmcp.oauth.server import build_authorization_server
-from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.settings import oauth_settings
 from fjmcp.standin.app import (
     StandinClient,
     StandinConfig,
@@ -179,7 +179,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     upstream = UpstreamTokens(store, keys, reactor)
     bearer = BearerAuthenticator(store, reactor, config.mcp_url)
     server = build_authorization_server(
-        OAuthSettings.from_config(config),
+        oauth_settings(config),
         store,
         reactor,
         keys,

@@ -1,12 +1,16 @@
 # -*- test-case-name: tests.test_architecture -*-
 """
-Two of the three lines ``docs/architecture.md`` says not to cross, checked on
-the source with `ast` and on the running interpreter, so they cannot drift:
+The lines ``docs/architecture.md`` says not to cross, checked on the source
+with `ast` and on the running interpreter, so they cannot drift:
 
 1. the supervisor knows no HTTP (no ``twisted.web``, Klein or treq, directly
    or through what it imports);
 3. production code never imports ``fjmcp.standin`` (only the stand-in's own
-   package and the demo may, and the demo is itself loaded lazily by name).
+   package and the demo may, and the demo is itself loaded lazily by name);
+4. all SQL and every database driver stay in ``fjmcp/store``;
+5. ``fjmcp/sessions`` imports nothing of the bridge or the web;
+6. no runtime import circle among fjmcp modules;
+7. no component imports ``Config``.
 
 The second line (the per-message path of ``/mcp`` never touches the store)
 is a behaviour, tested in ``tests/web/test_mcp_hot_path.py``.

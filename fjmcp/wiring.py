@@ -27,10 +27,7 @@ from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IReactorCore,
-    IReactorFromThreads,
     IReactorProcess,
-    IReactorThreads,
     IReactorUNIX,
 )
 from zope.interface import Interface
@@ -51,6 +48,7 @@ from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import BrokerSettings
+from fjmcp.store.pool import IStoreReactor
 from fjmcp.store.store import Store
 from fjmcp.supervisor.environment import child_spec
 from fjmcp.supervisor.supervisor import Supervisor
@@ -76,12 +74,10 @@ Drain = Callable[[], Awaitable[object] | object]
 
 
 class IBrokerReactor(
-    IReactorCore,
-    IReactorThreads,
-    IReactorFromThreads,
+    IStoreReactor,
+    IHTTPReactor,
     IReactorUNIX,
     IReactorProcess,
-    IHTTPReactor,
     Interface,
 ):
     """

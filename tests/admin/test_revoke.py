@@ -187,9 +187,7 @@ def _daemon(
         store_revocation(DeferringStore(store), Clock()),
         forget=[forgotten.append],
     )
-    handlers = AdminHandlers()
-    handlers.register("revoke-user", revoke_user_handler(revoker))
-    return handlers
+    return AdminHandlers({"revoke-user": revoke_user_handler(revoker)})
 
 
 def test_daemon_handler_revokes_store_caches_and_sessions(

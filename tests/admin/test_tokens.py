@@ -154,8 +154,7 @@ def _args(token_file: str, **kw: Any) -> argparse.Namespace:
 def test_issue_token_goes_through_the_daemon(tmp_path: Path) -> None:
     """With a daemon running, issue-token is its handler; tokens print per line."""
     store, clock, ring = MemoryStore(), Clock(), KeyRing.generate()
-    handlers = AdminHandlers()
-    handlers.register("issue-token", _issuer(store, clock, ring).handle)
+    handlers = AdminHandlers({"issue-token": _issuer(store, clock, ring).handle})
     client = _DaemonClient(handlers)
     token_file = tmp_path / "pat"
     token_file.write_text("pat-secret\n")

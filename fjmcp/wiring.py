@@ -15,8 +15,9 @@ component imports this module or `fjmcp.service`.
 Only this module and `fjmcp.service` hold the whole reactor
 (`IBrokerReactor`); every component is handed the narrowest interface it
 uses (`IReactorTime` for its timers, `IReactorProcess` for the supervisor,
-`IReactorUNIX` for the admin socket), and its own settings, cut from the
-configuration by `fjmcp.settings`.
+`IReactorUNIX` for the admin socket, `IHTTPReactor` for the Forgejo
+client's pool, `IStoreReactor` for the store), and its own settings, cut
+from the configuration by `fjmcp.settings`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import (
-    IReactorProcess,
-    IReactorUNIX,
-)
+from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
 from zope.interface import Interface
 
 from fjmcp.admin.revoke import revoke_user_handler

@@ -57,12 +57,6 @@ HOUR: Final = 60 * MINUTE
 DAY: Final = 24 * HOUR
 AF_UNIX_PATH_MAX: Final = 107
 
-#: What a child's environment holds when nothing is passed through.
-CHILD_BASE_ENV: Final[Mapping[str, str]] = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "LANG": "C.UTF-8",
-}
-
 
 class ConfigError(Exception):
     """

@@ -31,7 +31,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from attrs import define, frozen
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from fjmcp.config import Config
     from fjmcp.service import BrokerService
     from fjmcp.standin.app import StandinConfig, StandinForgejo
+    from fjmcp.wiring import IBrokerReactor
 
 __all__ = [
     "DEMO_CLIENT_ID",
@@ -380,7 +381,7 @@ class RunningDemo:
 
 
 async def start_demo(
-    reactor: Any,
+    reactor: IBrokerReactor,
     options: DemoOptions,
     *,
     handle_signals: bool = True,
@@ -474,14 +475,14 @@ def main(argv: list[str]) -> int:
         print(f"fjmcp demo: {e}", file=sys.stderr)
         return 2
 
-    from twisted.internet import reactor as _reactor
     from twisted.internet.defer import Deferred
     from twisted.internet.error import ReactorNotRunning
     from twisted.logger import Logger
 
     from fjmcp.logs import make_observer
+    from fjmcp.service import installed_reactor
 
-    reactor: Any = _reactor
+    reactor = installed_reactor()
     outcome = {"status": 0}
     running: list[RunningDemo] = []
 

@@ -1,23 +1,24 @@
 # -*- test-case-name: tests.test_service -*-
 """
-The broker's service tree: the one place real reactor, pool and components
-are wired together.
+The broker's service tree and its life: the ordered start-up, the signals,
+the ordered shutdown.
 
 Start-up order matters: the store is opened (migrated, its lock held) first;
 a broker that cannot own its store must not answer on its port. Then the key
-ring is loaded, the components are built, the admin socket is bound, and last
-the listening port opens. `BrokerService.ready` fires when it does.
+ring is loaded, the components are built (`fjmcp.wiring`), their services
+start (maintenance loops, the admin socket), and last the listening port
+opens. `BrokerService.ready` fires when it does.
 
 Shutdown (SIGTERM, SIGINT, or ``reactor.stop()``) runs the other way, bounded
 by ``shutdown_timeout``:
 
 1. the port stops accepting connections, and the site answers any further
    request on a kept-alive connection with 503;
-2. every registered *drain* runs at once: each closes its idle and standalone
+2. every *drain* of the broker runs at once: each closes its idle and standalone
    streams immediately and returns a Deferred that fires when its in-flight
    requests have finished; they get ``shutdown_timeout - child_stop_grace``
    seconds together;
-3. every registered spawner's ``stop_all()`` stops its children (TERM, then
+3. every spawner's ``stop_all()`` stops its children (TERM, then
    KILL after ``child_stop_grace``);
 4. the other services stop (admin socket, maintenance loops) and the store is
    closed, leaving no open handles.
@@ -28,12 +29,9 @@ a requested stop exits with status 0 (twistd would otherwise re-raise the
 signal at exit) and children, which run in their own session, hear of it only
 through the broker.
 
-Components plug in through `Wiring` in `BrokerService._wire`: a Klein app is
-one ``wiring.routes.append(...)``, a plain resource one
-``wiring.plain[b"mcp"] = ...``, a drain one ``wiring.shutdown.add_drain(...)``,
-a spawner one ``wiring.shutdown.add_spawner(...)``, an admin command one
-``wiring.admin.register(...)``, a periodic service one
-``wiring.services.append(...)``.
+The objects themselves are built by the composition root,
+`fjmcp.wiring.build_broker`, from the settings `fjmcp.settings` cuts out of
+the configuration; this module runs their life and nothing else.
 """
 
 from __future__ import annotations
@@ -41,54 +39,26 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, cast
 
-from attrs import define, field
-from klein import Klein
-from twisted.application.service import IService, MultiService, Service
+from attrs import define
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import (
-    IListeningPort,
-    IReactorCore,
-    IReactorFromThreads,
-    IReactorProcess,
-    IReactorTCP,
-    IReactorTime,
-    IReactorUNIX,
-)
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
 from twisted.logger import Logger
-from twisted.web.resource import IResource
-from zope.interface import Interface
 
-from fjmcp.admin.server import AdminHandlers, AdminServerService
-from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
-from fjmcp.maintenance.wiring import wire_lifecycle
-from fjmcp.oauth.bearer import BearerAuthenticator
-from fjmcp.oauth.challenge import challenge_header
-from fjmcp.oauth.keys import KeyFileError, KeyRing, load_keyring
-from fjmcp.oauth.server import build_authorization_server
-from fjmcp.oauth.settings import OAuthSettings
-from fjmcp.oauth.upstream_tokens import UpstreamTokens
-from fjmcp.sessions.registry import SessionRegistry
-from fjmcp.store.runner import TxnRunner
-from fjmcp.supervisor.environment import child_spec
-from fjmcp.supervisor.supervisor import Supervisor
-from fjmcp.upstream.forgejo import ForgejoClient
-from fjmcp.web.health import Health
-from fjmcp.web.mcp_resource import McpResource
-from fjmcp.web.oauth_routes import OAuthRoutes
-from fjmcp.web.root import build_root
+from fjmcp.oauth.keys import KeyFileError, load_keyring
+from fjmcp.settings import broker_settings
+from fjmcp.store.store import Store
 from fjmcp.web.site import BrokerSite
-
-if TYPE_CHECKING:
-    from fjmcp.store.store import Store
+from fjmcp.wiring import Broker, Drain, IBrokerReactor, build_broker
 
 __all__ = [
     "BrokerService",
@@ -96,8 +66,7 @@ __all__ = [
     "EXIT_STARTUP",
     "IBrokerReactor",
     "ShutdownCoordinator",
-    "StoreLike",
-    "Wiring",
+    "StoreOpener",
     "build_service",
     "default_store_opener",
     "installed_reactor",
@@ -108,36 +77,12 @@ EXIT_CONFIG = 2
 #: Exit status for any other failure to start (e.g. the port is taken).
 EXIT_STARTUP = 1
 
-
-class IBrokerReactor(
-    IReactorTime,
-    IReactorCore,
-    IReactorTCP,
-    IReactorUNIX,
-    IReactorFromThreads,
-    IReactorProcess,
-    Interface,
-):
-    """What the broker needs of its reactor (processes for the supervisor)."""
+#: Opens the store at a path: the store, or an awaitable of it.
+StoreOpener = Callable[[IBrokerReactor, str], Store | Awaitable[Store]]
 
 
-class StoreLike(Protocol):
-    """The part of `fjmcp.store`'s ``Store`` the wiring uses."""
-
-    def check(self) -> Any:
-        """Resolves when the store answers; fails with the reason otherwise."""
-
-    def close(self) -> Any:
-        """Release the pool, the file handles and the lock."""
-
-
-StoreOpener = Callable[[Any, str], Any]
-Drain = Callable[[], Awaitable[object] | object]
-
-
-def default_store_opener(reactor: Any, path: str) -> Coroutine[Any, Any, Store]:
-    """Open the real store (``fjmcp.store.store.open_store``), imported lazily."""
-    # Imported on first use: the store pulls in adbapi and its threadpool.
+def default_store_opener(reactor: IBrokerReactor, path: str) -> Awaitable[Store]:
+    """Open the real store (``fjmcp.store.store.open_store``)."""
     from fjmcp.store.store import open_store
 
     return open_store(reactor, path)
@@ -152,30 +97,22 @@ def _store_error_types() -> tuple[type[BaseException], ...]:
 @define
 class ShutdownCoordinator:
     """
-    The hooks shutdown runs: drains first (bounded), then every spawner.
+    What shutdown runs: the drains first (bounded), then every spawner's
+    ``stop_all``.
 
     :param drain_budget: seconds the drains get together
         (``shutdown_timeout - child_stop_grace``).
+    :param drains: each closes its idle and standalone streams at once and
+        returns an awaitable that completes when the in-flight requests it
+        knows of are done.
     """
 
     _clock: IReactorTime
     drain_budget: float
-    _drains: list[Drain] = field(factory=list)
-    _spawners: list[ISpawner] = field(factory=list)
+    _drains: Sequence[Drain] = ()
+    _spawners: Sequence[ISpawner] = ()
 
     log = Logger()
-
-    def add_drain(self, drain: Drain) -> None:
-        """
-        Run ``drain()`` at shutdown: it closes idle and standalone streams at
-        once and returns an awaitable that completes when the in-flight
-        requests it knows of are done.
-        """
-        self._drains.append(drain)
-
-    def add_spawner(self, spawner: ISpawner) -> None:
-        """Stop this spawner's children (``stop_all``) after the drains."""
-        self._spawners.append(spawner)
 
     def live_children(self) -> int:
         """Children alive across every spawner."""
@@ -211,49 +148,12 @@ class ShutdownCoordinator:
             await DeferredList(stops, consumeErrors=True)
 
 
-@define(kw_only=True)
-class Wiring:
-    """What components contribute while the tree is being built."""
-
-    config: Config
-    reactor: Any
-    store: StoreLike
-    routes: list[Klein] = field(factory=list)
-    """Klein apps, tried in order for every path not in ``plain``."""
-    plain: dict[bytes, IResource] = field(factory=dict)
-    """Plain twisted.web resources by first path segment (``b"mcp"``)."""
-    admin: AdminHandlers = field(factory=AdminHandlers)
-    shutdown: ShutdownCoordinator
-    services: list[IService] = field(factory=list)
-    """Child services started after the store opened, stopped before it closes."""
-    keys: KeyRing | None = None
-    """The token key ring (fjmcp.oauth.keys), loaded first in `BrokerService._wire`."""
-    authenticator: BearerAuthenticator | None = None
-    """The bearer check of /mcp (IAuthenticator)."""
-    upstream_tokens: UpstreamTokens | None = None
-    """Each user's current Forgejo token (IUpstreamTokens)."""
-    sessions: SessionRegistry | None = None
-    """The live MCP sessions (ISessionControl; fjmcp.sessions.registry)."""
-
-
-class _CloseOnStop(Service):
-    """Closes a client's pooled connections when the broker stops, so that
-    shutdown leaves no socket to Forgejo open."""
-
-    def __init__(self, close: Callable[[], Deferred[None]]) -> None:
-        self._close = close
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
-        return self._close()
-
-
 class BrokerService(MultiService):
     """
     The root of the broker's service tree (see the module docstring).
 
-    :param store_opener: ``(reactor, path) -> Store`` or a Deferred/awaitable
-        of one; tests pass a fake.
+    :param store_opener: ``(reactor, path) -> Store`` or an awaitable of
+        one; tests pass a fake.
     :param handle_signals: install the SIGTERM/SIGINT handlers when the
         reactor runs (off for tests on a fake reactor).
     :param on_failed_start: called with the exit status when start-up fails,
@@ -281,19 +181,22 @@ class BrokerService(MultiService):
         self._handle_signals = handle_signals
         self._on_failed_start = on_failed_start
         self.exit_status = 0
-        self.store: StoreLike | None = None
+        self.store: Store | None = None
         self.port: IListeningPort | None = None
-        self.site: BrokerSite | None = None
-        self.shutdown = ShutdownCoordinator(
-            reactor, config.shutdown_timeout - config.child_stop_grace
-        )
-        self.admin = AdminHandlers()
+        self.broker: Broker | None = None
+        """The objects `build_broker` built, once the store is open (status,
+        metrics and integration tests)."""
+        self.shutdown: ShutdownCoordinator | None = None
+        """The broker's drains and spawners, once built."""
         self.started_at: float | None = None
         self.ready: Deferred[None] = Deferred()
-        self.wiring: Wiring | None = None
-        """The components once wired (status, metrics and integration tests)."""
         self._starting: Deferred[None] | None = None
         self._stopping_by_signal = False
+
+    @property
+    def site(self) -> BrokerSite | None:
+        """The site the port serves, once built."""
+        return self.broker.site if self.broker is not None else None
 
     # --- start ----------------------------------------------------------------
 
@@ -319,31 +222,37 @@ class BrokerService(MultiService):
             self._failed(f"cannot open the store {config.store_path}: {e}", EXIT_CONFIG)
             return
         self.store = store
+        # The key ring is loaded before anything that seals or opens tokens;
+        # a missing or open key file stops the start (exit 2).
         try:
-            wiring = self._wire(store)
-            self.wiring = wiring
+            keys = load_keyring(config.token_keys_path)
         except KeyFileError as e:
             self._failed(f"cannot use the token keys: {e}", EXIT_CONFIG)
             return
         try:
-            site = self.site = BrokerSite(
-                build_root(wiring.routes, wiring.plain),
-                reactor=self._reactor,
-                max_request_bytes=config.max_request_bytes,
-                request_timeout=config.request_timeout,
+            broker = self.broker = build_broker(
+                broker_settings(config),
+                self._reactor,
+                store,
+                keys,
+                build=self._build,
+                status=self._status,
             )
-            for service in wiring.services:
+            self.shutdown = ShutdownCoordinator(
+                self._reactor,
+                config.shutdown_timeout - config.child_stop_grace,
+                drains=broker.drains,
+                spawners=broker.spawners,
+            )
+            for service in broker.services:
                 service.setServiceParent(self)
-            AdminServerService(  # type: ignore[no-untyped-call]
-                self._reactor, config.admin_socket_path, self.admin
-            ).setServiceParent(self)
         except Exception as e:
             self.log.failure("building the broker failed")
             self._failed(f"cannot start: {e}", EXIT_STARTUP)
             return
         try:
             endpoint = serverFromString(self._reactor, config.listen)
-            self.port = await endpoint.listen(site)
+            self.port = await endpoint.listen(broker.site)
         except Exception as e:
             self._failed(f"cannot listen on {config.listen}: {e}", EXIT_STARTUP)
             return
@@ -356,97 +265,6 @@ class BrokerService(MultiService):
         )
         self.ready.callback(None)
 
-    def _wire(self, store: StoreLike) -> Wiring:
-        """
-        Build the components. Each later component adds itself here in a line.
-        """
-        wiring = Wiring(
-            config=self._config,
-            reactor=self._reactor,
-            store=store,
-            admin=self.admin,
-            shutdown=self.shutdown,
-        )
-        wiring.admin.register("status", self._status)
-
-        # --- token key ring (issue 4): loaded before anything that seals or
-        # opens tokens; a missing or open key file stops the start (exit 2).
-        wiring.keys = load_keyring(self._config.token_keys_path)
-        runner = cast(TxnRunner, store)
-        wiring.upstream_tokens = UpstreamTokens(
-            runner, wiring.keys, self._reactor, self._config.forgejo_scopes
-        )
-        wiring.authenticator = BearerAuthenticator(
-            runner, self._reactor, self._config.mcp_url
-        )
-        wiring.admin.register(
-            "issue-token",
-            AdminTokenIssuer(
-                runner,
-                wiring.upstream_tokens,
-                self._reactor,
-                self._config.mcp_url,
-                self._config.access_token_ttl,
-            ).handle,
-        )
-
-        wiring.routes.append(
-            Health(lambda: maybe_await(store.check()), self._build, wiring.reactor).app
-        )
-        # --- OAuth: the Forgejo client (the authorization server
-        # is built once the sessions exist: revocations end sessions).
-        forgejo = ForgejoClient.from_reactor(
-            self._reactor,
-            self._config.forgejo_url,
-            self._config.forgejo_client_id,
-            self._config.forgejo_client_secret,
-            timeout=self._config.forgejo_timeout,
-        )
-        # Added before the timers that use it, so it is stopped after them.
-        wiring.services.append(_CloseOnStop(forgejo.close))
-        # --- bridge (issue 5): /mcp, its sessions and their children
-        supervisor = Supervisor(self._reactor)
-        config = self._config
-        wiring.sessions = SessionRegistry(
-            supervisor,
-            wiring.upstream_tokens,
-            lambda token, label: child_spec(config, token=token, label=label),
-            self._reactor,
-            max_children=config.max_children,
-            max_children_per_user=config.max_children_per_user,
-            drain_timeout=config.child_drain_timeout,
-        )
-        mcp = McpResource(
-            config=config,
-            authenticator=wiring.authenticator,
-            challenge=lambda sent: challenge_header(config, token_sent=sent),
-            registry=wiring.sessions,
-            clock=self._reactor,
-        )
-        wiring.plain[b"mcp"] = mcp
-        authorization = build_authorization_server(
-            OAuthSettings.from_config(config),
-            runner,
-            self._reactor,
-            wiring.keys,
-            forgejo,
-            wiring.upstream_tokens,
-            wiring.authenticator,
-            wiring.sessions,
-        )
-        wiring.routes.append(OAuthRoutes(authorization).app)
-        wiring.shutdown.add_drain(wiring.sessions.drain)
-        wiring.shutdown.add_spawner(supervisor)
-        # --- maintenance (issue 6): idle reaper, Forgejo refresh, revoke-user
-        wire_lifecycle(
-            wiring,
-            sessions=wiring.sessions,
-            upstream=wiring.upstream_tokens,
-            bearer=wiring.authenticator,
-            forgejo=forgejo,
-        )
-        return wiring
-
     def _status(self, args: object) -> dict[str, Any]:
         now = self._reactor.seconds()
         started = self.started_at if self.started_at is not None else now
@@ -456,7 +274,7 @@ class BrokerService(MultiService):
             "build_date": self._build.build_date,
             "pid": os.getpid(),
             "uptime": round(now - started, 3),
-            "live_children": self.shutdown.live_children(),
+            "live_children": self.shutdown.live_children() if self.shutdown else 0,
             "listening": str(self.port.getHost()) if self.port else None,
         }
 
@@ -503,13 +321,15 @@ class BrokerService(MultiService):
         if self._starting is not None and not self._starting.called:
             self._starting.cancel()
         port, self.port = self.port, None
-        if self.site is not None:
+        site = self.site
+        if site is not None:
             # Kept-alive connections must not start anything new either.
-            self.site.stop_accepting()
+            site.stop_accepting()
         if port is not None:
             await maybe_await(port.stopListening())
-        await self.shutdown.drain()
-        await self.shutdown.stop_children()
+        if self.shutdown is not None:
+            await self.shutdown.drain()
+            await self.shutdown.stop_children()
         await maybe_await(super().stopService())  # type: ignore[no-untyped-call]
         store, self.store = self.store, None
         if store is not None:

@@ -1,12 +1,16 @@
 # -*- test-case-name: tests.test_architecture -*-
 """
-Two of the three lines ``docs/architecture.md`` says not to cross, checked on
-the source with `ast` and on the running interpreter, so they cannot drift:
+The lines ``docs/architecture.md`` says not to cross, checked on the source
+with `ast` and on the running interpreter, so they cannot drift:
 
 1. the supervisor knows no HTTP (no ``twisted.web``, Klein or treq, directly
    or through what it imports);
 3. production code never imports ``fjmcp.standin`` (only the stand-in's own
-   package and the demo may, and the demo is itself loaded lazily by name).
+   package and the demo may, and the demo is itself loaded lazily by name);
+4. all SQL and every database driver stay in ``fjmcp/store``;
+5. ``fjmcp/sessions`` imports nothing of the bridge or the web;
+6. no runtime import circle among fjmcp modules;
+7. no component imports ``Config``.
 
 The second line (the per-message path of ``/mcp`` never touches the store)
 is a behaviour, tested in ``tests/web/test_mcp_hot_path.py``.
@@ -221,5 +225,201 @@ def test_no_database_driver_outside_the_store() -> None:
         for path in _outside_store()
         for m in imported_modules(path)
         if _matches(m, DRIVER_MODULES)
+    }
+    assert bad == {}
+
+
+# --- no import circle among fjmcp modules ----------------------------------------
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` or ``if typing.TYPE_CHECKING:``."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _runtime_imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    """
+    Every module named by an import that runs (at import time or inside a
+    function), resolving relative imports; ``if TYPE_CHECKING:`` blocks skipped.
+    """
+    found: set[str] = set()
+    package = module if is_package else module.rpartition(".")[0]
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for statement in node.orelse:
+                visit(statement)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """
+    The runtime import graph of the package at ``root``: each module to the
+    modules of the same package it imports. ``from pkg import name`` counts
+    as importing ``pkg.name`` when that is a module, else ``pkg``.
+    """
+    modules = {_module_name(root, p): p for p in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        targets = _runtime_imports(tree, name, path.name == "__init__.py")
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return sorted(cycles)
+
+
+def _write_package(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_cycle_checker_finds_a_circle_through_a_function_import(
+    tmp_path: Path,
+) -> None:
+    """A circle closed by an import inside a function is still a circle, and
+    every module on it is named."""
+    pkg = _write_package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "",
+            "a.py": "from pkg.b import thing\n",
+            "b.py": "def thing():\n    from pkg.sub import c\n",
+            "sub/__init__.py": "",
+            "sub/c.py": "import pkg.a\n",
+            "d.py": "from pkg import a\n",
+        },
+    )
+    assert import_cycles(import_graph(pkg)) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
+
+
+def test_cycle_checker_resolves_relative_imports(tmp_path: Path) -> None:
+    """``from . import x`` and ``from ..y import z`` are followed too."""
+    pkg = _write_package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "",
+            "sub/__init__.py": "",
+            "sub/x.py": "from ..y import z\n",
+            "y.py": "from .sub import x\nz = 1\n",
+        },
+    )
+    assert import_cycles(import_graph(pkg)) == [["pkg.sub.x", "pkg.y"]]
+
+
+def test_cycle_checker_ignores_type_checking_imports(tmp_path: Path) -> None:
+    """Imports under ``if TYPE_CHECKING:`` never run, so they close no circle;
+    an ``else:`` branch of that ``if`` does run."""
+    pkg = _write_package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "",
+            "a.py": "import pkg.b\n",
+            "b.py": (
+                "import typing\n"
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n    import pkg.a\n"
+                "if typing.TYPE_CHECKING:\n    from pkg import a\n"
+            ),
+        },
+    )
+    assert import_cycles(import_graph(pkg)) == []
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    pass\nelse:\n    import pkg.a\n",
+        encoding="utf-8",
+    )
+    assert import_cycles(import_graph(pkg)) == [["pkg.a", "pkg.b"]]
+
+
+def test_no_import_circle_in_fjmcp() -> None:
+    """No fjmcp module imports, at run time (``TYPE_CHECKING`` imports aside),
+    one that imports it back, directly or through others."""
+    assert import_cycles(import_graph(PACKAGE)) == []
+
+
+#: The components: each takes its own settings (`fjmcp.settings` cuts them
+#: out of the configuration), never the whole `Config`.
+COMPONENTS = (
+    "store",
+    "oauth",
+    "upstream",
+    "supervisor",
+    "sessions",
+    "bridge",
+    "maintenance",
+    "web",
+)
+
+
+def test_no_component_reads_the_whole_configuration() -> None:
+    """No module of a component package imports ``fjmcp.config.Config``."""
+    files = [p for c in COMPONENTS for p in sorted((PACKAGE / c).rglob("*.py"))]
+    assert len(files) > 20, "the packages moved"
+    bad = {
+        str(path.relative_to(REPO)): m
+        for path in files
+        for m in imported_modules(path)
+        if m == "fjmcp.config.Config"
     }
     assert bad == {}

@@ -19,6 +19,7 @@ from fjmcp.service import (
     IBrokerReactor,
     ShutdownCoordinator,
 )
+from fjmcp.store.store import Store
 from tests.support import assert_python_succeeds, broker_config
 
 
@@ -72,9 +73,9 @@ def _broker(
     reactor = ListenRecorder(events)
     store = FakeStore(events)
 
-    def open_store(r: Any, path: str) -> FakeStore:
+    def open_store(r: Any, path: str) -> Store:
         events.append("store-opened")
-        return store
+        return cast(Store, store)
 
     service = BrokerService(
         _config(tmp_path, **extra),
@@ -138,7 +139,7 @@ def test_missing_key_file_stops_with_status_2(tmp_path: Path) -> None:
     service = BrokerService(
         _config(tmp_path, FJMCP_TOKEN_KEYS_FILE=str(tmp_path / "absent")),
         cast(IBrokerReactor, reactor),
-        store_opener=lambda r, p: FakeStore(events),
+        store_opener=lambda r, p: cast(Store, FakeStore(events)),
         handle_signals=False,
         on_failed_start=failed.append,
     )
@@ -186,8 +187,9 @@ def test_shutdown_order(tmp_path: Path) -> None:
     def drain() -> None:
         events.append("drained")
 
-    service.shutdown.add_drain(drain)
-    service.shutdown.add_spawner(FakeSpawner(events))
+    service.shutdown = ShutdownCoordinator(
+        reactor, 1.0, drains=(drain,), spawners=(FakeSpawner(events),)
+    )
     assert service._status({})["live_children"] == 2
     d = service.stopService()
     assert d.called
@@ -197,7 +199,7 @@ def test_shutdown_order(tmp_path: Path) -> None:
 
 def test_stop_refuses_new_requests_before_draining(tmp_path: Path) -> None:
     """Shutdown makes the site refuse requests on kept-alive connections first."""
-    service, _, events = _broker(tmp_path)
+    service, reactor, events = _broker(tmp_path)
     service.startService()
     site = service.site
     assert site is not None and site.accepting
@@ -206,7 +208,7 @@ def test_stop_refuses_new_requests_before_draining(tmp_path: Path) -> None:
         assert not site.accepting
         events.append("drained")
 
-    service.shutdown.add_drain(drain)
+    service.shutdown = ShutdownCoordinator(reactor, 1.0, drains=(drain,))
     service.stopService()
     assert events[-2:] == ["drained", "store-closed"]
     assert not site.accepting
@@ -231,9 +233,9 @@ def test_drain_bounded_by_budget() -> None:
     """Drains get shutdown_timeout - child_stop_grace seconds, then children stop."""
     clock = Clock()
     events: list[str] = []
-    coordinator = ShutdownCoordinator(clock, 7.0)
-    coordinator.add_drain(SlowDrain())
-    coordinator.add_spawner(FakeSpawner(events))
+    coordinator = ShutdownCoordinator(
+        clock, 7.0, drains=(SlowDrain(),), spawners=(FakeSpawner(events),)
+    )
 
     async def shutdown() -> None:
         await coordinator.drain()
@@ -259,13 +261,13 @@ def test_failing_drain_does_not_block_shutdown() -> None:
     """A drain that raises is logged; the others and the children still run."""
     clock = Clock()
     events: list[str] = []
-    coordinator = ShutdownCoordinator(clock, 7.0)
 
     def broken() -> None:
         raise RuntimeError("boom")
 
-    coordinator.add_drain(broken)
-    coordinator.add_drain(lambda: events.append("second"))
+    coordinator = ShutdownCoordinator(
+        clock, 7.0, drains=(broken, lambda: events.append("second"))
+    )
     d = Deferred.fromCoroutine(coordinator.drain())
     assert d.called
     assert events == ["second"]
@@ -280,29 +282,3 @@ def test_production_imports_leave_standin_unloaded() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     assert_python_succeeds(code)
-
-
-def test_close_on_stop_closes_the_client_and_waits_for_it() -> None:
-    """The Forgejo client's pool is closed when the broker's services stop,
-    and stopping waits until the close has finished."""
-    from twisted.internet.defer import Deferred
-
-    from fjmcp.service import _CloseOnStop
-
-    closing: Deferred[None] = Deferred()
-    calls: list[int] = []
-
-    def close() -> Deferred[None]:
-        calls.append(1)
-        return closing
-
-    service = _CloseOnStop(close)
-    service.startService()  # type: ignore[no-untyped-call]
-    stopped = service.stopService()
-    assert calls == [1]
-    finished: list[None] = []
-    stopped.addCallback(finished.append)
-    assert finished == []
-    closing.callback(None)
-    assert finished == [None]
-    assert not service.running

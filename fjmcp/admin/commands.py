@@ -30,8 +30,8 @@ one; it then runs under a reactor, so it may open the store). Commands that
 change state call `AdminContext.write`: through the admin socket when the
 daemon runs (it changes its memory and its store together), otherwise
 directly on the store (which refuses while another process holds its lock).
-The daemon side of such a command is registered where its state lives, with
-``wiring.admin.register(name, handler)`` in `fjmcp.service`.
+The daemon side of such a command is built where the daemon's objects are,
+in the composition root (`fjmcp.wiring`), and handed to `AdminHandlers`.
 
 Output: tables or lines for people, ``--json`` for scripts (`AdminContext.emit`).
 """
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: Modules of the package that are infrastructure, not topics.
-_NOT_TOPICS: Final = frozenset({"server", "client", "commands"})
+_NOT_TOPICS: Final = frozenset({"server", "client", "commands", "settings"})
 
 RunResult = int | Awaitable[int]
 
@@ -80,6 +80,16 @@ class AdminCommand:
     arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
 
 
+def open_store_on_first_use(reactor: Any, path: str) -> Any:
+    """
+    ``fjmcp.store.store.open_store``, imported when a command first needs
+    the store (adbapi and its thread pool stay unloaded otherwise).
+    """
+    from fjmcp.store.store import open_store
+
+    return open_store(reactor, path)
+
+
 @define
 class AdminContext:
     """What a command may use: the config, the daemon, the store, the output."""
@@ -90,7 +100,10 @@ class AdminContext:
     out: IO[str] = field(factory=lambda: sys.stdout)
     json_output: bool = False
     reactor: Any = None
-    _store: Any = None
+    _store_opener: Callable[[Any, str], Any] = field(
+        default=open_store_on_first_use, kw_only=True
+    )
+    _store: Any = field(default=None, init=False)
 
     def call(self, cmd: str, args: Mapping[str, Any] | None = None) -> Any:
         """Run a command in the daemon; raises `DaemonNotRunningError` if none runs."""
@@ -103,7 +116,6 @@ class AdminContext:
         """
         if self._store is None:
             from fjmcp.awaitables import maybe_await
-            from fjmcp.service import default_store_opener
 
             if self.reactor is None:
                 raise RuntimeError("store access needs an async command")
@@ -112,7 +124,7 @@ class AdminContext:
                     "the daemon is not running and no --config names a store"
                 )
             self._store = await maybe_await(
-                default_store_opener(self.reactor, self.config.store_path)
+                self._store_opener(self.reactor, self.config.store_path)
             )
         return self._store
 

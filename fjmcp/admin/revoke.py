@@ -51,8 +51,9 @@ def _login_arg(args: Mapping[str, Any]) -> str:
 def revoke_user_handler(revoker: IUserRevocation) -> Handler:
     """
     The daemon's ``revoke-user`` command: revoke in the store, clear the
-    caches, end every session of the user (children stopped). Register it
-    with ``wiring.admin.register("revoke-user", revoke_user_handler(...))``.
+    caches, end every session of the user (children stopped). The
+    composition root (`fjmcp.wiring`) gives it to `AdminHandlers` under
+    ``revoke-user``.
     """
 
     async def handle(args: Mapping[str, Any]) -> dict[str, object]:

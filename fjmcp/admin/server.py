@@ -13,10 +13,10 @@ Protocol: the client writes one JSON object per line,
 back: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 Several requests may share a connection; answers come back in order.
 
-Handlers are registered by name on an `AdminHandlers` registry, which
-`fjmcp.service` builds and passes to each component that adds commands:
+The commands are given by name to `AdminHandlers` when the composition root
+(`fjmcp.wiring`) builds it, and fixed from then on:
 
-    handlers.register("revoke-user", revoke_user)   # async def (args) -> result
+    AdminHandlers({"revoke-user": revoke_user})   # async def (args) -> result
 
 A handler takes the request's ``args`` mapping and returns a JSON-ready
 value (or an awaitable of one). `AdminCommandError` turns into ``ok: false`` with
@@ -31,9 +31,10 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
-from attrs import define, field
+from attrs import field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorUNIX
@@ -59,17 +60,15 @@ class AdminCommandError(Exception):
     """A handler declines a request; the message goes back to the client."""
 
 
-@define
+def _fixed(handlers: Mapping[str, Handler]) -> Mapping[str, Handler]:
+    return MappingProxyType(dict(handlers))
+
+
+@frozen
 class AdminHandlers:
-    """The admin commands the daemon answers, by name."""
+    """The admin commands the daemon answers, by name (a copy of those given)."""
 
-    _handlers: dict[str, Handler] = field(factory=dict)
-
-    def register(self, name: str, handler: Handler) -> None:
-        """Add a command; a name may be registered only once."""
-        if name in self._handlers:
-            raise ValueError(f"admin command {name!r} is already registered")
-        self._handlers[name] = handler
+    _handlers: Mapping[str, Handler] = field(converter=_fixed)
 
     def names(self) -> list[str]:
         """The registered command names, sorted."""

@@ -30,11 +30,13 @@ from twisted.internet.interfaces import IReactorTime
 from fjmcp.admin.client import AdminError
 from fjmcp.admin.commands import AdminCommand, AdminContext
 from fjmcp.admin.server import AdminCommandError
+from fjmcp.admin.settings import AdminSettings
 from fjmcp.config import Config
 from fjmcp.oauth.challenge import MCP_SCOPE
 from fjmcp.oauth.keys import KeyFileError, load_keyring, prepend_new_key
 from fjmcp.oauth.tokens import hash_secret, new_family_id, new_secret
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.settings import admin_settings
 from fjmcp.store.clients import ADMIN_CLIENT_ID
 from fjmcp.store.grants import issue_admin_tokens_txn, user_id_txn
 from fjmcp.store.runner import TxnRunner
@@ -108,8 +110,7 @@ class AdminTokenIssuer:
     _store: TxnRunner
     _upstream: UpstreamTokens
     _clock: IReactorTime
-    _audience: str
-    default_ttl: float
+    _settings: AdminSettings
 
     async def issue(
         self, user: str, forgejo_token: str, ttl: float, count: int
@@ -127,7 +128,7 @@ class AdminTokenIssuer:
             user_id,
             ADMIN_CLIENT_ID,
             tuple(hash_secret(t) for t in tokens),
-            audience=self._audience,
+            audience=self._settings.token_audience,
             scope=MCP_SCOPE,
             now=now,
             expires_at=now + ttl,
@@ -142,7 +143,7 @@ class AdminTokenIssuer:
         forgejo_token: Any = args.get("forgejo_token")
         count: Any = args.get("count", 1)
         tokens = await self.issue(
-            user, forgejo_token, self.default_ttl if ttl is None else ttl, count
+            user, forgejo_token, self._settings.token_ttl if ttl is None else ttl, count
         )
         return {
             "tokens": tokens,
@@ -179,8 +180,7 @@ async def _offline_issue(
         store,
         UpstreamTokens(store, keys, ctx.reactor),
         ctx.reactor,
-        config.mcp_url,
-        config.access_token_ttl,
+        admin_settings(config),
     )
     try:
         return await issuer.handle(payload)

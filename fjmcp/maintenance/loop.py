@@ -11,9 +11,9 @@ while one is still running (`LoopingCall` waits on the Deferred), and a
 nothing touches the store after shutdown closed it.
 
 `LoopingService` holds that once. It is a plain base, not an attrs class, so
-the attrs subclasses keep their own field order: each declares ``_clock`` and
-``interval`` as its fields, sets ``label`` (used in its log lines) and
-implements `LoopingService.tick`.
+the attrs subclasses keep their own field order: each declares ``_clock`` as
+a field, provides ``interval`` (from its settings), sets ``label`` (used in
+its log lines) and implements `LoopingService.tick`.
 """
 
 from __future__ import annotations
@@ -40,9 +40,13 @@ class LoopingService(Service):
     log: ClassVar[Logger]
     label: ClassVar[str]
     _clock: IReactorTime
-    interval: float
     _loop: LoopingCall | None = None
     _tick_in_flight: Deferred[None] | None = None
+
+    @property
+    def interval(self) -> float:
+        """Seconds between ticks."""
+        raise NotImplementedError
 
     async def tick(self) -> None:
         """One round of the timer's work; an exception is logged, not fatal."""

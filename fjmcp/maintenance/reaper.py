@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.maintenance.loop import LoopingService
+from fjmcp.maintenance.settings import MaintenanceSettings
 
 __all__ = ["IIdleSessions", "IdleReaper"]
 
@@ -44,11 +45,8 @@ class IIdleSessions(Protocol):
 @define(eq=False)
 class IdleReaper(LoopingService):
     """
-    A service that ends idle sessions every ``interval`` seconds.
-
-    :param interval: seconds between ticks (``reaper_interval``).
-    :param idle_timeout: seconds of inactivity after which a session ends
-        (``session_idle_timeout``).
+    A service that ends sessions idle for ``settings.idle_timeout`` seconds,
+    every ``settings.reaper_interval`` seconds.
     """
 
     log: ClassVar[Logger] = Logger()
@@ -56,10 +54,19 @@ class IdleReaper(LoopingService):
 
     _sessions: IIdleSessions
     _clock: IReactorTime
-    interval: float
-    idle_timeout: float
+    _settings: MaintenanceSettings
     reaped_total: int = field(default=0, init=False)
     """Sessions ended by the reaper since it started (for status and metrics)."""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between ticks."""
+        return self._settings.reaper_interval
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds of inactivity after which a session ends."""
+        return self._settings.idle_timeout
 
     async def tick(self) -> None:
         """One tick of the loop: `reap_once`."""

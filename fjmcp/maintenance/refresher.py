@@ -70,6 +70,7 @@ from twisted.python.failure import Failure
 from fjmcp.interfaces import ISessionControl, IUpstreamTokens, UpstreamToken
 from fjmcp.maintenance.loop import LoopingService
 from fjmcp.maintenance.revocation import RevokeResult
+from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.store.runner import TxnRunner
 from fjmcp.store.upstream_tokens import DueToken, due_tokens, due_tokens_txn
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
@@ -247,18 +248,9 @@ def _default_panic(failure: Failure, key: str) -> None:
 @define(eq=False)
 class TokenRefresher(LoopingService):
     """
-    The Forgejo token refresher and user checker (see the module docstring).
+    The Forgejo token refresher and user checker (see the module docstring),
+    ticking every ``settings.refresh_interval`` seconds.
 
-    :param interval: seconds between ticks (``refresh_interval``).
-    :param margin: refresh tokens expiring within this many seconds
-        (``refresh_margin``).
-    :param user_check_interval: at most one ``/api/v1/user`` check per user
-        with live sessions in this many seconds.
-    :param retry_initial: first backoff delay after a transient failure;
-        doubled on each further failure, up to ``retry_max``.
-    :param retry_attempts: tries per refresh before waiting for the next tick.
-    :param max_concurrent: refreshes running at once (and, separately, user
-        checks running at once).
     :param panic: called with the failure and the login when a token has
         expired and cannot be refreshed, or a refresh failed unexpectedly.
     """
@@ -272,13 +264,7 @@ class TokenRefresher(LoopingService):
     _sessions: ISessionControl
     _revoker: IUserRevocation
     _clock: IReactorTime
-    interval: float = field(kw_only=True)
-    margin: float = field(kw_only=True)
-    user_check_interval: float = field(kw_only=True)
-    retry_initial: float = field(default=2.0, kw_only=True)
-    retry_max: float = field(default=60.0, kw_only=True)
-    retry_attempts: int = field(default=5, kw_only=True)
-    max_concurrent: int = field(default=4, kw_only=True)
+    _settings: MaintenanceSettings
     _panic: Callable[[Failure, str], None] = field(default=_default_panic, kw_only=True)
 
     _flights: dict[str, Deferred[RefreshOutcome]] = field(factory=dict, init=False)
@@ -292,12 +278,22 @@ class TokenRefresher(LoopingService):
 
     @_limit.default
     def _make_limit(self) -> DeferredSemaphore:
-        return DeferredSemaphore(self.max_concurrent)
+        return DeferredSemaphore(self._settings.max_concurrent)
 
     @_check_limit.default
     def _make_check_limit(self) -> DeferredSemaphore:
         # Checks queue apart: a burst of them never delays a due refresh.
-        return DeferredSemaphore(self.max_concurrent)
+        return DeferredSemaphore(self._settings.max_concurrent)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between ticks."""
+        return self._settings.refresh_interval
+
+    @property
+    def margin(self) -> float:
+        """Refresh tokens expiring within this many seconds."""
+        return self._settings.refresh_margin
 
     # --- service ---------------------------------------------------------------
 
@@ -354,7 +350,7 @@ class TokenRefresher(LoopingService):
             if user in due_users or user in self._flights or user in self._checks:
                 continue
             last = self._last_check.get(user)
-            if last is not None and now - last < self.user_check_interval:
+            if last is not None and now - last < self._settings.user_check_interval:
                 continue
             self._last_check[user] = now
             self._start_check(user)
@@ -415,9 +411,10 @@ class TokenRefresher(LoopingService):
                 return await self._refused(grant, e)
             except ForgejoUnavailable as e:
                 failure = Failure()
-                if attempt >= self.retry_attempts or not self.running:
+                retry = self._settings
+                if attempt >= retry.retry_attempts or not self.running:
                     return self._give_up(grant, failure, e, attempt)
-                delay = min(self.retry_initial * 2 ** (attempt - 1), self.retry_max)
+                delay = min(retry.retry_initial * 2 ** (attempt - 1), retry.retry_max)
                 self.log.warn(
                     "refreshing {user}'s Forgejo token failed ({reason}); "
                     "retry {attempt} in {delay:g}s",

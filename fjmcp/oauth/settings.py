@@ -2,9 +2,10 @@
 """
 The settings the OAuth objects read, and nothing else of `Config`.
 
-Each OAuth object takes this frozen value instead of the whole
-configuration, so what it depends on is visible in one place and a test
-builds one without a Forgejo client secret or a child command.
+Each OAuth object takes this frozen value (built from the configuration by
+`fjmcp.settings.oauth_settings`) instead of the whole configuration, so what
+it depends on is visible in one place and a test builds one without a
+Forgejo client secret or a child command.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 
-from fjmcp.config import Config
 from fjmcp.oauth.metadata import endpoint, resource_url
 
 __all__ = ["OAuthSettings"]
@@ -30,18 +30,6 @@ class OAuthSettings:
     access_token_ttl: float = 3600.0
     refresh_token_ttl: float = 30 * 24 * 3600.0
     auth_code_ttl: float = 600.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> OAuthSettings:
-        """The OAuth part of a configuration."""
-        return cls(
-            public_url=config.public_url,
-            forgejo_url=config.forgejo_url,
-            forgejo_scopes=tuple(config.forgejo_scopes),
-            access_token_ttl=config.access_token_ttl,
-            refresh_token_ttl=config.refresh_token_ttl,
-            auth_code_ttl=config.auth_code_ttl,
-        )
 
     @property
     def issuer(self) -> str:

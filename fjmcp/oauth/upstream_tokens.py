@@ -83,9 +83,19 @@ def _scope_tuple(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(scopes)
 
 
+def _tell_nobody(token: UpstreamToken) -> None:
+    """The default ``on_stored``: no one to tell."""
+
+
 @define
 class UpstreamTokens:
-    """The broker's view of each user's current Forgejo token."""
+    """
+    The broker's view of each user's current Forgejo token.
+
+    :param on_stored: called with every token stored from now on (refresh,
+        fresh login, ``issue-token``), so the sessions respawn their children
+        with it; an exception from it is logged.
+    """
 
     _store: TxnRunner
     _keys: KeyRing
@@ -94,7 +104,9 @@ class UpstreamTokens:
     """The Forgejo scopes of the grant served (the configured ``forgejo_scopes``)."""
     _cache: dict[str, UpstreamToken] = field(factory=dict, init=False)
     _waiting: dict[str, list[Deferred[UpstreamToken]]] = field(factory=dict, init=False)
-    _listeners: list[Callable[[UpstreamToken], None]] = field(factory=list, init=False)
+    _on_stored: Callable[[UpstreamToken], None] = field(
+        default=_tell_nobody, kw_only=True
+    )
     store_reads: int = field(default=0, init=False)
 
     log = Logger()
@@ -102,10 +114,6 @@ class UpstreamTokens:
     @property
     def _key(self) -> str:
         return scope_key(self.scopes)
-
-    def add_listener(self, listener: Callable[[UpstreamToken], None]) -> None:
-        """Call ``listener(token)`` after every `replace` (e.g. respawn children)."""
-        self._listeners.append(listener)
 
     # --- reading ----------------------------------------------------------------
 
@@ -228,11 +236,10 @@ class UpstreamTokens:
             user=user,
             generation=token.generation,
         )
-        for listener in list(self._listeners):
-            try:
-                listener(token)
-            except Exception:
-                self.log.failure("a Forgejo-token listener failed")
+        try:
+            self._on_stored(token)
+        except Exception:
+            self.log.failure("telling of a stored Forgejo token failed")
         return token
 
     def forget(self, user: str) -> None:

@@ -48,6 +48,7 @@ from fjmcp.sessions.owner import ChildOwner, OwnerKey, OwnerRouter
 from fjmcp.sessions.respawn import bring_up_child, respawn_owner
 
 __all__ = [
+    "SessionSettings",
     "CapExceededError",
     "GenerationReceiver",
     "NoUpstreamTokenError",
@@ -176,25 +177,38 @@ class Counts:
     ended: int
 
 
+@frozen(kw_only=True)
+class SessionSettings:
+    """
+    The caps on children and how long a replaced one may finish its work.
+
+    :param max_children: children alive at once (503 past it).
+    :param max_children_per_user: children of one user (429 past it).
+    :param drain_timeout: how long requests in flight may finish on a
+        replaced child (``child_drain_timeout``).
+    :param retry_after: seconds suggested in ``Retry-After`` when a cap is hit.
+    """
+
+    max_children: int
+    max_children_per_user: int
+    drain_timeout: float
+    retry_after: int = 5
+
+
 @define(eq=False)
 class SessionRegistry:
     """
     Every live owner of children on this broker (see the module docstring).
 
     :param spec_factory: ``(token, label) -> ChildSpec``; production passes
-        ``lambda t, label: child_spec(config, token=t, label=label)``.
-    :param retry_after: seconds suggested in ``Retry-After`` when a cap is hit.
+        ``lambda t, label: child_spec(children, token=t, label=label)``.
     """
 
     _spawner: ISpawner
     _tokens: IUpstreamTokens
     _spec_factory: SpecFactory
     _clock: IReactorTime
-    max_children: int
-    max_children_per_user: int
-    retry_after: int = 5
-    drain_timeout: float = 120.0
-    """How long requests in flight may finish on a replaced child."""
+    _settings: SessionSettings
     _owners: dict[OwnerKey, ChildOwner] = field(factory=dict)
     _by_user: dict[str, dict[OwnerKey, ChildOwner]] = field(factory=dict)
     _by_grant: dict[tuple[str, str], dict[OwnerKey, ChildOwner]] = field(factory=dict)
@@ -205,6 +219,26 @@ class SessionRegistry:
     ended: int = 0
     closing: bool = field(default=False, init=False)
     """Set by `drain` (shutdown): no new child is started from then on."""
+
+    @property
+    def max_children(self) -> int:
+        """Children alive at once."""
+        return self._settings.max_children
+
+    @property
+    def max_children_per_user(self) -> int:
+        """Children of one user."""
+        return self._settings.max_children_per_user
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds suggested in ``Retry-After`` when a cap is hit."""
+        return self._settings.retry_after
+
+    @property
+    def drain_timeout(self) -> float:
+        """How long requests in flight may finish on a replaced child."""
+        return self._settings.drain_timeout
 
     log = Logger()
 

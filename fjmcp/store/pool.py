@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import sqlite3
 from functools import partial
-from typing import Any
 
 from twisted.enterprise import adbapi
-from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
+from zope.interface import Interface
 
 from fjmcp.store.dialect import BUSY_TIMEOUT_SECONDS, SQLITE
 
 __all__ = [
+    "IStoreReactor",
     "BUSY_TIMEOUT_SECONDS",
     "configure_connection",
     "make_pool",
@@ -37,8 +38,15 @@ def configure_connection(
     SQLITE.configure(conn, busy_timeout=busy_timeout)
 
 
+class IStoreReactor(IReactorCore, IReactorThreads, IReactorTime, Interface):
+    """
+    What the store needs of the reactor: its run state (the pool's thread
+    starts when it runs), threads, and its clock (migration timestamps).
+    """
+
+
 def make_pool(
-    reactor: IReactorCore | IReactorThreads | Any,
+    reactor: IStoreReactor,
     path: str,
     *,
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,

@@ -40,7 +40,7 @@ from fjmcp.store.migrate import (
     load_migrations,
     migrate,
 )
-from fjmcp.store.pool import BUSY_TIMEOUT_SECONDS, make_pool
+from fjmcp.store.pool import BUSY_TIMEOUT_SECONDS, IStoreReactor, make_pool
 
 __all__ = [
     "IN_MEMORY",
@@ -242,7 +242,7 @@ def _pass_through(result: object, target: Deferred[None]) -> object:
 
 
 async def open_store(
-    reactor: Any,
+    reactor: IStoreReactor,
     path: str,
     *,
     migrations: Migrations = None,
@@ -258,8 +258,7 @@ async def open_store(
     locked by another daemon or process, a failing migration. On failure
     nothing stays open.
 
-    :param reactor: provides ``IReactorCore``, ``IReactorThreads`` and
-        ``IReactorTime`` (the backup name and ``applied_at`` use its clock).
+    :param reactor: the backup name and ``applied_at`` use its clock.
     :param migrations: a directory of ``NNNN_name.sql`` files, or loaded
         migrations; default the shipped ones.
     """

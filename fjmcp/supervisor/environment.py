@@ -2,8 +2,9 @@
 """
 What a child is started with: argv, environment, uid/gid, secrets to redact.
 
-Pure functions from the configuration (and the broker's environment, passed
-in) to a `ChildSpec`, so the one rule that matters most here can be tested
+Pure functions from the children's settings (`ChildSettings`, built from the
+configuration by `fjmcp.settings`) and the broker's environment, passed in, to
+a `ChildSpec`, so the one rule that matters most here can be tested
 without a process: a child sees ``PATH`` and ``LANG``, the names listed in
 ``child_env_passthrough``, its own Forgejo token and the Forgejo URL, and
 nothing else of the broker's environment (which may hold the client secret
@@ -16,11 +17,49 @@ import grp
 import os
 import pwd
 from collections.abc import Mapping
+from typing import Final
 
-from fjmcp.config import CHILD_BASE_ENV, Config
+from attrs import frozen
+
 from fjmcp.interfaces import ChildSpec, UpstreamToken
 
-__all__ = ["ChildSpecError", "child_env", "child_spec", "resolve_ids"]
+__all__ = [
+    "CHILD_BASE_ENV",
+    "ChildSettings",
+    "ChildSpecError",
+    "child_env",
+    "child_spec",
+    "resolve_ids",
+]
+
+#: What a child's environment holds when nothing is passed through.
+CHILD_BASE_ENV: Final[Mapping[str, str]] = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+
+@frozen(kw_only=True)
+class ChildSettings:
+    """
+    What every child is started with, whoever it runs for.
+
+    :param argv: ``child_wrapper + child_command``.
+    :param env_passthrough: names of the broker's environment variables a
+        child may see (``child_env_passthrough``).
+    :param token_env: the variable carrying the user's Forgejo token.
+    :param url_env: the variable carrying ``forgejo_url``.
+    """
+
+    argv: tuple[str, ...]
+    forgejo_url: str
+    env_passthrough: tuple[str, ...]
+    token_env: str
+    url_env: str
+    user: str | None
+    group: str | None
+    max_line_bytes: int
+    stop_grace: float
 
 
 class ChildSpecError(ValueError):
@@ -28,7 +67,7 @@ class ChildSpecError(ValueError):
 
 
 def child_env(
-    config: Config, *, token: str, environ: Mapping[str, str]
+    settings: ChildSettings, *, token: str, environ: Mapping[str, str]
 ) -> dict[str, str]:
     """
     The whole environment of a child.
@@ -39,11 +78,11 @@ def child_env(
     a broker variable of the same name must not replace the user's token).
     """
     env = dict(CHILD_BASE_ENV)
-    for name in config.child_env_passthrough:
+    for name in settings.env_passthrough:
         if name in environ:
             env[name] = environ[name]
-    env[config.child_token_env] = token
-    env[config.child_url_env] = config.forgejo_url
+    env[settings.token_env] = token
+    env[settings.url_env] = settings.forgejo_url
     return env
 
 
@@ -86,7 +125,7 @@ def resolve_ids(
 
 
 def child_spec(
-    config: Config,
+    settings: ChildSettings,
     *,
     token: UpstreamToken,
     label: str,
@@ -99,17 +138,17 @@ def child_spec(
     secret redacted from the child's stderr (the broker's own secrets never
     reach the child, so they cannot come back through it).
     """
-    uid, gid = resolve_ids(config.child_user, config.child_group)
-    argv = tuple(config.child_wrapper) + tuple(config.child_command)
+    uid, gid = resolve_ids(settings.user, settings.group)
+    argv = settings.argv
     if not argv:
         raise ChildSpecError("child_command is empty")
     return ChildSpec(
         argv=argv,
-        env=child_env(config, token=token.access_token, environ=environ),
+        env=child_env(settings, token=token.access_token, environ=environ),
         label=label,
         secrets=(token.access_token,) if token.access_token else (),
         uid=uid,
         gid=gid,
-        max_line_bytes=config.max_line_bytes,
-        stop_grace=config.child_stop_grace,
+        max_line_bytes=settings.max_line_bytes,
+        stop_grace=settings.stop_grace,
     )

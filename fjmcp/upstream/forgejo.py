@@ -27,15 +27,21 @@ from urllib.parse import urlencode
 
 from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import (
+    IReactorPluggableNameResolver,
+    IReactorSSL,
+    IReactorTCP,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
+from zope.interface import Interface
 
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoError, ForgejoUnavailable
 
 if TYPE_CHECKING:
     from treq.client import HTTPClient
     from treq.response import _Response
-    from twisted.internet.interfaces import IReactorTime
     from twisted.web.client import HTTPConnectionPool
 
 __all__ = [
@@ -43,9 +49,11 @@ __all__ = [
     "ForgejoAuthError",
     "ForgejoClient",
     "ForgejoError",
+    "ForgejoSettings",
     "ForgejoTokens",
     "ForgejoUnavailable",
     "ForgejoUser",
+    "IHTTPReactor",
     "parse_token_response",
     "parse_user_response",
     "parse_version_response",
@@ -62,6 +70,23 @@ _MAX_ERROR_DESCRIPTION: Final = 200
 _FORM: Final = b"application/x-www-form-urlencoded"
 _JSON: Final = b"application/json"
 _USER_AGENT: Final = b"fjmcp"
+
+
+class IHTTPReactor(
+    IReactorTime, IReactorTCP, IReactorSSL, IReactorPluggableNameResolver, Interface
+):
+    """What an HTTP client's agent and connection pool need of the reactor."""
+
+
+@frozen(kw_only=True)
+class ForgejoSettings:
+    """Which Forgejo, as which OAuth application, with what patience."""
+
+    base_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds each call (connect, send, read the answer) may take."""
 
 
 @frozen
@@ -277,16 +302,11 @@ class ForgejoClient:
 
     @classmethod
     def from_reactor(
-        cls,
-        reactor: Any,
-        base_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
+        cls, reactor: IHTTPReactor, settings: ForgejoSettings
     ) -> ForgejoClient:
         """
-        Build a client with its own persistent connection pool on ``reactor``.
+        Build a client for ``settings`` with its own persistent connection
+        pool on ``reactor``.
 
         The cookie jar refuses every cookie: the client speaks for many users
         and must never carry one answer's cookie into another user's call.
@@ -297,15 +317,16 @@ class ForgejoClient:
         from treq.cookies import IndexableCookieJar
         from twisted.web.client import Agent, HTTPConnectionPool
 
+        timeout = settings.timeout
         pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call, unused-ignore]
         pool.maxPersistentPerHost = 4
         agent = Agent(reactor, connectTimeout=timeout, pool=pool)  # type: ignore[no-untyped-call, unused-ignore]
         jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         return cls(
             HTTPClient(agent, cookiejar=jar),
-            base_url,
-            client_id,
-            client_secret,
+            settings.base_url,
+            settings.client_id,
+            settings.client_secret,
             clock=reactor,
             timeout=timeout,
             pool=pool,

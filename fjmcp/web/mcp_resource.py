@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -69,7 +70,7 @@ from fjmcp.bridge.router import (
     StreamConflictError,
 )
 from fjmcp.bridge.sse import McpRequest
-from fjmcp.config import Config, is_loopback_host
+from fjmcp.config import is_loopback_host
 from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
 from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_id
@@ -77,6 +78,7 @@ from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_i
 __all__ = [
     "SUPPORTED_VERSIONS",
     "McpResource",
+    "McpSettings",
     "origin_of",
     "version_at_least",
 ]
@@ -98,6 +100,24 @@ _TOKEN_CHARS: Final = frozenset(
 
 Challenge = Callable[[bool], str | bytes]
 """``token_sent -> WWW-Authenticate value`` (the OAuth component builds it)."""
+
+
+@frozen(kw_only=True)
+class McpSettings:
+    """
+    Who may call ``/mcp`` from a browser, and how its streams behave.
+
+    :param public_url: the broker's origin.
+    :param public_is_loopback: whether it names a loopback host (then the
+        ``Host`` header must too: DNS rebinding).
+    :param allowed_origins: browser origins allowed besides ``public_url``'s;
+        ``scheme://host:*`` allows any port.
+    """
+
+    public_url: str
+    public_is_loopback: bool
+    allowed_origins: tuple[str, ...]
+    streams: BridgeSettings
 
 
 def version_at_least(version: str | None, floor: str) -> bool:
@@ -184,34 +204,25 @@ class McpResource(Resource):
     def __init__(
         self,
         *,
-        config: Config,
+        settings: McpSettings,
         authenticator: IAuthenticator,
         challenge: Challenge,
         registry: SessionRegistry,
         clock: IReactorTime,
-        settings: BridgeSettings | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._auth = authenticator
         self._challenge = challenge
         self._registry = registry
         self._clock = clock
-        self._settings = settings or BridgeSettings(
-            keepalive_interval=config.sse_keepalive_interval,
-            buffer_cap=config.stream_buffer_bytes,
-            write_deadline=config.stream_write_deadline,
-            resume_window=config.stream_resume_window,
-            replay_bytes=config.stream_buffer_bytes,
-            queue_bytes=config.stream_buffer_bytes,
-        )
-        self._loopback = config.public_is_loopback
-        origins = {origin_of(config.public_url)}
-        origins.update(
-            origin_of(o) for o in config.allowed_origins if not o.endswith(":*")
-        )
+        self._settings = settings.streams
+        self._loopback = settings.public_is_loopback
+        allowed = settings.allowed_origins
+        origins = {origin_of(settings.public_url)}
+        origins.update(origin_of(o) for o in allowed if not o.endswith(":*"))
         self._origins = frozenset(o.encode("ascii", "replace") for o in origins)
         self._any_port = frozenset(
-            origin_of(o[:-2]) for o in config.allowed_origins if o.endswith(":*")
+            origin_of(o[:-2]) for o in allowed if o.endswith(":*")
         )
 
     def bridge_for(self, session: ChildOwner) -> SessionBridge:

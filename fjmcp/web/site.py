@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from attrs import frozen
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import IResource
@@ -38,10 +39,26 @@ from twisted.web.server import Request, Site
 
 from fjmcp.bridge.jsonrpc import INVALID_REQUEST, error_body
 
-__all__ = ["BrokerSite", "LimitedRequest", "DEFAULT_IDLE_TIMEOUT"]
+__all__ = ["BrokerSite", "LimitedRequest", "DEFAULT_IDLE_TIMEOUT", "SiteSettings"]
 
 #: How long a keep-alive connection may sit idle between requests.
 DEFAULT_IDLE_TIMEOUT: Final = 75.0
+
+
+@frozen(kw_only=True)
+class SiteSettings:
+    """
+    The limits every request meets before any resource sees it.
+
+    :param max_request_bytes: largest body accepted (413 past it).
+    :param request_timeout: seconds a request may take to arrive (408 past it).
+    :param idle_timeout: seconds a keep-alive connection may idle between
+        requests.
+    """
+
+    max_request_bytes: int
+    request_timeout: float
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
 
 
 def _raw_response(status: int, reason: bytes, body: dict[str, Any] | bytes) -> bytes:
@@ -179,12 +196,8 @@ class LimitedRequest(Request):
 
 class BrokerSite(Site):
     """
-    The `Site` every listener of the broker serves.
-
-    :param max_request_bytes: largest body accepted (413 past it).
-    :param request_timeout: seconds a request may take to arrive (408 past it).
-    :param idle_timeout: seconds a keep-alive connection may idle between
-        requests.
+    The `Site` every listener of the broker serves, with the limits of its
+    `SiteSettings`; ``reactor`` is the clock of the arrival deadlines.
     """
 
     requestFactory = LimitedRequest
@@ -195,13 +208,11 @@ class BrokerSite(Site):
         resource: IResource,
         *,
         reactor: IReactorTime,
-        max_request_bytes: int,
-        request_timeout: float,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        settings: SiteSettings,
     ) -> None:
-        super().__init__(resource, timeout=idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
-        self.max_request_bytes = max_request_bytes
-        self.request_timeout = request_timeout
+        super().__init__(resource, timeout=settings.idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
+        self.max_request_bytes = settings.max_request_bytes
+        self.request_timeout = settings.request_timeout
         self.accepting = True
 
     def stop_accepting(self) -> None:

@@ -41,9 +41,7 @@ def test_emit_json_and_text(tmp_path: Path) -> None:
     assert out2.getvalue().splitlines() == ["key     1", "longer  2"]
 
 
-def test_write_falls_back_to_store_without_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_write_falls_back_to_store_without_daemon(tmp_path: Path) -> None:
     """With no daemon, a write runs its offline function on the store."""
     opened: list[str] = []
 
@@ -55,11 +53,11 @@ def test_write_falls_back_to_store_without_daemon(
         opened.append(path)
         return FakeStore()
 
-    monkeypatch.setattr("fjmcp.service.default_store_opener", opener)
     ctx = AdminContext(
         config=broker_config(tmp_path),
         client=AdminClient(tmp_path / "none.sock"),
         reactor=object(),
+        store_opener=opener,
     )
 
     async def offline(store: Any) -> str:

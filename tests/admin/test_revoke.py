@@ -187,9 +187,7 @@ def _daemon(
         store_revocation(DeferringStore(store), Clock()),
         forget=[forgotten.append],
     )
-    handlers = AdminHandlers()
-    handlers.register("revoke-user", revoke_user_handler(revoker))
-    return handlers
+    return AdminHandlers({"revoke-user": revoke_user_handler(revoker)})
 
 
 def test_daemon_handler_revokes_store_caches_and_sessions(
@@ -286,9 +284,7 @@ def test_command_is_registered() -> None:
     assert "revoke-user" in all_commands()
 
 
-def test_command_without_daemon_changes_the_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_command_without_daemon_changes_the_store(tmp_path: Path) -> None:
     """With no daemon the command revokes on the store itself: the user's
     tokens read as revoked (a daemon started later refuses them) and their
     Forgejo token is gone; the output says no session was live."""
@@ -302,7 +298,6 @@ def test_command_without_daemon_changes_the_store(
         opened.append(store)
         return store
 
-    monkeypatch.setattr("fjmcp.service.default_store_opener", opener)
     out = io.StringIO()
     clock = Clock()
     clock.advance(NOW + 60)
@@ -311,6 +306,7 @@ def test_command_without_daemon_changes_the_store(
         client=AdminClient(tmp_path / "no-daemon.sock"),
         out=out,
         reactor=clock,
+        store_opener=opener,
     )
     assert _run(ctx, "alice") == 0
     assert "revoked alice: 3 broker token(s), Forgejo token deleted" in out.getvalue()
@@ -323,21 +319,18 @@ def test_command_without_daemon_changes_the_store(
         assert sync.run(get_upstream_txn, "alice") is None
 
 
-def test_command_unknown_user_exits_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_command_unknown_user_exits_1(tmp_path: Path) -> None:
     """Revoking a login the store does not know says so and exits 1."""
     config = broker_config(tmp_path)
-    monkeypatch.setattr(
-        "fjmcp.service.default_store_opener",
-        lambda reactor, path: DeferringStore(open_store_sync(path, now=NOW)),
-    )
     out = io.StringIO()
     ctx = AdminContext(
         config=config,
         client=AdminClient(tmp_path / "no-daemon.sock"),
         out=out,
         reactor=Clock(),
+        store_opener=lambda reactor, path: DeferringStore(
+            open_store_sync(path, now=NOW)
+        ),
     )
     assert _run(ctx, "nobody") == 1
     assert "knows no user 'nobody'" in out.getvalue()
@@ -362,16 +355,13 @@ class FakeDaemon:
         }
 
 
-def test_command_goes_through_a_running_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_command_goes_through_a_running_daemon(tmp_path: Path) -> None:
     """With a daemon running the command asks it (one revoke-user request) and
     never opens the store; --json prints the daemon's result."""
 
     def no_store(reactor: Any, path: str) -> Any:
         raise AssertionError("the store must not be opened while the daemon runs")
 
-    monkeypatch.setattr("fjmcp.service.default_store_opener", no_store)
     daemon = FakeDaemon()
     out = io.StringIO()
     ctx = AdminContext(
@@ -380,6 +370,7 @@ def test_command_goes_through_a_running_daemon(
         out=out,
         reactor=Clock(),
         json_output=True,
+        store_opener=no_store,
     )
     assert _run(ctx, "alice") == 0
     assert daemon.calls == [("revoke-user", {"user": "alice"})]
@@ -390,6 +381,7 @@ def test_command_goes_through_a_running_daemon(
         client=daemon,  # type: ignore[arg-type]
         out=text,
         reactor=Clock(),
+        store_opener=no_store,
     )
     assert _run(ctx2, "alice") == 0
     assert "the running daemon ended their sessions" in text.getvalue()

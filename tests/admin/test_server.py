@@ -26,24 +26,23 @@ from fjmcp.admin.server import (
 
 
 def _handlers() -> AdminHandlers:
-    handlers = AdminHandlers()
-    handlers.register("echo", lambda args: {"echo": dict(args)})
-
     async def later(args: Any) -> str:
         return "async"
-
-    handlers.register("later", later)
 
     def refuse(args: Any) -> None:
         raise AdminCommandError("no such user: bob")
 
-    handlers.register("refuse", refuse)
-
     def crash(args: Any) -> None:
         raise ValueError("internal detail")
 
-    handlers.register("crash", crash)
-    return handlers
+    return AdminHandlers(
+        {
+            "echo": lambda args: {"echo": dict(args)},
+            "later": later,
+            "refuse": refuse,
+            "crash": crash,
+        }
+    )
 
 
 def _talk(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -86,12 +85,13 @@ def test_errors_are_reported_not_raised() -> None:
     assert "internal detail" not in answers[2]["error"]
 
 
-def test_register_twice_refused() -> None:
-    """A command name can be registered only once."""
-    handlers = AdminHandlers()
-    handlers.register("x", lambda args: None)
-    with pytest.raises(ValueError, match="already registered"):
-        handlers.register("x", lambda args: None)
+def test_commands_are_fixed_at_construction() -> None:
+    """The handlers keep the commands they were given: changing the mapping
+    afterwards adds none."""
+    given: dict[str, Any] = {"x": lambda args: None}
+    handlers = AdminHandlers(given)
+    given["y"] = lambda args: None
+    assert handlers.names() == ["x"]
 
 
 @given(st.binary(max_size=300))
@@ -165,8 +165,7 @@ async def test_stale_socket_replaced(tmp_path: Path) -> None:
 
 def test_deferred_handler_result() -> None:
     """A handler may return a Deferred; its result is sent."""
-    handlers = AdminHandlers()
-    handlers.register("d", lambda args: succeed(41))
+    handlers = AdminHandlers({"d": lambda args: succeed(41)})
     out: list[Any] = []
     Deferred.fromCoroutine(handlers.dispatch({"cmd": "d"})).addCallback(out.append)
     assert out == [{"ok": True, "result": 41}]

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from fjmcp.admin.client import AdminClient, AdminError, DaemonNotRunningError
 from fjmcp.admin.commands import AdminContext, all_commands
 from fjmcp.admin.server import AdminCommandError, AdminHandlers
+from fjmcp.admin.settings import AdminSettings
 from fjmcp.admin.tokens import AdminTokenIssuer, read_forgejo_token
 from fjmcp.interfaces import Identity
 from fjmcp.oauth.bearer import BearerAuthenticator
@@ -39,9 +40,12 @@ def _outcome(d: Deferred[Any]) -> Any:
 
 
 def _issuer(store: MemoryStore, clock: Clock, ring: KeyRing) -> AdminTokenIssuer:
-    return AdminTokenIssuer(
-        store, UpstreamTokens(store, ring, clock), clock, MCP_URL, 3600.0
+    settings = AdminSettings(
+        socket_path=Path("/nonexistent/admin.sock"),
+        token_audience=MCP_URL,
+        token_ttl=3600.0,
     )
+    return AdminTokenIssuer(store, UpstreamTokens(store, ring, clock), clock, settings)
 
 
 def test_commands_are_registered() -> None:
@@ -150,8 +154,7 @@ def _args(token_file: str, **kw: Any) -> argparse.Namespace:
 def test_issue_token_goes_through_the_daemon(tmp_path: Path) -> None:
     """With a daemon running, issue-token is its handler; tokens print per line."""
     store, clock, ring = MemoryStore(), Clock(), KeyRing.generate()
-    handlers = AdminHandlers()
-    handlers.register("issue-token", _issuer(store, clock, ring).handle)
+    handlers = AdminHandlers({"issue-token": _issuer(store, clock, ring).handle})
     client = _DaemonClient(handlers)
     token_file = tmp_path / "pat"
     token_file.write_text("pat-secret\n")
@@ -169,12 +172,9 @@ def test_issue_token_goes_through_the_daemon(tmp_path: Path) -> None:
     )
 
 
-def test_issue_token_offline_uses_the_store_and_key_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_issue_token_offline_uses_the_store_and_key_file(tmp_path: Path) -> None:
     """With the daemon down, issue-token works on the store with the key file."""
     store = MemoryStore()
-    monkeypatch.setattr("fjmcp.service.default_store_opener", lambda r, p: store)
     keys = tmp_path / "token-keys"
     prepend_new_key(keys)
     config = make_config(token_keys_file=str(keys))
@@ -183,7 +183,11 @@ def test_issue_token_offline_uses_the_store_and_key_file(
     out = io.StringIO()
     clock = Clock()
     ctx = AdminContext(
-        config=config, client=_DaemonClient(None), out=out, reactor=clock
+        config=config,
+        client=_DaemonClient(None),
+        out=out,
+        reactor=clock,
+        store_opener=lambda r, p: store,
     )
     run = all_commands()["issue-token"].run
     status = _outcome(
@@ -199,16 +203,18 @@ def test_issue_token_offline_uses_the_store_and_key_file(
     assert _outcome(upstream.current("alice")).access_token == "pat-secret"
 
 
-def test_issue_token_offline_without_key_file_is_clear(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_issue_token_offline_without_key_file_is_clear(tmp_path: Path) -> None:
     """Without a key file the offline command fails with the gen-key hint."""
     store = MemoryStore()
-    monkeypatch.setattr("fjmcp.service.default_store_opener", lambda r, p: store)
     config = make_config(token_keys_file=str(tmp_path / "absent"))
     token_file = tmp_path / "pat"
     token_file.write_text("pat\n")
-    ctx = AdminContext(config=config, client=_DaemonClient(None), reactor=Clock())
+    ctx = AdminContext(
+        config=config,
+        client=_DaemonClient(None),
+        reactor=Clock(),
+        store_opener=lambda r, p: store,
+    )
     run = all_commands()["issue-token"].run
     with pytest.raises(AdminError, match="gen-key"):
         _outcome(Deferred.fromCoroutine(run(ctx, _args(str(token_file)))))  # type: ignore[arg-type]

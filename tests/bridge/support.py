@@ -23,6 +23,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from fjmcp.config import Config
 from fjmcp.interfaces import ChildSpec, Identity, InvalidToken, UpstreamToken
 from fjmcp.sessions.registry import SessionRegistry
+from fjmcp.settings import mcp_settings, session_settings
 from fjmcp.testing import FakeChild, FakeSpawner
 from fjmcp.web.mcp_resource import McpResource
 
@@ -222,11 +223,10 @@ class Harness:
             self.tokens,
             spec_factory,
             self.clock,
-            max_children=self.config.max_children,
-            max_children_per_user=self.config.max_children_per_user,
+            session_settings(self.config),
         )
         self.resource = McpResource(
-            config=self.config,
+            settings=mcp_settings(self.config),
             authenticator=self.auth,
             challenge=challenge,
             registry=self.registry,

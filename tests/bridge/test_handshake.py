@@ -27,7 +27,7 @@ from fjmcp.bridge.jsonrpc import parse_line
 from fjmcp.interfaces import ChildExit, ChildSpec, Identity
 from fjmcp.sessions.handshake import HandshakeFailedError
 from fjmcp.sessions.owner import ChildOwner, IdentityKey
-from fjmcp.sessions.registry import SessionRegistry, SpawnFailedError
+from fjmcp.sessions.registry import SessionRegistry, SessionSettings, SpawnFailedError
 from fjmcp.testing import FakeChild, FakeSpawner, RecordingReceiver
 from tests.bridge.support import FakeTokens, line, note, result, rpc, spec_factory
 from tests.sessions.support import QuietRouter
@@ -234,7 +234,11 @@ def test_broker_initialize_toward_a_dead_child_fails() -> None:
 def _registry(clock: Clock) -> tuple[SessionRegistry, FakeSpawner, FakeTokens]:
     spawner, tokens = FakeSpawner(), FakeTokens()
     registry = SessionRegistry(
-        spawner, tokens, spec_factory, clock, max_children=4, max_children_per_user=2
+        spawner,
+        tokens,
+        spec_factory,
+        clock,
+        SessionSettings(max_children=4, max_children_per_user=2, drain_timeout=120.0),
     )
     return registry, spawner, tokens
 

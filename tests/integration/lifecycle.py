@@ -319,10 +319,8 @@ class Deployment:
     @property
     def registry(self) -> SessionRegistry:
         """The broker's live sessions."""
-        assert self.service.wiring is not None
-        sessions = self.service.wiring.sessions
-        assert sessions is not None
-        return sessions
+        assert self.service.broker is not None
+        return self.service.broker.sessions
 
     @property
     def refresher(self) -> TokenRefresher:
@@ -341,13 +339,13 @@ class Deployment:
     @property
     def live_children(self) -> int:
         """Children alive in the broker's supervisor."""
-        return self.service.shutdown.live_children()
+        assert self.service.broker is not None
+        return self.service.broker.supervisor.live
 
     async def current(self, user: str) -> UpstreamToken:
         """The user's current Forgejo token, as the broker holds it."""
-        wiring = self.service.wiring
-        assert wiring is not None and wiring.upstream_tokens is not None
-        token: UpstreamToken = await wiring.upstream_tokens.current(user)
+        assert self.service.broker is not None
+        token: UpstreamToken = await self.service.broker.upstream_tokens.current(user)
         return token
 
     def mcp(self, token: str) -> McpClient:

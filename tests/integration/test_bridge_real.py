@@ -26,7 +26,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent
 
 from fjmcp.interfaces import UpstreamToken
-from fjmcp.sessions.registry import SessionRegistry
+from fjmcp.sessions.registry import SessionRegistry, SessionSettings
+from fjmcp.settings import child_settings, mcp_settings, site_settings
 from fjmcp.supervisor.environment import child_spec
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.web.mcp_resource import McpResource
@@ -76,18 +77,20 @@ class Broker:
             "HOME": "/root",
         }
         self.supervisor = Supervisor(reactor)
+        children = child_settings(self.config)
         self.registry = SessionRegistry(
             self.supervisor,
             _Tokens(),
             lambda token, label: child_spec(
-                self.config, token=token, label=label, environ=environ
+                children, token=token, label=label, environ=environ
             ),
             reactor,
-            max_children=8,
-            max_children_per_user=8,
+            SessionSettings(
+                max_children=8, max_children_per_user=8, drain_timeout=120.0
+            ),
         )
         self.resource = McpResource(
-            config=self.config,
+            settings=mcp_settings(self.config),
             authenticator=FixedAuthenticator(),
             challenge=challenge,
             registry=self.registry,
@@ -96,8 +99,7 @@ class Broker:
         self.site = BrokerSite(
             build_root([], {b"mcp": self.resource}),
             reactor=reactor,
-            max_request_bytes=self.config.max_request_bytes,
-            request_timeout=self.config.request_timeout,
+            settings=site_settings(self.config),
         )
         self.port: Any = None
         self.url = ""

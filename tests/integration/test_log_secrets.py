@@ -83,8 +83,8 @@ async def _exercise(d: Any) -> dict[str, str]:
     assert (await client.call(session)).ok
     first = await d.current("alice")
     secrets["forgejo access token"] = first.access_token
-    wiring = d.service.wiring
-    refresh, _ = await wiring.upstream_tokens.refresh_token("alice")
+    assert d.service.broker is not None
+    refresh, _ = await d.service.broker.upstream_tokens.refresh_token("alice")
     assert refresh is not None
     secrets["forgejo refresh token"] = refresh
 

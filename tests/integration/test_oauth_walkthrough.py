@@ -36,8 +36,8 @@ from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.pkce import new_verifier, s256
 from fjmcp.oauth.server import build_authorization_server
-from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.settings import oauth_settings
 from fjmcp.standin.app import (
     StandinClient,
     StandinConfig,
@@ -45,7 +45,7 @@ from fjmcp.standin.app import (
     start_standin,
 )
 from fjmcp.store.store import Store, open_store
-from fjmcp.upstream.forgejo import ForgejoClient
+from fjmcp.upstream.forgejo import ForgejoClient, ForgejoSettings
 from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.root import build_root
 
@@ -168,12 +168,18 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     store = await open_store(reactor, config.store_path)
     keys = KeyRing.generate()
     forgejo = ForgejoClient.from_reactor(
-        reactor, config.forgejo_url, FORGEJO_CLIENT, FORGEJO_SECRET, timeout=5.0
+        reactor,
+        ForgejoSettings(
+            base_url=config.forgejo_url,
+            client_id=FORGEJO_CLIENT,
+            client_secret=FORGEJO_SECRET,
+            timeout=5.0,
+        ),
     )
     upstream = UpstreamTokens(store, keys, reactor)
     bearer = BearerAuthenticator(store, reactor, config.mcp_url)
     server = build_authorization_server(
-        OAuthSettings.from_config(config),
+        oauth_settings(config),
         store,
         reactor,
         keys,

@@ -22,7 +22,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from fjmcp.standin.app import start_standin
 from fjmcp.upstream.errors import ForgejoAuthError
-from fjmcp.upstream.forgejo import ForgejoClient
+from fjmcp.upstream.forgejo import ForgejoClient, ForgejoSettings
 from tests.standin.support import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -60,7 +60,13 @@ async def test_started_standin_serves_the_forgejo_client_over_loopback() -> None
         reactor, standin_config(auto_approve="alice"), host="127.0.0.1", port=0
     )
     client = ForgejoClient.from_reactor(
-        reactor, standin.base_url, CLIENT_ID, CLIENT_SECRET, timeout=WAIT
+        reactor,
+        ForgejoSettings(
+            base_url=standin.base_url,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            timeout=WAIT,
+        ),
     )
     http = plain_http(reactor)
     try:

@@ -22,6 +22,7 @@ from twisted.logger import LogEvent, formatEvent
 
 from fjmcp.config import Config
 from fjmcp.interfaces import ChildExit, ChildSpec, UpstreamToken
+from fjmcp.settings import child_settings
 from fjmcp.supervisor.environment import child_spec
 from fjmcp.supervisor.supervisor import Supervisor
 
@@ -92,7 +93,10 @@ def spec_for(
         child_stop_grace=stop_grace,
     )
     return child_spec(
-        config, token=TOKEN, label="session=it user=alice", environ=environ or {}
+        child_settings(config),
+        token=TOKEN,
+        label="session=it user=alice",
+        environ=environ or {},
     )
 
 

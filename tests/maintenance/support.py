@@ -25,6 +25,7 @@ from twisted.web.resource import IResource, Resource
 
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.maintenance.refresher import DueToken, RefreshGrant
+from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.standin.app import StandinForgejo, StandinUser
 from fjmcp.store.store import SyncStore
 from fjmcp.upstream.forgejo import ForgejoClient, ForgejoTokens
@@ -235,3 +236,16 @@ def accepted(standin: StandinForgejo, stub: Any, access_token: str) -> str | Non
         return None
     login_: str = result_of(response.json())["login"]
     return login_
+
+
+def maintenance_settings(**overrides: Any) -> MaintenanceSettings:
+    """The timers' settings at the configuration's defaults, with ``overrides``."""
+    values: dict[str, Any] = {
+        "reaper_interval": 30.0,
+        "idle_timeout": 1800.0,
+        "refresh_interval": 60.0,
+        "refresh_margin": 120.0,
+        "user_check_interval": 300.0,
+    }
+    values.update(overrides)
+    return MaintenanceSettings(**values)

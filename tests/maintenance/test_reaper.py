@@ -19,16 +19,18 @@ from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import (
     SessionNotFoundError,
     SessionRegistry,
+    SessionSettings,
     new_session_id,
 )
 from fjmcp.testing import FakeSpawner
 from fjmcp.upstream.forgejo import ForgejoTokens
-from tests.maintenance.support import MemoryTokens
+from tests.maintenance.support import MemoryTokens, maintenance_settings
 from tests.sessions.support import QuietRouter
 from tests.standin.support import result_of
 
 INTERVAL = 30.0
 IDLE = 1800.0
+SETTINGS = maintenance_settings(reaper_interval=INTERVAL, idle_timeout=IDLE)
 
 
 @define
@@ -53,7 +55,7 @@ class ScriptedSessions:
 
 
 def make_reaper(sessions: ScriptedSessions, clock: Clock) -> IdleReaper:
-    return IdleReaper(sessions, clock, interval=INTERVAL, idle_timeout=IDLE)
+    return IdleReaper(sessions, clock, SETTINGS)
 
 
 def test_ticks_every_interval_with_the_clock_time() -> None:
@@ -229,10 +231,9 @@ def make_broker() -> Broker:
         tokens,
         lambda token, label: ChildSpec(("mcp-server",), {}, label),
         clock,
-        max_children=10,
-        max_children_per_user=10,
+        SessionSettings(max_children=10, max_children_per_user=10, drain_timeout=120.0),
     )
-    reaper = IdleReaper(registry, clock, interval=INTERVAL, idle_timeout=IDLE)
+    reaper = IdleReaper(registry, clock, SETTINGS)
     return Broker(clock, spawner, registry, reaper)
 
 

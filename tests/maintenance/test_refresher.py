@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -55,6 +55,7 @@ from tests.maintenance.support import (
     accepted,
     forgejo_on,
     login,
+    maintenance_settings,
 )
 from tests.standin.support import ALICE, BOB, make_standin, refresh, result_of
 
@@ -63,6 +64,9 @@ LIFETIME = 600
 INTERVAL = 60.0
 MARGIN = 120.0
 USER_CHECK = 300.0
+SETTINGS = maintenance_settings(
+    refresh_interval=INTERVAL, refresh_margin=MARGIN, user_check_interval=USER_CHECK
+)
 TOKEN_PATH = b"/login/oauth/access_token"
 USER_PATH = b"/api/v1/user"
 
@@ -143,11 +147,8 @@ class World:
             self.sessions,
             revoker,
             self.clock,
-            interval=INTERVAL,
-            margin=MARGIN,
-            user_check_interval=USER_CHECK,
+            evolve(SETTINGS, **policy),
             panic=lambda f, key: self.panics.append((f, key)),
-            **policy,
         )
         return self.refresher
 
@@ -751,9 +752,7 @@ def test_refresh_through_the_real_token_store() -> None:
             w.sessions,
             UserRevoker(w.sessions, store_revocation(runner, w.clock)),
             w.clock,
-            interval=INTERVAL,
-            margin=MARGIN,
-            user_check_interval=USER_CHECK,
+            SETTINGS,
         )
         refresher.startService()
         w.advance_to(START + LIFETIME - MARGIN + INTERVAL)
@@ -803,9 +802,7 @@ def test_revocation_through_the_real_store() -> None:
                 w.sessions, store_revocation(runner, w.clock), forget=[upstream.forget]
             ),
             w.clock,
-            interval=INTERVAL,
-            margin=MARGIN,
-            user_check_interval=USER_CHECK,
+            SETTINGS,
         )
         refresher.startService()
         assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.REVOKED

@@ -1,5 +1,8 @@
 # -*- test-case-name: tests.oauth.test_settings -*-
-"""Tests for `fjmcp.oauth.settings`: what the OAuth objects read of `Config`."""
+"""
+Tests for `fjmcp.oauth.settings`: what the OAuth objects read of `Config`
+(cut out of it by `fjmcp.settings.oauth_settings`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ from attrs import fields
 
 from fjmcp.config import Config
 from fjmcp.oauth.settings import OAuthSettings
+from fjmcp.settings import oauth_settings
 from tests.oauth.support import make_config
 
 
-def test_from_config_takes_the_oauth_fields() -> None:
+def test_built_from_the_oauth_fields_of_config() -> None:
     """The settings carry the configured URLs, scopes and lifetimes."""
     config = make_config(
         forgejo_scopes=("read:user",),
@@ -18,7 +22,7 @@ def test_from_config_takes_the_oauth_fields() -> None:
         refresh_token_ttl=120.0,
         auth_code_ttl=30.0,
     )
-    settings = OAuthSettings.from_config(config)
+    settings = oauth_settings(config)
     assert settings == OAuthSettings(
         public_url=config.public_url,
         forgejo_url="http://forgejo.test",

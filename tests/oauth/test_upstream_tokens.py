@@ -32,9 +32,8 @@ def test_replace_then_current_from_memory() -> None:
     store = MemoryStore()
     clock = Clock()
     clock.advance(1000)
-    tokens = UpstreamTokens(store, KeyRing.generate(), clock)
     seen: list[UpstreamToken] = []
-    tokens.add_listener(seen.append)
+    tokens = UpstreamTokens(store, KeyRing.generate(), clock, on_stored=seen.append)
     t1 = _run(tokens.replace("alice", "forgejo-access-1", "forgejo-refresh-1", 2000.0))
     assert t1.generation == 1 and t1.expires_at == 2000.0
     assert seen == [t1]
@@ -117,13 +116,12 @@ def test_delete_and_forget() -> None:
 
 
 def test_failing_listener_does_not_break_replace() -> None:
-    """A listener that raises is logged; the replace still succeeds."""
-    tokens = UpstreamTokens(MemoryStore(), KeyRing.generate(), Clock())
+    """An on_stored that raises is logged; the replace still succeeds."""
 
     def boom(token: UpstreamToken) -> None:
         raise RuntimeError("listener failed")
 
-    tokens.add_listener(boom)
+    tokens = UpstreamTokens(MemoryStore(), KeyRing.generate(), Clock(), on_stored=boom)
     assert _run(tokens.replace("alice", "a1", None, None)).generation == 1
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import cast
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from fjmcp.store.pool import configure_connection, make_pool
+from fjmcp.store.pool import IStoreReactor, configure_connection, make_pool
 
 
 def test_connections_get_wal_foreign_keys_busy_timeout_autocommit(
@@ -53,7 +54,8 @@ def test_a_file_that_is_no_database_fails_and_closes_the_connection(
 
 def test_pool_has_one_connection_usable_from_any_thread(tmp_path: Path) -> None:
     """The pool holds exactly one sqlite3 connection, shareable across threads."""
-    reactor = MemoryReactorClock()
+    # The pool only asks the reactor to start its thread when it runs.
+    reactor = cast(IStoreReactor, MemoryReactorClock())
     pool = make_pool(reactor, str(tmp_path / "s.db"), busy_timeout=2.0)
     try:
         assert (pool.min, pool.max) == (1, 1)

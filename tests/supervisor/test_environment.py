@@ -16,7 +16,13 @@ import pytest
 
 from fjmcp.config import Config
 from fjmcp.interfaces import UpstreamToken
-from fjmcp.supervisor.environment import ChildSpecError, child_spec, resolve_ids
+from fjmcp.settings import child_settings
+from fjmcp.supervisor.environment import (
+    ChildSettings,
+    ChildSpecError,
+    child_spec,
+    resolve_ids,
+)
 
 TOKEN = UpstreamToken(
     user="alice", access_token="gto_abc123", expires_at=0.0, generation=1
@@ -32,8 +38,8 @@ BROKER_ENV = {
 }
 
 
-def make_config(**overrides: Any) -> Config:
-    """A valid configuration with the given settings changed."""
+def make_settings(**overrides: Any) -> ChildSettings:
+    """The child settings of a valid configuration with the given keys changed."""
     values: dict[str, Any] = {
         "public_url": "http://127.0.0.1:8080",
         "forgejo_url": "https://forgejo.example.org",
@@ -42,12 +48,12 @@ def make_config(**overrides: Any) -> Config:
         "child_command": ("/usr/bin/forgejo-mcp", "--stdio"),
     }
     values.update(overrides)
-    return Config(**values)
+    return child_settings(Config(**values))
 
 
 def test_env_holds_only_the_allowed_names() -> None:
     """Without passthrough: PATH, LANG, the token and the URL, nothing of the broker."""
-    spec = child_spec(make_config(), token=TOKEN, label="s", environ=BROKER_ENV)
+    spec = child_spec(make_settings(), token=TOKEN, label="s", environ=BROKER_ENV)
     assert dict(spec.env) == {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -60,8 +66,8 @@ def test_env_holds_only_the_allowed_names() -> None:
 
 def test_passthrough_overrides_defaults_and_adds_names() -> None:
     """Passed-through names replace defaults or add to them; unset ones are skipped."""
-    config = make_config(child_env_passthrough=("PATH", "HTTPS_PROXY", "NOT_SET"))
-    spec = child_spec(config, token=TOKEN, label="s", environ=BROKER_ENV)
+    settings = make_settings(child_env_passthrough=("PATH", "HTTPS_PROXY", "NOT_SET"))
+    spec = child_spec(settings, token=TOKEN, label="s", environ=BROKER_ENV)
     assert spec.env["PATH"] == "/opt/broker/bin:/usr/bin"
     assert spec.env["HTTPS_PROXY"] == "http://proxy:3128"
     assert spec.env["LANG"] == "C.UTF-8"
@@ -77,15 +83,15 @@ def test_passthrough_overrides_defaults_and_adds_names() -> None:
 
 def test_token_and_url_win_over_passthrough() -> None:
     """A passed-through variable of the token's name cannot replace the user's token."""
-    config = make_config(child_env_passthrough=("FORGEJO_ACCESS_TOKEN",))
-    spec = child_spec(config, token=TOKEN, label="s", environ=BROKER_ENV)
+    settings = make_settings(child_env_passthrough=("FORGEJO_ACCESS_TOKEN",))
+    spec = child_spec(settings, token=TOKEN, label="s", environ=BROKER_ENV)
     assert spec.env["FORGEJO_ACCESS_TOKEN"] == "gto_abc123"
 
 
 def test_custom_variable_names() -> None:
     """child_token_env and child_url_env name the variables."""
-    config = make_config(child_token_env="GITEA_TOKEN", child_url_env="GITEA_HOST")
-    spec = child_spec(config, token=TOKEN, label="s", environ={})
+    settings = make_settings(child_token_env="GITEA_TOKEN", child_url_env="GITEA_HOST")
+    spec = child_spec(settings, token=TOKEN, label="s", environ={})
     assert spec.env["GITEA_TOKEN"] == "gto_abc123"
     assert spec.env["GITEA_HOST"] == "https://forgejo.example.org"
     assert "FORGEJO_ACCESS_TOKEN" not in spec.env
@@ -93,12 +99,12 @@ def test_custom_variable_names() -> None:
 
 def test_wrapper_prefix_and_spec_fields() -> None:
     """argv is wrapper + command; secrets, label, limits and grace come through."""
-    config = make_config(
+    settings = make_settings(
         child_wrapper=("/usr/bin/nice", "-n", "5"),
         max_line_bytes=1024,
         child_stop_grace=7.5,
     )
-    spec = child_spec(config, token=TOKEN, label="session=ab user=alice", environ={})
+    spec = child_spec(settings, token=TOKEN, label="session=ab user=alice", environ={})
     assert spec.argv == ("/usr/bin/nice", "-n", "5", "/usr/bin/forgejo-mcp", "--stdio")
     assert spec.secrets == ("gto_abc123",)
     assert spec.label == "session=ab user=alice"
@@ -112,8 +118,8 @@ def test_default_environ_is_the_process_environment(
     """Without environ, the broker's os.environ is the source of passthrough."""
     monkeypatch.setenv("FJMCP_TEST_PASSED", "yes")
     monkeypatch.setenv("FJMCP_TEST_HIDDEN", "no")
-    config = make_config(child_env_passthrough=("FJMCP_TEST_PASSED",))
-    spec = child_spec(config, token=TOKEN, label="s")
+    settings = make_settings(child_env_passthrough=("FJMCP_TEST_PASSED",))
+    spec = child_spec(settings, token=TOKEN, label="s")
     assert spec.env["FJMCP_TEST_PASSED"] == "yes"
     assert "FJMCP_TEST_HIDDEN" not in spec.env
 
@@ -127,7 +133,7 @@ def test_uid_gid_from_names() -> None:
     assert resolve_ids(me.pw_name, group.gr_name) == (me.pw_uid, group.gr_gid)
     assert resolve_ids(str(me.pw_uid), str(group.gr_gid)) == (me.pw_uid, group.gr_gid)
     spec = child_spec(
-        make_config(child_user=me.pw_name), token=TOKEN, label="s", environ={}
+        make_settings(child_user=me.pw_name), token=TOKEN, label="s", environ={}
     )
     assert (spec.uid, spec.gid) == (me.pw_uid, me.pw_gid)
 
@@ -142,7 +148,7 @@ def test_unknown_user_or_group_is_a_clear_error() -> None:
         ChildSpecError, match="child_group 'no-such-group-x9' is not a group"
     ):
         child_spec(
-            make_config(child_group="no-such-group-x9"),
+            make_settings(child_group="no-such-group-x9"),
             token=TOKEN,
             label="s",
             environ={},
@@ -152,4 +158,4 @@ def test_unknown_user_or_group_is_a_clear_error() -> None:
 def test_empty_token_is_not_a_secret() -> None:
     """An empty token is never registered for redaction (it would match everywhere)."""
     empty = attrs.evolve(TOKEN, access_token="")
-    assert child_spec(make_config(), token=empty, label="s", environ={}).secrets == ()
+    assert child_spec(make_settings(), token=empty, label="s", environ={}).secrets == ()

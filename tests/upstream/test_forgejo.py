@@ -34,8 +34,10 @@ from fjmcp.upstream.errors import ForgejoAuthError, ForgejoError, ForgejoUnavail
 from fjmcp.upstream.forgejo import (
     MAX_ANSWER_BYTES,
     ForgejoClient,
+    ForgejoSettings,
     ForgejoTokens,
     ForgejoUser,
+    IHTTPReactor,
     parse_token_response,
     parse_user_response,
     parse_version_response,
@@ -521,13 +523,18 @@ def test_no_secret_reaches_a_log_event_or_repr() -> None:
 
 def test_from_reactor_builds_a_pooled_client() -> None:
     """from_reactor strips the base URL's slash and closes its pool on close()."""
-    client = ForgejoClient.from_reactor(
-        MemoryReactorClock(), "https://forgejo.example/", CLIENT_ID, CLIENT_SECRET
+    settings = ForgejoSettings(
+        base_url="https://forgejo.example/",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
     )
+    reactor = cast(IHTTPReactor, MemoryReactorClock())
+    client = ForgejoClient.from_reactor(reactor, settings)
     assert client.base_url == "https://forgejo.example"
     assert client.client_id == CLIENT_ID
     assert result_of(client.close()) is None
     assert CLIENT_SECRET not in repr(client)
+    assert CLIENT_SECRET not in repr(settings)
 
 
 def test_importing_the_client_does_not_import_treq() -> None:

@@ -20,8 +20,8 @@ from fjmcp.interfaces import UpstreamToken
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.server import build_authorization_server
-from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.settings import oauth_settings
 from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.oauth_routes import OAuthRoutes
 from tests.oauth.support import PUBLIC_URL, MemoryStore, make_config
@@ -92,7 +92,7 @@ class Broker:
         self.upstream = UpstreamTokens(self.store, self.keys, self.clock)
         self.bearer = BearerAuthenticator(self.store, self.clock, self.config.mcp_url)
         self.sessions = RecordingSessions()
-        self.settings = OAuthSettings.from_config(self.config)
+        self.settings = oauth_settings(self.config)
         self.server = build_authorization_server(
             self.settings,
             self.store,

@@ -620,7 +620,7 @@ def test_site_skips_form_parsing_for_mcp(monkeypatch: pytest.MonkeyPatch) -> Non
     from twisted.web.resource import Resource
     from twisted.web.test.requesthelper import DummyChannel
 
-    from fjmcp.web.site import BrokerSite, LimitedRequest
+    from fjmcp.web.site import BrokerSite, LimitedRequest, SiteSettings
 
     parsed: list[bytes] = []
 
@@ -630,7 +630,9 @@ def test_site_skips_form_parsing_for_mcp(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(http, "_parseContentType", record)
     site = BrokerSite(
-        Resource(), reactor=Clock(), max_request_bytes=100, request_timeout=5
+        Resource(),
+        reactor=Clock(),
+        settings=SiteSettings(max_request_bytes=100, request_timeout=5),
     )
     for path in (b"/mcp", b"/oauth/token"):
         channel = DummyChannel()

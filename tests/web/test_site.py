@@ -16,7 +16,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from fjmcp.web.site import BrokerSite, LimitedRequest
+from fjmcp.web.site import BrokerSite, LimitedRequest, SiteSettings
 
 LIMIT = 1000
 
@@ -48,7 +48,9 @@ def _connect(
     resource = Echo()
     clock = Clock()
     site = BrokerSite(
-        resource, reactor=clock, max_request_bytes=limit, request_timeout=timeout
+        resource,
+        reactor=clock,
+        settings=SiteSettings(max_request_bytes=limit, request_timeout=timeout),
     )
     # A _GenericHTTPChannelProtocol wrapping the HTTPChannel, as in production.
     channel: Any = site.buildProtocol(  # type: ignore[no-untyped-call]

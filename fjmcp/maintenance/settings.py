@@ -1,0 +1,43 @@
+# -*- test-case-name: tests.test_settings -*-
+"""
+The maintenance timers' settings: how often each looks, and how far ahead.
+
+Built from the configuration by `fjmcp.settings`; the idle reaper and the
+token refresher each read their part of this one value, so neither needs the
+whole configuration.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+__all__ = ["MaintenanceSettings"]
+
+
+@frozen(kw_only=True)
+class MaintenanceSettings:
+    """
+    :param reaper_interval: seconds between idle-reaper ticks.
+    :param idle_timeout: seconds of inactivity after which a session ends
+        (``session_idle_timeout``).
+    :param refresh_interval: seconds between token-refresher ticks.
+    :param refresh_margin: refresh a Forgejo token expiring within this many
+        seconds.
+    :param user_check_interval: at most one ``/api/v1/user`` check per user
+        with live sessions in this many seconds.
+    :param retry_initial: first backoff delay after Forgejo was unavailable
+        for a refresh; doubled on each further failure, up to ``retry_max``.
+    :param retry_attempts: tries per refresh before waiting for the next tick.
+    :param max_concurrent: refreshes running at once (and, separately, user
+        checks running at once).
+    """
+
+    reaper_interval: float
+    idle_timeout: float
+    refresh_interval: float
+    refresh_margin: float
+    user_check_interval: float
+    retry_initial: float = 2.0
+    retry_max: float = 60.0
+    retry_attempts: int = 5
+    max_concurrent: int = 4

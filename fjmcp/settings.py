@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_settings -*-
+"""
+The one place the configuration is cut into the components' settings.
+
+`fjmcp.config.Config` is what an operator writes (TOML < env < flags, every
+key declared once). A component never sees it: each takes a small frozen
+value of its own (`ChildSettings`, `MaintenanceSettings`, `SiteSettings`...),
+declared in its package, holding only what it reads, in its own words
+(``idle_timeout``, not ``session_idle_timeout``). This module builds them,
+so renaming or splitting a configuration key changes one function here and
+no component.
+
+It lives apart from `fjmcp.config`, which every command imports to parse
+its options, so that parsing never loads the components; only the
+composition root (`fjmcp.wiring`) and the admin commands working on the
+store import it.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from fjmcp.admin.settings import AdminSettings
+from fjmcp.bridge.router import BridgeSettings
+from fjmcp.config import Config
+from fjmcp.maintenance.settings import MaintenanceSettings
+from fjmcp.oauth.settings import OAuthSettings
+from fjmcp.sessions.registry import SessionSettings
+from fjmcp.supervisor.environment import ChildSettings
+from fjmcp.upstream.forgejo import ForgejoSettings
+from fjmcp.web.mcp_resource import McpSettings
+from fjmcp.web.site import SiteSettings
+
+__all__ = [
+    "BrokerSettings",
+    "admin_settings",
+    "broker_settings",
+    "child_settings",
+    "forgejo_settings",
+    "maintenance_settings",
+    "mcp_settings",
+    "oauth_settings",
+    "session_settings",
+    "site_settings",
+]
+
+
+def admin_settings(config: Config) -> AdminSettings:
+    """The admin socket's place and the tokens ``issue-token`` mints."""
+    return AdminSettings(
+        socket_path=config.admin_socket_path,
+        token_audience=config.mcp_url,
+        token_ttl=config.access_token_ttl,
+    )
+
+
+def child_settings(config: Config) -> ChildSettings:
+    """What every child is started with."""
+    return ChildSettings(
+        argv=(*config.child_wrapper, *config.child_command),
+        forgejo_url=config.forgejo_url,
+        env_passthrough=config.child_env_passthrough,
+        token_env=config.child_token_env,
+        url_env=config.child_url_env,
+        user=config.child_user,
+        group=config.child_group,
+        max_line_bytes=config.max_line_bytes,
+        stop_grace=config.child_stop_grace,
+    )
+
+
+def forgejo_settings(config: Config) -> ForgejoSettings:
+    """Which Forgejo the broker calls, as which OAuth application."""
+    return ForgejoSettings(
+        base_url=config.forgejo_url,
+        client_id=config.forgejo_client_id,
+        client_secret=config.forgejo_client_secret,
+        timeout=config.forgejo_timeout,
+    )
+
+
+def maintenance_settings(config: Config) -> MaintenanceSettings:
+    """The idle reaper's and the token refresher's intervals."""
+    return MaintenanceSettings(
+        reaper_interval=config.reaper_interval,
+        idle_timeout=config.session_idle_timeout,
+        refresh_interval=config.refresh_interval,
+        refresh_margin=config.refresh_margin,
+        user_check_interval=config.user_check_interval,
+    )
+
+
+def mcp_settings(config: Config) -> McpSettings:
+    """Who may call ``/mcp`` from a browser, and how its streams behave."""
+    return McpSettings(
+        public_url=config.public_url,
+        public_is_loopback=config.public_is_loopback,
+        allowed_origins=config.allowed_origins,
+        streams=BridgeSettings(
+            keepalive_interval=config.sse_keepalive_interval,
+            buffer_cap=config.stream_buffer_bytes,
+            write_deadline=config.stream_write_deadline,
+            resume_window=config.stream_resume_window,
+            replay_bytes=config.stream_buffer_bytes,
+            queue_bytes=config.stream_buffer_bytes,
+        ),
+    )
+
+
+def oauth_settings(config: Config) -> OAuthSettings:
+    """The authorization server's names, Forgejo scopes and token lifetimes."""
+    return OAuthSettings(
+        public_url=config.public_url,
+        forgejo_url=config.forgejo_url,
+        forgejo_scopes=tuple(config.forgejo_scopes),
+        access_token_ttl=config.access_token_ttl,
+        refresh_token_ttl=config.refresh_token_ttl,
+        auth_code_ttl=config.auth_code_ttl,
+    )
+
+
+def session_settings(config: Config) -> SessionSettings:
+    """The caps on children and the drain of a replaced one."""
+    return SessionSettings(
+        max_children=config.max_children,
+        max_children_per_user=config.max_children_per_user,
+        drain_timeout=config.child_drain_timeout,
+    )
+
+
+def site_settings(config: Config) -> SiteSettings:
+    """The limits every HTTP request meets."""
+    return SiteSettings(
+        max_request_bytes=config.max_request_bytes,
+        request_timeout=config.request_timeout,
+    )
+
+
+@frozen(kw_only=True)
+class BrokerSettings:
+    """Every component's settings, for the composition root."""
+
+    admin: AdminSettings
+    child: ChildSettings
+    forgejo: ForgejoSettings
+    maintenance: MaintenanceSettings
+    mcp: McpSettings
+    oauth: OAuthSettings
+    sessions: SessionSettings
+    site: SiteSettings
+
+
+def broker_settings(config: Config) -> BrokerSettings:
+    """Cut ``config`` into every component's settings."""
+    return BrokerSettings(
+        admin=admin_settings(config),
+        child=child_settings(config),
+        forgejo=forgejo_settings(config),
+        maintenance=maintenance_settings(config),
+        mcp=mcp_settings(config),
+        oauth=oauth_settings(config),
+        sessions=session_settings(config),
+        site=site_settings(config),
+    )

@@ -1,0 +1,270 @@
+# -*- test-case-name: tests.test_wiring -*-
+"""
+The composition root: every long-lived object of the broker, built in one
+function, in dependency order, each given what it needs at construction.
+
+`fjmcp.service.BrokerService` runs the broker's life (store first, then the
+key ring, then this, then the port; the ordered shutdown); this module only
+builds. It is kept apart from the service so that each has one job: here
+the object graph is read top to bottom as a list of constructor calls, and
+adding a component (metrics, an audit log, a rate limiter) is one more line
+in `build_broker` and one more field of `Broker`, with no other module
+learning of it. Nothing else in ``fjmcp/`` constructs a service, and no
+component imports this module or `fjmcp.service`.
+
+Only this module and `fjmcp.service` hold the whole reactor
+(`IBrokerReactor`); every component is handed the narrowest interface it
+uses (`IReactorTime` for its timers, `IReactorProcess` for the supervisor,
+`IReactorUNIX` for the admin socket, `IHTTPReactor` for the Forgejo
+client's pool, `IStoreReactor` for the store), and its own settings, cut
+from the configuration by `fjmcp.settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from attrs import define, frozen
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
+from zope.interface import Interface
+
+from fjmcp.admin.revoke import revoke_user_handler
+from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
+from fjmcp.admin.tokens import AdminTokenIssuer
+from fjmcp.awaitables import maybe_await
+from fjmcp.buildinfo import BuildInfo
+from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.maintenance.reaper import IdleReaper
+from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
+from fjmcp.maintenance.revocation import UserRevoker, store_revocation
+from fjmcp.oauth.bearer import BearerAuthenticator
+from fjmcp.oauth.challenge import challenge_header
+from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
+from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.sessions.registry import SessionRegistry
+from fjmcp.settings import BrokerSettings
+from fjmcp.store.pool import IStoreReactor
+from fjmcp.store.store import Store
+from fjmcp.supervisor.environment import child_spec
+from fjmcp.supervisor.supervisor import Supervisor
+from fjmcp.upstream.forgejo import ForgejoClient, IHTTPReactor
+from fjmcp.web.health import Health
+from fjmcp.web.mcp_resource import McpResource
+from fjmcp.web.oauth_routes import OAuthRoutes
+from fjmcp.web.root import build_root
+from fjmcp.web.site import BrokerSite
+
+__all__ = [
+    "Broker",
+    "CloseOnStop",
+    "Drain",
+    "IBrokerReactor",
+    "TokenRelay",
+    "build_broker",
+]
+
+#: Closes idle and standalone streams at once; its result completes when the
+#: requests in flight it knows of are done.
+Drain = Callable[[], Awaitable[object] | object]
+
+
+class IBrokerReactor(
+    IStoreReactor,
+    IHTTPReactor,
+    IReactorUNIX,
+    IReactorProcess,
+    Interface,
+):
+    """
+    Everything the broker needs of its reactor: time, TCP (and TLS and name
+    resolution for calls to Forgejo), Unix sockets for the admin channel,
+    threads for the store, processes for the supervisor.
+    """
+
+
+class CloseOnStop(Service):
+    """Closes a client's pooled connections when the broker stops, so that
+    shutdown leaves no socket to Forgejo open."""
+
+    def __init__(self, close: Callable[[], Deferred[None]]) -> None:
+        self._close = close
+
+    def stopService(self) -> Deferred[None]:
+        """Stop, then wait for the close."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        return self._close()
+
+
+@define
+class TokenRelay:
+    """
+    Forwards each stored Forgejo token to the sessions, which are built
+    after the token memory that calls this (they read it): the one cycle of
+    the object graph, closed here once both exist. Tokens stored before
+    that (none are: nothing runs while the broker is being built) are
+    dropped.
+    """
+
+    _target: Callable[[UpstreamToken], None] | None = None
+
+    def connect(self, target: Callable[[UpstreamToken], None]) -> None:
+        """Forward from now on to ``target``; once."""
+        if self._target is not None:
+            raise RuntimeError("the token relay is already connected")
+        self._target = target
+
+    def __call__(self, token: UpstreamToken) -> None:
+        """Forward ``token``."""
+        if self._target is not None:
+            self._target(token)
+
+
+@frozen
+class Broker:
+    """
+    Everything `build_broker` built. The service listens with ``site``,
+    starts ``services`` in order (and stops them in reverse), and at
+    shutdown runs ``drains`` and then stops ``spawners``' children; the
+    other fields are there for status, metrics and tests.
+    """
+
+    site: BrokerSite
+    services: tuple[IService, ...]
+    drains: tuple[Drain, ...]
+    spawners: tuple[ISpawner, ...]
+    admin: AdminHandlers
+    upstream_tokens: UpstreamTokens
+    bearer: BearerAuthenticator
+    forgejo: ForgejoClient
+    authorization: AuthorizationServer
+    supervisor: Supervisor
+    sessions: SessionRegistry
+    revoker: UserRevoker
+    reaper: IdleReaper
+    refresher: TokenRefresher
+
+
+def build_broker(
+    settings: BrokerSettings,
+    reactor: IBrokerReactor,
+    store: Store,
+    keys: KeyRing,
+    *,
+    build: BuildInfo,
+    status: Handler,
+) -> Broker:
+    """
+    Build the broker's objects on an open ``store`` and a loaded ``keys``.
+
+    Nothing here does I/O or starts anything: the returned services start
+    when the broker's service tree does.
+
+    :param status: the ``status`` admin command (the service's own state).
+    """
+    # --- tokens: the users' Forgejo tokens and the bearer check ------------
+    oauth = settings.oauth
+    # Every new Forgejo token reaches the sessions, not only the refresher's:
+    # after a fresh login the older token a running child holds may expire
+    # before the refresher, which looks at the newest token only, renews it.
+    # The sessions read the token memory, so they come later: a relay.
+    stored = TokenRelay()
+    upstream_tokens = UpstreamTokens(
+        store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
+    )
+    bearer = BearerAuthenticator(store, reactor, oauth.resource)
+    forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
+
+    # --- children, the sessions that own them, and /mcp ---------------------
+    supervisor = Supervisor(reactor)
+    children = settings.child
+    sessions = SessionRegistry(
+        supervisor,
+        upstream_tokens,
+        lambda token, label: child_spec(children, token=token, label=label),
+        reactor,
+        settings.sessions,
+    )
+    mcp = McpResource(
+        settings=settings.mcp,
+        authenticator=bearer,
+        challenge=lambda sent: challenge_header(oauth, token_sent=sent),
+        registry=sessions,
+        clock=reactor,
+    )
+    stored.connect(sessions.token_rotated)
+
+    # --- OAuth: the authorization server, its routes, the health check -----
+    # Built once the sessions exist: a revoked grant ends its sessions.
+    authorization = build_authorization_server(
+        oauth,
+        store,
+        reactor,
+        keys,
+        forgejo,
+        upstream_tokens,
+        bearer,
+        sessions,
+    )
+    health = Health(lambda: maybe_await(store.check()), build, reactor)
+    routes = (health.app, OAuthRoutes(authorization).app)
+    site = BrokerSite(
+        build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
+    )
+
+    # --- maintenance: one revoker, the idle reaper, the token refresher ----
+    revoker = UserRevoker(
+        sessions,
+        store_revocation(store, reactor),
+        forget=(bearer.forget_user, upstream_tokens.forget),
+    )
+    reaper = IdleReaper(sessions, reactor, settings.maintenance)
+    reaper.setName("idle-reaper")  # type: ignore[no-untyped-call]
+    refresher = TokenRefresher(
+        StoreRefreshableTokens(store, upstream_tokens),
+        upstream_tokens,
+        forgejo,
+        sessions,
+        revoker,
+        reactor,
+        settings.maintenance,
+    )
+    refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
+
+    # --- the admin socket ---------------------------------------------------
+    issuer = AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin)
+    admin = AdminHandlers(
+        {
+            "status": status,
+            "issue-token": issuer.handle,
+            "revoke-user": revoke_user_handler(revoker),
+        }
+    )
+    admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
+
+    services: Sequence[IService] = (
+        # The Forgejo client's pool closes after the timers that use it stop
+        # (services stop in reverse order).
+        CloseOnStop(forgejo.close),
+        reaper,
+        refresher,
+        admin_socket,
+    )
+    return Broker(
+        site=site,
+        services=tuple(services),
+        drains=(sessions.drain,),
+        spawners=(supervisor,),
+        admin=admin,
+        upstream_tokens=upstream_tokens,
+        bearer=bearer,
+        forgejo=forgejo,
+        authorization=authorization,
+        supervisor=supervisor,
+        sessions=sessions,
+        revoker=revoker,
+        reaper=reaper,
+        refresher=refresher,
+    )

@@ -92,7 +92,7 @@ def _systemd_root(tmp_path: Path, *, drop_in: bool) -> Path:
 def test_systemd_analyze_verifies_the_units_without_a_warning(
     tmp_path: Path, drop_in: bool
 ) -> None:
-    """systemd-analyze verify accepts service and socket, with or without the drop-in."""
+    """systemd-analyze verify accepts service and socket, with or without drop-in."""
     root = _systemd_root(tmp_path, drop_in=drop_in)
     done = subprocess.run(
         [

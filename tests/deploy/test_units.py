@@ -28,7 +28,7 @@ pytestmark = pytest.mark.deploy
 DEPLOY = REPO / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
-SHUTDOWN_TIMEOUT = attrs.fields(Config).shutdown_timeout.default
+SHUTDOWN_TIMEOUT = float(attrs.fields(Config).shutdown_timeout.default or 0)
 
 
 def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:

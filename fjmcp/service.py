@@ -235,7 +235,6 @@ class BrokerService(MultiService):
                 self._reactor,
                 store,
                 keys,
-                build=self._build,
                 status=self._status,
             )
             self.shutdown = ShutdownCoordinator(

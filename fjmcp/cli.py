@@ -100,8 +100,10 @@ def render_config(config: Config) -> str:
 
 
 def _check_config(args: argparse.Namespace, out: IO[str]) -> int:
+    from fjmcp.preflight import preflight
+
     try:
-        config = _load(args)
+        config = preflight(_load(args))
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 2
@@ -125,8 +127,10 @@ def _version(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, out: IO[str]) -> int:
+    from fjmcp.preflight import preflight
+
     try:
-        config = _load(args)
+        config = preflight(_load(args))
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 2

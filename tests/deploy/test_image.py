@@ -122,6 +122,8 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
         str(context),
         timeout=600,
     )
+    # Earlier builds' layers, no longer tagged, would pile up in the cache.
+    podman.run("image", "prune", "--force", check=False)
     return IMAGE
 
 

@@ -6,12 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance bench clean e2e-deps chromium
+.PHONY: install run test lint unit stress conformance bench clean e2e-deps chromium \
+	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "fjmcp needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "pip: installing fjmcp (editable) with its runtime and test dependencies into $(VENV), pinned by constraints.txt"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' --config-settings editable_mode=compat
 	# twistd finds plugins by scanning sys.path; regenerate the dropin cache now.
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; import twisted.plugins; list(getPlugins(IPlugin, twisted.plugins))"
@@ -19,10 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# The demo: the broker on http://127.0.0.1:8080 with a stand-in Forgejo and
-# the demo child; state lives under ./var/.
+# The demo: the broker on http://127.0.0.1:$(PORT) with a stand-in Forgejo on
+# $(FORGEJO_PORT) and the demo child; state lives under ./var/.
+PORT         ?= 8080
+FORGEJO_PORT ?= 8081
 run: $(STAMP)
-	exec $(BIN)/fjmcp demo
+	exec $(BIN)/fjmcp demo --port $(PORT) --forgejo-port $(FORGEJO_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fjmcp twisted tests
@@ -39,26 +43,83 @@ NPM_STAMP := tests/e2e/node_modules/.installed
 
 $(SDK_STAMP): tests/e2e/requirements-sdk.lock.txt
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	@echo "pip: installing the official MCP Python SDK (tests/e2e/requirements-sdk.lock.txt) into $(SDK_VENV)"
 	$(SDK_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements-sdk.lock.txt
 	touch $@
 
 $(NPM_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
+	@echo "npm: installing the TypeScript MCP SDK and playwright-core (tests/e2e/package-lock.json)"
 	cd tests/e2e && npm ci --no-audit --no-fund
 	touch $@
 
-chromium:
-	@if [ -x /usr/bin/chromium ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
-		echo "chromium could not be installed: the browser tests will skip"; \
-	else echo "chromium is missing and this is not root: the browser tests will skip"; fi
+# Debian packages the tests use, installed as root only, without recommends;
+# without root (or apt) the tests that need them skip, saying why.
+# $(call apt_install,WHAT,PACKAGES...)
+define apt_install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "apt: installing $(2) (for $(1))"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 $(2) >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 $(2) >/dev/null; } || \
+		echo "$(2) could not be installed: the $(1) will skip"; \
+	else echo "$(2) missing and this is not root: the $(1) will skip"; fi
+endef
 
-e2e-deps: $(SDK_STAMP) $(NPM_STAMP) chromium
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; else $(MAKE) -s _chromium; fi
+
+_chromium:
+	$(call apt_install,browser tests,chromium)
+
+# npm is optional: without it the Node-based tests skip, saying why.
+e2e-deps: $(SDK_STAMP) chromium
+	@if command -v npm >/dev/null; then $(MAKE) -s $(NPM_STAMP); \
+	else echo "npm not found: the TypeScript SDK and browser tests will skip"; fi
+
+# The deployment tests' tools: podman, runc and debootstrap for the image test,
+# caddy for `caddy validate`, systemd for `systemd-analyze verify`.
+IMAGE_TOOLS  := podman runc debootstrap
+DEPLOY_TOOLS := caddy systemd
+
+image-deps:
+	@missing=""; for t in $(IMAGE_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then $(MAKE) -s _image-deps; fi
+
+_image-deps:
+	$(call apt_install,image test,$(IMAGE_TOOLS))
+
+deploy-deps: image-deps
+	@command -v caddy >/dev/null && command -v systemd-analyze >/dev/null || $(MAKE) -s _deploy-deps
+
+_deploy-deps:
+	$(call apt_install,Caddyfile and systemd unit checks,$(DEPLOY_TOOLS))
+
+# The image: `make image` (IMAGE_TARGET=forgejo-mcp for the one with forgejo-mcp
+# built from source; BASE=... for another Python base image).
+IMAGE        ?= localhost/fjmcp:latest
+IMAGE_TARGET ?= runtime
+CONTAINER    ?= $(shell command -v podman || command -v docker)
+IMAGE_ARGS   := $(if $(BASE),--build-arg BASE=$(BASE)) \
+	$(if $(FORGEJO_MCP_VERSION),--build-arg FORGEJO_MCP_VERSION=$(FORGEJO_MCP_VERSION)) \
+	--build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+image:
+	@test -n "$(CONTAINER)" || { echo "make image needs podman or docker"; exit 1; }
+	$(CONTAINER) build $(if $(findstring podman,$(CONTAINER)),--format docker) \
+		--target $(IMAGE_TARGET) $(IMAGE_ARGS) --tag $(IMAGE) --file Containerfile .
+
+# Builds the image on a debootstrapped Debian and runs it (tests/deploy/test_image.py).
+image-test: $(STAMP) image-deps
+	@status=0; $(BIN)/pytest -q -m image tests/deploy || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "no image tests collected"; status=0; fi; \
+	exit $$status
 
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
-test: $(STAMP) lint e2e-deps
-	@status=0; FJMCP_E2E_REQUIRED=1 $(BIN)/pytest -q -m "not stress" || status=$$?; \
+test: $(STAMP) lint e2e-deps deploy-deps
+	@required=1; command -v npm >/dev/null || required=python; \
+	status=0; FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
 
@@ -68,7 +129,7 @@ stress: $(STAMP)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) $(SDK_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
 
 # Benchmark and conformance harness (../shared/bench, read-only): it installs
 # into .bench-home (once; again when its pinned manifests change) and writes

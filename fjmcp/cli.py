@@ -9,7 +9,9 @@ The ``fjmcp`` command.
 - ``fjmcp version``;
 - ``fjmcp example-config``: print ``fjmcp.toml.example``;
 - ``fjmcp init-config [--out FILE] [--state-dir DIR]``: write a local,
-  loopback-only configuration (placeholder Forgejo) for ``make run``;
+  loopback-only configuration (placeholder Forgejo) for ``make run``; with
+  ``--public-url``, ``--forgejo-url`` and ``--forgejo-client-id`` a
+  production one instead (`fjmcp.init_config`);
 - ``fjmcp admin ...``: see `fjmcp.admin.commands`;
 - ``fjmcp demo ...`` and ``fjmcp standin-forgejo ...``: the demo and the
   stand-in Forgejo, imported only when asked for, so production code never
@@ -22,6 +24,7 @@ import argparse
 import importlib
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -100,8 +103,10 @@ def render_config(config: Config) -> str:
 
 
 def _check_config(args: argparse.Namespace, out: IO[str]) -> int:
+    from fjmcp.preflight import preflight
+
     try:
-        config = _load(args)
+        config = preflight(_load(args))
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 2
@@ -125,8 +130,10 @@ def _version(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, out: IO[str]) -> int:
+    from fjmcp.preflight import preflight
+
     try:
-        config = _load(args)
+        config = preflight(_load(args))
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 2
@@ -166,8 +173,51 @@ def local_config_text(state_dir: Path, port: int = 8080) -> str:
     )
 
 
+def _init_production(args: argparse.Namespace, out: IO[str]) -> int:
+    from fjmcp.init_config import ProductionSetup, write_production_setup
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--forgejo-url", args.forgejo_url),
+            ("--forgejo-client-id", args.forgejo_client_id),
+        )
+        if not value
+    ]
+    if missing:
+        print(
+            f"fjmcp init-config: --public-url needs {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
+    target = Path(args.out or "/etc/fjmcp/fjmcp.toml")
+    if target.exists() and not args.force:
+        print(f"{target} exists; keeping it (--force to overwrite)", file=out)
+        return 0
+    setup = ProductionSetup(
+        public_url=args.public_url,
+        forgejo_url=args.forgejo_url,
+        forgejo_client_id=args.forgejo_client_id,
+        state_dir=Path(args.state_dir or "/var/lib/fjmcp"),
+        client_secret_file=Path(
+            args.forgejo_client_secret_file or target.parent / "forgejo-client-secret"
+        ),
+        listen=args.listen or f"tcp:{args.port}:interface=127.0.0.1",
+        child_command=tuple(shlex.split(args.child_command or "forgejo-mcp")),
+    )
+    try:
+        lines = write_production_setup(setup, target)
+    except OSError as e:
+        print(f"fjmcp init-config: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(lines), file=out)
+    return 0
+
+
 def _init_config(args: argparse.Namespace, out: IO[str]) -> int:
-    target = Path(args.out)
+    if args.public_url:
+        return _init_production(args, out)
+    target = Path(args.out or "var/fjmcp.toml")
     if target.exists() and not args.force:
         print(f"{target} exists; keeping it (--force to overwrite)", file=out)
         return 0
@@ -234,12 +284,39 @@ def _parser() -> argparse.ArgumentParser:
     version.add_argument("--json", action="store_true")
     version.set_defaults(handler=_version)
     init = sub.add_parser(
-        "init-config", help="Write a local configuration for a loopback run."
+        "init-config",
+        help="Write a configuration: local (loopback) by default, for "
+        "production with --public-url.",
     )
-    init.add_argument("--out", default="var/fjmcp.toml")
-    init.add_argument("--state-dir", default=None)
+    init.add_argument(
+        "--out", default=None, help="Default var/fjmcp.toml, or /etc/fjmcp/fjmcp.toml."
+    )
+    init.add_argument(
+        "--state-dir", default=None, help="Default beside --out, or /var/lib/fjmcp."
+    )
     init.add_argument("--port", type=int, default=8080)
     init.add_argument("--force", action="store_true")
+    production = init.add_argument_group(
+        "production", "Given --public-url, write a production configuration."
+    )
+    production.add_argument(
+        "--public-url", help="Where users reach the broker (https)."
+    )
+    production.add_argument("--forgejo-url", help="The Forgejo instance.")
+    production.add_argument(
+        "--forgejo-client-id", help="Client id of the broker's OAuth2 app at Forgejo."
+    )
+    production.add_argument(
+        "--forgejo-client-secret-file",
+        help="Where its secret will be (default forgejo-client-secret beside --out).",
+    )
+    production.add_argument("--listen", help="Endpoint (default loopback --port).")
+    production.add_argument(
+        "--child-command",
+        metavar="ARGV",
+        help="The child's command line, split like a shell would (default "
+        "forgejo-mcp).",
+    )
     init.set_defaults(handler=_init_config)
     example = sub.add_parser(
         "example-config", help="Print fjmcp.toml.example (every setting)."

@@ -118,6 +118,11 @@ class Config:
         help="Twisted server endpoint string to listen on "
         "(e.g. systemd:domain=INET:index=0 for socket activation).",
     )
+    display_name: str = _setting(
+        "fjmcp",
+        kind="str",
+        help="This broker's name as users see it on the consent page.",
+    )
     # --- upstream Forgejo --------------------------------------------------
     forgejo_url: str = _setting(kind="url", help="Base URL of the Forgejo instance.")
     forgejo_client_id: str = _setting(

@@ -408,7 +408,9 @@ async def start_demo(
             port=options.forgejo_port,
         )
     except Exception as e:
-        raise DemoError(f"the stand-in Forgejo cannot listen: {e}") from e
+        from fjmcp.listening import listen_failure
+
+        raise DemoError(listen_failure("the stand-in Forgejo", e)) from e
     try:
         state.config_path.write_text(
             demo_config_text(options, state, standin.base_url), encoding="utf-8"

@@ -4,11 +4,14 @@ Where the broker's log events go, and in what shape.
 
 Text lines by default, or one JSON object per line (``log_format = "json"``)
 for journald or Loki; events below ``log_level`` are dropped before they are
-formatted. Every line passes through a `Redactor` on its way out: a safety
-net that masks known secret values (the Forgejo client secret, registered at
-start-up) and anything shaped like a bearer token or a ``token=``/``secret=``
-assignment. Code must still never put a secret into an event; the net is for
-the mistake nobody noticed.
+formatted. Twisted's own chatter (ports starting and stopping, twistd's
+start-up banner, "Main loop terminated") is left out unless ``log_level``
+is ``debug``: its warnings and errors still show. Every line passes
+through a `Redactor` on its way out: a safety net that masks known secret
+values (the Forgejo client secret, registered at start-up) and anything
+shaped like a bearer token or a ``token=``/``secret=`` assignment. Code
+must still never put a secret into an event; the net is for the mistake
+nobody noticed.
 
 ``twistd`` builds its log observer before ``makeService`` is called, so
 `fjmcp.tap` names `twistd_observer` as twistd's ``--logger`` and hands it the
@@ -28,10 +31,12 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from attrs import define, field
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     formatEventAsClassicLogText,
     globalLogBeginner,
@@ -178,6 +183,32 @@ class LineObserver:
             pass
 
 
+#: Namespaces of Twisted's own events (``log_legacy``: ``twisted.python.log``
+#: callers such as ``Port.startListening``).
+_TWISTED_NAMESPACES: Final = ("twisted.", "log_legacy")
+
+
+_NO: Final[PredicateResult] = PredicateResult.no
+_MAYBE: Final[PredicateResult] = PredicateResult.maybe
+
+
+@implementer(ILogFilterPredicate)
+class QuietTwisted:
+    """Drops Twisted's own events below warn; everything else passes on."""
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        namespace = str(event.get("log_namespace", ""))
+        level = event.get("log_level")
+        if (
+            namespace.startswith(_TWISTED_NAMESPACES)
+            and not event.get("isError")
+            and event.get("log_failure") is None
+            and (level is None or level < LogLevel.warn)
+        ):
+            return _NO
+        return _MAYBE
+
+
 def make_observer(
     log_format: str,
     log_level: str,
@@ -189,14 +220,18 @@ def make_observer(
     The broker's observer: level filter, then text or JSON lines, redacted.
 
     :param log_format: ``text`` or ``json``.
-    :param log_level: the lowest level written (``debug`` .. ``critical``).
+    :param log_level: the lowest level written (``debug`` .. ``critical``);
+        below ``debug``, Twisted's own events show only from warn up.
     """
     formatter = format_json if log_format == "json" else format_text
     observer = LineObserver(stream, formatter, redactor)
     predicate = LogLevelFilterPredicate(
         defaultLogLevel=LogLevel.levelWithName(log_level)
     )
-    return FilteringLogObserver(observer, [predicate])
+    predicates: list[ILogFilterPredicate] = [predicate]
+    if log_level != "debug":
+        predicates.insert(0, QuietTwisted())
+    return FilteringLogObserver(observer, predicates)
 
 
 def register_config_secrets(

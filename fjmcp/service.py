@@ -54,6 +54,7 @@ from fjmcp.awaitables import maybe_await
 from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
+from fjmcp.listening import listen_failure
 from fjmcp.oauth.keys import KeyFileError, load_keyring
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
@@ -235,7 +236,6 @@ class BrokerService(MultiService):
                 self._reactor,
                 store,
                 keys,
-                build=self._build,
                 status=self._status,
             )
             self.shutdown = ShutdownCoordinator(
@@ -254,7 +254,7 @@ class BrokerService(MultiService):
             endpoint = serverFromString(self._reactor, config.listen)
             self.port = await endpoint.listen(broker.site)
         except Exception as e:
-            self._failed(f"cannot listen on {config.listen}: {e}", EXIT_STARTUP)
+            self._failed(listen_failure("the broker", e), EXIT_STARTUP)
             return
         self.log.info(
             "fjmcp {version} ({revision}) listening on {address}; public URL {url}",

@@ -116,6 +116,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         access_token_ttl=config.access_token_ttl,
         refresh_token_ttl=config.refresh_token_ttl,
         auth_code_ttl=config.auth_code_ttl,
+        display_name=config.display_name,
     )
 
 

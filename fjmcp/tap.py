@@ -52,8 +52,10 @@ class Options(usage.Options):
         """
         path = self["config"] or os.environ.get(CONFIG_ENV)
         flags = {k: v for k, v in self.items() if k != "config"}
+        from fjmcp.preflight import preflight
+
         try:
-            self.config: Config = load_config(path, flags=flags)
+            self.config: Config = preflight(load_config(path, flags=flags))
         except ConfigError as e:
             print(e.render(), file=sys.stderr)
             raise SystemExit(2) from None

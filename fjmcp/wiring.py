@@ -34,7 +34,6 @@ from fjmcp.admin.revoke import revoke_user_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
-from fjmcp.buildinfo import BuildInfo
 from fjmcp.interfaces import ISpawner, UpstreamToken
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
@@ -153,7 +152,6 @@ def build_broker(
     store: Store,
     keys: KeyRing,
     *,
-    build: BuildInfo,
     status: Handler,
 ) -> Broker:
     """
@@ -208,7 +206,7 @@ def build_broker(
         bearer,
         sessions,
     )
-    health = Health(lambda: maybe_await(store.check()), build, reactor)
+    health = Health(lambda: maybe_await(store.check()), reactor)
     routes = (health.app, OAuthRoutes(authorization).app)
     site = BrokerSite(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site

@@ -63,8 +63,14 @@ def broker_config(tmp_path: Path, **extra: str) -> Config:
 def broker_toml(tmp_path: Path, extra: str = "") -> Path:
     """
     ``tmp_path/fjmcp.toml`` with every required setting (the child is this
-    interpreter, by absolute path), then the ``extra`` TOML lines.
+    interpreter, by absolute path), then the ``extra`` TOML lines; the token
+    key file beside the store is created when missing, so the broker can
+    start with it.
     """
+    from fjmcp.oauth.keys import prepend_new_key
+
+    if not (tmp_path / "token-keys").exists():
+        prepend_new_key(tmp_path / "token-keys")
     settings: dict[str, object] = {
         **_settings(tmp_path),
         "child_command": [sys.executable],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from fjmcp.config import load_config
 from fjmcp.logs import (
@@ -155,3 +155,26 @@ def test_config_secrets_never_logged(tmp_path: Path) -> None:
     captured = out.getvalue()
     assert "very-secret-client-secret" not in captured
     assert captured.count("\n") == 2
+
+
+def test_twisted_chatter_is_left_out_unless_debug() -> None:
+    """Twisted's info events are dropped at info, kept at debug; warnings stay."""
+    for level, shown in (("info", False), ("debug", True)):
+        out = io.StringIO()
+        observer = make_observer("text", level, out, redactor=Redactor())
+        twisted_log = Logger(namespace="twisted.internet.base", observer=observer)
+        twisted_log.info("Main loop terminated.")
+        twisted_log.warn("a twisted warning")
+        observer(
+            {
+                "log_namespace": "log_legacy",
+                "log_level": LogLevel.info,
+                "log_format": "Site starting on 8080",
+                "log_time": 0.0,
+            }
+        )
+        Logger(namespace="fjmcp.service", observer=observer).info("fjmcp listening")
+        text = out.getvalue()
+        assert ("Main loop terminated" in text) is shown
+        assert ("starting on 8080" in text) is shown
+        assert "a twisted warning" in text and "fjmcp listening" in text

@@ -81,4 +81,4 @@ def test_make_service_builds_tree(tmp_path: Path) -> None:
     service = makeService(options)
     assert IService.providedBy(service)
     assert not (tmp_path / "fjmcp.sqlite3").exists()
-    assert os.listdir(tmp_path) == ["fjmcp.toml"]
+    assert sorted(os.listdir(tmp_path)) == ["fjmcp.toml", "token-keys"]

@@ -16,7 +16,6 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
-from fjmcp.buildinfo import build_info
 from fjmcp.interfaces import Identity, InvalidToken, UpstreamToken
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.sessions.registry import SessionRegistry
@@ -50,7 +49,6 @@ def _build(
         cast(IBrokerReactor, reactor),
         cast(Store, store),
         KeyRing.generate(),
-        build=build_info(),
         status=lambda args: {"status": "fine"},
     )
 

@@ -213,7 +213,9 @@ class AuthorizeEndpoint:
             {
                 "client_name": client.client_name or "An unnamed application",
                 "client_id": client.client_id,
-                "redirect_host": parts.hostname or parts.scheme,
+                "redirect_host": parts.netloc or parts.scheme,
+                "broker_name": self._settings.display_name,
+                "broker_host": self._settings.broker_host,
                 "redirect_uri": request.redirect_uri,
                 "native": native,
                 "forgejo_host": self._settings.forgejo_host,

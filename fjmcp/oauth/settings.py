@@ -30,6 +30,8 @@ class OAuthSettings:
     access_token_ttl: float = 3600.0
     refresh_token_ttl: float = 30 * 24 * 3600.0
     auth_code_ttl: float = 600.0
+    display_name: str = "fjmcp"
+    """The broker's name on the consent page."""
 
     @property
     def issuer(self) -> str:
@@ -50,6 +52,11 @@ class OAuthSettings:
     def secure_cookies(self) -> bool:
         """``Secure`` and ``__Host-`` cookies only when the broker is https."""
         return self.public_url.startswith("https://")
+
+    @property
+    def broker_host(self) -> str:
+        """The broker's host and port, shown on the consent page."""
+        return urlsplit(self.public_url).netloc
 
     @property
     def forgejo_host(self) -> str:

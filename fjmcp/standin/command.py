@@ -14,6 +14,8 @@ import secrets
 import sys
 from typing import TYPE_CHECKING, Any
 
+from fjmcp.listening import listen_failure
+
 if TYPE_CHECKING:
     from fjmcp.standin.app import StandinClient, StandinConfig, StandinUser
 
@@ -171,7 +173,8 @@ def _run(host: str, port: int, config: StandinConfig, *, show_passwords: bool) -
                 reactor, config, host=host, port=port
             )
         except Exception as e:
-            print(f"fjmcp standin-forgejo: cannot listen: {e}", file=sys.stderr)
+            message = listen_failure("the stand-in Forgejo", e)
+            print(f"fjmcp standin-forgejo: {message}", file=sys.stderr)
             outcome["code"] = 1
             reactor.stop()
             return

@@ -1,11 +1,14 @@
 # -*- test-case-name: tests.web.test_health -*-
 """
-``GET /healthz``: is this broker able to serve, and which build is it?
+``GET /healthz``: is this broker able to serve?
 
 Load balancers, container health checks and operators poll it. It answers
-200 with ``store: "ok"`` when the store answers a trivial query within a
-short timeout, and 503 with the store's error otherwise. It never needs a
-token and never reveals configuration.
+200 with ``{"status": "ok", "store": "ok"}`` when every dependency (today:
+the store, which must answer a trivial query within a short timeout) is
+fine, and 503 with ``"not ok"`` for each one that is not. It is public: it
+never needs a token and never says more than ok or not ok (no version, no
+error text); the reason is logged, and the build's identity is the admin
+socket's ``status``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from fjmcp.buildinfo import BuildInfo
-
-__all__ = ["Health", "StoreCheck", "HEALTH_CHECK_TIMEOUT"]
+__all__ = ["Health", "StoreCheck", "HEALTH_CHECK_TIMEOUT", "NOT_OK", "OK"]
 
 #: A store that does not answer within this many seconds is unhealthy.
 HEALTH_CHECK_TIMEOUT: Final = 2.0
+
+OK: Final = "ok"
+NOT_OK: Final = "not ok"
 
 #: Resolves when the store is usable; raises (any exception) when it is not.
 StoreCheck = Callable[[], Awaitable[object]]
@@ -35,10 +39,9 @@ StoreCheck = Callable[[], Awaitable[object]]
 
 @define(slots=False)
 class Health:
-    """The health route; holds the store check, the clock and the build identity."""
+    """The health route; holds the store check and the clock."""
 
     _store_check: StoreCheck
-    _build: BuildInfo
     _clock: IReactorTime
     _timeout: float = HEALTH_CHECK_TIMEOUT
 
@@ -51,20 +54,28 @@ class Health:
             d.addTimeout(self._timeout, self._clock)
             await d
         except (DeferredTimeoutError, TimeoutError, CancelledError):
-            return f"store did not answer within {self._timeout:g}s"
+            self.log.warn(
+                "health check: store did not answer within {timeout}s",
+                timeout=self._timeout,
+            )
+            return NOT_OK
         except Exception as e:
-            self.log.warn("health check: store unavailable: {error}", error=str(e))
-            return str(e) or e.__class__.__name__
-        return "ok"
+            self.log.warn(
+                "health check: store unavailable: {error}",
+                error=str(e) or e.__class__.__name__,
+            )
+            return NOT_OK
+        return OK
 
     @app.route("/healthz", methods=["GET", "HEAD"])
     async def healthz(self, request: IRequest) -> bytes:
-        """Build identity plus store status; 200 when healthy, 503 when not."""
-        store = await self._store_status()
-        request.setResponseCode(200 if store == "ok" else 503)
+        """Ok or not ok per dependency; 200 when all are ok, 503 when not."""
+        checks = {"store": await self._store_status()}
+        healthy = all(value == OK for value in checks.values())
+        request.setResponseCode(200 if healthy else 503)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
-        body = {**self._build.as_dict(), "store": store}
+        body = {"status": OK if healthy else NOT_OK, **checks}
         return json.dumps(body).encode("utf-8")
 
 

@@ -21,6 +21,8 @@ its connection forever (the idle timeout restarts on every byte). Here:
   and the connection closed: closing the listening port alone would let a
   kept-alive client start new sessions, and children, during the drain;
 - Twisted's header limits (count and total size) stay as they are;
+- responses carry no ``Server: TwistedWeb/<version>`` banner, and a failed
+  render never shows its traceback to the client (it is logged);
 - the per-request access-log line is not formatted at all (it cost ~7% of
   the per-call CPU of ``/mcp``); requests are logged by the components that
   know what they mean.
@@ -188,6 +190,11 @@ class LimitedRequest(Request):
         self._cancel_deadline()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
+    def render(self, resrc: IResource) -> None:
+        """Render without twisted.web's ``Server`` banner (set in ``process``)."""
+        self.responseHeaders.removeHeader(b"server")
+        super().render(resrc)  # type: ignore[no-untyped-call]
+
     @property
     def rejected(self) -> bool:
         """Whether this request was refused before it was rendered."""
@@ -202,6 +209,7 @@ class BrokerSite(Site):
 
     requestFactory = LimitedRequest
     noisy = False
+    displayTracebacks = False
 
     def __init__(
         self,

@@ -212,12 +212,15 @@ def node() -> str | None:
     return shutil.which("node")
 
 
-def client_missing(reason: str) -> NoReturn:
+def client_missing(reason: str, *, node: bool = False) -> NoReturn:
     """
     Skip a test whose SDK client is not installed, naming what is missing;
-    under ``make test`` (``FJMCP_E2E_REQUIRED=1``), which installs the
-    clients first, a missing client is a failure instead.
+    under ``make test``, which installs the clients first, a missing client
+    is a failure instead: ``FJMCP_E2E_REQUIRED=1`` requires every client,
+    ``python`` (no npm on the machine) only the Python one, so the Node
+    clients (``node=True``) skip.
     """
-    if os.environ.get("FJMCP_E2E_REQUIRED") == "1":
+    required = os.environ.get("FJMCP_E2E_REQUIRED")
+    if required == "1" or (required == "python" and not node):
         pytest.fail(reason)
     pytest.skip(reason)

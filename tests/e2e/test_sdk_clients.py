@@ -137,7 +137,10 @@ def test_typescript_sdk_client_walks_the_whole_flow(broker: Live) -> None:
     """
     executable = node()
     if executable is None or not (NODE_MODULES / "@modelcontextprotocol").exists():
-        client_missing("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
+        client_missing(
+            "node or tests/e2e/node_modules is missing: run `make e2e-deps`",
+            node=True,
+        )
     result = run_client(
         [executable, str(E2E / "ts_client.mjs"), "--mcp-url", broker.mcp_url],
         broker,
@@ -174,7 +177,10 @@ def test_the_node_on_this_machine_runs_the_pinned_sdk() -> None:
     """The pinned TypeScript SDK loads on this machine's Node (20 or newer)."""
     executable = node()
     if executable is None or not (NODE_MODULES / "@modelcontextprotocol").exists():
-        client_missing("node or tests/e2e/node_modules is missing: run `make e2e-deps`")
+        client_missing(
+            "node or tests/e2e/node_modules is missing: run `make e2e-deps`",
+            node=True,
+        )
     version = subprocess.run(
         [executable, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()

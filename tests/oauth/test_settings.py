@@ -57,5 +57,12 @@ def test_defaults_are_configs_defaults() -> None:
         "access_token_ttl",
         "refresh_token_ttl",
         "auth_code_ttl",
+        "display_name",
     ):
         assert getattr(settings, name) == getattr(defaults, name).default, name
+
+
+def test_the_consent_page_shows_the_brokers_host_with_its_port() -> None:
+    """broker_host is public_url's host and port."""
+    settings = OAuthSettings("https://mcp.example.org:8443", "https://git.example.org")
+    assert settings.broker_host == "mcp.example.org:8443"

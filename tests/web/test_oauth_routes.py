@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -432,6 +433,16 @@ def test_consent_page_warns_for_loopback(broker: Broker) -> None:
     response = broker.authorize(client, pkce_pair()[1])
     assert "Warning" in broker.text_of(response)
     assert "127.0.0.1" in broker.text_of(response)
+
+
+def test_consent_page_names_the_broker_and_shows_hosts_with_ports() -> None:
+    """display_name and the broker's host:port head the page; redirect has its port."""
+    broker = Broker(public_url="https://mcp.example.org:8443", display_name="Acme MCP")
+    client = broker.register(**LOOPBACK)
+    text = broker.text_of(broker.authorize(client, pkce_pair()[1]))
+    assert "Acme MCP" in text and "mcp.example.org:8443" in text
+    port = urlsplit(LOOPBACK["redirect_uris"][0]).port
+    assert f"127.0.0.1:{port}" in text
 
 
 def test_https_broker_uses_host_prefixed_secure_cookies() -> None:

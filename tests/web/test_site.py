@@ -315,3 +315,42 @@ def test_request_factory_is_limited() -> None:
     """The site builds LimitedRequests."""
     _, _, channel, _ = _connect()
     assert channel._channel.requestFactory is LimitedRequest
+
+
+class Broken(Resource):
+    """Fails while rendering."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        """Raise, as a bug would."""
+        raise RuntimeError("internal detail that must not leak")
+
+
+def test_responses_carry_no_server_banner() -> None:
+    """The site's answers do not name twisted.web or its version."""
+    _, _, channel, transport = _connect()
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = transport.value().partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200 ")
+    assert b"\r\nserver:" not in head and b"twisted" not in head
+
+
+def test_a_failed_render_shows_no_traceback(logged: list[Any]) -> None:
+    """A resource that raises gives a 500 without the traceback; it is logged."""
+    site = BrokerSite(
+        Broken(),  # type: ignore[no-untyped-call]
+        reactor=Clock(),
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30.0),
+    )
+    channel: Any = site.buildProtocol(  # type: ignore[no-untyped-call]
+        IPv4Address("TCP", "127.0.0.1", 1234)
+    )
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    wire = transport.value()
+    assert wire.startswith(b"HTTP/1.1 500 ")
+    assert b"internal detail" not in wire and b"Traceback" not in wire
+    assert b"twisted" not in wire.lower()
+    assert any(e.get("log_failure") is not None for e in logged)

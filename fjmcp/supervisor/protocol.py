@@ -301,6 +301,11 @@ class ChildProtocol(ProcessProtocol):
         return None if self._exit is not None else self._pid
 
     @property
+    def spawned_pid(self) -> int | None:
+        """The process id it was started with (kept after it is reaped)."""
+        return self._pid
+
+    @property
     def ended(self) -> Deferred[ChildExit]:
         """A new Deferred that fires with the `ChildExit` once the child is reaped."""
         if self._exit is not None:
@@ -348,6 +353,10 @@ class ChildProtocol(ProcessProtocol):
         """Remember the pid: the transport forgets it once reaped."""
         if self.transport is not None:
             self._pid = self.transport.pid
+            for fd, data in self.spec.inputs.items():
+                # a pipe holds 64 KiB: a token is written whole at once
+                self.transport.writeToChild(fd, data)
+                self.transport.closeChildFD(fd)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         """Frame stdout into lines for the receiver; drain stderr into the log."""

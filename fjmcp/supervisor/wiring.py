@@ -1,0 +1,142 @@
+# -*- test-case-name: tests.supervisor.test_wiring -*-
+"""
+The isolation of children, put together once at start-up.
+
+`prepare_isolation` picks the sandbox profile (refusing to start a root
+broker whose children would run as root unconfined, unless the operator
+wrote ``child_sandbox = "none"``), stops what a crashed broker left
+running, loads the per-user uids from the store, and returns what the
+composition root hands to the `Supervisor` and the sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+from twisted.logger import Logger
+
+from fjmcp.config import Config
+from fjmcp.interfaces import ChildSpec, UpstreamToken
+from fjmcp.store.child_uids import all_child_uids_txn, put_child_uid_txn
+from fjmcp.store.runner import TxnRunner
+from fjmcp.supervisor.cgroups import CgroupLimiter, find_limiter
+from fjmcp.supervisor.isolation import ChildIsolation, survey
+from fjmcp.supervisor.leftovers import ChildLedger
+from fjmcp.supervisor.sandbox import (
+    SandboxError,
+    Tools,
+    find_tools,
+    resolve_profile,
+    root_refusal,
+)
+from fjmcp.supervisor.uids import UidAllocator
+
+__all__ = ["Isolation", "IsolationError", "prepare_isolation", "under_systemd"]
+
+log = Logger(namespace="fjmcp.isolation")
+
+
+class IsolationError(Exception):
+    """Children cannot be confined as configured: the broker must not start."""
+
+
+def under_systemd() -> bool:
+    """Whether systemd is PID 1 (its runtime directory exists)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+@frozen
+class Isolation:
+    """What the supervisor and the sessions are built with."""
+
+    profile: str
+    spec_factory: Callable[[UpstreamToken, str], ChildSpec]
+    ledger: ChildLedger
+    cgroups: CgroupLimiter | None
+
+
+async def prepare_isolation(
+    config: Config,
+    runner: TxnRunner,
+    *,
+    clock_seconds: Callable[[], float],
+    euid: int | None = None,
+    tools: Tools | None = None,
+    systemd: bool | None = None,
+    hidden: Iterable[str] = (),
+    cgroup_root: Path | None = None,
+) -> Isolation:
+    """
+    Resolve the profile, sweep leftovers, load uids; `IsolationError` on a
+    configuration this machine cannot honour.
+    """
+    tools = find_tools() if tools is None else tools
+    euid = os.geteuid() if euid is None else euid
+    systemd = under_systemd() if systemd is None else systemd
+    try:
+        profile = resolve_profile(config.child_sandbox, tools, systemd=systemd)
+    except SandboxError as e:
+        raise IsolationError(str(e)) from None
+    refusal = root_refusal(
+        euid=euid,
+        requested=config.child_sandbox,
+        profile=profile,
+        has_uid=bool(config.child_user or config.child_uid_range),
+    )
+    if refusal is not None:
+        raise IsolationError(refusal)
+    if profile == "none":
+        log.warn(
+            "children run with no sandbox (child_sandbox = {requested}): a child "
+            "can read other children's tokens from /proc/<pid>/environ when they "
+            "share its uid, and every file its uid may read, the store and key "
+            "file included if it is the broker's uid; install bubblewrap "
+            "(docs/isolation.md)",
+            requested=config.child_sandbox,
+        )
+    ledger = ChildLedger(config.child_runtime_path)
+    try:
+        ledger.prepare()
+    except OSError as e:
+        raise IsolationError(
+            f"cannot use the children's runtime directory "
+            f"{config.child_runtime_path}: {e.strerror}"
+        ) from None
+    left = ledger.sweep()
+    if left:
+        log.warn(
+            "stopped {count} child(ren) a previous broker left running",
+            count=len(left),
+        )
+    cgroups = (
+        find_limiter(config.child_limits)
+        if cgroup_root is None
+        else find_limiter(config.child_limits, cgroup_root)
+    )
+    if cgroups is not None:
+        cgroups.sweep()
+    uids: UidAllocator | None = None
+    if config.child_uid_range:
+        first, count = config.child_uid_range
+
+        async def persist(login: str, uid: int) -> Any:
+            return await runner.run(put_child_uid_txn, login, uid, clock_seconds())
+
+        uids = UidAllocator(first, count, persist)
+        uids.load(await runner.run(all_child_uids_txn))
+    sandbox = survey(config, tools, profile, hidden=hidden)
+    factory = ChildIsolation(config, sandbox, uids)
+    log.info(
+        "children run under the {profile} sandbox profile (token via {via}; "
+        "process limit {pids})",
+        profile=profile,
+        via=config.child_token_via,
+        pids="cgroup pids.max"
+        if cgroups is not None and cgroups.pids_parent is not None
+        else "none beyond namespaces and uids",
+    )
+    return Isolation(profile, factory, ledger, cgroups)

@@ -6,7 +6,9 @@ showing it.
 
 Tool ``whoami`` asks Forgejo (``$FORGEJO_URL/api/v1/user``) who the token in
 ``$FORGEJO_ACCESS_TOKEN`` belongs to, and answers the login together with a
-digest of the token (the first 16 hex digits of its SHA-256) and the pid.
+digest of the token (the first 16 hex digits of its SHA-256) and the
+process's identity ("pid": the pid and a random tag, since inside a PID
+namespace every child is pid 2).
 A token Forgejo no longer accepts makes the answer an error result (still
 with the digest), so a test knows both that the child holds the *current*
 token (digest) and that Forgejo accepts it (login). Tool ``digest`` answers
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import urllib.error
 import urllib.request
 from typing import Any
@@ -25,6 +28,8 @@ from typing import Any
 from _mcp import Json, Server, text_result
 
 server = Server("fjmcp-test-token")
+#: This process, distinct from every other child even across PID namespaces.
+PROCESS = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def token_digest(token: str) -> str:
@@ -40,7 +45,7 @@ def _token() -> str:
 def digest(_rid: Any, _params: Json) -> Json:
     """Answer the token's digest and the pid."""
     held = token_digest(_token())
-    return text_result(held, digest=held, pid=os.getpid())
+    return text_result(held, digest=held, pid=os.getpid(), process=PROCESS)
 
 
 @server.tool("whoami", "Ask Forgejo who the token belongs to")
@@ -64,7 +69,7 @@ def whoami(_rid: Any, _params: Json) -> Json:
         result = text_result(f"cannot ask Forgejo: {type(e).__name__}", digest=held)
         result["isError"] = True
         return result
-    return text_result(str(login), login=login, digest=held, pid=os.getpid())
+    return text_result(str(login), login=login, digest=held, pid=os.getpid(), process=PROCESS)
 
 
 if __name__ == "__main__":

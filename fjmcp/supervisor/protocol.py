@@ -48,6 +48,14 @@ PIPE_DRAIN_TIMEOUT: Final = 1.0
 
 _REDACTED_BYTES: Final = REDACTED.encode()
 
+#: What a child's fatal signal most likely says about its limits.
+_SIGNAL_CAUSES: Final = {
+    signal.SIGKILL: " (killed: out of memory in its cgroup, or stopped from outside)",
+    signal.SIGXCPU: " (CPU time limit, child_limits.cpu_seconds)",
+    signal.SIGXFSZ: " (file size limit)",
+    signal.SIGSEGV: " (crashed; or out of address space, child_limits.memory)",
+}
+
 
 # --- framing ------------------------------------------------------------------
 
@@ -410,7 +418,9 @@ class ChildProtocol(ProcessProtocol):
             self.log.info(
                 "child {label} ended on its own: {how}",
                 label=self.spec.label,
-                how=f"signal {sig}" if sig is not None else f"exit status {code}",
+                how=f"signal {sig}{_SIGNAL_CAUSES.get(sig, '')}"
+                if sig is not None
+                else f"exit status {code}",
             )
         try:
             self.receiver.child_exited(self._exit)

@@ -86,8 +86,10 @@ class CgroupLimiter:
             return None
         return ChildCgroup(tuple(dirs)) if dirs else None
 
-    def remove(self, cgroup: ChildCgroup) -> None:
-        """Kill what is still in the child's cgroups, then remove them."""
+    def remove(self, cgroup: ChildCgroup) -> int:
+        """Kill what is still in the child's cgroups, then remove them; how
+        many processes were killed."""
+        killed = 0
         for d in cgroup.directories:
             try:
                 pids = (d / "cgroup.procs").read_text().split()
@@ -96,20 +98,26 @@ class CgroupLimiter:
             for pid in pids:
                 try:
                     self.kill(int(pid), signal.SIGKILL)
+                    killed += 1
                 except (OSError, ValueError):
                     pass
             try:
                 d.rmdir()
             except OSError:
                 pass  # still draining; swept at the next start
+        return killed
 
     def sweep(self) -> None:
         """Remove the empty cgroups an earlier run left."""
         for parent in {self.pids_parent, self.memory_parent} - {None}:
             assert parent is not None
             for d in parent.glob("*"):
-                if d.is_dir():
-                    self.remove(ChildCgroup((d,)))
+                if d.is_dir() and self.remove(ChildCgroup((d,))):
+                    self.log.warn(
+                        "killed the processes a previous broker's child left "
+                        "in cgroup {path}",
+                        path=str(d),
+                    )
 
 
 def _writable(path: Path) -> bool:

@@ -161,12 +161,17 @@ class ChildLedger:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
 
-    def record(self, pid: int, label: str) -> None:
-        """Write the record of a just-started child."""
+    def record(self, pid: int, label: str, *, leads_group: bool = False) -> None:
+        """
+        Write the record of a just-started child. ``leads_group``: it is
+        about to lead its own process group (``setsid``), which it may not
+        have done yet, so its group is its pid.
+        """
         stat = read_stat(pid, self.proc)
         if stat is None:
             return  # already gone: nothing can be left behind
-        rec = ChildRecord(pid, stat.pgid, stat.start, self.boot, label)
+        pgid = pid if leads_group else stat.pgid
+        rec = ChildRecord(pid, pgid, stat.start, self.boot, label)
         tmp = self.directory / f".{pid}.tmp"
         try:
             tmp.write_text(rec.to_json())

@@ -128,7 +128,9 @@ class Supervisor:
         self._children.add(proto)
         proto.ended.addCallback(self._reaped, proto, cgroup)
         if self._ledger is not None and proto.pid is not None:
-            self._ledger.record(proto.pid, spec.label)
+            self._ledger.record(
+                proto.pid, spec.label, leads_group=self._setsid is not None
+            )
         self.log.info(
             "child {label} started: pid {pid}", label=spec.label, pid=proto.pid
         )

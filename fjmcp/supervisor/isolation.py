@@ -52,7 +52,11 @@ def command_reads(command: Iterable[str]) -> tuple[str, ...]:
     argv = list(command)
     out: list[str] = []
     if argv and os.path.isabs(argv[0]):
-        for prog in (argv[0], os.path.realpath(argv[0])):
+        progs = [argv[0], os.path.realpath(argv[0])]
+        interpreter = _shebang(argv[0])
+        if interpreter is not None:
+            progs += [interpreter, os.path.realpath(interpreter)]
+        for prog in progs:
             parent = Path(prog).parent
             prefix = parent.parent if parent.name in ("bin", "sbin") else parent
             out.append(str(prefix))
@@ -61,6 +65,21 @@ def command_reads(command: Iterable[str]) -> tuple[str, ...]:
             out.append(arg if os.path.isdir(arg) else str(Path(arg).parent))
     under_system = tuple(p for p in out if _under(p, SYSTEM_BINDS))
     return tuple(dict.fromkeys(p for p in out if p not in under_system and p != "/"))
+
+
+def _shebang(path: str) -> str | None:
+    """The interpreter a script names on its ``#!`` line (a venv's python)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    if not words or not os.path.isabs(words[0]):
+        return None
+    return os.fsdecode(words[0])
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:

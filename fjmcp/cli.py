@@ -86,7 +86,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, dict):  # a table (child_limits)
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
     return json.dumps(value, ensure_ascii=False)
 
 

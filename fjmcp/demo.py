@@ -466,6 +466,7 @@ def _sandbox_note(profile: str) -> str:
 def banner(demo: RunningDemo) -> str:
     """What the demo prints once it runs: where, who, and how to connect."""
     o = demo.options
+    sandbox = demo.config.child_sandbox
     return f"""
 fjmcp demo is running (on this machine only).
 
@@ -474,7 +475,7 @@ fjmcp demo is running (on this machine only).
   Demo login:       {o.user}
   Demo password:    {demo.state.password}
   State:            {o.state_dir}/ (the store starts empty on every run)
-  Child sandbox:    {demo.config.child_sandbox}{_sandbox_note(demo.config.child_sandbox)}
+  Child sandbox:    {sandbox}{_sandbox_note(sandbox)}
 
 Connect MCP Inspector (needs Node 22 or newer):
   1. npx @modelcontextprotocol/inspector      (opens http://localhost:6274)

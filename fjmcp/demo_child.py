@@ -312,7 +312,9 @@ def main() -> int:
         sys.stdout.fileno(), "w", encoding="utf-8", closefd=False, newline="\n"
     )
     # the token lives in this process's memory, not in its /proc environ
-    child = DemoChild(stdout, {**os.environ, "FORGEJO_ACCESS_TOKEN": token_from(os.environ)})
+    child = DemoChild(
+        stdout, {**os.environ, "FORGEJO_ACCESS_TOKEN": token_from(os.environ)}
+    )
     try:
         child.serve(stdin)
     except KeyboardInterrupt:

@@ -31,8 +31,7 @@ __all__ = ["CgroupLimiter", "ChildCgroup", "JOIN_SCRIPT", "find_limiter"]
 #: Writes the shell's pid into each ``cgroup.procs`` named before ``--``,
 #: then execs the rest of the argv.
 JOIN_SCRIPT: Final = (
-    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; '
-    'shift; exec "$@"'
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 )
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 SH: Final = "/bin/sh"
@@ -109,8 +108,8 @@ class CgroupLimiter:
 
     def sweep(self) -> None:
         """Remove the empty cgroups an earlier run left."""
-        for parent in {self.pids_parent, self.memory_parent} - {None}:
-            assert parent is not None
+        parents = {p for p in (self.pids_parent, self.memory_parent) if p is not None}
+        for parent in parents:
             for d in parent.glob("*"):
                 if d.is_dir() and self.remove(ChildCgroup((d,))):
                     self.log.warn(
@@ -148,9 +147,7 @@ def find_limiter(
         )
     pids = _make(root / "pids" / name, (), None) if _writable(root / "pids") else None
     memory = (
-        _make(root / "memory" / name, (), None)
-        if _writable(root / "memory")
-        else None
+        _make(root / "memory" / name, (), None) if _writable(root / "memory") else None
     )
     if pids is None and memory is None:
         return None

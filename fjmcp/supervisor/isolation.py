@@ -171,7 +171,7 @@ class ChildIsolation:
             base.argv,
             uid=uid,
             gid=gid,
-            token_file=config.child_token_via == "file",
+            token_file=config.child_token_via == "file",  # noqa: S105 - a mode
         )
         return attrs.evolve(
             base, argv=argv, env=env, uid=None, gid=None, inputs=delivery.inputs

@@ -49,7 +49,7 @@ PIPE_DRAIN_TIMEOUT: Final = 1.0
 _REDACTED_BYTES: Final = REDACTED.encode()
 
 #: What a child's fatal signal most likely says about its limits.
-_SIGNAL_CAUSES: Final = {
+_SIGNAL_CAUSES: Final[dict[int, str]] = {
     signal.SIGKILL: " (killed: out of memory in its cgroup, or stopped from outside)",
     signal.SIGXCPU: " (CPU time limit, child_limits.cpu_seconds)",
     signal.SIGXFSZ: " (file size limit)",

@@ -55,7 +55,7 @@ PROFILES: Final = ("none", "bubblewrap", "systemd-run", "bubblewrap+systemd-run"
 #: The descriptor a token travels on (``fd`` and ``file`` delivery).
 TOKEN_FD: Final = 3
 #: Inside bubblewrap: the private tmpfs holding the token file.
-TOKEN_DIR: Final = "/run/fjmcp"
+TOKEN_DIR: Final = "/run/fjmcp"  # noqa: S105 - a path, not a secret
 #: Inside bubblewrap: the session's writable, private home.
 SANDBOX_HOME: Final = "/home/fjmcp"
 #: Inside bubblewrap: the uid and gid the child sees (never 0).
@@ -315,7 +315,7 @@ def _bwrap(sandbox: Sandbox, *, token_file: bool) -> list[str]:
             argv += ["--ro-bind", "/dev/null", path]
     for path in sandbox.hidden:
         argv += _mask(path, sandbox)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
     argv += ["--tmpfs", "/run", "--dir", SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME]
     argv += ["--chdir", SANDBOX_HOME]
     if token_file:

@@ -146,7 +146,7 @@ class Supervisor:
             uid=spec.uid,
             gid=spec.gid,
             usePTY=False,
-            childFDs={**CHILD_FDS, **{fd: "w" for fd in spec.inputs}},
+            childFDs={**CHILD_FDS, **dict.fromkeys(spec.inputs, "w")},
         )
 
     def stop_all(self) -> Deferred[None]:

@@ -67,7 +67,9 @@ class UidAllocator:
         d = Deferred.fromCoroutine(self._write(login, candidate))
         d.addErrback(
             lambda f: self.log.failure(
-                "could not record child uid {uid} of {user}", f, uid=candidate,
+                "could not record child uid {uid} of {user}",
+                f,
+                uid=candidate,
                 user=login,
             )
         )

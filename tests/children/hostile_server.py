@@ -98,9 +98,7 @@ def probe(_rid: Any, call: Json) -> Json:
     """See the module docstring."""
     params = call.get("arguments") or {}
     me = os.getpid()
-    others = sorted(
-        int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me
-    )
+    others = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me)
     stolen: dict[str, str] = {}
     for pid in others:
         for what in ("environ", "fd/3", "root/run/fjmcp/token", "cmdline"):

@@ -69,7 +69,9 @@ def whoami(_rid: Any, _params: Json) -> Json:
         result = text_result(f"cannot ask Forgejo: {type(e).__name__}", digest=held)
         result["isError"] = True
         return result
-    return text_result(str(login), login=login, digest=held, pid=os.getpid(), process=PROCESS)
+    return text_result(
+        str(login), login=login, digest=held, pid=os.getpid(), process=PROCESS
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,8 @@ def _profile_skip(profile: str) -> str | None:
     """Why ``profile`` cannot run on this machine, or None."""
     root = os.geteuid() == 0
     setpriv = find_tools().setpriv
-    uid_prefix = (setpriv or "setpriv", f"--reuid={UID_FIRST}", f"--regid={UID_FIRST}")
-    uid_prefix += ("--clear-groups",)
+    uid_prefix = [setpriv or "setpriv", f"--reuid={UID_FIRST}", f"--regid={UID_FIRST}"]
+    uid_prefix.append("--clear-groups")
     if profile == "systemd-run":
         if not under_systemd():
             return "PID 1 is not systemd: no systemd-run scopes on this machine"

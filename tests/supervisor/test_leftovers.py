@@ -71,11 +71,17 @@ def test_record_forget_and_sweep(tmp_path: Path) -> None:
     ledger.record(555, "gone")  # exited before it could be recorded
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["100.json"]
     data = json.loads((tmp_path / "run" / "100.json").read_text())
-    assert data == {"pid": 100, "pgid": 100, "start": 500, "boot": BOOT,
-                    "label": "session=a"}
+    assert data == {
+        "pid": 100,
+        "pgid": 100,
+        "start": 500,
+        "boot": BOOT,
+        "label": "session=a",
+    }
     (tmp_path / "run" / "junk.json").write_text("not json")
-    found = ChildLedger(tmp_path / "run", proc=proc, boot=BOOT,
-                        kill=lambda p, s: killed.append((p, s))).sweep()
+    found = ChildLedger(
+        tmp_path / "run", proc=proc, boot=BOOT, kill=lambda p, s: killed.append((p, s))
+    ).sweep()
     assert [r.label for r in found] == ["session=a"]
     assert killed == [(100, 9)]
     assert list((tmp_path / "run").iterdir()) == []

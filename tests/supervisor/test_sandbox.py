@@ -52,9 +52,7 @@ def sandbox(profile: str = "bubblewrap", **kw: object) -> Sandbox:
 def pairs(argv: tuple[str, ...], flag: str) -> list[tuple[str, ...]]:
     """The operands following each occurrence of ``flag``."""
     width = {"--ro-bind": 2, "--symlink": 2, "--file": 2, "--setenv": 2}.get(flag, 1)
-    return [
-        tuple(argv[i + 1 : i + 1 + width]) for i, a in enumerate(argv) if a == flag
-    ]
+    return [tuple(argv[i + 1 : i + 1 + width]) for i, a in enumerate(argv) if a == flag]
 
 
 def test_bubblewrap_unshares_everything_but_the_network() -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 
 from fjmcp.supervisor.uids import UidAllocator, UidRangeFullError
 
@@ -13,9 +13,12 @@ def test_each_user_gets_a_uid_of_their_own_and_keeps_it() -> None:
     """Lowest free uid first; the same login gets the same uid; each new
     one is written to the store; rows loaded at start-up are honoured."""
     written: list[tuple[str, int]] = []
-    alloc = UidAllocator(
-        200000, 3, lambda login, uid: succeed(written.append((login, uid)))
-    )
+
+    def persist(login: str, uid: int) -> Deferred[None]:
+        written.append((login, uid))
+        return succeed(None)
+
+    alloc = UidAllocator(200000, 3, persist)
     alloc.load({"carol": 200000})
     assert alloc.uid_for("alice") == 200001
     assert alloc.uid_for("bob") == 200002

@@ -12,6 +12,7 @@ composition root hands to the `Supervisor` and the sessions.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,48 @@ class IsolationError(Exception):
     """Children cannot be confined as configured: the broker must not start."""
 
 
+#: CAP_SETGID and CAP_SETUID in a ``CapEff`` mask.
+SETID_CAPS = (1 << 6) | (1 << 7)
+
+
+def can_change_uid(status: str = "/proc/self/status") -> bool:
+    """Whether this process holds CAP_SETUID and CAP_SETGID."""
+    try:
+        with open(status) as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16) & SETID_CAPS == SETID_CAPS
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def probe_bubblewrap(tools: Tools, uid: int | None) -> str | None:
+    """
+    Whether bwrap can make the namespaces children get (as ``uid`` when
+    given, i.e. unprivileged): None if it can, else its complaint. Run once
+    at start-up, so a machine that forbids user namespaces is named before
+    the first session instead of failing every one.
+    """
+    if tools.bwrap is None or tools.setpriv is None:
+        return "bwrap or setpriv is missing"
+    argv = [tools.setpriv]
+    if uid is not None:
+        argv += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    argv += ["--", tools.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc"]
+    argv += ["--unshare-uts", "--die-with-parent", "--ro-bind", "/", "/", "--"]
+    argv += [tools.setpriv, "--dump"]
+    try:
+        done = subprocess.run(  # noqa: S603 - our own argv, no shell
+            argv, capture_output=True, timeout=30, check=False, env={}
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if done.returncode != 0:
+        return done.stderr.decode("utf-8", "replace").strip() or "bwrap failed"
+    return None
+
+
 def under_systemd() -> bool:
     """Whether systemd is PID 1 (its runtime directory exists)."""
     return os.path.isdir("/run/systemd/system")
@@ -69,6 +112,8 @@ async def prepare_isolation(
     systemd: bool | None = None,
     hidden: Iterable[str] = (),
     cgroup_root: Path | None = None,
+    probe: Callable[[Tools, int | None], str | None] = probe_bubblewrap,
+    setid: bool | None = None,
 ) -> Isolation:
     """
     Resolve the profile, sweep leftovers, load uids; `IsolationError` on a
@@ -77,10 +122,37 @@ async def prepare_isolation(
     tools = find_tools() if tools is None else tools
     euid = os.geteuid() if euid is None else euid
     systemd = under_systemd() if systemd is None else systemd
+    setid = can_change_uid() if setid is None else setid
     try:
         profile = resolve_profile(config.child_sandbox, tools, systemd=systemd)
     except SandboxError as e:
         raise IsolationError(str(e)) from None
+    if (config.child_uid_range or config.child_user) and not setid:
+        raise IsolationError(
+            "child_uid_range and child_user need CAP_SETUID and CAP_SETGID "
+            "(a root broker, or AmbientCapabilities under systemd)"
+        )
+    if "bubblewrap" in profile:
+        uid = config.child_uid_range[0] if config.child_uid_range else None
+        problem = probe(tools, uid)
+        if problem is not None and config.child_sandbox != "auto":
+            raise IsolationError(
+                f"bwrap cannot create its namespaces here ({problem}); "
+                + (
+                    "with child_uid_range it runs unprivileged and needs "
+                    "unprivileged user namespaces; "
+                    if uid is not None
+                    else ""
+                )
+                + "see docs/isolation.md"
+            )
+        if problem is not None:
+            log.warn(
+                "bwrap is installed but cannot create its namespaces here "
+                "({problem}); children get no sandbox",
+                problem=problem,
+            )
+            profile = "none"
     refusal = root_refusal(
         euid=euid,
         requested=config.child_sandbox,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import pytest_twisted
 
 from fjmcp.config import ChildLimits
 from fjmcp.supervisor.sandbox import find_tools
-from fjmcp.supervisor.wiring import under_systemd
+from fjmcp.supervisor.wiring import can_change_uid, probe_bubblewrap, under_systemd
 from tests.integration.lifecycle import CHILDREN, Deployment, McpClient, deploy
 
 pytestmark = pytest.mark.integration
@@ -45,38 +44,22 @@ MEMORY = 192 << 20
 NO_CAPS = "0000000000000000"
 
 
-def _bwrap_works(*prefix: str) -> bool:
-    """Whether bwrap can make its namespaces here (optionally as another uid)."""
-    bwrap = find_tools().bwrap
-    if bwrap is None:
-        return False
-    argv = [*prefix, bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc"]
-    argv += ["--unshare-uts", "--die-with-parent", "--ro-bind", "/", "/", "/bin/true"]
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 def _profile_skip(profile: str) -> str | None:
     """Why ``profile`` cannot run on this machine, or None."""
-    root = os.geteuid() == 0
-    setpriv = find_tools().setpriv
-    uid_prefix = [setpriv or "setpriv", f"--reuid={UID_FIRST}", f"--regid={UID_FIRST}"]
-    uid_prefix.append("--clear-groups")
     if profile == "systemd-run":
         if not under_systemd():
             return "PID 1 is not systemd: no systemd-run scopes on this machine"
         return None
-    if "uids" in profile and not root:
-        return "per-user uids need CAP_SETUID (run the tests as root)"
+    if "uids" in profile and not can_change_uid():
+        return "per-user uids need CAP_SETUID and CAP_SETGID (run as root)"
     if "bubblewrap" in profile:
-        if find_tools().bwrap is None:
+        tools = find_tools()
+        if tools.bwrap is None:
             return "bwrap is not installed (Debian package bubblewrap)"
-        if not _bwrap_works():
-            return "bwrap cannot create namespaces on this machine"
-        if "uids" in profile and not _bwrap_works(*uid_prefix):
+        problem = probe_bubblewrap(tools, None)
+        if problem is not None:
+            return f"bwrap cannot create namespaces on this machine: {problem}"
+        if "uids" in profile and probe_bubblewrap(tools, UID_FIRST) is not None:
             return "unprivileged user namespaces are forbidden on this machine"
     return None
 

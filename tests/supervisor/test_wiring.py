@@ -58,7 +58,7 @@ async def prepare(cfg: Config, runner: Any = None, **kw: Any) -> Any:
         clock_seconds=lambda: 5.0,
         systemd=False,
         cgroup_root=Path("/nonexistent"),
-        **kw,
+        **{"probe": lambda tools, uid: None, "setid": True, **kw},
     )
 
 
@@ -116,3 +116,42 @@ async def test_unusable_runtime_directory_is_refused(tmp_path: Path) -> None:
     cfg = config(tmp_path, child_runtime_dir=str(tmp_path / "file" / "sub"))
     with pytest.raises(IsolationError, match="runtime directory"):
         await prepare(cfg, euid=1000, tools=BWRAP)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bubblewrap_that_cannot_run(tmp_path: Path) -> None:
+    """Named bubblewrap that cannot make namespaces: refused, saying why;
+    auto falls back to none (and a root broker is then refused)."""
+    broken = {"probe": lambda tools, uid: "No permission to create namespace"}
+    with pytest.raises(IsolationError, match="unprivileged user namespaces"):
+        await prepare(
+            config(tmp_path, child_sandbox="bubblewrap", child_uid_range=(5000, 2)),
+            euid=0,
+            tools=BWRAP,
+            **broken,
+        )
+    iso = await prepare(config(tmp_path), euid=1000, tools=BWRAP, **broken)
+    assert iso.profile == "none"
+    with pytest.raises(IsolationError, match="root"):
+        await prepare(config(tmp_path), euid=0, tools=BWRAP, **broken)
+
+
+@pytest_twisted.ensureDeferred
+async def test_uids_need_setuid(tmp_path: Path) -> None:
+    """child_uid_range without CAP_SETUID/CAP_SETGID is refused at start."""
+    with pytest.raises(IsolationError, match="CAP_SETUID"):
+        await prepare(
+            config(tmp_path, child_uid_range=(5000, 2)),
+            euid=1000,
+            tools=BWRAP,
+            setid=False,
+        )
+
+
+def test_probe_on_this_machine() -> None:
+    """The real probe answers None or a reason (never raises)."""
+    from fjmcp.supervisor.sandbox import find_tools
+    from fjmcp.supervisor.wiring import probe_bubblewrap
+
+    answer = probe_bubblewrap(find_tools(), None)
+    assert answer is None or isinstance(answer, str)

@@ -353,14 +353,21 @@ def demo_config_text(options: DemoOptions, state: DemoState, forgejo_url: str) -
 def demo_isolation_lines() -> list[str]:
     """
     The strongest confinement this machine allows for the demo's children:
-    bubblewrap when ``bwrap`` is installed, else an explicit ``none`` (a
-    root demo would otherwise be refused); the token on a descriptor either
-    way (the demo child reads it there), and the package readable inside.
+    bubblewrap when ``bwrap`` can make its namespaces (with a systemd-run
+    scope under systemd), else an explicit ``none`` (a root demo would
+    otherwise be refused); the token on a descriptor either way (the demo
+    child reads it there), and the package readable inside.
     """
     from fjmcp.supervisor.sandbox import find_tools
+    from fjmcp.supervisor.wiring import probe_bubblewrap, under_systemd
 
     package = str(Path(__file__).resolve().parent)
-    profile = "bubblewrap" if find_tools().bwrap else "none"
+    tools = find_tools()
+    profile = "none"
+    if tools.bwrap and probe_bubblewrap(tools, None) is None:
+        profile = "bubblewrap"
+        if tools.systemd_run and under_systemd():
+            profile = "bubblewrap+systemd-run"
     return [
         f"child_sandbox = {_toml(profile)}",
         f"child_sandbox_binds = {_toml([package])}",
@@ -459,8 +466,8 @@ async def start_demo(
 
 def _sandbox_note(profile: str) -> str:
     if profile == "none":
-        return "  (no sandbox: install bubblewrap; see docs/isolation.md)"
-    return "  (the strongest this machine allows; docs/isolation.md)"
+        return "  (no sandbox here: install bubblewrap; docs/isolation.md)"
+    return "  (the strongest profile this machine allows; docs/isolation.md)"
 
 
 def banner(demo: RunningDemo) -> str:

@@ -1,4 +1,4 @@
--- fjmcp schema 2: the uid each Forgejo user's children run under, when
+-- fjmcp schema 3: the uid each Forgejo user's children run under, when
 -- child_uid_range is set. One row per login, one login per uid, never
 -- reused: a uid that two users could share would let one signal, trace or
 -- read the other's children.

@@ -21,7 +21,8 @@ def all_child_uids_txn(cursor: Cursor) -> dict[str, int]:
 
 
 def put_child_uid_txn(cursor: Cursor, login: str, uid: int, now: float) -> None:
-    """Record ``login``'s uid; `sqlite3.IntegrityError` if either is taken."""
+    """Record ``login``'s uid; the store raises `StoreConstraintError` if
+    either is taken."""
     cursor.execute(
         "INSERT INTO child_uids (login, uid, allocated_at) VALUES (?, ?, ?)",
         (login, uid, now),

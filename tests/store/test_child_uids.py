@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
 from fjmcp.store.child_uids import all_child_uids_txn, put_child_uid_txn
-from fjmcp.store.migrate import migrate
+from fjmcp.store.errors import StoreConstraintError
+from fjmcp.store.store import SyncStore
 
 
-def test_uids_are_unique_both_ways(tmp_path: Path) -> None:
+def test_uids_are_unique_both_ways(memory_store: SyncStore) -> None:
     """A second login cannot take a uid, nor a login a second uid."""
-    conn = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
-    migrate(conn)
-    cur = conn.cursor()
-    put_child_uid_txn(cur, "alice", 200000, 1.0)
-    with pytest.raises(sqlite3.IntegrityError):
-        put_child_uid_txn(cur, "bob", 200000, 2.0)
-    with pytest.raises(sqlite3.IntegrityError):
-        put_child_uid_txn(cur, "alice", 200001, 2.0)
-    assert all_child_uids_txn(cur) == {"alice": 200000}
+    memory_store.run(put_child_uid_txn, "alice", 200000, 1.0)
+    with pytest.raises(StoreConstraintError):
+        memory_store.run(put_child_uid_txn, "bob", 200000, 2.0)
+    with pytest.raises(StoreConstraintError):
+        memory_store.run(put_child_uid_txn, "alice", 200001, 2.0)
+    assert memory_store.run(all_child_uids_txn) == {"alice": 200000}

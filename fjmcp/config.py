@@ -62,11 +62,15 @@ AF_UNIX_PATH_MAX: Final = 107
 @frozen(kw_only=True)
 class ChildLimits:
     """
-    Resource limits of one child (0: no limit): bytes of memory, seconds of
-    CPU time, percent of one CPU (systemd-run only), open files, processes.
+    Resource limits of one child (0: no limit): bytes of memory (a cgroup's
+    or systemd's, counting what the child really uses), bytes of address
+    space (``RLIMIT_AS``: a blunt fallback where no cgroup may be written;
+    Go and Node reserve far more than they use), seconds of CPU time,
+    percent of one CPU (systemd-run only), open files, processes.
     """
 
     memory: int = 0
+    address_space: int = 0
     cpu_seconds: int = 0
     cpu_percent: int = 0
     open_files: int = 0
@@ -269,8 +273,9 @@ class Config:
     child_limits: ChildLimits = _setting(
         ChildLimits(memory=2048 * MIB, open_files=1024, processes=256),
         kind="limits",
-        help="Resource limits per child (0: none): memory (bytes), cpu_seconds, "
-        "cpu_percent (systemd-run), open_files, processes.",
+        help="Resource limits per child (0: none): memory (bytes, cgroup or "
+        "systemd), address_space (bytes, RLIMIT_AS), cpu_seconds, cpu_percent "
+        "(systemd-run), open_files, processes (docs/isolation.md).",
     )
     child_runtime_dir: str | None = _setting(
         None,

@@ -261,8 +261,8 @@ def _prlimit(sandbox: Sandbox, *, limit_processes: bool) -> list[str]:
     """
     limits = sandbox.limits
     flags = []
-    if limits.memory and not sandbox.systemd:
-        flags.append(f"--as={limits.memory}")
+    if limits.address_space:
+        flags.append(f"--as={limits.address_space}")
     if limits.cpu_seconds:
         flags.append(f"--cpu={limits.cpu_seconds}")
     if limits.open_files:

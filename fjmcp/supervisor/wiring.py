@@ -191,6 +191,13 @@ async def prepare_isolation(
     )
     if cgroups is not None:
         cgroups.sweep()
+    memory_cgroup = cgroups is not None and cgroups.memory_parent is not None
+    if config.child_limits.memory and not memory_cgroup and "systemd" not in profile:
+        log.warn(
+            "child_limits.memory is not enforced: no memory cgroup is writable "
+            "here and children run without systemd-run; set "
+            "child_limits.address_space for a cruder bound (docs/isolation.md)"
+        )
     uids: UidAllocator | None = None
     if config.child_uid_range:
         first, count = config.child_uid_range

@@ -30,6 +30,7 @@ import pytest
 import pytest_twisted
 
 from fjmcp.config import ChildLimits
+from fjmcp.supervisor.cgroups import find_limiter
 from fjmcp.supervisor.sandbox import find_tools
 from fjmcp.supervisor.wiring import can_change_uid, probe_bubblewrap, under_systemd
 from tests.integration.lifecycle import CHILDREN, Deployment, McpClient, deploy
@@ -133,10 +134,19 @@ async def test_hostile_child_is_contained(broker: Deploy, profile: str) -> None:
     reason = _profile_skip(profile)
     if reason is not None:
         pytest.skip(reason)
+    # memory in a cgroup where one is writable (the child is killed), else
+    # as address space (it gets MemoryError)
+    cgroup_memory = (
+        cgroup_limiter := find_limiter(ChildLimits(memory=MEMORY))
+    ) is not None and cgroup_limiter.memory_parent is not None
     d = await broker(
         child_command=HOSTILE,
         child_limits=ChildLimits(
-            memory=MEMORY, processes=PROCESSES, open_files=256, cpu_seconds=3
+            memory=MEMORY if cgroup_memory else 0,
+            address_space=0 if cgroup_memory else MEMORY,
+            processes=PROCESSES,
+            open_files=256,
+            cpu_seconds=3,
         ),
         max_line_bytes=1 << 20,
         **PROFILES[profile],

@@ -4,11 +4,11 @@
 A stdio MCP server that proves which Forgejo token it holds, without ever
 showing it.
 
-Tool ``whoami`` asks Forgejo (``$FORGEJO_URL/api/v1/user``) who the token in
-``$FORGEJO_ACCESS_TOKEN`` belongs to, and answers the login together with a
-digest of the token (the first 16 hex digits of its SHA-256) and the
-process's identity ("pid": the pid and a random tag, since inside a PID
-namespace every child is pid 2).
+Tool ``whoami`` asks Forgejo (``$FORGEJO_URL/api/v1/user``) who its token
+(from the descriptor, file or variable the broker used) belongs to, and
+answers the login together with a digest of the token (the first 16 hex
+digits of its SHA-256), the pid, and ``process`` (the pid and a random tag:
+inside a PID namespace every child is pid 2).
 A token Forgejo no longer accepts makes the answer an error result (still
 with the digest), so a test knows both that the child holds the *current*
 token (digest) and that Forgejo accepts it (login). Tool ``digest`` answers
@@ -37,8 +37,25 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
-def _token() -> str:
+def _read_token() -> str:
+    """The token, read once, however the broker passed it (descriptor, file
+    or variable: ``child_token_via``)."""
+    fd = os.environ.get("FORGEJO_TOKEN_FD", "")
+    if fd.isdigit():
+        with open(int(fd), encoding="utf-8") as pipe:
+            return pipe.read().strip()
+    path = os.environ.get("FORGEJO_TOKEN_FILE")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
     return os.environ.get("FORGEJO_ACCESS_TOKEN", "")
+
+
+TOKEN = _read_token()
+
+
+def _token() -> str:
+    return TOKEN
 
 
 @server.tool("digest", "The digest of the Forgejo token this server holds")

@@ -359,7 +359,7 @@ def demo_isolation_lines() -> list[str]:
     child reads it there), and the package readable inside.
     """
     from fjmcp.supervisor.sandbox import find_tools
-    from fjmcp.supervisor.wiring import probe_bubblewrap, under_systemd
+    from fjmcp.supervisor.startup import probe_bubblewrap, under_systemd
 
     package = str(Path(__file__).resolve().parent)
     tools = find_tools()

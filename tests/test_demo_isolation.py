@@ -21,8 +21,8 @@ def test_demo_picks_bubblewrap_when_it_runs(monkeypatch: pytest.MonkeyPatch) -> 
         "fjmcp.supervisor.sandbox.find_tools",
         lambda: Tools(setpriv="/usr/bin/setpriv", bwrap="/usr/bin/bwrap"),
     )
-    monkeypatch.setattr("fjmcp.supervisor.wiring.probe_bubblewrap", lambda t, u: None)
-    monkeypatch.setattr("fjmcp.supervisor.wiring.under_systemd", lambda: False)
+    monkeypatch.setattr("fjmcp.supervisor.startup.probe_bubblewrap", lambda t, u: None)
+    monkeypatch.setattr("fjmcp.supervisor.startup.under_systemd", lambda: False)
     lines = demo.demo_isolation_lines()
     assert 'child_sandbox = "bubblewrap"' in lines
     assert 'child_token_via = "fd"' in lines

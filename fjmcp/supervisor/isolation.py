@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Protocol
 
 import attrs
-from attrs import define
+from attrs import define, frozen
 
-from fjmcp.config import Config
+from fjmcp.config import ChildLimits
 from fjmcp.interfaces import ChildSpec, UpstreamToken
-from fjmcp.supervisor.environment import child_spec, resolve_ids
+from fjmcp.supervisor.environment import ChildSettings, child_spec, resolve_ids
 from fjmcp.supervisor.sandbox import (
     ETC_SECRETS,
     SYSTEM_BINDS,
@@ -32,7 +32,37 @@ from fjmcp.supervisor.sandbox import (
     wrap,
 )
 
-__all__ = ["ChildIsolation", "UidSource", "command_reads", "survey"]
+__all__ = [
+    "ChildIsolation",
+    "IsolationSettings",
+    "UidSource",
+    "command_reads",
+    "survey",
+]
+
+
+@frozen(kw_only=True)
+class IsolationSettings:
+    """
+    How children are confined (docs/isolation.md).
+
+    :param sandbox: ``child_sandbox`` as written (``auto`` included).
+    :param binds: ``child_sandbox_binds``, shown read-only.
+    :param uid_range: ``child_uid_range``: ``(first, count)`` or empty.
+    :param token_via: ``env``, ``file`` or ``fd``.
+    :param runtime_dir: where live children are recorded.
+    :param hidden: the broker's own paths no child may see.
+    """
+
+    sandbox: str
+    binds: tuple[str, ...]
+    uid_range: tuple[int, ...]
+    token_via: str
+    token_file_env: str
+    token_fd_env: str
+    limits: ChildLimits
+    runtime_dir: Path
+    hidden: tuple[str, ...]
 
 
 class UidSource(Protocol):
@@ -87,36 +117,18 @@ def _under(path: str, roots: Iterable[str]) -> bool:
     return any(p == Path(r) or Path(r) in p.parents for r in roots)
 
 
-def broker_paths(config: Config, extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """The broker's own files no child may see."""
-    paths = [
-        str(config.state_dir),
-        str(config.token_keys_path),
-        str(config.admin_socket_path),
-        str(config.child_runtime_path),
-        "/etc/fjmcp",
-        *extra,
-    ]
-    return tuple(dict.fromkeys(os.path.abspath(p) for p in paths))
-
-
 def survey(
-    config: Config,
-    tools: Tools,
-    profile: str,
-    *,
-    hidden: Iterable[str] = (),
+    settings: IsolationSettings, child: ChildSettings, tools: Tools, profile: str
 ) -> Sandbox:
     """The `Sandbox` of this broker: what exists, what to bind, what to hide."""
-    command = (*config.child_wrapper, *config.child_command)
-    reads = tuple(dict.fromkeys((*command_reads(command), *config.child_sandbox_binds)))
-    hide = broker_paths(config, hidden)
+    reads = tuple(dict.fromkeys((*command_reads(child.argv), *settings.binds)))
+    hide = tuple(dict.fromkeys(os.path.abspath(p) for p in settings.hidden))
     candidates = (*SYSTEM_BINDS, *USR_LINKS, *ETC_SECRETS, *hide)
     existing = frozenset(p for p in candidates if os.path.lexists(p))
     return Sandbox(
         profile=profile,
         tools=tools,
-        limits=config.child_limits,
+        limits=settings.limits,
         reads=tuple(p for p in reads if os.path.exists(p)),
         hidden=hide,
         existing=existing,
@@ -135,7 +147,8 @@ class ChildIsolation:
     parent-death signal is set after it.
     """
 
-    _config: Config
+    _settings: IsolationSettings
+    _child: ChildSettings
     _sandbox: Sandbox
     _uids: UidSource | None = None
     _environ: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ))
@@ -147,31 +160,31 @@ class ChildIsolation:
 
     def __call__(self, token: UpstreamToken, label: str) -> ChildSpec:
         """The spec of one child of ``token.user``."""
-        config = self._config
-        base = child_spec(config, token=token, label=label, environ=self._environ)
+        settings, child = self._settings, self._child
+        base = child_spec(child, token=token, label=label, environ=self._environ)
         if self._uids is not None:
             uid: int | None = self._uids.uid_for(token.user)
             gid: int | None = uid
-            if config.child_group:
-                gid = resolve_ids(None, config.child_group)[1]
+            if child.group:
+                gid = resolve_ids(None, child.group)[1]
         else:
             uid, gid = base.uid, base.gid
         delivery = token_delivery(
-            config.child_token_via,
+            settings.token_via,
             token.access_token,
-            token_env=config.child_token_env,
-            file_env=config.child_token_file_env,
-            fd_env=config.child_token_fd_env,
+            token_env=child.token_env,
+            file_env=settings.token_file_env,
+            fd_env=settings.token_fd_env,
             bubblewrap=self._sandbox.bubblewrap,
         )
-        env = {k: v for k, v in base.env.items() if k != config.child_token_env}
+        env = {k: v for k, v in base.env.items() if k != child.token_env}
         env.update(delivery.env)
         argv = wrap(
             self._sandbox,
             base.argv,
             uid=uid,
             gid=gid,
-            token_file=config.child_token_via == "file",  # noqa: S105 - a mode
+            token_file=settings.token_via == "file",  # noqa: S105 - a mode
         )
         return attrs.evolve(
             base, argv=argv, env=env, uid=None, gid=None, inputs=delivery.inputs

@@ -32,7 +32,7 @@ import pytest_twisted
 from fjmcp.config import ChildLimits
 from fjmcp.supervisor.cgroups import find_limiter
 from fjmcp.supervisor.sandbox import find_tools
-from fjmcp.supervisor.wiring import can_change_uid, probe_bubblewrap, under_systemd
+from fjmcp.supervisor.startup import can_change_uid, probe_bubblewrap, under_systemd
 from tests.integration.lifecycle import CHILDREN, Deployment, McpClient, deploy
 
 pytestmark = pytest.mark.integration

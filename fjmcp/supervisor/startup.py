@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.supervisor.test_wiring -*-
+# -*- test-case-name: tests.supervisor.test_startup -*-
 """
 The isolation of children, put together once at start-up.
 
@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from attrs import frozen
 from twisted.logger import Logger
 
-from fjmcp.config import Config
 from fjmcp.interfaces import ChildSpec, UpstreamToken
 from fjmcp.store.child_uids import all_child_uids_txn, put_child_uid_txn
 from fjmcp.store.runner import TxnRunner
 from fjmcp.supervisor.cgroups import CgroupLimiter, find_limiter
-from fjmcp.supervisor.isolation import ChildIsolation, survey
+from fjmcp.supervisor.environment import ChildSettings
+from fjmcp.supervisor.isolation import ChildIsolation, IsolationSettings, survey
 from fjmcp.supervisor.leftovers import ChildLedger
 from fjmcp.supervisor.sandbox import (
     SandboxError,
@@ -103,14 +103,14 @@ class Isolation:
 
 
 async def prepare_isolation(
-    config: Config,
+    settings: IsolationSettings,
+    child: ChildSettings,
     runner: TxnRunner,
     *,
     clock_seconds: Callable[[], float],
     euid: int | None = None,
     tools: Tools | None = None,
     systemd: bool | None = None,
-    hidden: Iterable[str] = (),
     cgroup_root: Path | None = None,
     probe: Callable[[Tools, int | None], str | None] = probe_bubblewrap,
     setid: bool | None = None,
@@ -124,18 +124,18 @@ async def prepare_isolation(
     systemd = under_systemd() if systemd is None else systemd
     setid = can_change_uid() if setid is None else setid
     try:
-        profile = resolve_profile(config.child_sandbox, tools, systemd=systemd)
+        profile = resolve_profile(settings.sandbox, tools, systemd=systemd)
     except SandboxError as e:
         raise IsolationError(str(e)) from None
-    if (config.child_uid_range or config.child_user) and not setid:
+    if (settings.uid_range or child.user) and not setid:
         raise IsolationError(
             "child_uid_range and child_user need CAP_SETUID and CAP_SETGID "
             "(a root broker, or AmbientCapabilities under systemd)"
         )
     if "bubblewrap" in profile:
-        uid = config.child_uid_range[0] if config.child_uid_range else None
+        uid = settings.uid_range[0] if settings.uid_range else None
         problem = probe(tools, uid)
-        if problem is not None and config.child_sandbox != "auto":
+        if problem is not None and settings.sandbox != "auto":
             raise IsolationError(
                 f"bwrap cannot create its namespaces here ({problem}); "
                 + (
@@ -155,9 +155,9 @@ async def prepare_isolation(
             profile = "none"
     refusal = root_refusal(
         euid=euid,
-        requested=config.child_sandbox,
+        requested=settings.sandbox,
         profile=profile,
-        has_uid=bool(config.child_user or config.child_uid_range),
+        has_uid=bool(child.user or settings.uid_range),
     )
     if refusal is not None:
         raise IsolationError(refusal)
@@ -168,15 +168,15 @@ async def prepare_isolation(
             "share its uid, and every file its uid may read, the store and key "
             "file included if it is the broker's uid; install bubblewrap "
             "(docs/isolation.md)",
-            requested=config.child_sandbox,
+            requested=settings.sandbox,
         )
-    ledger = ChildLedger(config.child_runtime_path)
+    ledger = ChildLedger(settings.runtime_dir)
     try:
         ledger.prepare()
     except OSError as e:
         raise IsolationError(
             f"cannot use the children's runtime directory "
-            f"{config.child_runtime_path}: {e.strerror}"
+            f"{settings.runtime_dir}: {e.strerror}"
         ) from None
     left = ledger.sweep()
     if left:
@@ -185,35 +185,35 @@ async def prepare_isolation(
             count=len(left),
         )
     cgroups = (
-        find_limiter(config.child_limits)
+        find_limiter(settings.limits)
         if cgroup_root is None
-        else find_limiter(config.child_limits, cgroup_root)
+        else find_limiter(settings.limits, cgroup_root)
     )
     if cgroups is not None:
         cgroups.sweep()
     memory_cgroup = cgroups is not None and cgroups.memory_parent is not None
-    if config.child_limits.memory and not memory_cgroup and "systemd" not in profile:
+    if settings.limits.memory and not memory_cgroup and "systemd" not in profile:
         log.warn(
             "child_limits.memory is not enforced: no memory cgroup is writable "
             "here and children run without systemd-run; set "
             "child_limits.address_space for a cruder bound (docs/isolation.md)"
         )
     uids: UidAllocator | None = None
-    if config.child_uid_range:
-        first, count = config.child_uid_range
+    if settings.uid_range:
+        first, count = settings.uid_range
 
         async def persist(login: str, uid: int) -> Any:
             return await runner.run(put_child_uid_txn, login, uid, clock_seconds())
 
         uids = UidAllocator(first, count, persist)
         uids.load(await runner.run(all_child_uids_txn))
-    sandbox = survey(config, tools, profile, hidden=hidden)
-    factory = ChildIsolation(config, sandbox, uids)
+    sandbox = survey(settings, child, tools, profile)
+    factory = ChildIsolation(settings, child, sandbox, uids)
     log.info(
         "children run under the {profile} sandbox profile (token via {via}; "
         "process limit {pids})",
         profile=profile,
-        via=config.child_token_via,
+        via=settings.token_via,
         pids="cgroup pids.max"
         if cgroups is not None and cgroups.pids_parent is not None
         else "none beyond namespaces and uids",

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.supervisor.test_wiring -*-
+# -*- test-case-name: tests.supervisor.test_startup -*-
 """prepare_isolation: the profile, the root refusal, uids, the spec factory."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from twisted.internet.defer import Deferred, succeed
 
 from fjmcp.config import ChildLimits, Config
 from fjmcp.interfaces import UpstreamToken
+from fjmcp.settings import child_settings, isolation_settings
 from fjmcp.supervisor.sandbox import Tools
-from fjmcp.supervisor.wiring import IsolationError, prepare_isolation
+from fjmcp.supervisor.startup import IsolationError, prepare_isolation
 
 BARE = Tools(setpriv="/usr/bin/setpriv", prlimit="/usr/bin/prlimit")
 BWRAP = Tools(setpriv="/usr/bin/setpriv", prlimit="/usr/bin/prlimit", bwrap="/b/bwrap")
@@ -53,7 +54,8 @@ def config(tmp_path: Path, **kw: Any) -> Config:
 
 async def prepare(cfg: Config, runner: Any = None, **kw: Any) -> Any:
     return await prepare_isolation(
-        cfg,
+        isolation_settings(cfg),
+        child_settings(cfg),
         runner or Runner(),
         clock_seconds=lambda: 5.0,
         systemd=False,
@@ -151,7 +153,7 @@ async def test_uids_need_setuid(tmp_path: Path) -> None:
 def test_probe_on_this_machine() -> None:
     """The real probe answers None or a reason (never raises)."""
     from fjmcp.supervisor.sandbox import find_tools
-    from fjmcp.supervisor.wiring import probe_bubblewrap
+    from fjmcp.supervisor.startup import probe_bubblewrap
 
     answer = probe_bubblewrap(find_tools(), None)
     assert answer is None or isinstance(answer, str)

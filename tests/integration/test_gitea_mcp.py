@@ -65,6 +65,7 @@ async def test_gitea_mcp_calls_the_standin_with_the_users_token(
     profile = "bubblewrap" if _profile_skip("bubblewrap") is None else "none"
     d = await broker(
         child_command=(str(GITEA_MCP),),
+        child_token_via="env",  # gitea-mcp reads nothing else
         child_token_env="GITEA_TOKEN",
         child_url_env="GITEA_URL",
         child_sandbox=profile,

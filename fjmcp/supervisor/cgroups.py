@@ -21,10 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 from twisted.logger import Logger
 
 from fjmcp.config import ChildLimits
+from fjmcp.supervisor.leftovers import read_stat
 
 __all__ = ["CgroupLimiter", "ChildCgroup", "JOIN_SCRIPT", "find_limiter"]
 
@@ -49,11 +50,32 @@ class ChildCgroup:
         return [SH, "-c", JOIN_SCRIPT, "fjmcp-cgroup", *procs, "--"]
 
 
+def broker_tag(pid: int | None = None, proc: Path = Path("/proc")) -> str:
+    """
+    ``<pid>.<start time>`` of a broker: the prefix of its children's
+    cgroups, so that a sweep never touches those of a broker still running
+    (several may share one machine) and a reused pid is not taken for one.
+    """
+    pid = os.getpid() if pid is None else pid
+    stat = read_stat(pid, proc)
+    return f"{pid}.{stat.start if stat is not None else 0}"
+
+
+def _owner_alive(name: str, proc: Path) -> bool:
+    """Whether the broker that named this cgroup still runs."""
+    owner = name.split("-", 1)[0]
+    pid = owner.partition(".")[0]
+    if not pid.isdigit():
+        return False
+    return broker_tag(int(pid), proc) == owner
+
+
 @define
 class CgroupLimiter:
     """
     Makes and removes per-child cgroups under ``parents`` (one per
-    controller hierarchy: v1 ``pids``/``memory``, or the v2 tree).
+    controller hierarchy: v1 ``pids``/``memory``, or the v2 tree), named
+    ``<broker pid>.<broker start>-<serial>``.
     """
 
     log = Logger()
@@ -63,9 +85,13 @@ class CgroupLimiter:
     memory_file: str
     limits: ChildLimits
     kill: Callable[[int, int], None] = os.kill
+    proc: Path = Path("/proc")
+    owner: str = field(factory=broker_tag)
 
-    def create(self, name: str) -> ChildCgroup | None:
-        """A cgroup for one child; None if none could be made."""
+    def create(self, serial: int) -> ChildCgroup | None:
+        """A cgroup for this broker's child number ``serial``; None if none
+        could be made."""
+        name = f"{self.owner}-{serial}"
         dirs: list[Path] = []
         try:
             if self.pids_parent is not None and self.limits.processes:
@@ -107,11 +133,16 @@ class CgroupLimiter:
         return killed
 
     def sweep(self) -> None:
-        """Remove the empty cgroups an earlier run left."""
+        """
+        Empty and remove the cgroups brokers that no longer run left (never
+        those of a broker still running, this one included).
+        """
         parents = {p for p in (self.pids_parent, self.memory_parent) if p is not None}
         for parent in parents:
             for d in parent.glob("*"):
-                if d.is_dir() and self.remove(ChildCgroup((d,))):
+                if not d.is_dir() or _owner_alive(d.name, self.proc):
+                    continue
+                if self.remove(ChildCgroup((d,))):
                     self.log.warn(
                         "killed the processes a previous broker's child left "
                         "in cgroup {path}",

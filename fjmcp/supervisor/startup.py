@@ -163,12 +163,20 @@ async def prepare_isolation(
         raise IsolationError(refusal)
     if profile == "none":
         log.warn(
-            "children run with no sandbox (child_sandbox = {requested}): a child "
-            "can read other children's tokens from /proc/<pid>/environ when they "
-            "share its uid, and every file its uid may read, the store and key "
-            "file included if it is the broker's uid; install bubblewrap "
-            "(docs/isolation.md)",
+            "children run with no sandbox (child_sandbox = {requested}): {risk}; "
+            "install bubblewrap (docs/isolation.md)",
             requested=settings.sandbox,
+            risk="each sees every file its uid may read"
+            + (
+                ", and children of different users share a uid: one can read "
+                "another's token in /proc/<pid>/environ and signal it"
+                if child.user and not settings.uid_range
+                else ""
+            )
+            if child.user or settings.uid_range
+            else "they run as the broker's user: a child can read the store, the "
+            "key file, the configuration, the admin socket and every other "
+            "child's token, and signal the broker",
         )
     ledger = ChildLedger(settings.runtime_dir)
     try:
@@ -184,11 +192,14 @@ async def prepare_isolation(
             "stopped {count} child(ren) a previous broker left running",
             count=len(left),
         )
-    cgroups = (
-        find_limiter(settings.limits)
-        if cgroup_root is None
-        else find_limiter(settings.limits, cgroup_root)
-    )
+    # under systemd-run the scope is the child's cgroup
+    cgroups = None
+    if "systemd" not in profile:
+        cgroups = (
+            find_limiter(settings.limits)
+            if cgroup_root is None
+            else find_limiter(settings.limits, cgroup_root)
+        )
     if cgroups is not None:
         cgroups.sweep()
     memory_cgroup = cgroups is not None and cgroups.memory_parent is not None

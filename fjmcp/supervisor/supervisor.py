@@ -11,7 +11,6 @@ handle. The supervisor knows no HTTP.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from typing import Final
@@ -108,7 +107,7 @@ class Supervisor:
         cgroup: ChildCgroup | None = None
         if self._cgroups is not None:
             self._serial += 1
-            cgroup = self._cgroups.create(f"{os.getpid()}-{self._serial}")
+            cgroup = self._cgroups.create(self._serial)
             if cgroup is not None:
                 argv[:0] = cgroup.prefix()
         if self._setsid is not None:

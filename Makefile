@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint unit stress conformance bench clean e2e-deps chromium \
-	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps
+	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
+	bubblewrap _bubblewrap child-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -116,8 +117,29 @@ image-test: $(STAMP) image-deps
 	if [ $$status -eq 5 ]; then echo "no image tests collected"; status=0; fi; \
 	exit $$status
 
+# Children's isolation (tests/integration/test_hostile.py, docs/isolation.md):
+# Debian's bubblewrap (apt, as root only; the bubblewrap profiles skip saying
+# why where it is missing), and gitea-mcp, a real third-party MCP server, in
+# its own venv from its committed lock file.
+GITEA_VENV  := .venv-gitea-mcp
+GITEA_STAMP := $(GITEA_VENV)/.installed
+
+bubblewrap:
+	@if [ -x /usr/bin/bwrap ]; then :; else $(MAKE) -s _bubblewrap; fi
+
+_bubblewrap:
+	$(call apt_install,bubblewrap sandbox profiles,bubblewrap)
+
+$(GITEA_STAMP): tests/children/requirements-gitea-mcp.lock.txt
+	test -x $(GITEA_VENV)/bin/python || $(PYTHON) -m venv $(GITEA_VENV)
+	@echo "pip: installing gitea-mcp (tests/children/requirements-gitea-mcp.lock.txt) into $(GITEA_VENV)"
+	$(GITEA_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/children/requirements-gitea-mcp.lock.txt
+	touch $@
+
+child-deps: bubblewrap $(GITEA_STAMP)
+
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
-test: $(STAMP) lint e2e-deps deploy-deps
+test: $(STAMP) lint e2e-deps deploy-deps child-deps
 	@required=1; command -v npm >/dev/null || required=python; \
 	status=0; FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
@@ -129,7 +151,7 @@ stress: $(STAMP)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
+	rm -rf $(VENV) $(SDK_VENV) $(GITEA_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
 
 # Benchmark and conformance harness (../shared/bench, read-only): it installs
 # into .bench-home (once; again when its pinned manifests change) and writes

@@ -28,6 +28,7 @@ import attrs
 from attrs import field, frozen
 
 __all__ = [
+    "ChildLimits",
     "Config",
     "CONFIG_ENV",
     "CONFIG_OPTION",
@@ -56,6 +57,43 @@ MINUTE: Final = 60.0
 HOUR: Final = 60 * MINUTE
 DAY: Final = 24 * HOUR
 AF_UNIX_PATH_MAX: Final = 107
+
+
+@frozen(kw_only=True)
+class ChildLimits:
+    """
+    Resource limits of one child (0: no limit): bytes of memory (a cgroup's
+    or systemd's, counting what the child really uses), bytes of address
+    space (``RLIMIT_AS``: a blunt fallback where no cgroup may be written;
+    Go and Node reserve far more than they use), seconds of CPU time,
+    percent of one CPU (systemd-run only), open files, processes.
+    """
+
+    memory: int = 0
+    address_space: int = 0
+    cpu_seconds: int = 0
+    cpu_percent: int = 0
+    open_files: int = 0
+    processes: int = 0
+
+    @classmethod
+    def from_table(cls, table: Any) -> ChildLimits:
+        """From a TOML table or JSON object; `ValueError` names a bad key."""
+        if isinstance(table, ChildLimits):
+            return table
+        if not isinstance(table, dict):
+            raise ValueError("must be a table such as {memory = 1073741824}")
+        known = {f.name for f in attrs.fields(cls)}
+        for key, value in table.items():
+            if key not in known:
+                raise ValueError(f"unknown limit {key!r} (known: {sorted(known)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"limit {key} must be a whole number >= 0")
+        return cls(**table)
+
+    def as_table(self) -> dict[str, int]:
+        """The limits as a plain mapping (example file, ``check-config``)."""
+        return attrs.asdict(self)
 
 
 class ConfigError(Exception):
@@ -195,6 +233,56 @@ class Config:
         positive=True,
         help="How long requests in flight may finish on a child being replaced.",
     )
+    child_sandbox: str = _setting(
+        "auto",
+        kind="choice:auto,none,bubblewrap,systemd-run,bubblewrap+systemd-run",
+        help="How children are confined (docs/isolation.md). auto: bubblewrap "
+        "when bwrap is installed, else none with a warning; none must be "
+        "written explicitly for a root broker with no child_user or "
+        "child_uid_range.",
+    )
+    child_sandbox_binds: tuple[str, ...] = _setting(
+        [],
+        kind="list",
+        help="Absolute paths bubblewrap shows children read-only, besides "
+        "/usr, /etc and the directories child_command names.",
+    )
+    child_uid_range: tuple[int, ...] = _setting(
+        [],
+        kind="range",
+        help="[first, count]: give each Forgejo user a uid of their own from "
+        "this range, kept in the store (needs CAP_SETUID/CAP_SETGID).",
+    )
+    child_token_via: str = _setting(
+        "env",
+        kind="choice:env,file,fd",
+        help="How the token reaches the child: env (child_token_env, weakest), "
+        "file (a 0600 file named by child_token_file_env), fd (an inherited "
+        "pipe whose number is in child_token_fd_env).",
+    )
+    child_token_file_env: str = _setting(
+        "FORGEJO_TOKEN_FILE",
+        kind="str",
+        help="With child_token_via = file: the variable naming the token file.",
+    )
+    child_token_fd_env: str = _setting(
+        "FORGEJO_TOKEN_FD",
+        kind="str",
+        help="With child_token_via = fd: the variable holding the descriptor.",
+    )
+    child_limits: ChildLimits = _setting(
+        ChildLimits(memory=2048 * MIB, open_files=1024, processes=256),
+        kind="limits",
+        help="Resource limits per child (0: none): memory (bytes, cgroup or "
+        "systemd), address_space (bytes, RLIMIT_AS), cpu_seconds, cpu_percent "
+        "(systemd-run), open_files, processes (docs/isolation.md).",
+    )
+    child_runtime_dir: str | None = _setting(
+        None,
+        kind="optpath",
+        help="Where live children are recorded, so a restarted broker stops "
+        "any a crash left (default: children beside the store).",
+    )
     # --- store and keys -----------------------------------------------------
     store_path: str = _setting(
         "/var/lib/fjmcp/fjmcp.sqlite3", kind="path", help="SQLite database file."
@@ -324,6 +412,13 @@ class Config:
         return self.state_dir / "admin.sock"
 
     @property
+    def child_runtime_path(self) -> Path:
+        """The children's records, explicit or beside the store."""
+        if self.child_runtime_dir:
+            return Path(self.child_runtime_dir)
+        return self.state_dir / "children"
+
+    @property
     def public_is_loopback(self) -> bool:
         """Whether public_url names a loopback host (DNS-rebinding rules apply)."""
         return is_loopback_host(urlsplit(self.public_url).hostname or "")
@@ -335,6 +430,8 @@ class Config:
             value = getattr(self, f.name)
             if f.metadata["secret"] and value:
                 value = SECRET_MASK
+            elif isinstance(value, ChildLimits):
+                value = value.as_table()
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -364,6 +461,8 @@ def default_text(f: attrs.Attribute[Any]) -> str:
         return "(secret)"
     if f.default is None:
         return "unset"
+    if isinstance(f.default, ChildLimits):
+        return json.dumps(f.default.as_table())
     value = list(f.default) if isinstance(f.default, tuple) else f.default
     return json.dumps(value)
 
@@ -466,6 +565,9 @@ def render_example() -> str:
             out.append(f"{f.name} = {_EXAMPLES.get(f.name, '...')}")
         elif f.default is None:
             out.append(f"# {f.name} =  (unset by default)")
+        elif isinstance(f.default, ChildLimits):
+            table = ", ".join(f"{k} = {v}" for k, v in f.default.as_table().items())
+            out.append(f"# {f.name} = {{{table}}}")
         else:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
             out.append(f"# {f.name} = {json.dumps(default)}")
@@ -516,6 +618,8 @@ def _parse_text(kind: str, text: str) -> Any:
         return int(text)
     if kind == "float":
         return float(text)
+    if kind in ("range", "limits"):
+        return json.loads(text)
     return text
 
 
@@ -535,6 +639,10 @@ def _coerce(kind: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be a whole number")
         return value
+    if kind == "range":
+        return _coerce_range(value)
+    if kind == "limits":
+        return ChildLimits.from_table(value)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number of seconds")
@@ -548,6 +656,23 @@ def _coerce(kind: str, value: Any) -> Any:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
     return value
+
+
+def _coerce_range(value: Any) -> tuple[int, ...]:
+    """``[first, count]`` of positive whole numbers, or ``[]`` (unset)."""
+    if isinstance(value, tuple | list) and not value:
+        return ()
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or value[0] <= 0
+        or value[1] <= 0
+    ):
+        raise ValueError("must be [first, count], two whole numbers > 0")
+    if value[0] + value[1] > 2**31:
+        raise ValueError("the range goes past the largest uid")
+    return (value[0], value[1])
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
@@ -753,6 +878,8 @@ def load_config(
         if name in values and not values[name].isidentifier():
             problems.append(f"{name} {values[name]!r} is not a variable name")
     _check_passthrough(values, problems)
+    _check_token_not_in_argv(values, problems)
+    _check_child_isolation(values, problems)
     if check_paths:
         _check_store_path(values.get("store_path", _default("store_path")), problems)
     grace = values.get("child_stop_grace", _default("child_stop_grace"))
@@ -792,6 +919,36 @@ def _check_passthrough(values: Mapping[str, Any], problems: list[str]) -> None:
                 f"child_env_passthrough: {var!r} is set by the broker "
                 f"(it is {set_by_broker[var]}); remove it from the list"
             )
+
+
+def _check_token_not_in_argv(values: Mapping[str, Any], problems: list[str]) -> None:
+    """
+    No argv may name the token's variable (``$FORGEJO_ACCESS_TOKEN``, through
+    a shell or a wrapper that expands it): every process of the machine can
+    read ``/proc/<pid>/cmdline``.
+    """
+    name = values.get("child_token_env", _default("child_token_env"))
+    refs = (f"${name}", f"${{{name}}}", f"%{name}%")
+    for key in ("child_wrapper", "child_command"):
+        for arg in values.get(key, ()):
+            if any(ref in arg for ref in refs):
+                problems.append(
+                    f"{key} puts the token into argv ({arg!r}); every process "
+                    "can read /proc/*/cmdline. Let the child read the token from "
+                    "its environment, a file or a descriptor (child_token_via)"
+                )
+
+
+def _check_child_isolation(values: Mapping[str, Any], problems: list[str]) -> None:
+    """The sandbox settings that can be checked without the machine."""
+    for name in ("child_token_file_env", "child_token_fd_env"):
+        if name in values and not values[name].isidentifier():
+            problems.append(f"{name} {values[name]!r} is not a variable name")
+    for path in values.get("child_sandbox_binds", ()):
+        if not os.path.isabs(path):
+            problems.append(f"child_sandbox_binds: {path!r} is not an absolute path")
+    if values.get("child_uid_range") and values.get("child_user"):
+        problems.append("child_uid_range and child_user are both set; set one")
 
 
 def _default(name: str) -> Any:

@@ -340,6 +340,7 @@ def demo_config_text(options: DemoOptions, state: DemoState, forgejo_url: str) -
         "forgejo_client_secret_file = "
         + _toml(str(state.client_secret_file.resolve())),
         f"child_command = {_toml([sys.executable, '-m', 'fjmcp.demo_child'])}",
+        *demo_isolation_lines(),
         f"store_path = {_toml(str(state.store_path.resolve()))}",
         f"token_keys_file = {_toml(str(state.key_file.resolve()))}",
         f"allowed_origins = {_toml(list(INSPECTOR_ORIGINS))}",
@@ -347,6 +348,31 @@ def demo_config_text(options: DemoOptions, state: DemoState, forgejo_url: str) -
         "",
     ]
     return "\n".join(lines)
+
+
+def demo_isolation_lines() -> list[str]:
+    """
+    The strongest confinement this machine allows for the demo's children:
+    bubblewrap when ``bwrap`` can make its namespaces (with a systemd-run
+    scope under systemd), else an explicit ``none`` (a root demo would
+    otherwise be refused); the token on a descriptor either way (the demo
+    child reads it there), and the package readable inside.
+    """
+    from fjmcp.supervisor.sandbox import find_tools
+    from fjmcp.supervisor.startup import probe_bubblewrap, under_systemd
+
+    package = str(Path(__file__).resolve().parent)
+    tools = find_tools()
+    profile = "none"
+    if tools.bwrap and probe_bubblewrap(tools, None) is None:
+        profile = "bubblewrap"
+        if tools.systemd_run and under_systemd():
+            profile = "bubblewrap+systemd-run"
+    return [
+        f"child_sandbox = {_toml(profile)}",
+        f"child_sandbox_binds = {_toml([package])}",
+        'child_token_via = "fd"',
+    ]
 
 
 # --- running ------------------------------------------------------------------
@@ -438,9 +464,16 @@ async def start_demo(
     return RunningDemo(options, state, config, standin, standin_port, service)
 
 
+def _sandbox_note(profile: str) -> str:
+    if profile == "none":
+        return "  (no sandbox here: install bubblewrap; docs/isolation.md)"
+    return "  (the strongest profile this machine allows; docs/isolation.md)"
+
+
 def banner(demo: RunningDemo) -> str:
     """What the demo prints once it runs: where, who, and how to connect."""
     o = demo.options
+    sandbox = demo.config.child_sandbox
     return f"""
 fjmcp demo is running (on this machine only).
 
@@ -449,6 +482,7 @@ fjmcp demo is running (on this machine only).
   Demo login:       {o.user}
   Demo password:    {demo.state.password}
   State:            {o.state_dir}/ (the store starts empty on every run)
+  Child sandbox:    {sandbox}{_sandbox_note(sandbox)}
 
 Connect MCP Inspector (needs Node 22 or newer):
   1. npx @modelcontextprotocol/inspector      (opens http://localhost:6274)

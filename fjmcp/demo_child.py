@@ -288,13 +288,33 @@ def _id_of(message: Any) -> Any:
     return None
 
 
+def token_from(env: Mapping[str, str]) -> str:
+    """
+    The token, however the broker passed it (``child_token_via``): read
+    once from the descriptor in ``FORGEJO_TOKEN_FD``, from the file in
+    ``FORGEJO_TOKEN_FILE``, or ``FORGEJO_ACCESS_TOKEN``.
+    """
+    fd = env.get("FORGEJO_TOKEN_FD", "")
+    if fd.isdigit():
+        with open(int(fd), encoding="utf-8", closefd=True) as pipe:
+            return pipe.read().strip()
+    path = env.get("FORGEJO_TOKEN_FILE")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    return env.get("FORGEJO_ACCESS_TOKEN", "")
+
+
 def main() -> int:
     """Serve MCP on stdin/stdout until stdin closes; the exit status."""
     stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
     stdout = open(
         sys.stdout.fileno(), "w", encoding="utf-8", closefd=False, newline="\n"
     )
-    child = DemoChild(stdout, os.environ)
+    # the token lives in this process's memory, not in its /proc environ
+    child = DemoChild(
+        stdout, {**os.environ, "FORGEJO_ACCESS_TOKEN": token_from(os.environ)}
+    )
     try:
         child.serve(stdin)
     except KeyboardInterrupt:

@@ -151,8 +151,10 @@ class ChildSpec:
     gid: int | None = None
     max_line_bytes: int = 16 * 1024 * 1024
     stop_grace: float = 3.0
+    inputs: Mapping[int, bytes] = field(factory=dict)
+    """Extra descriptors (beyond 0-2) fed once and closed: a token's pipe."""
 
-    def __repr__(self) -> str:  # env holds the token
+    def __repr__(self) -> str:  # env and inputs hold the token
         return f"ChildSpec(argv={self.argv!r}, label={self.label!r})"
 
 

@@ -58,6 +58,7 @@ from fjmcp.listening import listen_failure
 from fjmcp.oauth.keys import KeyFileError, load_keyring
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
+from fjmcp.supervisor.startup import IsolationError, prepare_isolation
 from fjmcp.web.site import BrokerSite
 from fjmcp.wiring import Broker, Drain, IBrokerReactor, build_broker
 
@@ -230,13 +231,25 @@ class BrokerService(MultiService):
         except KeyFileError as e:
             self._failed(f"cannot use the token keys: {e}", EXIT_CONFIG)
             return
+        settings = broker_settings(config)
+        try:
+            isolation = await prepare_isolation(
+                settings.isolation,
+                settings.child,
+                store,
+                clock_seconds=self._reactor.seconds,
+            )
+        except IsolationError as e:
+            self._failed(f"cannot confine children: {e}", EXIT_CONFIG)
+            return
         try:
             broker = self.broker = build_broker(
-                broker_settings(config),
+                settings,
                 self._reactor,
                 store,
                 keys,
                 status=self._status,
+                isolation=isolation,
             )
             self.shutdown = ShutdownCoordinator(
                 self._reactor,

@@ -27,6 +27,7 @@ from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.supervisor.environment import ChildSettings
+from fjmcp.supervisor.isolation import IsolationSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
 from fjmcp.web.mcp_resource import McpSettings
 from fjmcp.web.site import SiteSettings
@@ -37,6 +38,7 @@ __all__ = [
     "broker_settings",
     "child_settings",
     "forgejo_settings",
+    "isolation_settings",
     "maintenance_settings",
     "mcp_settings",
     "oauth_settings",
@@ -66,6 +68,28 @@ def child_settings(config: Config) -> ChildSettings:
         group=config.child_group,
         max_line_bytes=config.max_line_bytes,
         stop_grace=config.child_stop_grace,
+    )
+
+
+def isolation_settings(config: Config) -> IsolationSettings:
+    """How children are confined, and the broker paths they must not see."""
+    hidden = (
+        str(config.state_dir),
+        str(config.token_keys_path),
+        str(config.admin_socket_path),
+        str(config.child_runtime_path),
+        "/etc/fjmcp",
+    )
+    return IsolationSettings(
+        sandbox=config.child_sandbox,
+        binds=config.child_sandbox_binds,
+        uid_range=config.child_uid_range,
+        token_via=config.child_token_via,
+        token_file_env=config.child_token_file_env,
+        token_fd_env=config.child_token_fd_env,
+        limits=config.child_limits,
+        runtime_dir=config.child_runtime_path,
+        hidden=hidden,
     )
 
 
@@ -143,6 +167,7 @@ class BrokerSettings:
 
     admin: AdminSettings
     child: ChildSettings
+    isolation: IsolationSettings
     forgejo: ForgejoSettings
     maintenance: MaintenanceSettings
     mcp: McpSettings
@@ -156,6 +181,7 @@ def broker_settings(config: Config) -> BrokerSettings:
     return BrokerSettings(
         admin=admin_settings(config),
         child=child_settings(config),
+        isolation=isolation_settings(config),
         forgejo=forgejo_settings(config),
         maintenance=maintenance_settings(config),
         mcp=mcp_settings(config),

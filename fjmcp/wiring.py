@@ -47,7 +47,7 @@ from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import BrokerSettings
 from fjmcp.store.pool import IStoreReactor
 from fjmcp.store.store import Store
-from fjmcp.supervisor.environment import child_spec
+from fjmcp.supervisor.startup import Isolation
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.upstream.forgejo import ForgejoClient, IHTTPReactor
 from fjmcp.web.health import Health
@@ -153,6 +153,7 @@ def build_broker(
     keys: KeyRing,
     *,
     status: Handler,
+    isolation: Isolation,
 ) -> Broker:
     """
     Build the broker's objects on an open ``store`` and a loaded ``keys``.
@@ -161,6 +162,8 @@ def build_broker(
     when the broker's service tree does.
 
     :param status: the ``status`` admin command (the service's own state).
+    :param isolation: how children are confined, prepared by
+        `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
     """
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
@@ -176,12 +179,11 @@ def build_broker(
     forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
 
     # --- children, the sessions that own them, and /mcp ---------------------
-    supervisor = Supervisor(reactor)
-    children = settings.child
+    supervisor = Supervisor(reactor, ledger=isolation.ledger, cgroups=isolation.cgroups)
     sessions = SessionRegistry(
         supervisor,
         upstream_tokens,
-        lambda token, label: child_spec(children, token=token, label=label),
+        isolation.spec_factory,
         reactor,
         settings.sessions,
     )

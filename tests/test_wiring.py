@@ -21,6 +21,9 @@ from fjmcp.oauth.keys import KeyRing
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
+from fjmcp.supervisor.environment import child_spec
+from fjmcp.supervisor.leftovers import ChildLedger
+from fjmcp.supervisor.startup import Isolation
 from fjmcp.wiring import (
     Broker,
     CloseOnStop,
@@ -44,12 +47,22 @@ def _build(
     tmp_path: Path, store: MemoryStore, reactor: MemoryReactorClock, **extra: str
 ) -> Broker:
     config = broker_config(tmp_path, **extra)
+    settings = broker_settings(config)
+    # unconfined: these tests start no process (the confinement has its own
+    # tests in tests/supervisor and tests/integration/test_hostile.py)
+    isolation = Isolation(
+        "none",
+        lambda token, label: child_spec(settings.child, token=token, label=label),
+        ChildLedger(tmp_path / "children"),
+        None,
+    )
     return build_broker(
-        broker_settings(config),
+        settings,
         cast(IBrokerReactor, reactor),
         cast(Store, store),
         KeyRing.generate(),
         status=lambda args: {"status": "fine"},
+        isolation=isolation,
     )
 
 

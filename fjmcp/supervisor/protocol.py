@@ -48,6 +48,14 @@ PIPE_DRAIN_TIMEOUT: Final = 1.0
 
 _REDACTED_BYTES: Final = REDACTED.encode()
 
+#: What a child's fatal signal most likely says about its limits.
+_SIGNAL_CAUSES: Final[dict[int, str]] = {
+    signal.SIGKILL: " (killed: out of memory in its cgroup, or stopped from outside)",
+    signal.SIGXCPU: " (CPU time limit, child_limits.cpu_seconds)",
+    signal.SIGXFSZ: " (file size limit)",
+    signal.SIGSEGV: " (crashed; or out of address space, child_limits.memory)",
+}
+
 
 # --- framing ------------------------------------------------------------------
 
@@ -301,6 +309,11 @@ class ChildProtocol(ProcessProtocol):
         return None if self._exit is not None else self._pid
 
     @property
+    def spawned_pid(self) -> int | None:
+        """The process id it was started with (kept after it is reaped)."""
+        return self._pid
+
+    @property
     def ended(self) -> Deferred[ChildExit]:
         """A new Deferred that fires with the `ChildExit` once the child is reaped."""
         if self._exit is not None:
@@ -348,6 +361,10 @@ class ChildProtocol(ProcessProtocol):
         """Remember the pid: the transport forgets it once reaped."""
         if self.transport is not None:
             self._pid = self.transport.pid
+            for fd, data in self.spec.inputs.items():
+                # a pipe holds 64 KiB: a token is written whole at once
+                self.transport.writeToChild(fd, data)
+                self.transport.closeChildFD(fd)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         """Frame stdout into lines for the receiver; drain stderr into the log."""
@@ -401,7 +418,9 @@ class ChildProtocol(ProcessProtocol):
             self.log.info(
                 "child {label} ended on its own: {how}",
                 label=self.spec.label,
-                how=f"signal {sig}" if sig is not None else f"exit status {code}",
+                how=f"signal {sig}{_SIGNAL_CAUSES.get(sig, '')}"
+                if sig is not None
+                else f"exit status {code}",
             )
         try:
             self.receiver.child_exited(self._exit)

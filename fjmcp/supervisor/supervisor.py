@@ -21,6 +21,8 @@ from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
+from fjmcp.supervisor.cgroups import CgroupLimiter, ChildCgroup
+from fjmcp.supervisor.leftovers import ChildLedger
 from fjmcp.supervisor.protocol import ChildProtocol, default_kill_group
 
 __all__ = ["SETSID_SEARCH_PATH", "Supervisor", "find_setsid"]
@@ -66,6 +68,11 @@ class Supervisor:
 
     ``setsid=None`` turns this off (tests with a fake reactor;
     ``kill_group`` then does nothing either).
+
+    With a ``ledger``, every live child is recorded under the runtime
+    directory (so a broker restarted after a crash stops what this one
+    left); with ``cgroups``, each child joins a cgroup of its own (its
+    ``pids.max`` bounds the whole tree) before anything of it runs.
     """
 
     log = Logger()
@@ -75,6 +82,9 @@ class Supervisor:
     _setsid: str | None = field(factory=find_setsid)
     _kill_group: Callable[[int, int], None] | None = default_kill_group
     _children: set[ChildProtocol] = field(factory=set)
+    _ledger: ChildLedger | None = None
+    _cgroups: CgroupLimiter | None = None
+    _serial: int = 0
 
     def __repr__(self) -> str:
         return f"<Supervisor live={len(self._children)}>"
@@ -94,6 +104,12 @@ class Supervisor:
         argv = list(spec.argv)
         if not argv:
             raise ValueError("a child needs an argv")
+        cgroup: ChildCgroup | None = None
+        if self._cgroups is not None:
+            self._serial += 1
+            cgroup = self._cgroups.create(self._serial)
+            if cgroup is not None:
+                argv[:0] = cgroup.prefix()
         if self._setsid is not None:
             argv.insert(0, self._setsid)
         proto = ChildProtocol(
@@ -102,6 +118,24 @@ class Supervisor:
             clock=IReactorTime(self._reactor),
             kill_group=self._kill_group if self._setsid is not None else None,
         )
+        try:
+            self._spawn(proto, spec, argv)
+        except BaseException:
+            if cgroup is not None and self._cgroups is not None:
+                self._cgroups.remove(cgroup)
+            raise
+        self._children.add(proto)
+        proto.ended.addCallback(self._reaped, proto, cgroup)
+        if self._ledger is not None and proto.pid is not None:
+            self._ledger.record(
+                proto.pid, spec.label, leads_group=self._setsid is not None
+            )
+        self.log.info(
+            "child {label} started: pid {pid}", label=spec.label, pid=proto.pid
+        )
+        return proto
+
+    def _spawn(self, proto: ChildProtocol, spec: ChildSpec, argv: list[str]) -> None:
         self._reactor.spawnProcess(
             proto,
             argv[0],
@@ -111,14 +145,8 @@ class Supervisor:
             uid=spec.uid,
             gid=spec.gid,
             usePTY=False,
-            childFDs=CHILD_FDS,
+            childFDs={**CHILD_FDS, **dict.fromkeys(spec.inputs, "w")},
         )
-        self._children.add(proto)
-        proto.ended.addCallback(self._reaped, proto)
-        self.log.info(
-            "child {label} started: pid {pid}", label=spec.label, pid=proto.pid
-        )
-        return proto
 
     def stop_all(self) -> Deferred[None]:
         """Stop every live child (TERM, then KILL); fires once all are reaped."""
@@ -127,6 +155,12 @@ class Supervisor:
             return succeed(None)
         return gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
 
-    def _reaped(self, exit: ChildExit, proto: ChildProtocol) -> ChildExit:
+    def _reaped(
+        self, exit: ChildExit, proto: ChildProtocol, cgroup: ChildCgroup | None
+    ) -> ChildExit:
         self._children.discard(proto)
+        if self._ledger is not None and proto.spawned_pid is not None:
+            self._ledger.forget(proto.spawned_pid)
+        if cgroup is not None and self._cgroups is not None:
+            self._cgroups.remove(cgroup)
         return exit

@@ -4,9 +4,11 @@
 A stdio MCP server that proves which Forgejo token it holds, without ever
 showing it.
 
-Tool ``whoami`` asks Forgejo (``$FORGEJO_URL/api/v1/user``) who the token in
-``$FORGEJO_ACCESS_TOKEN`` belongs to, and answers the login together with a
-digest of the token (the first 16 hex digits of its SHA-256) and the pid.
+Tool ``whoami`` asks Forgejo (``$FORGEJO_URL/api/v1/user``) who its token
+(from the descriptor, file or variable the broker used) belongs to, and
+answers the login together with a digest of the token (the first 16 hex
+digits of its SHA-256), the pid, and ``process`` (the pid and a random tag:
+inside a PID namespace every child is pid 2).
 A token Forgejo no longer accepts makes the answer an error result (still
 with the digest), so a test knows both that the child holds the *current*
 token (digest) and that Forgejo accepts it (login). Tool ``digest`` answers
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import urllib.error
 import urllib.request
 from typing import Any
@@ -25,6 +28,8 @@ from typing import Any
 from _mcp import Json, Server, text_result
 
 server = Server("fjmcp-test-token")
+#: This process, distinct from every other child even across PID namespaces.
+PROCESS = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def token_digest(token: str) -> str:
@@ -32,15 +37,32 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
-def _token() -> str:
+def _read_token() -> str:
+    """The token, read once, however the broker passed it (descriptor, file
+    or variable: ``child_token_via``)."""
+    fd = os.environ.get("FORGEJO_TOKEN_FD", "")
+    if fd.isdigit():
+        with open(int(fd), encoding="utf-8") as pipe:
+            return pipe.read().strip()
+    path = os.environ.get("FORGEJO_TOKEN_FILE")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
     return os.environ.get("FORGEJO_ACCESS_TOKEN", "")
+
+
+TOKEN = _read_token()
+
+
+def _token() -> str:
+    return TOKEN
 
 
 @server.tool("digest", "The digest of the Forgejo token this server holds")
 def digest(_rid: Any, _params: Json) -> Json:
     """Answer the token's digest and the pid."""
     held = token_digest(_token())
-    return text_result(held, digest=held, pid=os.getpid())
+    return text_result(held, digest=held, pid=os.getpid(), process=PROCESS)
 
 
 @server.tool("whoami", "Ask Forgejo who the token belongs to")
@@ -64,7 +86,9 @@ def whoami(_rid: Any, _params: Json) -> Json:
         result = text_result(f"cannot ask Forgejo: {type(e).__name__}", digest=held)
         result["isError"] = True
         return result
-    return text_result(str(login), login=login, digest=held, pid=os.getpid())
+    return text_result(
+        str(login), login=login, digest=held, pid=os.getpid(), process=PROCESS
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+import fjmcp
+from fjmcp.supervisor.sandbox import find_tools
 from tests.e2e.live import (
     BIN,
     DEMO_USER,
@@ -55,6 +57,12 @@ def _write_broker_config(
         "forgejo_client_id": "fjmcp-e2e",
         "forgejo_client_secret_file": str(secret_file),
         "child_command": [sys.executable, "-m", "fjmcp.demo_child"],
+        # confined like the demo: bubblewrap where bwrap is installed (else
+        # none, written out), the package readable inside, the token on a
+        # descriptor
+        "child_sandbox": "bubblewrap" if find_tools().bwrap else "none",
+        "child_sandbox_binds": [str(Path(fjmcp.__file__).resolve().parent)],
+        "child_token_via": "fd",
         "store_path": str(state / "fjmcp.sqlite3"),
         "allowed_origins": ["http://localhost:6274"],
         "log_level": "info",

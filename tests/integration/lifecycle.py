@@ -522,6 +522,8 @@ async def deploy(
         "forgejo_client_secret": FORGEJO_SECRET,
         "forgejo_timeout": 10.0,
         "child_command": (sys.executable, "-B", str(CHILDREN / "token_server.py")),
+        # rotation must reach a token that is not in the environment
+        "child_token_via": "file",
         "store_path": str(state / "fjmcp.sqlite3"),
         "token_keys_file": str(keys),
         "admin_socket": str(short_socket_dir() / "admin.sock"),

@@ -73,7 +73,7 @@ async def whoami_is_current(d: Deployment, client: McpClient, sid: str) -> str:
     current = await d.current(session.user)
     assert info["login"] == session.user
     assert info["digest"] == digest(current.access_token)
-    return str(info["pid"])
+    return str(info["process"])
 
 
 async def swapped(d: Deployment, user: str, generation: int) -> None:

@@ -220,7 +220,7 @@ class Tally:
     calls: int = 0
     failed: int = 0
     failures: list[Any] = field(factory=list)
-    pids: set[int] = field(factory=set)
+    pids: set[str] = field(factory=set)
 
 
 async def worker(
@@ -246,7 +246,7 @@ async def worker(
             if len(tally.failures) < 5:
                 tally.failures.append(call.body)
         else:
-            tally.pids.add(int(info["pid"]))
+            tally.pids.add(str(info["process"]))
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_schema_1_rows_survive_and_are_adopted_by_the_grant(tmp_path: Path) -> N
     path = tmp_path / "fjmcp.sqlite3"
     ids = _store_at_version_1(path, ring)
     with open_store_sync(str(path), now=50.0) as store:
-        assert store.migration.applied == ("0002_upstream_grants.sql",)
+        assert store.migration.applied[0] == "0002_upstream_grants.sql"
         assert store.migration.backup is not None  # the v1 copy beside it
         rows = store.conn.execute(
             "SELECT user_id, scopes, generation FROM upstream_tokens ORDER BY user_id"

@@ -311,4 +311,7 @@ async def test_many_spawn_stop_cycles_leak_nothing() -> None:
         await batch(10)
     assert supervisor.live == 0
     _assert_no_zombie()
-    assert _fd_count() == before
+    # Not equality: descriptors the earlier tests left to the garbage
+    # collector (closed connections, pipes) may close during the loop; a leak
+    # can only make the count grow.
+    assert _fd_count() <= before

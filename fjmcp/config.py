@@ -283,6 +283,19 @@ class Config:
         help="Where live children are recorded, so a restarted broker stops "
         "any a crash left (default: children beside the store).",
     )
+    identity_child_max_in_flight: int = _setting(
+        64,
+        kind="int",
+        positive=True,
+        help="Most stateless (2026-07-28) requests in flight on one identity's "
+        "child (429 past it).",
+    )
+    stateless_cache_ttl_ms: int = _setting(
+        0,
+        kind="int",
+        help="ttlMs on the cacheable results of stateless (2026-07-28) requests "
+        "(0: clients must not reuse them).",
+    )
     # --- store and keys -----------------------------------------------------
     store_path: str = _setting(
         "/var/lib/fjmcp/fjmcp.sqlite3", kind="path", help="SQLite database file."
@@ -854,6 +867,8 @@ def load_config(
             continue
         values[f.name] = value
 
+    if values.get("stateless_cache_ttl_ms", 0) < 0:
+        problems.append("stateless_cache_ttl_ms must not be negative")
     if "public_url" in values:
         values["public_url"] = values["public_url"].rstrip("/")
         _check_public_url(values["public_url"], problems)

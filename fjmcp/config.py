@@ -290,6 +290,26 @@ class Config:
         help="Most stateless (2026-07-28) requests in flight on one identity's "
         "child (429 past it).",
     )
+    held_call_timeout: float = _setting(
+        300.0,
+        kind="float",
+        positive=True,
+        help="How long a stateless call waiting for the client's input (sampling, "
+        "elicitation, roots) is held before it is cancelled at the child; also "
+        "the lifetime of its requestState.",
+    )
+    max_held_calls_per_identity: int = _setting(
+        16,
+        kind="int",
+        positive=True,
+        help="Stateless calls of one identity that may wait for input at once.",
+    )
+    node_id: str | None = _setting(
+        None,
+        kind="optstr",
+        help="This broker's name in sealed requestState (default: the host name), "
+        "so a retry reaching another node is told where its call is held.",
+    )
     stateless_cache_ttl_ms: int = _setting(
         0,
         kind="int",

@@ -132,6 +132,9 @@ def mcp_settings(config: Config) -> McpSettings:
         stateless=StatelessSettings(
             max_in_flight=config.identity_child_max_in_flight,
             ttl_ms=config.stateless_cache_ttl_ms,
+            held_call_timeout=config.held_call_timeout,
+            max_held_calls=config.max_held_calls_per_identity,
+            node=config.node_id,
         ),
     )
 

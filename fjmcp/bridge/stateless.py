@@ -22,10 +22,18 @@ the identity, from any number of conversations at once, shares it, so:
 - a request the child sends its client (sampling, elicitation, roots)
   during a ``tools/call``, ``prompts/get`` or ``resources/read`` needs that
   capability in the client's ``_meta``: otherwise the client gets -32021
-  and the child an error plus ``notifications/cancelled`` for its call. The
-  stdio pipe does not say which call asked, so only a child with exactly
-  one such call in flight can be asked for input; with several, its
-  request gets an error.
+  and the child an error plus ``notifications/cancelled`` for its call.
+  With it, the child's call is *held* (`HeldCall`) and the client gets an
+  input-required result: the child's requests under their ids as keys, and
+  a sealed ``requestState`` (`fjmcp.bridge.request_state`). The client's
+  retry with ``inputResponses`` and that state resumes the held call: the
+  answers are written back to the child under its own ids, and the call's
+  answer (or the next round of input) goes to the retry. A held call no
+  retry resumes is cancelled at the child after ``held_call_timeout``;
+  ``max_held_calls`` calls of the identity may wait at once. The stdio pipe
+  does not say which call asked, so only a child with exactly one such call
+  in flight can be asked for input; with several, its request gets an
+  error.
 
 A cap on requests in flight per child answers the ones past it with 429.
 """
@@ -33,6 +41,8 @@ A cap on requests in flight per child answers the ones past it with 429.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -41,10 +51,16 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from fjmcp.bridge.envelope import MISSING_CAPABILITY, Envelope, status_for
+from fjmcp.bridge.envelope import (
+    MISSING_CAPABILITY,
+    SERVER_INFO_KEY,
+    Envelope,
+    status_for,
+)
 from fjmcp.bridge.handshake import BrokerInitializer, Negotiated
 from fjmcp.bridge.jsonrpc import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     METHOD_NOT_FOUND,
     JsonRpcError,
     Kind,
@@ -52,6 +68,12 @@ from fjmcp.bridge.jsonrpc import (
     error_body,
     id_key,
     parse_line,
+)
+from fjmcp.bridge.request_state import (
+    RequestStateError,
+    RequestStateSealer,
+    StateClaims,
+    request_digest,
 )
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.sse import SseWriter, StreamRequest, encode_event
@@ -104,6 +126,14 @@ class StatelessSettings:
     """``ttlMs`` on cacheable results."""
     retry_after: int = 1
     client_info: Mapping[str, Any] = field(factory=lambda: {"name": "fjmcp"})
+    held_call_timeout: float = 300.0
+    """How long a call waits for the client's input before it is cancelled."""
+    max_held_calls: int = 16
+    """Calls of one identity waiting for input at once."""
+    gather_window: float = 0.05
+    """How long requests for input are collected into one result."""
+    node: str | None = None
+    """This broker's name in requestState (None: the host name)."""
 
 
 @define(eq=False)
@@ -224,15 +254,49 @@ class StatelessExchange:
     client_id: Any
     method: str
     generation: int
-    reply: StatelessReply
+    reply: StatelessReply | None
     capabilities: Mapping[str, Any]
     log_level: str | None
     client_progress: Any = None
+    params: Mapping[str, Any] = field(factory=dict)
+    """The client's params (what a retry must repeat)."""
+    held: HeldCall | None = None
+    retried: bool = False
+    """Answering a retry with input (its result carries no cache hints)."""
 
     @property
     def child_key(self) -> str:
         """The child id as raw JSON (how the child's answer is matched)."""
         return id_key(self.child_id)
+
+
+@define(eq=False)
+class HeldCall:
+    """
+    A child's call that waits for its client's input: the child's requests
+    not yet answered, by the key the client answers them under.
+    """
+
+    id: str
+    ex: StatelessExchange
+    pending: dict[str, tuple[Any, str, Any]] = field(factory=dict)
+    """key -> (the child's request id, method, params)."""
+    timer: IDelayedCall | None = None
+    gather: IDelayedCall | None = None
+
+    def stop_timers(self) -> None:
+        """Cancel the expiry and the gathering."""
+        for call in (self.timer, self.gather):
+            if call is not None and call.active():
+                call.cancel()
+        self.timer = self.gather = None
+
+
+def _input_key(child_request_id: Any) -> str:
+    """The key a request for input goes under: the child's id, as text."""
+    return (
+        child_request_id if isinstance(child_request_id, str) else str(child_request_id)
+    )
 
 
 @define(eq=False)
@@ -246,7 +310,11 @@ class IdentityBridge:
     _clock: IReactorTime
     settings: BridgeSettings
     limits: StatelessSettings = field(factory=StatelessSettings)
+    sealer: RequestStateSealer = field(
+        factory=lambda: RequestStateSealer(os.urandom(32), "local")
+    )
     negotiated: Negotiated = field(factory=Negotiated)
+    _held: dict[str, HeldCall] = field(factory=dict)
     _in_flight: dict[str, StatelessExchange] = field(factory=dict)
     _progress: dict[str, StatelessExchange] = field(factory=dict)
     _next_id: int = 0
@@ -308,6 +376,11 @@ class IdentityBridge:
         ):
             reply.fail(msg.id_json, METHOD_NOT_FOUND, "Method not found", data=method)
             return
+        if not self._input_shape_ok(envelope, reply):
+            return
+        if method in INPUT_METHODS and "requestState" in msg.params:
+            self._resume(envelope, reply)
+            return
         if len(self._in_flight) >= self.limits.max_in_flight:
             reply.fail(
                 msg.id_json,
@@ -335,6 +408,7 @@ class IdentityBridge:
             capabilities=envelope.capabilities,
             log_level=envelope.log_level,
             client_progress=client_progress if has_progress else None,
+            params=msg.params,
         )
         self._in_flight[ex.child_key] = ex
         if has_progress:
@@ -404,7 +478,7 @@ class IdentityBridge:
             init = self.negotiated.init_result or {}
             server_info = init.get("serverInfo")
             result = client_result(
-                ex.method,
+                "" if ex.retried else ex.method,
                 body.get("result"),
                 server_info=server_info if isinstance(server_info, dict) else None,
                 ttl_ms=self.limits.ttl_ms,
@@ -412,7 +486,8 @@ class IdentityBridge:
             line = _dump({"jsonrpc": "2.0", "id": ex.client_id, "result": result})
             status = 200
         self._forget(ex)
-        ex.reply.complete(line, status)
+        if ex.reply is not None:
+            ex.reply.complete(line, status)
 
     def _notification(self, msg: Message) -> None:
         method = msg.method
@@ -420,17 +495,23 @@ class IdentityBridge:
             ex = self._progress.get(msg.progress_token_json or "")
             if ex is None:
                 return
+            if ex.reply is None:
+                return
             params = dict(msg.params)
             params["progressToken"] = ex.client_progress
             ex.reply.notify(_dump({**msg.body, "params": params}))
+        elif method == "notifications/cancelled":
+            self._child_cancelled(msg.params.get("requestId"))
         elif method == "notifications/message":
             asking = [e for e in self._in_flight.values() if e.log_level is not None]
             if len(asking) != 1:
                 return
             level = msg.params.get("level")
             ex = asking[0]
-            if isinstance(level, str) and severity(level) >= severity(
-                ex.log_level or "debug"
+            if (
+                ex.reply is not None
+                and isinstance(level, str)
+                and severity(level) >= severity(ex.log_level or "debug")
             ):
                 ex.reply.notify(msg.line)
 
@@ -462,14 +543,23 @@ class IdentityBridge:
             return
         ex = asking[0]
         needed = missing_capability(method, msg.params, ex.capabilities)
-        if needed is not None:
+        if needed is not None and ex.reply is None:
+            # Between rounds: the client can no longer be told; the child can.
             self._answer_child(
                 generation,
                 msg,
                 error=(MISSING_CAPABILITY, "the client did not declare " + method),
             )
+            return
+        if needed is not None and ex.reply is not None:
+            self._answer_child(
+                generation,
+                msg,
+                error=(MISSING_CAPABILITY, "the client did not declare " + method),
+            )
+            reply = ex.reply
             self.cancel(ex, "the client lacks a capability the call needs")
-            ex.reply.fail(
+            reply.fail(
                 id_key(ex.client_id),
                 MISSING_CAPABILITY,
                 f"the server needs a client capability the request did not "
@@ -482,12 +572,188 @@ class IdentityBridge:
     def input_required(
         self, ex: StatelessExchange, generation: int, msg: Message
     ) -> None:
-        """The child asks ``ex``'s client for input: not relayed (yet)."""
-        self._answer_child(
-            generation,
-            msg,
-            error=(INTERNAL_ERROR, "the broker cannot relay this request"),
+        """
+        The child asks ``ex``'s client for input: hold the call, and (after
+        a short window gathering requests sent together) answer the client
+        with an input-required result.
+        """
+        held = ex.held
+        if held is None:
+            if len(self._held) >= self.limits.max_held_calls:
+                self._answer_child(
+                    generation,
+                    msg,
+                    error=(
+                        INTERNAL_ERROR,
+                        "too many calls of this identity wait for input",
+                    ),
+                )
+                return
+            held = HeldCall(id=secrets.token_urlsafe(12), ex=ex)
+            ex.held = held
+            self._held[held.id] = held
+        held.pending[_input_key(msg.body.get("id"))] = (
+            msg.body.get("id"),
+            msg.method or "",
+            msg.params,
         )
+        if ex.reply is not None and held.gather is None:
+            held.gather = self._clock.callLater(
+                self.limits.gather_window, self._ask, held
+            )
+
+    def _ask(self, held: HeldCall) -> None:
+        """Answer the client with what the child waits for; start the expiry."""
+        held.gather = None
+        ex = held.ex
+        reply = ex.reply
+        if reply is None or self._in_flight.get(ex.child_key) is not ex:
+            return
+        claims = StateClaims(
+            user=self.owner.user,
+            client_id=self.owner.client_id,
+            digest=request_digest(ex.method, ex.params),
+            held=held.id,
+            node=self.sealer.node,
+            expires=self._clock.seconds() + self.limits.held_call_timeout,
+        )
+        result: dict[str, Any] = {
+            "resultType": "input_required",
+            "inputRequests": {
+                key: {"method": method, "params": params}
+                for key, (_, method, params) in held.pending.items()
+            },
+            "requestState": self.sealer.seal(claims),
+        }
+        server_info = (self.negotiated.init_result or {}).get("serverInfo")
+        if isinstance(server_info, dict):
+            result["_meta"] = {SERVER_INFO_KEY: server_info}
+        ex.reply = None
+        ex.log_level = None
+        self._progress.pop(ex.child_key, None)
+        self._set_child_level()
+        if held.timer is None:
+            held.timer = self._clock.callLater(
+                self.limits.held_call_timeout, self._expire, held
+            )
+        reply.complete(_dump({"jsonrpc": "2.0", "id": ex.client_id, "result": result}))
+
+    def _expire(self, held: HeldCall) -> None:
+        """Nobody came back with the input: cancel the call at the child."""
+        held.timer = None
+        ex = held.ex
+        if ex.reply is not None:
+            return
+        for child_id, _, _ in held.pending.values():
+            self._answer_child_id(
+                ex.generation, child_id, (INTERNAL_ERROR, "no input came in time")
+            )
+        held.pending.clear()
+        self.cancel(ex, "the client did not answer the request for input in time")
+
+    def _input_shape_ok(self, envelope: Envelope, reply: StatelessReply) -> bool:
+        """``inputResponses`` is an object of objects, ``requestState`` a string."""
+        params = envelope.message.params
+        problem = None
+        if "inputResponses" in params:
+            responses = params["inputResponses"]
+            if not isinstance(responses, dict):
+                problem = "inputResponses must be an object"
+            elif not all(isinstance(v, dict) for v in responses.values()):
+                problem = "every value of inputResponses must be an object"
+        if "requestState" in params and not isinstance(params["requestState"], str):
+            problem = "requestState must be a string"
+        if problem is None:
+            return True
+        reply.fail(envelope.message.id_json, INVALID_PARAMS, problem)
+        return False
+
+    def _resume(self, envelope: Envelope, reply: StatelessReply) -> None:
+        """A retry with input: check its state, write the answers to the child."""
+        msg = envelope.message
+        params = msg.params
+        try:
+            claims = self.sealer.open(
+                params.get("requestState"),
+                user=self.owner.user,
+                client_id=self.owner.client_id,
+                digest=request_digest(envelope.method, params),
+                now=self._clock.seconds(),
+            )
+        except RequestStateError as e:
+            self.log.info(
+                "{owner}: requestState refused: {reason}",
+                owner=self.owner.described,
+                reason=e.reason,
+            )
+            data: dict[str, Any] = {"reason": "invalid_request_state"}
+            if e.node is not None:
+                data = {"reason": "held_elsewhere", "node": e.node}
+            reply.fail(
+                msg.id_json,
+                INVALID_PARAMS,
+                "Invalid or expired requestState",
+                data=data,
+            )
+            return
+        held = self._held.get(claims.held)
+        if held is None or self._in_flight.get(held.ex.child_key) is not held.ex:
+            reply.fail(
+                msg.id_json,
+                INVALID_PARAMS,
+                "the call waiting for this input is gone; call again",
+                data={"reason": "expired"},
+            )
+            return
+        ex = held.ex
+        if ex.reply is not None:
+            reply.fail(
+                msg.id_json,
+                INVALID_PARAMS,
+                "this call is already being resumed",
+                data={"reason": "invalid_request_state"},
+            )
+            return
+        held.stop_timers()
+        responses = params.get("inputResponses") or {}
+        for key, value in responses.items():
+            entry = held.pending.pop(key, None)
+            if entry is not None:  # keys not asked for are ignored
+                answer = {"jsonrpc": "2.0", "id": entry[0], "result": value}
+                self.owner.write(_dump(answer), ex.generation)
+        meta = params.get("_meta")
+        progress = meta.get("progressToken") if isinstance(meta, dict) else None
+        ex.reply = reply
+        ex.client_id = msg.body.get("id")
+        ex.capabilities = envelope.capabilities
+        ex.log_level = envelope.log_level
+        ex.retried = True
+        if progress is not None and ex.client_progress is not None:
+            ex.client_progress = progress
+            self._progress[ex.child_key] = ex
+        reply.on_gone = lambda: self.cancel(ex, "the client closed the stream")
+        self._set_child_level()
+        if held.pending:  # some answers are missing: ask again for those
+            held.gather = self._clock.callLater(
+                self.limits.gather_window, self._ask, held
+            )
+
+    def _child_cancelled(self, request_id: Any) -> None:
+        """The child withdrew one of its requests for input."""
+        for held in self._held.values():
+            for key, entry in list(held.pending.items()):
+                if entry[0] == request_id and type(entry[0]) is type(request_id):
+                    del held.pending[key]
+
+    def _answer_child_id(
+        self, generation: int, child_id: Any, error: tuple[int, str]
+    ) -> None:
+        answer = {
+            "jsonrpc": "2.0",
+            "id": child_id,
+            "error": {"code": error[0], "message": error[1]},
+        }
+        self.owner.write(_dump(answer), generation)
 
     def _answer_child(
         self,
@@ -536,13 +802,17 @@ class IdentityBridge:
     def _forget(self, ex: StatelessExchange) -> None:
         self._in_flight.pop(ex.child_key, None)
         self._progress.pop(ex.child_key, None)
+        if ex.held is not None:
+            ex.held.stop_timers()
+            self._held.pop(ex.held.id, None)
         if not self.closed:
             self._set_child_level()
         self._check_idle()
 
     def _fail(self, ex: StatelessExchange, reason: str) -> None:
         self._forget(ex)
-        ex.reply.fail(id_key(ex.client_id), INTERNAL_ERROR, reason)
+        if ex.reply is not None:
+            ex.reply.fail(id_key(ex.client_id), INTERNAL_ERROR, reason)
 
     def child_exited(self, generation: int, exit: ChildExit) -> None:
         """Every request still waiting on that child gets a -32603 error."""

@@ -51,6 +51,8 @@ request.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -78,6 +80,7 @@ from fjmcp.bridge.jsonrpc import (
     error_body,
     parse_body,
 )
+from fjmcp.bridge.request_state import RequestStateSealer
 from fjmcp.bridge.router import (
     BridgeSettings,
     DuplicateRequestError,
@@ -224,6 +227,7 @@ class McpResource(Resource):
         challenge: Challenge,
         registry: SessionRegistry,
         clock: IReactorTime,
+        request_state_key: bytes | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._auth = authenticator
@@ -236,6 +240,12 @@ class McpResource(Resource):
         origins = {origin_of(settings.public_url)}
         origins.update(origin_of(o) for o in allowed if not o.endswith(":*"))
         self._stateless = settings.stateless
+        # Without a key from the token key ring (tests), a random one: the
+        # states then only open in this process, which is all a node needs.
+        self._sealer = RequestStateSealer(
+            request_state_key or os.urandom(32),
+            self._stateless.node or socket.gethostname(),
+        )
         self._origins = frozenset(o.encode("ascii", "replace") for o in origins)
         self._any_port = frozenset(
             origin_of(o[:-2]) for o in allowed if o.endswith(":*")
@@ -247,7 +257,9 @@ class McpResource(Resource):
 
     def identity_bridge_for(self, owner: ChildOwner) -> IdentityBridge:
         """The router factory of identity owners: one bridge per identity child."""
-        return IdentityBridge(owner, self._clock, self._settings, self._stateless)
+        return IdentityBridge(
+            owner, self._clock, self._settings, self._stateless, self._sealer
+        )
 
     # -- entry ---------------------------------------------------------------
 

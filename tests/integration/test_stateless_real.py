@@ -209,3 +209,51 @@ async def test_an_undeclared_capability_is_refused_and_the_child_goes_on() -> No
         assert "chatty" in [t["name"] for t in listed["result"]["tools"]]
 
     await _with_broker("chatty_server.py", run)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sampling_and_elicitation_through_input_required_results() -> None:
+    """
+    A real child asks for sampling, then elicitation, during one call: two
+    input-required rounds; the retries' answers reach it and the call's
+    answer carries them.
+    """
+
+    async def run(broker: Broker) -> None:
+        caps: dict[str, Any] = {"sampling": {}, "elicitation": {}}
+        params = {"name": "chatty", "arguments": {}}
+        first = await json_of(
+            await stateless(
+                broker, envelope(1, "tools/call", params, capabilities=caps)
+            )
+        )
+        asked = first["result"]["inputRequests"]
+        [(key, request)] = asked.items()
+        assert request["method"] == "sampling/createMessage"
+        retry = envelope(2, "tools/call", params, capabilities=caps)
+        retry["params"]["requestState"] = first["result"]["requestState"]
+        retry["params"]["inputResponses"] = {
+            key: {
+                "role": "assistant",
+                "content": {"type": "text", "text": "hi there"},
+                "model": "test",
+            }
+        }
+        second = await json_of(await stateless(broker, retry))
+        [(key, request)] = second["result"]["inputRequests"].items()
+        assert request["method"] == "elicitation/create"
+        last = envelope(3, "tools/call", params, capabilities=caps)
+        last["params"]["requestState"] = second["result"]["requestState"]
+        last["params"]["inputResponses"] = {
+            key: {"action": "accept", "content": {"name": "Ada"}}
+        }
+        final = await first_answer(await stateless(broker, last))
+        assert final["id"] == 3
+        structured = final["result"]["structuredContent"]
+        assert structured["sampled"] == "hi there"
+        assert structured["elicited"] == {
+            "action": "accept",
+            "content": {"name": "Ada"},
+        }
+
+    await _with_broker("chatty_server.py", run)

@@ -17,6 +17,8 @@ the identity, from any number of conversations at once, shares it, so:
   flight asked for logs (``_meta`` logLevel), at or above its level; the
   child's level (``logging/setLevel``) is the most verbose one asked for
   by requests in flight, and goes back to ``emergency`` once none asks;
+- ``subscriptions/listen`` streams carry the child's change notifications
+  (`fjmcp.bridge.subscriptions`);
 - a client that closes its stream cancels its request: the child gets
   ``notifications/cancelled`` with the broker's id, the client nothing more;
 - a request the child sends its client (sampling, elicitation, roots)
@@ -77,6 +79,7 @@ from fjmcp.bridge.request_state import (
 )
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.sse import SseWriter, StreamRequest, encode_event
+from fjmcp.bridge.subscriptions import Subscriptions
 from fjmcp.bridge.translate import (
     METHOD_CAPABILITY,
     SERVER_REQUESTS,
@@ -324,8 +327,14 @@ class IdentityBridge:
     _idle_waiters: list[tuple[int | None, Deferred[None]]] = field(factory=list)
     closed: bool = False
     dropped: int = 0
+    subscriptions: Subscriptions = field(init=False)
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.subscriptions = Subscriptions(
+            lambda line: self.owner.write(line), self._capabilities
+        )
 
     # -- OwnerRouter -----------------------------------------------------------
 
@@ -339,13 +348,14 @@ class IdentityBridge:
                 versions=HANDSHAKE_VERSIONS,
                 client_info=self.limits.client_info,
                 capabilities=BROKER_CAPABILITIES,
+                state=self.subscriptions.replay,
             )
         return self._handshaker
 
     @property
     def busy(self) -> bool:
-        """A request in flight."""
-        return bool(self._in_flight)
+        """A request in flight or a listen stream open (not idle)."""
+        return bool(self._in_flight) or self.subscriptions.open > 0
 
     @property
     def in_flight(self) -> int:
@@ -371,10 +381,20 @@ class IdentityBridge:
             reply.complete(_dump({"jsonrpc": "2.0", "id": client_id, "result": result}))
             return
         needed = METHOD_CAPABILITY.get(method)
-        if method == "subscriptions/listen" or (
-            needed is not None and needed not in self._capabilities()
-        ):
+        if needed is not None and needed not in self._capabilities():
             reply.fail(msg.id_json, METHOD_NOT_FOUND, "Method not found", data=method)
+            return
+        if method == "subscriptions/listen":
+            if self.subscriptions.open >= self.limits.max_in_flight:
+                reply.fail(
+                    msg.id_json,
+                    INTERNAL_ERROR,
+                    "too many listen streams for this identity; retry later",
+                    status=429,
+                    headers=[(b"Retry-After", b"%d" % self.limits.retry_after)],
+                )
+                return
+            self.subscriptions.listen(envelope, reply)
             return
         if not self._input_shape_ok(envelope, reply):
             return
@@ -502,6 +522,8 @@ class IdentityBridge:
             ex.reply.notify(_dump({**msg.body, "params": params}))
         elif method == "notifications/cancelled":
             self._child_cancelled(msg.params.get("requestId"))
+        elif method is not None and self.subscriptions.relay(method, msg.params):
+            return
         elif method == "notifications/message":
             asking = [e for e in self._in_flight.values() if e.log_level is not None]
             if len(asking) != 1:
@@ -827,6 +849,7 @@ class IdentityBridge:
         self.closed = True
         for ex in list(self._in_flight.values()):
             self._fail(ex, f"the MCP server process ended: {reason}")
+        self.subscriptions.close_all()
         self._check_idle()
 
     # -- waiting for quiet ---------------------------------------------------
@@ -840,7 +863,8 @@ class IdentityBridge:
         return self._waiter(generation)
 
     def drain(self) -> Deferred[None]:
-        """Shutdown: fire once nothing is in flight."""
+        """Shutdown: end the listen streams now; fire once nothing is in flight."""
+        self.subscriptions.close_all()
         return self.when_idle()
 
     def _waiter(self, generation: int | None) -> Deferred[None]:

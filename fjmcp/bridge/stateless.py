@@ -266,6 +266,10 @@ class StatelessExchange:
     held: HeldCall | None = None
     retried: bool = False
     """Answering a retry with input (its result carries no cache hints)."""
+    presupplied: dict[str, Any] = field(factory=dict)
+    """Answers the client sent with a fresh call (``inputResponses`` without
+    a state): a request of the child under one of these keys is answered
+    from them, without asking the client."""
 
     @property
     def child_key(self) -> str:
@@ -430,6 +434,9 @@ class IdentityBridge:
             client_progress=client_progress if has_progress else None,
             params=msg.params,
         )
+        responses = msg.params.get("inputResponses")
+        if method in INPUT_METHODS and isinstance(responses, dict):
+            ex.presupplied = dict(responses)
         self._in_flight[ex.child_key] = ex
         if has_progress:
             self._progress[ex.child_key] = ex
@@ -491,7 +498,7 @@ class IdentityBridge:
             return
         body = msg.body
         if "error" in body:
-            error = client_error(body["error"])
+            error = client_error(body["error"], ex.params.get("uri"))
             line = _dump({"jsonrpc": "2.0", "id": ex.client_id, "error": error})
             status = status_for(error["code"])
         else:
@@ -599,6 +606,10 @@ class IdentityBridge:
         a short window gathering requests sent together) answer the client
         with an input-required result.
         """
+        key = _input_key(msg.body.get("id"))
+        if key in ex.presupplied:
+            self._answer_child(generation, msg, result=ex.presupplied.pop(key))
+            return
         held = ex.held
         if held is None:
             if len(self._held) >= self.limits.max_held_calls:
@@ -614,7 +625,7 @@ class IdentityBridge:
             held = HeldCall(id=secrets.token_urlsafe(12), ex=ex)
             ex.held = held
             self._held[held.id] = held
-        held.pending[_input_key(msg.body.get("id"))] = (
+        held.pending[key] = (
             msg.body.get("id"),
             msg.method or "",
             msg.params,

@@ -134,17 +134,21 @@ def client_result(
     return out
 
 
-def client_error(error: Mapping[str, Any]) -> dict[str, Any]:
+def client_error(error: Mapping[str, Any], uri: Any = None) -> dict[str, Any]:
     """
     A child's error as a stateless client gets it: a 2025 resource-not-found
-    becomes -32602 (keeping ``data.uri``); a code the revision reserves (or
-    a URL-elicitation-required, which a stateless client cannot act on)
+    becomes -32602 with ``data.uri`` (the child's, else ``uri``, the one the
+    request read); a code the revision reserves (or a
+    URL-elicitation-required, which a stateless client cannot act on)
     becomes -32603.
     """
     out = dict(error)
     code = out.get("code")
     if code == _RESOURCE_NOT_FOUND:
         out["code"] = INVALID_PARAMS
+        data = out.get("data")
+        if isinstance(uri, str) and not (isinstance(data, dict) and "uri" in data):
+            out["data"] = {**(data if isinstance(data, dict) else {}), "uri": uri}
     elif isinstance(code, int) and (code in _RESERVED or code == -32042):
         out["code"] = INTERNAL_ERROR
     return out

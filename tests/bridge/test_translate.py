@@ -98,3 +98,11 @@ def test_the_capability_a_child_request_needs(
 ) -> None:
     """Read as the Python SDK does (a bare elicitation means form mode)."""
     assert missing_capability(method, params, caps) == needed
+
+
+def test_a_resource_not_found_gets_the_uri_it_was_read_with() -> None:
+    """-32002 without data.uri gets the request's URI; the child's own is kept."""
+    bare = client_error({"code": -32002, "message": "nf"}, "test://x")
+    assert bare == {"code": -32602, "message": "nf", "data": {"uri": "test://x"}}
+    own = {"code": -32002, "message": "nf", "data": {"uri": "test://y"}}
+    assert client_error(own, "test://x")["data"] == {"uri": "test://y"}

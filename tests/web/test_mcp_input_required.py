@@ -236,14 +236,27 @@ def test_malformed_input_responses_are_invalid_params(responses: Any) -> None:
 
 
 def test_input_responses_without_a_state_start_a_fresh_call() -> None:
-    """No requestState: the call goes to the child anew, without inputResponses."""
+    """
+    No requestState: the call goes to the child anew, without
+    inputResponses; a child request under a supplied key is answered from
+    them, any other is asked for.
+    """
     h = Harness()
     child = _up(h)
     body = envelope(1, "tools/call", CALL, capabilities=ELICIT)
     body["params"]["inputResponses"] = {"user_name": ACCEPTED}
-    send(h, body)
+    req = send(h, body)
     call = requests_to(child, "tools/call")[-1]
     assert "inputResponses" not in call["params"]
+    _ask(child, "user_name")
+    assert json.loads(child.written[-1]) == {
+        "jsonrpc": "2.0",
+        "id": "user_name",
+        "result": ACCEPTED,
+    }
+    _ask(child, "other")
+    h.clock.advance(GATHER)
+    assert list(req.json()["result"]["inputRequests"]) == ["other"]
 
 
 def test_no_input_is_asked_for_during_a_list() -> None:

@@ -66,6 +66,22 @@ def _inject_token(url: str, bearer_cmd: str) -> tuple[subprocess.Popen[str], str
     return proxy, line.split()[1] + "/" + url.split("/", 3)[3]
 
 
+def _not_scored(log_path: str) -> set[str]:
+    """The scenarios the suite ran but did not score (its log's last section)."""
+    names: set[str] = set()
+    try:
+        with open(log_path) as fh:
+            text = fh.read()
+    except OSError:
+        return names
+    _, _, tail = text.partition("Not scored for")
+    for line in tail.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("✗", "✓"):
+            names.add(parts[1])
+    return names
+
+
 def main() -> int:
     """Start fjmcp, run the suite, print and save the score."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -136,11 +152,16 @@ def main() -> int:
     rows = conformance_run.collect(os.path.join(out, "checks"))
     rec["scenarios_total"] = len(rows)
     rec["scenarios_passed"] = sum(r["passed"] for r in rows)
+    unscored = _not_scored(os.path.join(out, "conformance.log"))
+    scored = [r for r in rows if r["scenario"] not in unscored]
+    rec["required_total"] = len(scored)
+    rec["required_passed"] = sum(r["passed"] for r in scored)
     rec["rows"] = rows
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(rec, fh, indent=1)
     print(
         f"conformance {rec['suite_version']} --requirements {args.requirements}: "
+        f"required {rec['required_passed']}/{rec['required_total']}, all "
         f"{rec['scenarios_passed']}/{rec['scenarios_total']} scenarios passed "
         f"(suite exit {rec['exit_code']}); results in {out}"
     )

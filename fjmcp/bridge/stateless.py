@@ -34,8 +34,8 @@ the identity, from any number of conversations at once, shares it, so:
   retry resumes is cancelled at the child after ``held_call_timeout``;
   ``max_held_calls`` calls of the identity may wait at once. The stdio pipe
   does not say which call asked, so only a child with exactly one such call
-  in flight can be asked for input; with several, its request gets an
-  error.
+  whose client waits (or, if none waits, exactly one held call) can be
+  asked for input; otherwise its request gets an error.
 
 A cap on requests in flight per child answers the ones past it with 429.
 """
@@ -554,11 +554,14 @@ class IdentityBridge:
                 generation, msg, error=(METHOD_NOT_FOUND, "Method not found")
             )
             return
-        asking = [
+        candidates = [
             e
             for e in self._in_flight.values()
             if e.generation == generation and e.method in INPUT_METHODS
         ]
+        # A call whose client is waiting first; a held one (its client
+        # between rounds) only when no client waits.
+        asking = [e for e in candidates if e.reply is not None] or candidates
         if len(asking) != 1:
             self._answer_child(
                 generation,

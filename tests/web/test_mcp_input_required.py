@@ -269,3 +269,14 @@ def test_no_input_is_asked_for_during_a_list() -> None:
     written = [json.loads(x) for x in child.written]
     assert [m for m in written if m.get("id") == "nope"][0]["error"]
     assert req.written == []
+
+
+def test_an_abandoned_held_call_does_not_block_the_next_one() -> None:
+    """A client that never retries leaves a held call; the next call still asks."""
+    h = Harness()
+    child, _, first = _input_required(h)
+    assert first.json()["result"]["resultType"] == "input_required"
+    second = send(h, envelope(9, "tools/call", CALL, capabilities=ELICIT))
+    _ask(child, "again")
+    h.clock.advance(GATHER)
+    assert list(second.json()["result"]["inputRequests"]) == ["again"]

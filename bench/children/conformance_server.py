@@ -120,12 +120,19 @@ TOOLS = [
     {"name": "test_elicitation_sep1330_enums", "description": "Elicitation with enum variants (SEP-1330)",
      "inputSchema": EMPTY},
     {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
+     # The pre-release's fixture (SEP-1613 and SEP-2106 keywords).
      "inputSchema": {
          "$schema": "https://json-schema.org/draft/2020-12/schema",
          "type": "object",
-         "$defs": {"address": {"type": "object", "properties": {
+         "$defs": {"address": {"$anchor": "addressDef", "type": "object", "properties": {
              "street": {"type": "string"}, "city": {"type": "string"}}}},
-         "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+         "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                        "phone": {"type": "string"}, "email": {"type": "string"}},
+         "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+         "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+         "then": {"required": ["phone"]},
+         "else": {"required": ["email"]},
          "additionalProperties": False}},
     {"name": "test_reconnection", "description": "Plain text here (a stdio child cannot close the HTTP stream)",
      "inputSchema": EMPTY},

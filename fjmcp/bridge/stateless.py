@@ -676,7 +676,7 @@ class IdentityBridge:
 
     def _expire(self, held: HeldCall) -> None:
         """Nobody came back with the input: cancel the call at the child."""
-        held.timer = None
+        held.stop_timers()
         ex = held.ex
         if ex.reply is not None:
             return
@@ -877,8 +877,14 @@ class IdentityBridge:
         return self._waiter(generation)
 
     def drain(self) -> Deferred[None]:
-        """Shutdown: end the listen streams now; fire once nothing is in flight."""
+        """
+        Shutdown: end the listen streams and the held calls (no client
+        waits for those) now; fire once nothing is in flight.
+        """
         self.subscriptions.close_all()
+        for held in list(self._held.values()):
+            if held.ex.reply is None:
+                self._expire(held)
         return self.when_idle()
 
     def _waiter(self, generation: int | None) -> Deferred[None]:

@@ -280,3 +280,13 @@ def test_an_abandoned_held_call_does_not_block_the_next_one() -> None:
     _ask(child, "again")
     h.clock.advance(GATHER)
     assert list(second.json()["result"]["inputRequests"]) == ["again"]
+
+
+def test_shutdown_does_not_wait_for_held_calls() -> None:
+    """The drain cancels calls waiting for input at once and fires."""
+    h = Harness()
+    child, call, _ = _input_required(h)
+    done = h.registry.drain()
+    assert done.called
+    cancelled = requests_to(child, "notifications/cancelled")
+    assert cancelled[0]["params"]["requestId"] == call["id"]

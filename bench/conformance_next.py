@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# -*- test-case-name: tests.test_conventions -*-
 """
 Run the MCP conformance pre-release (@modelcontextprotocol/conformance
 0.2.0-alpha.12, pinned in bench/conformance-next/package-lock.json, on the

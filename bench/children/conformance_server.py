@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# -*- test-case-name: tests.test_conventions -*-
 """Dependency-free *stdio* MCP server exposing the tools, resources and prompts
 that the official conformance suite's server scenarios expect
 (@modelcontextprotocol/conformance 0.1.16; names and payloads follow the

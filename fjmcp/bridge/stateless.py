@@ -33,9 +33,9 @@ the identity, from any number of conversations at once, shares it, so:
   answer (or the next round of input) goes to the retry. A held call no
   retry resumes is cancelled at the child after ``held_call_timeout``;
   ``max_held_calls`` calls of the identity may wait at once. The stdio pipe
-  does not say which call asked, so only a child with exactly one such call
-  whose client waits (or, if none waits, exactly one held call) can be
-  asked for input; otherwise its request gets an error.
+  does not say which call asked: the oldest such call whose client waits
+  (and declared the capability) is taken (`IdentityBridge._asker`), which
+  is exact for a child that serves one call at a time.
 
 A cap on requests in flight per child answers the ones past it with 429.
 """
@@ -559,21 +559,18 @@ class IdentityBridge:
             for e in self._in_flight.values()
             if e.generation == generation and e.method in INPUT_METHODS
         ]
-        # A call whose client is waiting first; a held one (its client
-        # between rounds) only when no client waits.
-        asking = [e for e in candidates if e.reply is not None] or candidates
-        if len(asking) != 1:
+        ex = self._asker(candidates, method, msg.params)
+        if ex is None:
             self._answer_child(
                 generation,
                 msg,
                 error=(
                     INTERNAL_ERROR,
-                    f"{method} is only relayed during a single tools/call, "
-                    "prompts/get or resources/read",
+                    f"{method} is only relayed during a tools/call, prompts/get "
+                    "or resources/read",
                 ),
             )
             return
-        ex = asking[0]
         needed = missing_capability(method, msg.params, ex.capabilities)
         if needed is not None and ex.reply is None:
             # Between rounds: the client can no longer be told; the child can.
@@ -600,6 +597,26 @@ class IdentityBridge:
             )
             return
         self.input_required(ex, generation, msg)
+
+    @staticmethod
+    def _asker(
+        candidates: list[StatelessExchange], method: str, params: Mapping[str, Any]
+    ) -> StatelessExchange | None:
+        """
+        The call a child's request for input belongs to. The pipe does not
+        say: a call whose client waits comes first (a held call only when
+        none waits), one whose client declared the capability next, then
+        the oldest. Exact for a child that serves one call at a time (the
+        oldest call still in flight is the one it runs).
+        """
+        waiting = [e for e in candidates if e.reply is not None] or candidates
+        able = [
+            e
+            for e in waiting
+            if missing_capability(method, params, e.capabilities) is None
+        ]
+        pool = able or waiting
+        return min(pool, key=lambda e: e.child_id) if pool else None
 
     def input_required(
         self, ex: StatelessExchange, generation: int, msg: Message

@@ -290,3 +290,19 @@ def test_shutdown_does_not_wait_for_held_calls() -> None:
     assert done.called
     cancelled = requests_to(child, "notifications/cancelled")
     assert cancelled[0]["params"]["requestId"] == call["id"]
+
+
+def test_a_request_for_input_goes_to_the_oldest_able_call() -> None:
+    """
+    With several calls in flight, the child's request goes to a call whose
+    client declared the capability, the oldest of those.
+    """
+    h = Harness()
+    child = _up(h)
+    blind = send(h, envelope(1, "tools/call", CALL, capabilities={}))
+    older = send(h, envelope(2, "tools/call", CALL, capabilities=ELICIT))
+    newer = send(h, envelope(3, "tools/call", CALL, capabilities=ELICIT))
+    _ask(child, "who")
+    h.clock.advance(GATHER)
+    assert blind.written == [] and newer.written == []
+    assert list(older.json()["result"]["inputRequests"]) == ["who"]

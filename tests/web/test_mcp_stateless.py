@@ -693,3 +693,61 @@ def test_ids_and_progress_tokens_never_collide_at_the_child(
     owner = h.registry.get(IdentityKey.of(ALICE))
     assert owner is not None and isinstance(owner.router, IdentityBridge)
     assert owner.router.in_flight == 0
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    method=st.sampled_from(
+        ["tools/call", "tools/list", "server/discover", "resources/read", "x"]
+    ),
+    meta=st.dictionaries(
+        st.sampled_from(
+            [
+                "io.modelcontextprotocol/protocolVersion",
+                "io.modelcontextprotocol/clientCapabilities",
+                "io.modelcontextprotocol/logLevel",
+                "progressToken",
+            ]
+        ),
+        JSON,
+    ),
+    params=st.dictionaries(st.sampled_from(["name", "uri", "arguments"]), JSON),
+    headers=st.dictionaries(
+        st.sampled_from([b"mcp-protocol-version", b"mcp-method", b"mcp-name"]),
+        st.binary(max_size=20).filter(lambda b: b"\r" not in b and b"\n" not in b),
+    ),
+)
+def test_any_stateless_request_gets_a_json_rpc_answer(
+    method: str, meta: dict[str, Any], params: dict[str, Any], headers: Any
+) -> None:
+    """Whatever the envelope and headers hold: a JSON-RPC answer, never a 500."""
+    h = Harness()
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": method,
+        "params": {
+            **params,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": 1, **meta},
+        },
+    }
+    req = h.post(body, headers=headers)
+    for child in h.spawner.children:
+        if child.written and json.loads(child.written[0]).get("method") == "initialize":
+            bring_up(child)
+    assert req.status in (200, 400, 404)
+    if req.written:
+        if req.header(b"content-type") == b"application/json":
+            answer_body = req.json()
+            assert answer_body["jsonrpc"] == "2.0"
+            assert ("error" in answer_body) != ("result" in answer_body)

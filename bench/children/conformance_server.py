@@ -139,6 +139,9 @@ TOOLS = [
      "inputSchema": EMPTY},
     {"name": "echo", "description": "Echoes back the input message",
      "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
+    {"name": "test_param_header", "description": "Its region argument is mirrored in Mcp-Param-Region (SEP-2243)",
+     "inputSchema": {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                     "required": ["region"]}},
 ] + [
     {"name": name, "description": description, "inputSchema": EMPTY}
     for name, description in (
@@ -324,6 +327,8 @@ def call_tool(name, args, meta):
         return text("Reconnection test completed successfully.")
     if name == "echo":
         return text(str(args.get("message", "")))
+    if name == "test_param_header":
+        return text(f"Region: {args.get('region')}")
     if name == "test_missing_capability":
         r = ask_client("sampling/createMessage", _sampling("Say hi", 10))
         return text(f"Sampled: {(r.get('content') or {}).get('text')}")

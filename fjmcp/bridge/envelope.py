@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from attrs import frozen
+from attrs import field, frozen
 
 from fjmcp.bridge.jsonrpc import (
     INVALID_PARAMS,
@@ -58,9 +58,11 @@ __all__ = [
     "EnvelopeError",
     "HeaderReader",
     "check_notification",
+    "check_param_headers",
     "check_version",
     "check_request",
     "decode_header_value",
+    "header_params",
     "is_modern",
     "status_for",
 ]
@@ -161,6 +163,8 @@ class Envelope:
     version: str
     capabilities: Mapping[str, Any]
     log_level: str | None
+    param_headers: Mapping[str, tuple[bytes, ...]] = field(factory=dict)
+    """``Mcp-Param-*`` headers by their lower-case suffix (``tools/call``)."""
 
     @property
     def method(self) -> str:
@@ -259,7 +263,11 @@ def check_version(value: Any, id_json: str | None) -> str:
     return value
 
 
-def check_request(message: Message, headers: HeaderReader) -> Envelope:
+def check_request(
+    message: Message,
+    headers: HeaderReader,
+    param_headers: Mapping[str, tuple[bytes, ...]] | None = None,
+) -> Envelope:
     """
     Run the checks of a stateless request in the SDK's order: repeated
     routing header (-32020), ``_meta`` and its required keys (-32602),
@@ -338,7 +346,76 @@ def check_request(message: Message, headers: HeaderReader) -> Envelope:
         version=version,
         capabilities=capabilities,
         log_level=log_level,
+        param_headers=dict(param_headers or {}),
     )
+
+
+def header_params(schema: Any) -> dict[str, tuple[str, str]]:
+    """
+    The arguments a tool's ``inputSchema`` mirrors into ``Mcp-Param-*``
+    headers: ``argument -> (lower-case header suffix, JSON type)``.
+    """
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    out: dict[str, tuple[str, str]] = {}
+    if not isinstance(properties, dict):
+        return out
+    for name, prop in properties.items():
+        if not isinstance(prop, dict):
+            continue
+        suffix = prop.get("x-mcp-header")
+        if isinstance(suffix, str) and suffix:
+            kind = prop.get("type")
+            out[name] = (suffix.lower(), kind if isinstance(kind, str) else "string")
+    return out
+
+
+def _param_matches(raw: bytes, value: Any, kind: str) -> bool:
+    text = decode_header_value(raw)
+    if text is None:
+        return False
+    if kind in ("integer", "number") and not isinstance(value, bool):
+        if not isinstance(value, int | float):
+            return False
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    if kind == "boolean" or isinstance(value, bool):
+        return text == ("true" if value is True else "false" if value is False else "")
+    return isinstance(value, str) and text == value
+
+
+def check_param_headers(
+    envelope: Envelope, params: Mapping[str, dict[str, tuple[str, str]]]
+) -> None:
+    """
+    A ``tools/call``'s ``Mcp-Param-*`` headers against its arguments, for a
+    tool whose schema is known (``params``: tool -> `header_params`): a
+    header for every argument given (non-null), none for the others, equal
+    after decoding (numbers numerically). Raises -32020. A tool whose
+    schema is not known is not checked (as the SDK does).
+    """
+    message = envelope.message
+    mirrored = params.get(str(message.params.get("name")))
+    if not mirrored:
+        return
+    arguments = message.params.get("arguments")
+    arguments = arguments if isinstance(arguments, dict) else {}
+    for argument, (suffix, kind) in mirrored.items():
+        raws = envelope.param_headers.get(suffix, ())
+        value = arguments.get(argument)
+        if len(raws) > 1:
+            ok = False
+        elif value is None:
+            ok = not raws
+        else:
+            ok = len(raws) == 1 and _param_matches(raws[0], value, kind)
+        if not ok:
+            raise EnvelopeError(
+                HEADER_MISMATCH,
+                f"the Mcp-Param-{suffix} header does not match argument {argument!r}",
+                id_json=message.id_json,
+            )
 
 
 def check_notification(headers: HeaderReader) -> None:

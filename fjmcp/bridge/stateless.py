@@ -57,6 +57,9 @@ from fjmcp.bridge.envelope import (
     MISSING_CAPABILITY,
     SERVER_INFO_KEY,
     Envelope,
+    EnvelopeError,
+    check_param_headers,
+    header_params,
     status_for,
 )
 from fjmcp.bridge.handshake import BrokerInitializer, Negotiated
@@ -322,6 +325,8 @@ class IdentityBridge:
     )
     negotiated: Negotiated = field(factory=Negotiated)
     _held: dict[str, HeldCall] = field(factory=dict)
+    _header_params: dict[str, dict[str, tuple[str, str]]] = field(factory=dict)
+    """Tools whose arguments go in ``Mcp-Param-*`` headers (from tools/list)."""
     _in_flight: dict[str, StatelessExchange] = field(factory=dict)
     _progress: dict[str, StatelessExchange] = field(factory=dict)
     _next_id: int = 0
@@ -402,6 +407,12 @@ class IdentityBridge:
             return
         if not self._input_shape_ok(envelope, reply):
             return
+        if method == "tools/call":
+            try:
+                check_param_headers(envelope, self._header_params)
+            except EnvelopeError as e:
+                reply.fail(e.id_json, e.code, e.message, data=e.data)
+                return
         if method in INPUT_METHODS and "requestState" in msg.params:
             self._resume(envelope, reply)
             return
@@ -502,6 +513,8 @@ class IdentityBridge:
             line = _dump({"jsonrpc": "2.0", "id": ex.client_id, "error": error})
             status = status_for(error["code"])
         else:
+            if ex.method == "tools/list":
+                self._learn_tools(body.get("result"))
             init = self.negotiated.init_result or {}
             server_info = init.get("serverInfo")
             result = client_result(
@@ -515,6 +528,17 @@ class IdentityBridge:
         self._forget(ex)
         if ex.reply is not None:
             ex.reply.complete(line, status)
+
+    def _learn_tools(self, result: Any) -> None:
+        """Remember which tools mirror arguments into headers."""
+        tools = result.get("tools") if isinstance(result, dict) else None
+        for tool in tools if isinstance(tools, list) else ():
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                mirrored = header_params(tool.get("inputSchema"))
+                if mirrored:
+                    self._header_params[tool["name"]] = mirrored
+                else:
+                    self._header_params.pop(tool["name"], None)
 
     def _notification(self, msg: Message) -> None:
         method = msg.method

@@ -593,7 +593,12 @@ class McpResource(Resource):
                 check_notification(raw_headers)
                 self._accepted(request)
                 return
-            envelope = check_request(message, raw_headers)
+            params = {
+                name.decode("latin-1").lower()[len("mcp-param-") :]: tuple(values)
+                for name, values in request.requestHeaders.getAllRawHeaders()
+                if name.lower().startswith(b"mcp-param-")
+            }
+            envelope = check_request(message, raw_headers, params)
         except EnvelopeError as e:
             self._fail(
                 request, e.status, e.code, e.message, id_json=e.id_json, data=e.data

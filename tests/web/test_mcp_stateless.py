@@ -751,3 +751,66 @@ def test_any_stateless_request_gets_a_json_rpc_answer(
             answer_body = req.json()
             assert answer_body["jsonrpc"] == "2.0"
             assert ("error" in answer_body) != ("result" in answer_body)
+
+
+REGION_TOOL = {
+    "name": "where",
+    "inputSchema": {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "count": {"type": "integer", "x-mcp-header": "Count"},
+            "free": {"type": "string"},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "headers", "ok"),
+    [
+        ({"region": "eu"}, {b"mcp-param-region": b"eu"}, True),
+        ({"region": "Hello"}, {b"mcp-param-region": b"=?base64?SGVsbG8=?="}, True),
+        ({"region": "Hello"}, {b"mcp-param-region": b"=?base64?SGVsbG8?="}, False),
+        ({"region": "Hello"}, {b"mcp-param-region": b"=?base64?SGVs!!!bG8=?="}, False),
+        ({"region": "SGVsbG8="}, {b"mcp-param-region": b"SGVsbG8="}, True),
+        ({"region": "eu"}, {}, False),
+        ({}, {b"mcp-param-region": b"eu"}, False),
+        ({"region": None}, {}, True),
+        ({"count": 3}, {b"mcp-param-count": b"3.0"}, True),
+        ({"count": 3}, {b"mcp-param-count": b"4"}, False),
+        ({"free": "x"}, {}, True),
+    ],
+)
+def test_param_headers_must_mirror_the_arguments(
+    arguments: dict[str, Any], headers: dict[bytes, bytes], ok: bool
+) -> None:
+    """
+    Once tools/list showed a tool's x-mcp-header arguments, a call needs a
+    matching Mcp-Param-* header for each given one (base64 form decoded,
+    numbers compared as numbers) and none for the others: else 400, -32020.
+    """
+    h = Harness()
+    child = _up(h)
+    listed = send(h, envelope(1, "tools/list"))
+    answer(child, requests_to(child, "tools/list")[0]["id"], {"tools": [REGION_TOOL]})
+    assert listed.status == 200
+    req = send(
+        h,
+        envelope(2, "tools/call", {"name": "where", "arguments": arguments}),
+        headers=headers,
+    )
+    if ok:
+        assert _calls(child), req.body
+    else:
+        assert req.status == 400
+        assert req.json()["error"]["code"] == -32020
+        assert _calls(child) == []
+
+
+def test_param_headers_are_not_checked_before_the_schema_is_known() -> None:
+    """Without a tools/list seen, a call is not refused for its headers (fail-open)."""
+    h = Harness()
+    child = _up(h)
+    send(h, envelope(2, "tools/call", {"name": "where", "arguments": {"region": "eu"}}))
+    assert _calls(child)

@@ -4,8 +4,8 @@ The official Python SDK client (mcp 2.3.0) in its default mode against
 fjmcp's stateless path with a real child that asks for sampling and
 elicitation mid-call: the SDK discovers 2026-07-28, answers the broker's
 input-required results through its callbacks (the sealed requestState
-round trip), gets progress and logs on the call's stream, and runs a
-second call concurrently on the same identity's child.
+round trip), gets progress and logs on the call's stream, then runs two
+calls concurrently on the same identity's child.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ async def test_the_sdk_answers_input_required_results_through_fjmcp() -> None:
         assert result["asked"] == ["sampling", "elicitation"]
         assert len(result["progress"]) == 4
         assert "info" in result["logs"]
-        assert result["touch_error"] is False
+        assert result["touch_errors"] == [False, False]
         assert broker.registry.identity_owners() == 1
 
     await _with_broker("chatty_server.py", run)

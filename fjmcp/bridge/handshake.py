@@ -25,7 +25,7 @@ keeps serving).
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 from attrs import define, field
@@ -269,6 +269,9 @@ class BrokerInitializer:
     client_info: Mapping[str, Any]
     capabilities: Mapping[str, Any] = field(factory=dict)
     timeout: float = HANDSHAKE_TIMEOUT
+    state: Callable[[], Sequence[Mapping[str, Any]]] = lambda: ()
+    """Requests that put a new child in its owner's state (e.g. live
+    ``resources/subscribe``), sent after ``initialized``; answers swallowed."""
 
     @property
     def ready(self) -> bool:
@@ -305,3 +308,9 @@ class BrokerInitializer:
             )
         self.negotiated.record(result)
         handshake.send(_dump({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        answers = [
+            handshake.request(f"state-{n}", {"jsonrpc": "2.0", **message})
+            for n, message in enumerate(self.state())
+        ]
+        for d in answers:
+            await handshake.answer(d, "the owner's state")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -125,8 +126,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _loads(text: bytes) -> Any:
-    """Strict JSON: UTF-8 only, no BOM, no NaN/Infinity."""
+#: A ``\\uD800``-``\\uDFFF`` escape: only then can decoded text hold a lone surrogate.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """
+    Whether any string (key or value) in ``obj`` holds a lone surrogate:
+    text no UTF-8 can carry, which a child's JSON decoder may crash on.
+    Encoding the whole value once finds one (pairs were joined by the parser).
+    """
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _loads(text: bytes, *, strict_text: bool = False) -> Any:
+    """
+    Strict JSON: UTF-8 only, no BOM, no NaN/Infinity; with ``strict_text``
+    also no lone surrogate escape (``"\\ud800"``) anywhere.
+    """
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -134,11 +155,16 @@ def _loads(text: bytes) -> Any:
             PARSE_ERROR, f"Parse error: body is not UTF-8 ({e.reason} at {e.start})"
         ) from None
     try:
-        return json.loads(decoded, parse_constant=_reject_constant)
+        obj = json.loads(decoded, parse_constant=_reject_constant)
     except RecursionError:
         raise JsonRpcError(PARSE_ERROR, "Parse error: JSON nested too deeply") from None
     except ValueError as e:
         raise JsonRpcError(PARSE_ERROR, f"Parse error: {e}") from None
+    if strict_text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
+        raise JsonRpcError(
+            PARSE_ERROR, "Parse error: a string holds a lone UTF-16 surrogate"
+        )
+    return obj
 
 
 def _valid_id(value: Any) -> bool:
@@ -245,11 +271,12 @@ def parse_body(body: bytes, *, allow_batch: bool) -> tuple[list[Message], bool]:
     Parse a POSTed body: one message, or (when ``allow_batch``) a non-empty
     array of them. Returns ``(messages, is_batch)``.
 
-    Raises `JsonRpcError` with ``-32700`` for text that is not JSON and
+    Raises `JsonRpcError` with ``-32700`` for text that is not JSON (or not
+    UTF-8, or holding a lone surrogate: no child ever sees such text) and
     ``-32600`` for JSON that is not a JSON-RPC message (or a batch where
     batches are not allowed).
     """
-    obj = _loads(body)
+    obj = _loads(body, strict_text=True)
     if isinstance(obj, list):
         if not allow_batch:
             raise JsonRpcError(

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 __all__ = [
@@ -90,6 +91,10 @@ class McpRequest(StreamRequest, Protocol):
 
     def getHeader(self, key: bytes) -> bytes | None:
         """One request header, or None."""
+
+    @property
+    def requestHeaders(self) -> Headers:
+        """Every request header (a repeated one has several values)."""
 
 
 def encode_event(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeAlias
 
 from attrs import define, field, frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from fjmcp.interfaces import ChildExit, IChild, Identity
@@ -106,6 +106,9 @@ class ChildOwner:
     respawning: bool = False
     request_end: Callable[[ChildOwner, str], object] = lambda _s, _r: None
     """Set by the registry: how the bridge asks for the owner to end."""
+    ready: bool = True
+    """False while the first child is being brought up (`when_ready` waits)."""
+    _ready_waiters: list[Deferred[None]] = field(factory=list)
 
     log = Logger()
 
@@ -145,6 +148,24 @@ class ChildOwner:
     def busy(self) -> bool:
         """Whether a request is in flight or the GET stream is open."""
         return self.router is not None and self.router.busy
+
+    def when_ready(self) -> Deferred[None]:
+        """Fires once the first child is up; fails if its bring-up failed."""
+        if self.ready:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def became_ready(self, error: Exception | None = None) -> None:
+        """The first child is up (or, with ``error``, will never be)."""
+        self.ready = error is None
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            if error is None:
+                d.callback(None)
+            else:
+                d.errback(error)
 
     def touch(self, now: float) -> None:
         """Record client activity (the idle reaper reads it)."""

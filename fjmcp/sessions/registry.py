@@ -44,7 +44,7 @@ from fjmcp.interfaces import (
     UpstreamToken,
 )
 from fjmcp.sessions.handshake import Handshake, HandshakeFailedError
-from fjmcp.sessions.owner import ChildOwner, OwnerKey, OwnerRouter
+from fjmcp.sessions.owner import ChildOwner, IdentityKey, OwnerKey, OwnerRouter
 from fjmcp.sessions.respawn import bring_up_child, respawn_owner
 
 __all__ = [
@@ -175,6 +175,8 @@ class Counts:
     users: int
     started: int
     ended: int
+    identities: int = 0
+    """Live owners keyed by identity (the stateless protocol's children)."""
 
 
 @frozen(kw_only=True)
@@ -316,6 +318,7 @@ class SessionRegistry:
             token_generation=token.generation,
         )
         owner.request_end = self.end
+        owner.ready = not bring_up
         owner.router = router_factory(owner)
         self._note_token(token)
         receiver = GenerationReceiver(self, owner, 1)
@@ -343,11 +346,38 @@ class SessionRegistry:
             try:
                 await bring_up_child(owner, child, receiver, 1)
             except HandshakeFailedError as e:
-                await self.end(owner, e.reason)
-                raise SpawnFailedError(
+                error = SpawnFailedError(
                     f"the MCP server process did not start: {e.reason}"
-                ) from None
+                )
+                owner.became_ready(error)
+                await self.end(owner, e.reason)
+                raise error from None
+            owner.became_ready()
         return owner
+
+    async def obtain(
+        self, key: OwnerKey, identity: Identity, router_factory: RouterFactory
+    ) -> ChildOwner:
+        """
+        The live owner ``key`` of ``identity`` once its first child is up,
+        or a new one brought up (`create` with ``bring_up``): concurrent
+        first requests of one identity share one child. Raises what
+        `create` and `lookup` raise.
+        """
+        for _ in range(2):
+            if key not in self._owners:
+                try:
+                    return await self.create(
+                        key, identity, router_factory, bring_up=True
+                    )
+                except OwnerExistsError:
+                    continue  # another request created it meanwhile: share it
+            owner = self.lookup(key, identity)
+            await owner.when_ready()
+            if owner.ended:
+                raise SessionNotFoundError("the MCP server process ended; retry")
+            return owner
+        raise OwnerExistsError("this owner is being replaced; retry")
 
     def lookup(self, key: OwnerKey, identity: Identity) -> ChildOwner:
         """
@@ -396,7 +426,12 @@ class SessionRegistry:
             users=len(self._by_user),
             started=self.started,
             ended=self.ended,
+            identities=self.identity_owners(),
         )
+
+    def identity_owners(self) -> int:
+        """Live owners keyed by identity (for metrics)."""
+        return sum(1 for key in self._owners if isinstance(key, IdentityKey))
 
     def _add(self, owner: ChildOwner) -> None:
         self._owners[owner.key] = owner

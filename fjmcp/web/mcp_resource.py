@@ -21,6 +21,16 @@ misread).
 - ``DELETE``: ends the session (204).
 - ``OPTIONS``: CORS preflight for allowed origins.
 
+A POST from a stateless (2026-07-28) client is told apart by its body
+first (``params._meta`` names a protocol version; `is_modern`), before any
+of the revision's headers is checked, and served by its identity's child
+(``fjmcp.bridge.stateless``): the envelope checks
+(``fjmcp.bridge.envelope``) answer 400/404 with the revision's codes, the
+child is obtained (or started and initialized by the broker) from the
+registry, and the answer is one JSON body or an SSE stream of its own. A
+body that is not UTF-8 or holds a lone surrogate is a parse error for both
+kinds of client, before any child sees it.
+
 ``MCP-Protocol-Version`` (deliberately looser than "must equal the
 negotiated version"): absent means the negotiated version; the negotiated
 version or an *older* supported session-based one is accepted (never
@@ -41,6 +51,8 @@ request.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -53,6 +65,12 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from fjmcp.bridge.envelope import (
+    EnvelopeError,
+    check_notification,
+    check_request,
+    is_modern,
+)
 from fjmcp.bridge.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -62,6 +80,7 @@ from fjmcp.bridge.jsonrpc import (
     error_body,
     parse_body,
 )
+from fjmcp.bridge.request_state import RequestStateSealer
 from fjmcp.bridge.router import (
     BridgeSettings,
     DuplicateRequestError,
@@ -70,9 +89,11 @@ from fjmcp.bridge.router import (
     StreamConflictError,
 )
 from fjmcp.bridge.sse import McpRequest
+from fjmcp.bridge.stateless import IdentityBridge, StatelessReply, StatelessSettings
+from fjmcp.bridge.versions import SUPPORTED_VERSIONS, version_at_least
 from fjmcp.config import is_loopback_host
 from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
-from fjmcp.sessions.owner import ChildOwner
+from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_id
 
 __all__ = [
@@ -83,16 +104,18 @@ __all__ = [
     "version_at_least",
 ]
 
-#: Session-based protocol versions, oldest first.
-SUPPORTED_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 PRIMING_SINCE: Final = "2025-11-25"
 BATCH_VERSION: Final = "2025-03-26"
 
 EXPOSED_HEADERS: Final = b"WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version"
+BATCH_REFUSED: Final = (
+    "Invalid Request: batches are only accepted for protocol version "
+    "2025-03-26; send one message per request"
+)
 ALLOWED_METHODS: Final = b"GET, POST, DELETE, OPTIONS"
 ALLOWED_REQUEST_HEADERS: Final = (
     b"Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, "
-    b"Last-Event-ID"
+    b"Last-Event-ID, Mcp-Method, Mcp-Name"
 )
 _TOKEN_CHARS: Final = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, "
@@ -112,19 +135,14 @@ class McpSettings:
         ``Host`` header must too: DNS rebinding).
     :param allowed_origins: browser origins allowed besides ``public_url``'s;
         ``scheme://host:*`` allows any port.
+    :param stateless: the limits of stateless (2026-07-28) requests.
     """
 
     public_url: str
     public_is_loopback: bool
     allowed_origins: tuple[str, ...]
     streams: BridgeSettings
-
-
-def version_at_least(version: str | None, floor: str) -> bool:
-    """Whether ``version`` is a supported version no older than ``floor``."""
-    if version not in SUPPORTED_VERSIONS:
-        return False
-    return SUPPORTED_VERSIONS.index(version) >= SUPPORTED_VERSIONS.index(floor)
+    stateless: StatelessSettings = StatelessSettings()
 
 
 def origin_of(url: str) -> str:
@@ -209,6 +227,7 @@ class McpResource(Resource):
         challenge: Challenge,
         registry: SessionRegistry,
         clock: IReactorTime,
+        request_state_key: bytes | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._auth = authenticator
@@ -220,6 +239,13 @@ class McpResource(Resource):
         allowed = settings.allowed_origins
         origins = {origin_of(settings.public_url)}
         origins.update(origin_of(o) for o in allowed if not o.endswith(":*"))
+        self._stateless = settings.stateless
+        # Without a key from the token key ring (tests), a random one: the
+        # states then only open in this process, which is all a node needs.
+        self._sealer = RequestStateSealer(
+            request_state_key or os.urandom(32),
+            self._stateless.node or socket.gethostname(),
+        )
         self._origins = frozenset(o.encode("ascii", "replace") for o in origins)
         self._any_port = frozenset(
             origin_of(o[:-2]) for o in allowed if o.endswith(":*")
@@ -228,6 +254,12 @@ class McpResource(Resource):
     def bridge_for(self, session: ChildOwner) -> SessionBridge:
         """The router factory given to the registry: one bridge per session."""
         return SessionBridge(session, self._clock, self._settings)
+
+    def identity_bridge_for(self, owner: ChildOwner) -> IdentityBridge:
+        """The router factory of identity owners: one bridge per identity child."""
+        return IdentityBridge(
+            owner, self._clock, self._settings, self._stateless, self._sealer
+        )
 
     # -- entry ---------------------------------------------------------------
 
@@ -430,40 +462,45 @@ class McpResource(Resource):
     # -- POST ------------------------------------------------------------------
 
     def _post(self, request: McpRequest, identity: Identity) -> None:
+        content = request.content
+        body = content.read() if content is not None else b""
+        parsed: tuple[list[Message], bool] | JsonRpcError
+        try:
+            parsed = parse_body(body, allow_batch=True)
+        except JsonRpcError as e:
+            parsed = e
         has_session = request.getHeader(b"mcp-session-id") is not None
+        single = (
+            parsed[0][0]
+            if not isinstance(parsed, JsonRpcError) and not parsed[1]
+            else None
+        )
+        if is_modern(
+            single,
+            has_session=has_session,
+            version_header=request.getHeader(b"mcp-protocol-version"),
+        ):
+            self._stateless_post(request, identity, parsed)
+            return
         session = None
         if has_session:
             session = self._session(request, identity)
             if session is None:
                 return
-        if not _is_json_content(request.getHeader(b"content-type")):
+        if not self._message_acceptable(request, need_both=False):
+            return
+        if isinstance(parsed, JsonRpcError):
             self._fail(
-                request,
-                415,
-                INVALID_REQUEST,
-                "Unsupported Media Type: Content-Type must be application/json",
+                request, 400, parsed.code, parsed.message, id_json=parsed.id_json
             )
             return
-        sse_ok, json_ok = accepts(request.getHeader(b"accept"))
-        if not (sse_ok or json_ok):
-            self._fail(
-                request,
-                406,
-                INVALID_REQUEST,
-                "Not Acceptable: Accept must allow text/event-stream or "
-                "application/json",
-            )
-            return
-        content = request.content
-        body = content.read() if content is not None else b""
+        messages, is_batch = parsed
         allow_batch = (
             session is not None
             and self._bridge(session).protocol_version == BATCH_VERSION
         )
-        try:
-            messages, is_batch = parse_body(body, allow_batch=allow_batch)
-        except JsonRpcError as e:
-            self._fail(request, 400, e.code, e.message, id_json=e.id_json)
+        if is_batch and not allow_batch:
+            self._fail(request, 400, INVALID_REQUEST, BATCH_REFUSED)
             return
         init = [m for m in messages if m.method == "initialize" and m.is_request]
         if session is None:
@@ -475,7 +512,9 @@ class McpResource(Resource):
                     "Bad Request: Mcp-Session-Id header is required",
                 )
                 return
-            self._initialize(request, identity, init[0], sse_ok)
+            self._initialize(
+                request, identity, init[0], accepts(request.getHeader(b"accept"))[0]
+            )
             return
         if init:
             self._fail(
@@ -487,7 +526,124 @@ class McpResource(Resource):
                 id_json=init[0].id_json,
             )
             return
+        sse_ok, _ = accepts(request.getHeader(b"accept"))
         self._dispatch(request, session, messages, is_batch, sse_ok)
+
+    def _message_acceptable(self, request: McpRequest, *, need_both: bool) -> bool:
+        """
+        The Content-Type (415) and Accept (406) checks; a stateless request
+        must accept both JSON and an event stream.
+        """
+        if not _is_json_content(request.getHeader(b"content-type")):
+            self._fail(
+                request,
+                415,
+                INVALID_REQUEST,
+                "Unsupported Media Type: Content-Type must be application/json",
+            )
+            return False
+        sse_ok, json_ok = accepts(request.getHeader(b"accept"))
+        if need_both and not (sse_ok and json_ok):
+            self._fail(
+                request,
+                406,
+                INVALID_REQUEST,
+                "Not Acceptable: Accept must list application/json and "
+                "text/event-stream",
+            )
+            return False
+        if not (sse_ok or json_ok):
+            self._fail(
+                request,
+                406,
+                INVALID_REQUEST,
+                "Not Acceptable: Accept must allow text/event-stream or "
+                "application/json",
+            )
+            return False
+        return True
+
+    # -- stateless POST --------------------------------------------------------
+
+    def _stateless_post(
+        self,
+        request: McpRequest,
+        identity: Identity,
+        parsed: tuple[list[Message], bool] | JsonRpcError,
+    ) -> None:
+        """A stateless request: the envelope checks, then its identity's child."""
+        if not self._message_acceptable(request, need_both=True):
+            return
+        if isinstance(parsed, JsonRpcError):
+            self._fail(
+                request, 400, parsed.code, parsed.message, id_json=parsed.id_json
+            )
+            return
+        messages, is_batch = parsed
+        if is_batch:
+            self._fail(request, 400, INVALID_REQUEST, "Invalid Request: no batches")
+            return
+        message = messages[0]
+
+        def raw_headers(name: bytes) -> list[bytes]:
+            return list(request.requestHeaders.getRawHeaders(name, []))
+
+        try:
+            if message.kind is Kind.NOTIFICATION:
+                check_notification(raw_headers)
+                self._accepted(request)
+                return
+            params = {
+                name.decode("latin-1").lower()[len("mcp-param-") :]: tuple(values)
+                for name, values in request.requestHeaders.getAllRawHeaders()
+                if name.lower().startswith(b"mcp-param-")
+            }
+            envelope = check_request(message, raw_headers, params)
+        except EnvelopeError as e:
+            self._fail(
+                request, e.status, e.code, e.message, id_json=e.id_json, data=e.data
+            )
+            return
+        reply = StatelessReply(request, self._clock, self._settings)
+        reply.watch()
+        d = Deferred.fromCoroutine(
+            self._registry.obtain(
+                IdentityKey.of(identity), identity, self.identity_bridge_for
+            )
+        )
+
+        def _ready(owner: ChildOwner) -> None:
+            owner.touch(self._clock.seconds())
+            self._registry.respawn_if_stale(owner)
+            bridge = owner.router
+            if not isinstance(bridge, IdentityBridge):  # pragma: no cover - wiring
+                raise TypeError("identity owner without an identity bridge")
+            bridge.serve(envelope, reply)
+
+        def _failed(failure: Failure) -> None:
+            error = failure.value
+            if not isinstance(error, SessionError):
+                self.log.failure("stateless request failed", failure)
+                reply.fail(
+                    message.id_json, INTERNAL_ERROR, "internal error", status=500
+                )
+                return
+            headers = []
+            if error.retry_after is not None:
+                headers.append((b"Retry-After", b"%d" % error.retry_after))
+            if error.status == 401:
+                headers.append((b"WWW-Authenticate", _as_bytes(self._challenge(True))))
+            reply.fail(
+                message.id_json,
+                INTERNAL_ERROR,
+                error.message,
+                data=dict(error.data) if error.data else None,
+                status=error.status,
+                headers=headers,
+            )
+
+        d.addCallbacks(_ready, _failed)
+        d.addErrback(self._unexpected, request)
 
     def _initialize(
         self, request: McpRequest, identity: Identity, message: Message, sse_ok: bool

@@ -23,6 +23,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,11 @@ from tests.e2e.live import (
 
 
 def _write_broker_config(
-    directory: Path, port: int, forgejo_url: str, client_secret: str
+    directory: Path,
+    port: int,
+    forgejo_url: str,
+    client_secret: str,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     from fjmcp.oauth.keys import prepend_new_key
 
@@ -66,6 +71,7 @@ def _write_broker_config(
         "store_path": str(state / "fjmcp.sqlite3"),
         "allowed_origins": ["http://localhost:6274"],
         "log_level": "info",
+        **(extra or {}),
     }
     path = directory / "fjmcp.toml"
     path.write_text(
@@ -77,7 +83,22 @@ def _write_broker_config(
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """A stand-in Forgejo and a twistd broker on free loopback ports."""
-    directory = tmp_path_factory.mktemp("broker")
+    yield from _broker(tmp_path_factory.mktemp("broker"))
+
+
+@pytest.fixture(scope="module")
+def quick_reaping_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """
+    The same, reaping children idle for 3 s (a stateless client's child has
+    no session to end: it ends when idle).
+    """
+    yield from _broker(
+        tmp_path_factory.mktemp("broker"),
+        {"session_idle_timeout": 3.0, "reaper_interval": 0.5},
+    )
+
+
+def _broker(directory: Path, extra: dict[str, Any] | None = None) -> Iterator[Live]:
     port = free_port()
     password = secrets.token_urlsafe(12)
     client_secret = secrets.token_urlsafe(24)
@@ -100,7 +121,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     broker_process: Process | None = None
     try:
         forgejo_url = standin.wait_for(r"on (http://127\.0\.0\.1:\d+)").group(1)
-        config = _write_broker_config(directory, port, forgejo_url, client_secret)
+        config = _write_broker_config(
+            directory, port, forgejo_url, client_secret, extra
+        )
         broker_process = Process.start(
             "twistd fjmcp",
             [str(BIN / "twistd"), "-n", "--pidfile=", "fjmcp", "--config", str(config)],

@@ -45,6 +45,9 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
+#: The session-based protocol versions (a stateless client has no ping).
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+
 #: Where the broker sends the browser back; nothing listens there, the
 #: "browser" below stops at the redirect and hands its query to the SDK.
 REDIRECT_URI = "http://127.0.0.1:33418/callback"
@@ -271,8 +274,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
             echo = await client.call_tool("echo", {"text": "över the bridge"})
             out["echo"] = [c.text for c in echo.content if c.type == "text"]
-            await client.send_ping()
-        # leaving the Client ends the session with DELETE /mcp
+            if client.protocol_version in HANDSHAKE_VERSIONS:
+                await client.send_ping()  # gone from the stateless revision
+        # leaving the Client ends a session with DELETE /mcp (a stateless
+        # client has no session to end)
     out["token_sets"] = len(storage.token_history)
     out["refresh_tokens_rotated"] = (
         len({t.refresh_token for t in storage.token_history if t.refresh_token}) > 1

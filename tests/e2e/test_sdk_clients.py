@@ -70,7 +70,7 @@ def _assert_no_children_left(live: Live) -> None:
         assert time.monotonic() < deadline, f"{children} children still alive"
 
 
-def _assert_flow(result: dict[str, Any], live: Live) -> None:
+def _assert_flow(result: dict[str, Any], live: Live, *, session: bool = True) -> None:
     """What both SDK clients must have seen, whatever their library."""
     assert result["client_registered"] is True
     assert result["pages"][0].startswith("consent@127.0.0.1:")
@@ -94,21 +94,23 @@ def _assert_flow(result: dict[str, Any], live: Live) -> None:
     token_calls = [s for s in steps if s[:2] == ("POST", "/oauth/token")]
     assert len(token_calls) >= 2  # the code exchange and a refresh
     assert all(status == 200 for _, _, status in token_calls)
-    # Every MCP request after authorization carried a bearer and succeeded,
-    # the session ended with DELETE.
+    # Every MCP request after authorization carried a bearer; a session
+    # ended with DELETE, a stateless client never sends one.
     authorized = [e for e in result["exchanges"] if e["bearer"]]
     assert authorized
-    assert ("DELETE", "/mcp", 204) in steps or ("DELETE", "/mcp", 200) in steps
+    deleted = ("DELETE", "/mcp", 204) in steps or ("DELETE", "/mcp", 200) in steps
+    assert deleted is session
+    if not session:
+        mcp = [s for s in steps if s[1] == "/mcp" and s[0] == "POST"]
+        assert all(status == 200 for _, _, status in mcp[1:]), mcp
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-def test_python_sdk_client_walks_the_whole_flow(broker: Live, mode: str) -> None:
+def test_python_sdk_client_walks_the_whole_flow(broker: Live) -> None:
     """
-    The official Python SDK (mcp 2.3.0) logs in through discovery, DCR,
-    consent, the stand-in's login and PKCE; its whoami answers the Forgejo
-    user, before and after a refresh; DELETE ends the session and its child.
-    Both with the SDK's default ``mode="auto"`` (a ``server/discover`` probe,
-    then initialize) and with the plain initialize handshake.
+    The official Python SDK (mcp 2.3.0) with the plain initialize handshake
+    logs in through discovery, DCR, consent, the stand-in's login and PKCE;
+    its whoami answers the Forgejo user, before and after a refresh; DELETE
+    ends the session and its child.
     """
     if not SDK_PYTHON.exists():
         client_missing(".venv-sdk is missing: run `make e2e-deps`")
@@ -119,7 +121,7 @@ def test_python_sdk_client_walks_the_whole_flow(broker: Live, mode: str) -> None
             "--mcp-url",
             broker.mcp_url,
             "--mode",
-            mode,
+            "legacy",
         ],
         broker,
     )
@@ -128,6 +130,30 @@ def test_python_sdk_client_walks_the_whole_flow(broker: Live, mode: str) -> None
     assert result["server_name"] == "fjmcp-demo-child"
     assert result["token_sets"] >= 2
     _assert_no_children_left(broker)
+
+
+def test_python_sdk_stateless_client_walks_the_whole_flow(
+    quick_reaping_broker: Live,
+) -> None:
+    """
+    The same SDK in its default ``mode="auto"`` probes ``server/discover``,
+    finds 2026-07-28 and stays stateless: every call (tools/list, whoami
+    before and after a refresh, echo) is served by the identity's child,
+    initialized by the broker; no session, no DELETE; the child is reaped
+    once idle.
+    """
+    live = quick_reaping_broker
+    if not SDK_PYTHON.exists():
+        client_missing(".venv-sdk is missing: run `make e2e-deps`")
+    result = run_client(
+        [str(SDK_PYTHON), str(E2E / "sdk_client.py"), "--mcp-url", live.mcp_url],
+        live,
+    )
+    _assert_flow(result, live, session=False)
+    assert result["protocol_version"] == "2026-07-28"
+    assert result["server_name"] == "fjmcp-demo-child"
+    assert result["token_sets"] >= 2
+    _assert_no_children_left(live)
 
 
 def test_typescript_sdk_client_walks_the_whole_flow(broker: Live) -> None:

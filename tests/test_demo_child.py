@@ -42,7 +42,9 @@ def make(
 
 
 def answers(out: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.getvalue().splitlines()]
+    # The framing is "\n" alone: str.splitlines would also split on U+0085 and
+    # U+2028, which a JSON string may hold raw.
+    return [json.loads(line) for line in out.getvalue().split("\n") if line]
 
 
 def request(method: str, params: Any = None, request_id: Any = 1) -> str:

@@ -372,6 +372,50 @@ class Config:
     auth_code_ttl: float = _setting(
         600.0, kind="float", positive=True, help="Lifetime of authorization codes."
     )
+    known_clients: Mapping[str, Any] = _setting(
+        {},
+        kind="table",
+        help="Known-client records by client metadata document URL, over the "
+        "shipped ones (Claude.ai, Claude Code, ChatGPT): a table of document "
+        "fields overrides a record field by field or adds one; enabled = false "
+        "disables one. See docs/connect.md.",
+    )
+    client_document_timeout: float = _setting(
+        5.0,
+        kind="float",
+        positive=True,
+        help="Seconds to fetch a client metadata document or JWKS, in all.",
+    )
+    client_document_max_bytes: int = _setting(
+        64 * 1024,
+        kind="int",
+        positive=True,
+        help="Largest client metadata document or JWKS fetched.",
+    )
+    client_document_cache_min: float = _setting(
+        300.0,
+        kind="float",
+        positive=True,
+        help="Fetched client documents are cached at least this long.",
+    )
+    client_document_cache_max: float = _setting(
+        DAY,
+        kind="float",
+        positive=True,
+        help="Fetched client documents are cached at most this long.",
+    )
+    client_document_cache_entries: int = _setting(
+        1000,
+        kind="int",
+        positive=True,
+        help="Most client documents (and JWKS) cached at once.",
+    )
+    client_document_negative_ttl: float = _setting(
+        60.0,
+        kind="float",
+        positive=True,
+        help="How long a client document that could not be used is not fetched again.",
+    )
     # --- Forgejo token upkeep ----------------------------------------------
     refresh_interval: float = _setting(
         60.0, kind="float", positive=True, help="How often Forgejo tokens are checked."
@@ -507,6 +551,8 @@ def option_help(name: str) -> str:
             extra = ""
             if f.metadata["kind"] in ("list", "argv"):
                 extra = "; a JSON array"
+            elif f.metadata["kind"] == "table":
+                extra = "; a JSON object"
             if f.metadata["secret"]:
                 extra += f"; or {env_name(name + _FILE_SUFFIX)} naming a file"
             return (
@@ -635,6 +681,11 @@ def secret_file_keys() -> list[str]:
 
 def _parse_text(kind: str, text: str) -> Any:
     """Parse a value given as text (environment or flag) by its kind."""
+    if kind == "table":
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
     if kind in ("list", "argv"):
         stripped = text.strip()
         if stripped.startswith("["):
@@ -668,6 +719,10 @@ def _coerce(kind: str, value: Any) -> Any:
         ):
             raise ValueError("must be a list of strings")
         return tuple(value)
+    if kind == "table":
+        if not isinstance(value, dict):
+            raise ValueError("must be a table")
+        return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be a whole number")
@@ -925,12 +980,31 @@ def load_config(
             f"({budget:g}s): in-flight requests get the difference at shutdown"
         )
     problems.extend(_check_child_ids(values))
+    _check_client_documents(values, problems)
 
     _check_admin_socket(values, problems)
 
     if problems:
         raise ConfigError(problems)
     return Config(**values)
+
+
+def _check_client_documents(values: Mapping[str, Any], problems: list[str]) -> None:
+    """The known-client records must be valid documents; the cache bounds ordered."""
+    if values.get("known_clients"):
+        # Imported here: parsing options must not load the OAuth package.
+        from fjmcp.oauth.known_clients import known_client_problems
+
+        problems.extend(known_client_problems(values["known_clients"]))
+    low = values.get("client_document_cache_min", _default("client_document_cache_min"))
+    high = values.get(
+        "client_document_cache_max", _default("client_document_cache_max")
+    )
+    if low > high:
+        problems.append(
+            f"client_document_cache_min ({low:g}s) must not exceed "
+            f"client_document_cache_max ({high:g}s)"
+        )
 
 
 def _check_passthrough(values: Mapping[str, Any], problems: list[str]) -> None:

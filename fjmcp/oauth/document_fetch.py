@@ -125,16 +125,19 @@ class GuardedFetcher:
         too: the deadline cancels whatever is in flight).
         """
         d = Deferred.fromCoroutine(self._fetch(url))
-        d.addTimeout(self._limits.timeout, self._clock)
+        late = ClientDocumentError(
+            f"{url[:200]}: it did not answer within {self._limits.timeout:g} seconds"
+        )
+        d.addTimeout(
+            self._limits.timeout, self._clock, onTimeoutCancel=lambda _, __: Failure(late)
+        )
 
         def explain(failure: Failure) -> Failure:
             if failure.check(ClientDocumentError):
                 return failure
             if failure.check(TimeoutError, CancelledError):
-                why = f"it did not answer within {self._limits.timeout:g} seconds"
-            else:
-                why = "it could not be reached"
-            return Failure(ClientDocumentError(f"{url[:200]}: {why}"))
+                return Failure(late)
+            return Failure(ClientDocumentError(f"{url[:200]}: it could not be reached"))
 
         d.addErrback(explain)
         return d

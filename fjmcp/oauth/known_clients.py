@@ -6,8 +6,9 @@ documents, consulted before any fetch.
 Some vendors answer a fetch from a datacenter with a bot challenge
 (observed), so the broker ships what their documents say as versioned data
 (``known_clients.toml`` beside this module) and an operator overrides a
-record field by field, adds records, or disables one (``enabled = false``)
-in the ``known_clients`` setting. Every record is checked like a fetched
+record field by field (a pinned ``jwks`` replaces a ``jwks_uri``), adds
+records, or disables one (``enabled = false``) in the ``known_clients``
+setting. Every record is checked like a fetched
 document, so a mistake in either is found at start-up, not at a login.
 """
 
@@ -48,6 +49,10 @@ def _merged(
         if override is not None:
             if not isinstance(override, Mapping):
                 raise ClientDocumentError("must be a table of document fields")
+            # Pinned keys replace fetched ones and the other way round.
+            for given, other in (("jwks", "jwks_uri"), ("jwks_uri", "jwks")):
+                if given in override:
+                    record.pop(other, None)
             record.update(override)
         yield url, record
 

@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.oauth.test_known_clients -*-
+"""Tests for `fjmcp.oauth.known_clients`: shipped records and operator changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fjmcp.config import ConfigError, load_config
+from fjmcp.oauth.known_clients import (
+    KnownClients,
+    known_client_problems,
+    shipped_records,
+)
+
+CLAUDE = "https://claude.ai/oauth/mcp-oauth-client-metadata"
+CLAUDE_CODE = "https://claude.ai/oauth/claude-code-client-metadata"
+CHATGPT = "https://chatgpt.com/oauth/client.json"
+
+
+def test_the_shipped_records_are_valid_documents() -> None:
+    """Claude.ai, Claude Code and ChatGPT ship, each with name and redirects."""
+    known = KnownClients.build()
+    assert set(known.documents) == {CLAUDE, CLAUDE_CODE, CHATGPT}
+    claude = known.get(CLAUDE)
+    assert claude is not None and claude.client_name == "Claude"
+    assert "https://claude.ai/api/mcp/auth_callback" in claude.redirect_uris
+    assert "https://claude.com/api/mcp/auth_callback" in claude.redirect_uris
+    assert claude.auth_method == "none" and "refresh_token" in claude.grant_types
+    chatgpt = known.get(CHATGPT)
+    assert chatgpt is not None and chatgpt.auth_method == "private_key_jwt"
+    assert chatgpt.jwks_uri == "https://chatgpt.com/oauth/jwks.json"
+    assert set(shipped_records()) == set(known.documents)
+
+
+def test_operators_override_extend_and_disable() -> None:
+    """A table overrides fields, a new URL adds a record, enabled=false drops one."""
+    extra = "https://agent.example/oauth/client.json"
+    known = KnownClients.build(
+        {
+            CLAUDE: {"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]},
+            CHATGPT: {"enabled": False},
+            extra: {"client_name": "Agent", "redirect_uris": ["https://agent.example/cb"]},
+        }
+    )
+    claude = known.get(CLAUDE)
+    assert claude is not None and claude.client_name == "Claude"
+    assert claude.redirect_uris == ("https://claude.ai/api/mcp/auth_callback",)
+    assert known.get(CHATGPT) is None
+    agent = known.get(extra)
+    assert agent is not None and agent.auth_method == "none"
+
+
+def test_a_pinned_jwks_replaces_the_uri() -> None:
+    """An operator may pin a vendor's keys instead of fetching them."""
+    keys = {"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}]}
+    known = KnownClients.build({CHATGPT: {"jwks": keys}})
+    chatgpt = known.get(CHATGPT)
+    assert chatgpt is not None and chatgpt.jwks == keys and chatgpt.jwks_uri is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {CLAUDE: {"redirect_uris": []}},
+        {CLAUDE: {"enabled": "no"}},
+        {"http://plain.example/c": {"redirect_uris": ["https://a.example/cb"]}},
+        {CLAUDE: {"token_endpoint_auth_method": "client_secret_post"}},
+        {CLAUDE: "off"},
+        [],
+    ],
+)
+def test_bad_overrides_are_configuration_problems(overrides: object) -> None:
+    """A bad record is named; the configuration check refuses it."""
+    assert known_client_problems(overrides)
+    if isinstance(overrides, dict) and all(isinstance(v, dict) for v in overrides.values()):
+        with pytest.raises(ValueError, match="known_clients"):
+            KnownClients.build(overrides)
+
+
+def test_config_refuses_bad_known_clients(tmp_path: object) -> None:
+    """load_config reports a bad known_clients table with the other problems."""
+    with pytest.raises(ConfigError, match="known_clients"):
+        load_config(
+            environ={
+                "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
+                "FJMCP_FORGEJO_URL": "http://forgejo.test",
+                "FJMCP_FORGEJO_CLIENT_ID": "x",
+                "FJMCP_FORGEJO_CLIENT_SECRET": "y",
+                "FJMCP_CHILD_COMMAND": "true",
+                "FJMCP_KNOWN_CLIENTS": '{"%s": {"redirect_uris": []}}' % CLAUDE,
+            },
+            check_paths=False,
+        )
+
+
+def test_config_reads_known_clients_from_the_environment() -> None:
+    """known_clients is a JSON object in the environment."""
+    config = load_config(
+        environ={
+            "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
+            "FJMCP_FORGEJO_URL": "http://forgejo.test",
+            "FJMCP_FORGEJO_CLIENT_ID": "x",
+            "FJMCP_FORGEJO_CLIENT_SECRET": "y",
+            "FJMCP_CHILD_COMMAND": "true",
+            "FJMCP_KNOWN_CLIENTS": '{"%s": {"enabled": false}}' % CHATGPT,
+        },
+        check_paths=False,
+    )
+    assert config.known_clients == {CHATGPT: {"enabled": False}}
+    assert KnownClients.build(config.known_clients).get(CHATGPT) is None

@@ -131,13 +131,18 @@ def test_client_id_urls_must_be_plain_https_with_a_path(url: str) -> None:
 
 def test_good_client_id_url() -> None:
     """The vendors' URLs pass."""
-    assert client_id_url_problem("https://claude.ai/oauth/mcp-oauth-client-metadata") is None
+    assert (
+        client_id_url_problem("https://claude.ai/oauth/mcp-oauth-client-metadata")
+        is None
+    )
 
 
 _json: Any = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 _fields = st.sampled_from(

@@ -39,7 +39,10 @@ def test_operators_override_extend_and_disable() -> None:
         {
             CLAUDE: {"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]},
             CHATGPT: {"enabled": False},
-            extra: {"client_name": "Agent", "redirect_uris": ["https://agent.example/cb"]},
+            extra: {
+                "client_name": "Agent",
+                "redirect_uris": ["https://agent.example/cb"],
+            },
         }
     )
     claude = known.get(CLAUDE)
@@ -72,7 +75,9 @@ def test_a_pinned_jwks_replaces_the_uri() -> None:
 def test_bad_overrides_are_configuration_problems(overrides: object) -> None:
     """A bad record is named; the configuration check refuses it."""
     assert known_client_problems(overrides)
-    if isinstance(overrides, dict) and all(isinstance(v, dict) for v in overrides.values()):
+    if isinstance(overrides, dict) and all(
+        isinstance(v, dict) for v in overrides.values()
+    ):
         with pytest.raises(ValueError, match="known_clients"):
             KnownClients.build(overrides)
 

@@ -93,7 +93,9 @@ class SigningKey:
         """A JWKS holding the public key."""
         return {"keys": [self.jwk]}
 
-    def assertion(self, client_id: str, audience: str, now: float, **claims: Any) -> str:
+    def assertion(
+        self, client_id: str, audience: str, now: float, **claims: Any
+    ) -> str:
         """A client assertion (RFC 7523) valid at ``now`` unless overridden."""
         body: dict[str, Any] = {
             "iss": client_id,
@@ -107,5 +109,3 @@ class SigningKey:
         body = {k: v for k, v in body.items() if v is not None}
         headers = {"kid": self.kid}
         return jwt.encode(body, self.private, algorithm="ES256", headers=headers)
-
-

@@ -129,7 +129,9 @@ class GuardedFetcher:
             f"{url[:200]}: it did not answer within {self._limits.timeout:g} seconds"
         )
         d.addTimeout(
-            self._limits.timeout, self._clock, onTimeoutCancel=lambda _, __: Failure(late)
+            self._limits.timeout,
+            self._clock,
+            onTimeoutCancel=lambda _, __: Failure(late),
         )
 
         def explain(failure: Failure) -> Failure:

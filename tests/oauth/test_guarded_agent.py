@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IAddress, IResolutionReceiver
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IResolutionReceiver,
+)
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.error import SchemeNotSupported
 from zope.interface import implementer
@@ -35,7 +39,7 @@ from fjmcp.oauth.guarded_agent import (
         ("192.168.1.1", False),
         ("169.254.169.254", False),
         ("100.64.0.1", False),
-        ("0.0.0.0", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address judged, not bound
         ("224.0.0.1", False),
         ("::1", False),
         ("fe80::1", False),
@@ -58,6 +62,7 @@ def test_a_test_may_allow_a_network() -> None:
     assert not is_public_address("10.0.0.1", loopback)
 
 
+@implementer(IHostnameResolver)
 class _FixedResolver:
     """A resolver answering fixed addresses for every name (DNS we control)."""
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fjmcp.config import ConfigError, load_config
@@ -92,7 +94,7 @@ def test_config_refuses_bad_known_clients(tmp_path: object) -> None:
                 "FJMCP_FORGEJO_CLIENT_ID": "x",
                 "FJMCP_FORGEJO_CLIENT_SECRET": "y",
                 "FJMCP_CHILD_COMMAND": "true",
-                "FJMCP_KNOWN_CLIENTS": '{"%s": {"redirect_uris": []}}' % CLAUDE,
+                "FJMCP_KNOWN_CLIENTS": json.dumps({CLAUDE: {"redirect_uris": []}}),
             },
             check_paths=False,
         )
@@ -107,7 +109,7 @@ def test_config_reads_known_clients_from_the_environment() -> None:
             "FJMCP_FORGEJO_CLIENT_ID": "x",
             "FJMCP_FORGEJO_CLIENT_SECRET": "y",
             "FJMCP_CHILD_COMMAND": "true",
-            "FJMCP_KNOWN_CLIENTS": '{"%s": {"enabled": false}}' % CHATGPT,
+            "FJMCP_KNOWN_CLIENTS": json.dumps({CHATGPT: {"enabled": False}}),
         },
         check_paths=False,
     )

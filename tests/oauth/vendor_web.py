@@ -53,6 +53,7 @@ class VendorWeb(Resource):
         return self.hits.count((host, "/" + path))
 
     def render(self, request: Any) -> Any:
+        """Answer the page of the request's host and path (404 otherwise)."""
         host = request.getRequestHostname().decode()
         path = request.path.decode()
         self.hits.append((host, path))

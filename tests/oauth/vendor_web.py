@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from treq.testing import StubTreq
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -79,15 +79,23 @@ class VendorWeb(Resource):
 
 
 class SigningKey:
-    """An EC P-256 key pair: its public JWK, and assertions signed with it."""
+    """A key pair (EC P-256, or RSA for RS256): its public JWK, and assertions."""
 
-    def __init__(self, kid: str = "k1") -> None:
+    def __init__(self, kid: str = "k1", alg: str = "ES256") -> None:
         self.kid = kid
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        public: dict[str, Any] = json.loads(
-            jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key())
-        )
-        self.jwk = {**public, "kid": kid, "alg": "ES256", "use": "sig"}
+        self.alg = alg
+        public: dict[str, Any]
+        if alg == "RS256":
+            self.private: Any = rsa.generate_private_key(65537, 2048)
+            public = json.loads(
+                jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key())
+            )
+        else:
+            self.private = ec.generate_private_key(ec.SECP256R1())
+            public = json.loads(
+                jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key())
+            )
+        self.jwk = {**public, "kid": kid, "alg": alg, "use": "sig"}
 
     @property
     def jwks(self) -> dict[str, Any]:
@@ -109,4 +117,4 @@ class SigningKey:
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
         headers = {"kid": self.kid}
-        return jwt.encode(body, self.private, algorithm="ES256", headers=headers)
+        return jwt.encode(body, self.private, algorithm=self.alg, headers=headers)

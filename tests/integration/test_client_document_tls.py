@@ -77,7 +77,12 @@ class _MapToLoopback:
 
 
 class _Document(Resource):
+    """The vendor's metadata document."""
+
     isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
 
     def render_GET(self, request: Any) -> bytes:
         """The document, cacheable for ten minutes."""

@@ -990,12 +990,18 @@ def load_config(
 
 
 def _check_client_documents(values: Mapping[str, Any], problems: list[str]) -> None:
-    """The known-client records must be valid documents; the cache bounds ordered."""
-    if values.get("known_clients"):
-        # Imported here: parsing options must not load the OAuth package.
-        from fjmcp.oauth.known_clients import known_client_problems
-
-        problems.extend(known_client_problems(values["known_clients"]))
+    """
+    known_clients must be a table of tables keyed by https URLs (each record
+    is checked as a client document when the settings are built); the cache
+    bounds must be ordered.
+    """
+    for url, record in values.get("known_clients", {}).items():
+        if not url.startswith("https://"):
+            problems.append(f"known_clients: {url!r} is not an https URL")
+        elif not isinstance(record, dict):
+            problems.append(f"known_clients[{url!r}] must be a table")
+        elif not isinstance(record.get("enabled", True), bool):
+            problems.append(f"known_clients[{url!r}].enabled must be true or false")
     low = values.get("client_document_cache_min", _default("client_document_cache_min"))
     high = values.get(
         "client_document_cache_max", _default("client_document_cache_max")

@@ -23,11 +23,12 @@ from attrs import field, frozen
 from fjmcp.admin.settings import AdminSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
-from fjmcp.config import Config
+from fjmcp.config import Config, ConfigError
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.oauth.document_cache import CachePolicy
 from fjmcp.oauth.document_fetch import FetchLimits
 from fjmcp.oauth.document_settings import ClientDocumentSettings
+from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.supervisor.environment import ChildSettings
@@ -190,9 +191,16 @@ class BrokerSettings:
 
 
 def client_document_settings(config: Config) -> ClientDocumentSettings:
-    """Known-client records, and how client documents are fetched and cached."""
+    """
+    Known-client records, and how client documents are fetched and cached.
+    Raises `ConfigError` when a known-client record is not a valid document.
+    """
+    try:
+        known = KnownClients.build(config.known_clients)
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
     return ClientDocumentSettings(
-        known_clients=config.known_clients,
+        known_clients=known,
         limits=FetchLimits(
             timeout=config.client_document_timeout,
             max_bytes=config.client_document_max_bytes,

@@ -10,7 +10,6 @@ addresses only, TLS verified against the URL's host); tests build
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from attrs import field, frozen
@@ -28,7 +27,8 @@ __all__ = ["ClientDocumentSettings", "build_document_clients"]
 class ClientDocumentSettings:
     """Known-client overrides, fetch limits and cache bounds."""
 
-    known_clients: Mapping[str, Any] = field(factory=dict)
+    known_clients: KnownClients = field(factory=KnownClients.build)
+    """The shipped records with the operator's changes, validated."""
     limits: FetchLimits = FetchLimits()
     cache: CachePolicy = CachePolicy()
 
@@ -45,7 +45,7 @@ def build_document_clients(
     return DocumentClients(
         store,
         reactor,
-        KnownClients.build(settings.known_clients),
+        settings.known_clients,
         GuardedFetcher(HTTPClient(agent), reactor, settings.limits),
         settings.cache,
     )

@@ -29,7 +29,7 @@ from fjmcp.oauth.client_documents import (
     validate_client_document,
 )
 
-__all__ = ["KnownClients", "known_client_problems", "shipped_records"]
+__all__ = ["KnownClients", "shipped_records"]
 
 _ENABLED: Final = "enabled"
 
@@ -111,17 +111,3 @@ class KnownClients:
     def get(self, client_id: str) -> ClientDocument | None:
         """The enabled record of ``client_id``, if any."""
         return self.documents.get(client_id)
-
-
-def known_client_problems(overrides: Any) -> list[str]:
-    """What is wrong with a ``known_clients`` setting (for the config check)."""
-    if not isinstance(overrides, Mapping):
-        return ["known_clients must be a table keyed by document URL"]
-    bad = [url for url, value in overrides.items() if not isinstance(value, Mapping)]
-    if bad:
-        return [f"known_clients[{url!r}] must be a table" for url in bad]
-    try:
-        KnownClients.build(overrides)
-    except ValueError as e:
-        return [str(e)]
-    return []

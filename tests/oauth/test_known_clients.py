@@ -8,11 +8,8 @@ import json
 import pytest
 
 from fjmcp.config import ConfigError, load_config
-from fjmcp.oauth.known_clients import (
-    KnownClients,
-    known_client_problems,
-    shipped_records,
-)
+from fjmcp.oauth.known_clients import KnownClients, shipped_records
+from fjmcp.settings import client_document_settings
 
 CLAUDE = "https://claude.ai/oauth/mcp-oauth-client-metadata"
 CLAUDE_CODE = "https://claude.ai/oauth/claude-code-client-metadata"
@@ -70,48 +67,62 @@ def test_a_pinned_jwks_replaces_the_uri() -> None:
         {CLAUDE: {"enabled": "no"}},
         {"http://plain.example/c": {"redirect_uris": ["https://a.example/cb"]}},
         {CLAUDE: {"token_endpoint_auth_method": "client_secret_post"}},
-        {CLAUDE: "off"},
-        [],
     ],
 )
-def test_bad_overrides_are_configuration_problems(overrides: object) -> None:
-    """A bad record is named; the configuration check refuses it."""
-    assert known_client_problems(overrides)
-    if isinstance(overrides, dict) and all(
-        isinstance(v, dict) for v in overrides.values()
-    ):
-        with pytest.raises(ValueError, match="known_clients"):
-            KnownClients.build(overrides)
+def test_bad_records_are_refused(overrides: dict[str, dict[str, object]]) -> None:
+    """A record that would not be a valid document is named."""
+    with pytest.raises(ValueError, match="known_clients"):
+        KnownClients.build(overrides)
 
 
-def test_config_refuses_bad_known_clients(tmp_path: object) -> None:
-    """load_config reports a bad known_clients table with the other problems."""
-    with pytest.raises(ConfigError, match="known_clients"):
+ENV = {
+    "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
+    "FJMCP_FORGEJO_URL": "http://forgejo.test",
+    "FJMCP_FORGEJO_CLIENT_ID": "x",
+    "FJMCP_FORGEJO_CLIENT_SECRET": "y",
+    "FJMCP_CHILD_COMMAND": "true",
+}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"http://plain.example/c": {}},
+        {CLAUDE: "off"},
+        {CLAUDE: {"enabled": "no"}},
+        [CLAUDE],
+    ],
+)
+def test_config_refuses_known_clients_of_the_wrong_shape(value: object) -> None:
+    """load_config reports a known_clients that is not a table of records."""
+    with pytest.raises(ConfigError, match="(?i)known_clients"):
         load_config(
-            environ={
-                "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
-                "FJMCP_FORGEJO_URL": "http://forgejo.test",
-                "FJMCP_FORGEJO_CLIENT_ID": "x",
-                "FJMCP_FORGEJO_CLIENT_SECRET": "y",
-                "FJMCP_CHILD_COMMAND": "true",
-                "FJMCP_KNOWN_CLIENTS": json.dumps({CLAUDE: {"redirect_uris": []}}),
-            },
+            environ={**ENV, "FJMCP_KNOWN_CLIENTS": json.dumps(value)},
             check_paths=False,
         )
+
+
+def test_invalid_records_are_configuration_errors() -> None:
+    """A record that is no valid document fails when the settings are built."""
+    config = load_config(
+        environ={
+            **ENV,
+            "FJMCP_KNOWN_CLIENTS": json.dumps({CLAUDE: {"redirect_uris": []}}),
+        },
+        check_paths=False,
+    )
+    with pytest.raises(ConfigError, match="no redirect_uris"):
+        client_document_settings(config)
 
 
 def test_config_reads_known_clients_from_the_environment() -> None:
     """known_clients is a JSON object in the environment."""
     config = load_config(
         environ={
-            "FJMCP_PUBLIC_URL": "http://127.0.0.1:8080",
-            "FJMCP_FORGEJO_URL": "http://forgejo.test",
-            "FJMCP_FORGEJO_CLIENT_ID": "x",
-            "FJMCP_FORGEJO_CLIENT_SECRET": "y",
-            "FJMCP_CHILD_COMMAND": "true",
+            **ENV,
             "FJMCP_KNOWN_CLIENTS": json.dumps({CHATGPT: {"enabled": False}}),
         },
         check_paths=False,
     )
     assert config.known_clients == {CHATGPT: {"enabled": False}}
-    assert KnownClients.build(config.known_clients).get(CHATGPT) is None
+    assert client_document_settings(config).known_clients.get(CHATGPT) is None

@@ -84,13 +84,14 @@ class DocumentClients:
     _documents: TtlCache[_Cached] = field(init=False)
     _keys: TtlCache[_Keys] = field(init=False)
     _in_flight: dict[str, Deferred[Any]] = field(init=False, factory=dict)
-    _saved: dict[str, ClientRecord] = field(init=False, factory=dict)
+    _saved: TtlCache[ClientRecord] = field(init=False)
 
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
         self._documents = TtlCache(self._clock, self._policy.max_entries)
         self._keys = TtlCache(self._clock, self._policy.max_entries)
+        self._saved = TtlCache(self._clock, self._policy.max_entries)
 
     async def resolve(self, client_id: str) -> ClientRecord:
         """The client ``client_id`` names; raises `ClientDocumentError`."""
@@ -110,13 +111,15 @@ class DocumentClients:
     async def _save(
         self, record: ClientRecord, expires_at: float | None
     ) -> ClientRecord:
-        """Write the record unless this process already wrote the same one."""
+        """
+        Write the record unless this process wrote the same one lately (the
+        row is written again after ``floor`` seconds, in case a purge on
+        another node removed it).
+        """
         previous = self._saved.get(record.client_id)
         if previous is None or previous.metadata != record.metadata:
             await self._store.run(save_document_client_txn, record, expires_at)
-            if len(self._saved) >= self._policy.max_entries:
-                self._saved.clear()
-            self._saved[record.client_id] = record
+            self._saved.put(record.client_id, record, self._policy.floor)
         return record
 
     async def _document(self, url: str) -> tuple[ClientDocument, float]:

@@ -200,3 +200,13 @@ def test_keys_come_pinned_or_from_jwks_uri() -> None:
     )
     failed = settle(s.documents.keys_for(bad))
     assert isinstance(failed, Failure) and failed.check(ClientDocumentError)
+
+
+def test_a_removed_row_is_written_again() -> None:
+    """If another node purged the client's row, it is back within the floor."""
+    s = _Setup()
+    assert isinstance(s.find(CLAUDE), ClientRecord)
+    s.store.conn.execute("DELETE FROM clients WHERE client_id = ?", (CLAUDE,))
+    s.clock.advance(POLICY.floor)
+    assert isinstance(s.find(CLAUDE), ClientRecord)
+    assert s.store.sync.run(get_client_txn, CLAUDE) is not None

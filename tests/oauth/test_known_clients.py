@@ -126,3 +126,20 @@ def test_config_reads_known_clients_from_the_environment() -> None:
     )
     assert config.known_clients == {CHATGPT: {"enabled": False}}
     assert client_document_settings(config).known_clients.get(CHATGPT) is None
+
+
+def test_check_config_prints_known_clients_as_toml() -> None:
+    """The effective configuration shows known_clients as a TOML inline table."""
+    import tomllib
+
+    from fjmcp.cli import render_config
+
+    records = {CHATGPT: {"enabled": False}, CLAUDE: {"redirect_uris": ["https://a/b"]}}
+    config = load_config(
+        environ={**ENV, "FJMCP_KNOWN_CLIENTS": json.dumps(records)},
+        check_paths=False,
+    )
+    line = next(
+        x for x in render_config(config).splitlines() if x.startswith("known_clients")
+    )
+    assert tomllib.loads(line)["known_clients"] == records

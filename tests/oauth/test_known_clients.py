@@ -143,3 +143,17 @@ def test_check_config_prints_known_clients_as_toml() -> None:
         x for x in render_config(config).splitlines() if x.startswith("known_clients")
     )
     assert tomllib.loads(line)["known_clients"] == records
+
+
+def test_preflight_names_an_invalid_record() -> None:
+    """serve and check-config refuse a known_clients record that is no document."""
+    from fjmcp.preflight import preflight_problems
+
+    config = load_config(
+        environ={
+            **ENV,
+            "FJMCP_KNOWN_CLIENTS": json.dumps({CLAUDE: {"redirect_uris": []}}),
+        },
+        check_paths=False,
+    )
+    assert any("no redirect_uris" in p for p in preflight_problems(config))

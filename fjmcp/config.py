@@ -33,6 +33,7 @@ __all__ = [
     "CONFIG_ENV",
     "CONFIG_OPTION",
     "ConfigError",
+    "FrozenTable",
     "ENV_PREFIX",
     "SettingOption",
     "SECRET_MASK",
@@ -94,6 +95,17 @@ class ChildLimits:
     def as_table(self) -> dict[str, int]:
         """The limits as a plain mapping (example file, ``check-config``)."""
         return attrs.asdict(self)
+
+
+class FrozenTable(dict[str, Any]):
+    """
+    A setting that is a TOML table (``known_clients``): a dict that hashes
+    by its JSON form, so `Config` stays a hashable value. Nobody changes it
+    after loading.
+    """
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True, default=str))
 
 
 class ConfigError(Exception):
@@ -373,7 +385,7 @@ class Config:
         600.0, kind="float", positive=True, help="Lifetime of authorization codes."
     )
     known_clients: Mapping[str, Any] = _setting(
-        {},
+        FrozenTable(),
         kind="table",
         help="Known-client records by client metadata document URL, over the "
         "shipped ones (Claude.ai, Claude Code, ChatGPT): a table of document "
@@ -722,7 +734,7 @@ def _coerce(kind: str, value: Any) -> Any:
     if kind == "table":
         if not isinstance(value, dict):
             raise ValueError("must be a table")
-        return value
+        return FrozenTable(value)
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be a whole number")

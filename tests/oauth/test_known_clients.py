@@ -125,6 +125,7 @@ def test_config_reads_known_clients_from_the_environment() -> None:
         check_paths=False,
     )
     assert config.known_clients == {CHATGPT: {"enabled": False}}
+    hash(config)  # the configuration stays a hashable value
     assert client_document_settings(config).known_clients.get(CHATGPT) is None
 
 

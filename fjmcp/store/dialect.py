@@ -29,6 +29,7 @@ __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "DBAPICursor",
     "Dialect",
+    "MigrationDialect",
     "OnlineBackup",
     "SqliteDialect",
     "Txn",
@@ -98,6 +99,9 @@ class Dialect(Protocol):
     def sql(self, text: str) -> str:
         """``text`` written with ``?`` placeholders, in the driver's style."""
 
+    def parameters(self, params: Sequence[Any]) -> tuple[Any, ...]:
+        """``params`` as the engine can take them."""
+
     def upsert(
         self,
         table: str,
@@ -128,6 +132,58 @@ class Dialect(Protocol):
         """The health probe: the schema answers and the engine finds no damage."""
 
 
+class MigrationDialect(Protocol):
+    """
+    What `fjmcp.store.migrate.migrate` needs of an engine, on a raw
+    connection: autocommit, the lock that keeps two migrators apart, the
+    migration transaction and the checks around it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The engine's name; it also names its migrations (`migrations_for`)."""
+
+    @property
+    def error(self) -> type[Exception]:
+        """The driver's base error."""
+
+    def describe(self, conn: Any) -> str:
+        """The database on ``conn`` for messages (never a password)."""
+
+    def in_transaction(self, conn: Any) -> bool:
+        """Whether a transaction is open on ``conn``."""
+
+    def enter_autocommit(self, conn: Any) -> object:
+        """Put ``conn`` in autocommit mode; what `leave_autocommit` restores."""
+
+    def leave_autocommit(self, conn: Any, saved: object) -> None:
+        """Restore the mode `enter_autocommit` replaced."""
+
+    def lock_migrations(self, conn: Any) -> None:
+        """Wait until this connection alone migrates the database."""
+
+    def unlock_migrations(self, conn: Any) -> None:
+        """Let the next migrator in."""
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement with ``?`` placeholders; its cursor."""
+
+    def execute_script(self, conn: Any, statement: str) -> None:
+        """Run one statement of a migration file, as written (no parameters)."""
+
+    def has_tables(self, conn: Any) -> bool:
+        """Whether the database holds anything yet."""
+
+    def begin_migration(self, conn: Any) -> None:
+        """Open the transaction of one migration file."""
+
+    def foreign_keys(self, conn: Any, enabled: bool | None = None) -> bool:
+        """Whether foreign keys were switched on; switch them if asked."""
+
+    def foreign_key_violations(self, conn: Any) -> list[tuple[Any, ...]]:
+        """Rows breaking a foreign key after a migration file ran."""
+
+
 def _check_names(*names: str) -> None:
     """Table and column names are spliced into SQL: identifiers only."""
     for name in names:
@@ -154,6 +210,10 @@ class SqliteDialect:
     def sql(self, text: str) -> str:
         """SQLite speaks ``?`` already."""
         return text
+
+    def parameters(self, params: Sequence[Any]) -> tuple[Any, ...]:
+        """SQLite takes any text."""
+        return tuple(params)
 
     def upsert(
         self,
@@ -251,6 +311,38 @@ class SqliteDialect:
 
     # --- migrations ---------------------------------------------------------------
 
+    def describe(self, conn: Any) -> str:
+        """SQLite's connection does not know its file: the caller names it."""
+        return "(in memory)"
+
+    def in_transaction(self, conn: Any) -> bool:
+        """``sqlite3.Connection.in_transaction``."""
+        return bool(conn.in_transaction)
+
+    def enter_autocommit(self, conn: Any) -> object:
+        """``isolation_level = None``; the previous level is returned."""
+        saved = conn.isolation_level
+        conn.isolation_level = None
+        return saved
+
+    def leave_autocommit(self, conn: Any, saved: object) -> None:
+        """Put the isolation level back."""
+        conn.isolation_level = saved
+
+    def lock_migrations(self, conn: Any) -> None:
+        """Nothing: the store's ``flock`` keeps a second daemon out already."""
+
+    def unlock_migrations(self, conn: Any) -> None:
+        """Nothing (see `lock_migrations`)."""
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        """``conn.execute``: SQLite speaks ``?``."""
+        return conn.execute(sql, tuple(params))
+
+    def execute_script(self, conn: Any, statement: str) -> None:
+        """``conn.execute`` without parameters."""
+        conn.execute(statement)
+
     def has_tables(self, conn: Any) -> bool:
         """Whether the database holds anything yet."""
         row = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -296,7 +388,7 @@ class Txn:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> DBAPICursor:
         """Run one statement written with ``?`` placeholders."""
-        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        self.cursor.execute(self.dialect.sql(sql), self.dialect.parameters(params))
         return self.cursor
 
     @property

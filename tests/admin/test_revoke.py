@@ -141,7 +141,7 @@ def test_revokes_every_token_of_the_user_and_only_theirs(
     assert memory_store.run(get_upstream_txn, "bob") is not None
     reasons = {
         row[0]
-        for row in memory_store.conn.execute(
+        for row in memory_store.execute(
             "SELECT revoked_reason FROM tokens WHERE token_hash LIKE 'alice%'"
         )
     }
@@ -169,7 +169,7 @@ def test_revoking_twice_and_unknown_users(memory_store: SyncStore) -> None:
     again = memory_store.run(revoke_user_txn, "alice", NOW + 9, "other")
     assert again.known and again.token_hashes == () and not again.upstream_deleted
     reasons = {
-        row[0] for row in memory_store.conn.execute("SELECT revoked_reason FROM tokens")
+        row[0] for row in memory_store.execute("SELECT revoked_reason FROM tokens")
     }
     assert reasons == {OPERATOR_REASON}
     unknown = memory_store.run(revoke_user_txn, "carol", NOW, OPERATOR_REASON)

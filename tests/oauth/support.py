@@ -47,7 +47,8 @@ class MemoryStore:
     @property
     def conn(self) -> sqlite3.Connection:
         """The raw connection, for assertions on stored rows."""
-        return self.sync.conn
+        conn: sqlite3.Connection = self.sync.conn
+        return conn
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run the transaction now."""

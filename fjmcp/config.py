@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import attrs
 from attrs import field, frozen
 
+from fjmcp.store.target import StoreTarget, StoreUrlError, parse_store_url, sqlite_url
+
 __all__ = [
     "ChildLimits",
     "Config",
@@ -320,6 +322,23 @@ class Config:
     store_path: str = _setting(
         "/var/lib/fjmcp/fjmcp.sqlite3", kind="path", help="SQLite database file."
     )
+    store_url: str = _setting(
+        "",
+        kind="str",
+        help="Where the store lives: sqlite:///path/to/file or postgresql://user@"
+        "host/db (several nodes); empty: sqlite:// with store_path.",
+    )
+    store_password_file: str | None = _setting(
+        None,
+        kind="optpath",
+        help="File holding the PostgreSQL password (kept out of store_url).",
+    )
+    store_pool_size: int = _setting(
+        4,
+        kind="int",
+        positive=True,
+        help="Most connections the daemon holds to PostgreSQL (SQLite uses one).",
+    )
     token_keys_file: str | None = _setting(
         None,
         kind="optpath",
@@ -429,6 +448,17 @@ class Config:
     def state_dir(self) -> Path:
         """The directory that holds the store (and by default the keys and socket)."""
         return Path(self.store_path).parent
+
+    def store_target(self) -> StoreTarget:
+        """
+        The store to open: ``store_url``, or the SQLite file ``store_path``;
+        the PostgreSQL password read from ``store_password_file``.
+        """
+        password = None
+        if self.store_password_file:
+            password = Path(self.store_password_file).read_text("utf-8").strip("\r\n")
+        url = self.store_url or sqlite_url(self.store_path)
+        return parse_store_url(url, password=password, pool_size=self.store_pool_size)
 
     @property
     def token_keys_path(self) -> Path:
@@ -821,6 +851,24 @@ def _resolve_argv0(
     return (os.path.abspath(found), *argv[1:])
 
 
+def _check_store_url(values: Mapping[str, Any], problems: list[str]) -> str | None:
+    """
+    ``store_url`` names an engine fjmcp speaks; a ``sqlite:`` URL becomes
+    ``store_path`` (which the rest of the checks and the defaults use).
+    """
+    url = values.get("store_url") or ""
+    if not url:
+        return "sqlite"
+    try:
+        target = parse_store_url(url)
+    except StoreUrlError as e:
+        problems.append(str(e))
+        return None
+    if target.backend == "sqlite" and isinstance(values, dict):
+        values["store_path"] = target.location
+    return target.backend
+
+
 def _check_store_path(path: str, problems: list[str]) -> None:
     target = Path(path)
     parent = target.parent
@@ -915,7 +963,8 @@ def load_config(
     _check_passthrough(values, problems)
     _check_token_not_in_argv(values, problems)
     _check_child_isolation(values, problems)
-    if check_paths:
+    backend = _check_store_url(values, problems)
+    if check_paths and backend == "sqlite":
         _check_store_path(values.get("store_path", _default("store_path")), problems)
     grace = values.get("child_stop_grace", _default("child_stop_grace"))
     budget = values.get("shutdown_timeout", _default("shutdown_timeout"))

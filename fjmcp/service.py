@@ -58,6 +58,7 @@ from fjmcp.listening import listen_failure
 from fjmcp.oauth.keys import KeyFileError, load_keyring
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
+from fjmcp.store.target import StoreTarget
 from fjmcp.supervisor.startup import IsolationError, prepare_isolation
 from fjmcp.web.site import BrokerSite
 from fjmcp.wiring import Broker, Drain, IBrokerReactor, build_broker
@@ -79,15 +80,17 @@ EXIT_CONFIG = 2
 #: Exit status for any other failure to start (e.g. the port is taken).
 EXIT_STARTUP = 1
 
-#: Opens the store at a path: the store, or an awaitable of it.
-StoreOpener = Callable[[IBrokerReactor, str], Store | Awaitable[Store]]
+#: Opens the store named by ``store_url``: the store, or an awaitable of it.
+StoreOpener = Callable[[IBrokerReactor, StoreTarget], Store | Awaitable[Store]]
 
 
-def default_store_opener(reactor: IBrokerReactor, path: str) -> Awaitable[Store]:
-    """Open the real store (``fjmcp.store.store.open_store``)."""
-    from fjmcp.store.store import open_store
+def default_store_opener(
+    reactor: IBrokerReactor, target: StoreTarget | str
+) -> Awaitable[Store]:
+    """Open the real store (``fjmcp.store.store.open_store_at``)."""
+    from fjmcp.store.store import open_store_at
 
-    return open_store(reactor, path)
+    return open_store_at(reactor, target)
 
 
 def _store_error_types() -> tuple[type[BaseException], ...]:
@@ -154,7 +157,7 @@ class BrokerService(MultiService):
     """
     The root of the broker's service tree (see the module docstring).
 
-    :param store_opener: ``(reactor, path) -> Store`` or an awaitable of
+    :param store_opener: ``(reactor, StoreTarget) -> Store`` or an awaitable of
         one; tests pass a fake.
     :param handle_signals: install the SIGTERM/SIGINT handlers when the
         reactor runs (off for tests on a fake reactor).
@@ -214,14 +217,14 @@ class BrokerService(MultiService):
         config = self._config
         try:
             store = await maybe_await(
-                self._store_opener(self._reactor, config.store_path)
+                self._store_opener(self._reactor, config.store_target())
             )
         except _store_error_types() as e:
             self._failed(f"cannot use the store: {e}", EXIT_CONFIG)
             return
         except Exception as e:
             self.log.failure("opening the store failed")
-            self._failed(f"cannot open the store {config.store_path}: {e}", EXIT_CONFIG)
+            self._failed(f"cannot open the store: {e}", EXIT_CONFIG)
             return
         self.store = store
         # The key ring is loaded before anything that seals or opens tokens;

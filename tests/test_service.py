@@ -20,6 +20,7 @@ from fjmcp.service import (
     ShutdownCoordinator,
 )
 from fjmcp.store.store import Store
+from fjmcp.store.target import StoreTarget
 from tests.support import assert_python_succeeds, broker_config
 
 
@@ -73,7 +74,7 @@ def _broker(
     reactor = ListenRecorder(events)
     store = FakeStore(events)
 
-    def open_store(r: Any, path: str) -> Store:
+    def open_store(r: Any, target: StoreTarget) -> Store:
         events.append("store-opened")
         return cast(Store, store)
 
@@ -111,8 +112,8 @@ def test_store_failure_stops_with_status_2(tmp_path: Path) -> None:
     """A store that cannot be opened: no port, exit status 2, reactor stopped."""
     failed: list[int] = []
 
-    def refuse(r: Any, path: str) -> Any:
-        raise OSError(f"{path}.lock is held by another fjmcp")
+    def refuse(r: Any, target: StoreTarget) -> Any:
+        raise OSError(f"{target.location}.lock is held by another fjmcp")
 
     events: list[str] = []
     reactor = ListenRecorder(events)

@@ -119,6 +119,9 @@ class Dialect(Protocol):
     ) -> int:
         """Run the insert ``sql`` (``?`` placeholders); the new row's ``column``."""
 
+    def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
+        """After rows were inserted with explicit ids: new ids come after them."""
+
     def begin(self, cursor: DBAPICursor) -> None:
         """Open the transaction of one transaction function."""
 
@@ -237,6 +240,9 @@ class SqliteDialect:
         """The rowid SQLite gives the inserted row (``column`` is its alias)."""
         cursor.execute(self.sql(sql), params)
         return int(getattr(cursor, "lastrowid", None) or 0)
+
+    def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
+        """Nothing: SQLite's next rowid follows the largest one by itself."""
 
     # --- transactions -------------------------------------------------------------
 

@@ -123,6 +123,14 @@ class PostgresDialect:
         row = cursor.fetchone()
         return int(row[0])
 
+    def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
+        """Move the identity sequence of ``table.column`` past its largest id."""
+        _check_names(table, column)
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "  # noqa: S608
+            f"COALESCE(max({column}), 0) + 1, false) FROM {table}"
+        )
+
     # --- transactions -------------------------------------------------------------
 
     def begin(self, cursor: DBAPICursor) -> None:

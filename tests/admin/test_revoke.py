@@ -38,7 +38,8 @@ from fjmcp.store.grants import (
     refresh_txn,
     upsert_user_txn,
 )
-from fjmcp.store.store import SyncStore, open_store_sync
+from fjmcp.store.store import SyncStore, open_store_sync, open_store_sync_at
+from fjmcp.store.target import StoreTarget
 from fjmcp.store.upstream_tokens import get_upstream_txn, put_upstream_txn
 from tests.maintenance.support import DeferringStore, FakeSessions
 from tests.standin.support import result_of
@@ -293,8 +294,8 @@ def test_command_without_daemon_changes_the_store(tmp_path: Path) -> None:
         alice = seed(sync, "alice")
     opened: list[DeferringStore] = []
 
-    def opener(reactor: Any, path: str) -> DeferringStore:
-        store = DeferringStore(open_store_sync(path, now=NOW))
+    def opener(reactor: Any, target: StoreTarget) -> DeferringStore:
+        store = DeferringStore(open_store_sync_at(target, now=NOW))
         opened.append(store)
         return store
 
@@ -328,8 +329,8 @@ def test_command_unknown_user_exits_1(tmp_path: Path) -> None:
         client=AdminClient(tmp_path / "no-daemon.sock"),
         out=out,
         reactor=Clock(),
-        store_opener=lambda reactor, path: DeferringStore(
-            open_store_sync(path, now=NOW)
+        store_opener=lambda reactor, target: DeferringStore(
+            open_store_sync_at(target, now=NOW)
         ),
     )
     assert _run(ctx, "nobody") == 1
@@ -359,7 +360,7 @@ def test_command_goes_through_a_running_daemon(tmp_path: Path) -> None:
     """With a daemon running the command asks it (one revoke-user request) and
     never opens the store; --json prints the daemon's result."""
 
-    def no_store(reactor: Any, path: str) -> Any:
+    def no_store(reactor: Any, target: StoreTarget) -> Any:
         raise AssertionError("the store must not be opened while the daemon runs")
 
     daemon = FakeDaemon()

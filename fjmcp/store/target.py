@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_target -*-
+# -*- test-case-name: tests.store.test_postgres -*-
 """
 Which database a store lives in, parsed from ``store_url``.
 

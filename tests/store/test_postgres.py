@@ -17,8 +17,8 @@ import pytest_twisted
 
 from fjmcp.store.dialect import Txn
 from fjmcp.store.errors import StoreError
-from fjmcp.store.postgres import POSTGRES
 from fjmcp.store.migrate import MigrationResult
+from fjmcp.store.postgres import POSTGRES
 from fjmcp.store.store import open_postgres_store, open_postgres_store_sync
 from fjmcp.store.target import StoreTarget, parse_store_url
 from tests.store.support import ScratchSchema

@@ -138,10 +138,23 @@ $(GITEA_STAMP): tests/children/requirements-gitea-mcp.lock.txt
 
 child-deps: bubblewrap $(GITEA_STAMP)
 
+# The store suite runs on PostgreSQL too when a server answers (each run in
+# its own schemas, dropped after): FJMCP_TEST_POSTGRES_URL, or the local one.
+PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
+
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
 test: $(STAMP) lint e2e-deps deploy-deps child-deps
 	@required=1; command -v npm >/dev/null || required=python; \
-	status=0; FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
+	status=0; \
+	if [ -z "$$FJMCP_TEST_POSTGRES_URL" ]; then \
+		if why=$$($(BIN)/python tests/pg_probe.py "$(PG_TEST_URL)" 2>&1); then \
+			export FJMCP_TEST_POSTGRES_URL="$(PG_TEST_URL)"; \
+			echo "PostgreSQL answers at $(PG_TEST_URL): the store tests run on it too"; \
+		else \
+			echo "PostgreSQL half SKIPPED: no server at $(PG_TEST_URL) ($$why)"; \
+		fi; \
+	fi; \
+	FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
 

@@ -25,7 +25,7 @@ from fjmcp.store.upstream_tokens import SealedUpstream
 
 __all__ = ["TABLES", "CopyReport", "copy_rows_txn", "read_rows_txn", "target_rows_txn"]
 
-#: Every table of schema 2 with its columns, parents before children.
+#: Every table of schema 3 with its columns, parents before children.
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "users": ("id", "login", "forgejo_id", "created_at", "last_login_at"),
     "clients": (
@@ -94,11 +94,13 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "expires_at",
         "generation",
         "updated_at",
+        "lease_owner",
+        "lease_until",
     ),
 }
 
 #: The schema version `TABLES` describes.
-COPY_SCHEMA_VERSION: Final = 2
+COPY_SCHEMA_VERSION: Final = 3
 
 #: Rows every fresh store holds already (the built-in client).
 _BUILTIN = "SELECT count(*) FROM clients WHERE kind <> 'builtin'"

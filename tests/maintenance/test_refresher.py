@@ -323,6 +323,32 @@ def test_refresh_user_with_nothing_stored(world: World) -> None:
     assert world.token_requests() == 0
 
 
+def test_a_grant_leased_by_another_node_is_left_to_it(world: World) -> None:
+    """
+    When another node holds the grant's refresh lease this node does not
+    call Forgejo at all; once the lease is free it refreshes, and the lease
+    is ended by the stored token, not left behind.
+    """
+    world.log_in()
+    world.tokens.leased_elsewhere.add("alice")
+    refresher = world.start()
+    assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.ELSEWHERE
+    assert world.token_requests() == 0
+    world.tokens.leased_elsewhere.clear()
+    assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.REFRESHED
+    assert world.token_requests() == 1
+    assert world.tokens.leases == {}
+
+
+def test_a_failed_refresh_gives_its_lease_back(world: World) -> None:
+    """A refresh that stored nothing releases the lease for the next try."""
+    world.log_in()
+    refresher = world.start(retry_attempts=1)
+    world.gate.down = True
+    assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.FAILED
+    assert world.tokens.leases == {}
+
+
 # --- transient failures -----------------------------------------------------
 
 

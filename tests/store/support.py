@@ -209,3 +209,37 @@ def successResultOf(d: Deferred[T]) -> T:  # noqa: N802 - twisted's name
         failures[0].raiseException()
     assert results, "the Deferred has not fired"
     return results[0]
+
+
+@define
+class TwoNodes:
+    """Two connections to one fresh store, as two nodes would hold them."""
+
+    a: SyncStore
+    b: SyncStore
+
+    def close(self) -> None:
+        """Close both (the PostgreSQL scratch schema goes with the first)."""
+        self.b.close()
+        self.a.close()
+
+
+def open_two_nodes(dialect: Dialect, directory: Path) -> TwoNodes:
+    """
+    Two stores sharing one database through ``dialect``: for SQLite one
+    file in ``directory`` opened twice (its lock, which would refuse the
+    second, is not taken), for PostgreSQL one scratch schema.
+    """
+    if dialect is SQLITE:
+        path = str(directory / "shared.sqlite3")
+        return TwoNodes(
+            open_store_sync(path, lock=False), open_store_sync(path, lock=False)
+        )
+    first = open_memory_store(dialect)
+    assert isinstance(first, ScratchStore) and first.scratch is not None
+    try:
+        second = open_postgres_store_sync(first.scratch.conninfo)
+    except BaseException:
+        first.close()
+        raise
+    return TwoNodes(first, second)

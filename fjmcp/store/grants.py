@@ -421,7 +421,7 @@ def redeem_code_txn(
         "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
         (mint.now, code_hash),
     )
-    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
+    if cursor.rowcount != 1:  # another node spent it while this one waited
         return GrantOutcome("replayed", grant, "code already used")
     if mint.now >= code.expires_at:
         return GrantOutcome("expired", grant, "code expired")
@@ -473,7 +473,7 @@ def refresh_txn(
         "AND rotated_at IS NULL AND revoked_at IS NULL",
         (mint.now, refresh_hash),
     )
-    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
+    if cursor.rowcount != 1:  # another node spent it while this one waited
         return GrantOutcome("reused", grant, "refresh token reused")
     _insert_pair(
         cursor,

@@ -73,12 +73,14 @@ def test_one_code_redeemed_on_two_nodes_at_once_gives_one_pair(
     uid = _user(nodes.a)
     for _ in range(ROUNDS):
         code = _code(nodes.a, uid, client_id="admin-cli")
-        outcomes = _at_once(
-            nodes,
-            lambda store, code=code: store.run(
+
+        def redeem(store: SyncStore, code: str = code) -> GrantOutcome:
+            outcome: GrantOutcome = store.run(
                 grants.redeem_code_txn, hash_secret(code), _ok, _mint()[0]
-            ),
-        )
+            )
+            return outcome
+
+        outcomes = _at_once(nodes, redeem)
         assert sorted(o.status for o in outcomes) == ["ok", "replayed"]
 
 
@@ -95,12 +97,14 @@ def test_one_refresh_token_rotated_on_two_nodes_at_once_once(
         mint, _access, refresh = _mint()
         first = nodes.a.run(grants.redeem_code_txn, hash_secret(code), _ok, mint)
         assert first.status == "ok" and refresh is not None
-        outcomes = _at_once(
-            nodes,
-            lambda store, refresh=refresh: store.run(
+
+        def rotate(store: SyncStore, refresh: str = refresh) -> GrantOutcome:
+            outcome: GrantOutcome = store.run(
                 grants.refresh_txn, hash_secret(refresh), "admin-cli", _mint()[0]
-            ),
-        )
+            )
+            return outcome
+
+        outcomes = _at_once(nodes, rotate)
         assert sorted(o.status for o in outcomes) == ["ok", "reused"]
         assert first.grant is not None
         # Truly at once the loser only hears "reused" and the family lives on

@@ -888,10 +888,7 @@ def test_two_nodes_refresh_one_grant_once(dialect: Dialect, tmp_path: Path) -> N
                 w.sessions,
                 UserRevoker(w.sessions, store_revocation(runner, w.clock)),
                 w.clock,
-                interval=INTERVAL,
-                margin=MARGIN,
-                user_check_interval=USER_CHECK,
-                node_id=name,
+                evolve(SETTINGS, node_id=name),
             )
             for runner, upstream, name in zip(
                 runners, upstreams, ("node-a", "node-b"), strict=True

@@ -16,8 +16,10 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
+import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -59,6 +61,10 @@ MINUTE: Final = 60.0
 HOUR: Final = 60 * MINUTE
 DAY: Final = 24 * HOUR
 AF_UNIX_PATH_MAX: Final = 107
+
+#: The longest node id: it prefixes every session id.
+NODE_ID_MAX: Final = 32
+_NODE_ID: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,31})")
 
 
 @frozen(kw_only=True)
@@ -339,6 +345,19 @@ class Config:
         positive=True,
         help="Most connections the daemon holds to PostgreSQL (SQLite uses one).",
     )
+    node_id: str = _setting(
+        "",
+        kind="str",
+        help="This node's name among several on one store (letters, digits, -; "
+        "in every session id); empty: the host name.",
+    )
+    revocation_propagation: float = _setting(
+        30.0,
+        kind="float",
+        positive=True,
+        help="Longest a node trusts a cached bearer token after it was revoked "
+        "on another node (PostgreSQL notifications are faster).",
+    )
     token_keys_file: str | None = _setting(
         None,
         kind="optpath",
@@ -448,6 +467,11 @@ class Config:
     def state_dir(self) -> Path:
         """The directory that holds the store (and by default the keys and socket)."""
         return Path(self.store_path).parent
+
+    @property
+    def node_name(self) -> str:
+        """``node_id``, or this host's name (up to its first dot)."""
+        return self.node_id or default_node_id()
 
     def store_target(self) -> StoreTarget:
         """
@@ -851,6 +875,22 @@ def _resolve_argv0(
     return (os.path.abspath(found), *argv[1:])
 
 
+def default_node_id() -> str:
+    """The host name up to its first dot, kept to letters, digits and ``-``."""
+    name = socket.gethostname().split(".", 1)[0]
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", name).strip("-")[:NODE_ID_MAX]
+    return cleaned or "node"
+
+
+def _check_node_id(values: Mapping[str, Any], problems: list[str]) -> None:
+    node = values.get("node_id") or ""
+    if node and not _NODE_ID.fullmatch(node):
+        problems.append(
+            f"node_id {node!r}: use 1 to {NODE_ID_MAX} letters, digits and '-' "
+            "(it prefixes session ids, and HAProxy routes on it)"
+        )
+
+
 def _check_store_url(values: Mapping[str, Any], problems: list[str]) -> str | None:
     """
     ``store_url`` names an engine fjmcp speaks; a ``sqlite:`` URL becomes
@@ -963,6 +1003,7 @@ def load_config(
     _check_passthrough(values, problems)
     _check_token_not_in_argv(values, problems)
     _check_child_isolation(values, problems)
+    _check_node_id(values, problems)
     backend = _check_store_url(values, problems)
     if check_paths and backend == "sqlite":
         _check_store_path(values.get("store_path", _default("store_path")), problems)

@@ -112,6 +112,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
         refresh_interval=config.refresh_interval,
         refresh_margin=config.refresh_margin,
         user_check_interval=config.user_check_interval,
+        node_id=config.node_name,
     )
 
 
@@ -149,6 +150,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         refresh_token_ttl=config.refresh_token_ttl,
         auth_code_ttl=config.auth_code_ttl,
         display_name=config.display_name,
+        revocation_propagation=config.revocation_propagation,
     )
 
 

@@ -175,7 +175,9 @@ def build_broker(
     upstream_tokens = UpstreamTokens(
         store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
     )
-    bearer = BearerAuthenticator(store, reactor, oauth.resource)
+    bearer = BearerAuthenticator(
+        store, reactor, oauth.resource, trust_for=oauth.revocation_propagation
+    )
     forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
 
     # --- children, the sessions that own them, and /mcp ---------------------

@@ -35,6 +35,7 @@ from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.maintenance.cluster import ClusterSync
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -236,6 +237,10 @@ def build_broker(
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
 
+    # --- other nodes on the same store (PostgreSQL's notifications) --------
+    cluster = ClusterSync(bearer, upstream_tokens, sessions)
+    listener = store.listener(reactor, cluster.event, cluster.reconnected)
+
     # --- the admin socket ---------------------------------------------------
     issuer = AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin)
     admin = AdminHandlers(
@@ -254,6 +259,7 @@ def build_broker(
         reaper,
         refresher,
         admin_socket,
+        *(() if listener is None else (listener,)),
     )
     return Broker(
         site=site,

@@ -49,6 +49,10 @@ class FakeStore:
         self.closed = True
         self.events.append("store-closed")
 
+    def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
+        """One node: nobody else to hear."""
+        return None
+
 
 class ListenRecorder(MemoryReactorClock):
     """A memory reactor that notes when a port starts listening."""

@@ -264,6 +264,10 @@ class UpstreamTokens:
         """Drop the cached token of ``user`` (the next `current` reads the store)."""
         self._cache.pop(user, None)
 
+    def forget_all(self) -> None:
+        """Drop every cached token (another node may have replaced any)."""
+        self._cache.clear()
+
     async def delete(self, user: str) -> bool:
         """Remove the user's Forgejo tokens of this grant from store and memory."""
         self.forget(user)

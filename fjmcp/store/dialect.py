@@ -122,6 +122,9 @@ class Dialect(Protocol):
     def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
         """After rows were inserted with explicit ids: new ids come after them."""
 
+    def notify(self, cursor: DBAPICursor, payload: str) -> None:
+        """Tell the other nodes ``payload`` when this transaction commits."""
+
     def begin(self, cursor: DBAPICursor) -> None:
         """Open the transaction of one transaction function."""
 
@@ -243,6 +246,9 @@ class SqliteDialect:
 
     def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
         """Nothing: SQLite's next rowid follows the largest one by itself."""
+
+    def notify(self, cursor: DBAPICursor, payload: str) -> None:
+        """Nothing: one SQLite store has one node, which told itself already."""
 
     # --- transactions -------------------------------------------------------------
 

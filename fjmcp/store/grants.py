@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from attrs import field, frozen
 
+from fjmcp.store.events import StoreEvent, publish_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 
 __all__ = [
@@ -380,6 +381,14 @@ def revoke_family_txn(
         "WHERE family_id = ? AND revoked_at IS NULL",
         (now, reason, family_id),
     )
+    if hashes:
+        owner = cursor.execute(
+            "SELECT users.login, tokens.client_id FROM tokens "
+            "JOIN users ON users.id = tokens.user_id WHERE tokens.family_id = ?",
+            (family_id,),
+        ).fetchone()
+        if owner is not None:
+            publish_txn(cursor, StoreEvent("revoked", str(owner[0]), str(owner[1])))
     return hashes
 
 

@@ -23,6 +23,7 @@ from psycopg import pq
 from twisted.enterprise import adbapi
 
 from fjmcp.store.dialect import DBAPICursor, _check_names
+from fjmcp.store.events import CHANNEL_PREFIX
 from fjmcp.store.target import describe_location as describe_conninfo
 
 __all__ = [
@@ -129,6 +130,13 @@ class PostgresDialect:
         cursor.execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "  # noqa: S608
             f"COALESCE(max({column}), 0) + 1, false) FROM {table}"
+        )
+
+    def notify(self, cursor: DBAPICursor, payload: str) -> None:
+        """``pg_notify`` on this schema's channel (sent at commit)."""
+        cursor.execute(
+            "SELECT pg_notify(%s || current_schema(), %s)",
+            (CHANNEL_PREFIX, payload),
         )
 
     # --- transactions -------------------------------------------------------------

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from attrs import define, field
+from twisted.application.service import IService
 from twisted.enterprise import adbapi
 from twisted.enterprise.adbapi import ConnectionLost
 from twisted.internet.defer import Deferred, fail
@@ -36,6 +37,7 @@ from twisted.python.failure import Failure
 
 from fjmcp.store.dialect import SQLITE, Dialect, Txn
 from fjmcp.store.errors import StoreError, wrap_os_error, wrap_sqlite_error
+from fjmcp.store.events import StoreEvent
 from fjmcp.store.lock import StoreLock
 from fjmcp.store.migrate import (
     Migration,
@@ -159,6 +161,8 @@ class Store:
     _identity: tuple[int, int] | None
     dialect: Dialect = SQLITE
     """How the query functions speak to this engine."""
+    _conninfo: str | None = None
+    _password: str | None = field(default=None, repr=False)
     _closing: Deferred[None] | None = field(default=None, init=False)
 
     log = Logger()
@@ -191,6 +195,25 @@ class Store:
 
         return cast("Deferred[T]", pool.runWithConnection(on_thread)).addErrback(
             _connection_lost, path
+        )
+
+    def listener(
+        self,
+        reactor: Any,
+        on_event: Callable[[StoreEvent], None],
+        on_reconnect: Callable[[], None],
+    ) -> IService | None:
+        """
+        A service hearing what other nodes publish on this store (PostgreSQL's
+        ``LISTEN`` on a connection of its own), or ``None`` for SQLite, whose
+        one node hears itself.
+        """
+        if self._conninfo is None:
+            return None
+        from fjmcp.store.listen import PostgresListener
+
+        return PostgresListener(
+            reactor, self._conninfo, self._password, on_event, on_reconnect
         )
 
     def check(self) -> Deferred[None]:
@@ -492,7 +515,16 @@ async def open_postgres_store(
     except BaseException:
         pool.close()
         raise
-    store = Store(label, result.version, pool, None, None, dialect=POSTGRES)
+    store = Store(
+        label,
+        result.version,
+        pool,
+        None,
+        None,
+        dialect=POSTGRES,
+        conninfo=conninfo,
+        password=password,
+    )
     _log_migrations(store.log, label, result)
     return store
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 from attrs import field, frozen
 
+from fjmcp.store.events import StoreEvent, publish_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 
 __all__ = [
@@ -164,6 +165,11 @@ def put_upstream_txn(
         },
         key=("user_id", "scopes"),
     )
+    login = cursor.execute(
+        "SELECT login FROM users WHERE id = ?", (user_id,)
+    ).fetchone()
+    if login is not None:
+        publish_txn(cursor, StoreEvent("upstream", str(login[0]), None, generation))
     return generation
 
 

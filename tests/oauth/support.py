@@ -58,6 +58,10 @@ class MemoryStore:
         except Exception as e:
             return fail(e)
 
+    def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
+        """One node: nobody else to hear."""
+        return None
+
     def all_bytes(self) -> bytes:
         """Every value of every row of every table, as bytes (leak checks)."""
         out = bytearray()

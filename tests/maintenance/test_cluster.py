@@ -7,13 +7,22 @@ sessions; a reconnection drops every cache.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+import pytest_twisted
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
 
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.maintenance.cluster import REVOKED_ELSEWHERE, ClusterSync
 from fjmcp.store.events import StoreEvent
+from fjmcp.store.grants import upsert_user_txn
+from fjmcp.store.listen import PostgresListener
+from fjmcp.store.revocation import revoke_user_txn
+from fjmcp.store.store import open_postgres_store
 from tests.maintenance.support import FakeSessions
+from tests.store.support import ScratchSchema, postgres_skip_reason, postgres_url
 
 
 @define
@@ -93,3 +102,44 @@ def test_a_reconnection_drops_every_cache() -> None:
     sync, caches, _sessions = _sync()
     sync.reconnected()
     assert caches.calls == [("bearer-flush",), ("tokens-flush",)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revocation_on_one_node_ends_sessions_on_the_other() -> None:
+    """
+    Two nodes on one PostgreSQL: a user revoked in node A's store reaches
+    node B's sessions through the notification, within the test's bound.
+    """
+    base = postgres_url()
+    if base is None:
+        pytest.skip(postgres_skip_reason())
+    from twisted.internet import reactor as running
+
+    reactor: Any = running
+    scratch = ScratchSchema.create(base)
+    try:
+        node_a = await open_postgres_store(reactor, scratch.conninfo, pool_size=1)
+        caches, sessions = Caches(), FakeSessions()
+        ended: Deferred[None] = Deferred()
+        sync_b = ClusterSync(caches, caches, sessions)
+
+        def heard(event: StoreEvent) -> None:
+            sync_b.event(event)
+            if sessions.ended and not ended.called:
+                ended.callback(None)
+
+        listener = PostgresListener(
+            reactor, scratch.conninfo, None, heard, sync_b.reconnected
+        )
+        listener.startService()
+        try:
+            await listener.when_listening().addTimeout(10, reactor)
+            await node_a.run(upsert_user_txn, "alice", 1, 0.0)
+            await node_a.run(revoke_user_txn, "alice", 1.0, "operator")
+            await ended.addTimeout(2, reactor)
+            assert sessions.ended == [("alice", REVOKED_ELSEWHERE)]
+        finally:
+            listener.stopService()
+            await node_a.close()
+    finally:
+        scratch.drop()

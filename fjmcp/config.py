@@ -312,12 +312,6 @@ class Config:
         positive=True,
         help="Stateless calls of one identity that may wait for input at once.",
     )
-    node_id: str | None = _setting(
-        None,
-        kind="optstr",
-        help="This broker's name in sealed requestState (default: the host name), "
-        "so a retry reaching another node is told where its call is held.",
-    )
     stateless_cache_ttl_ms: int = _setting(
         0,
         kind="int",
@@ -348,8 +342,10 @@ class Config:
     node_id: str = _setting(
         "",
         kind="str",
-        help="This node's name among several on one store (letters, digits, -; "
-        "in every session id); empty: the host name.",
+        help="This node's name among several on one store (letters, digits, -): "
+        "the prefix of its session ids and its name in sealed requestState, so "
+        "a retry reaching another node is told where its call is held; empty: "
+        "the host name.",
     )
     revocation_propagation: float = _setting(
         30.0,

@@ -135,8 +135,9 @@ def mcp_settings(config: Config) -> McpSettings:
             ttl_ms=config.stateless_cache_ttl_ms,
             held_call_timeout=config.held_call_timeout,
             max_held_calls=config.max_held_calls_per_identity,
-            node=config.node_id,
+            node=config.node_name,
         ),
+        node_id=config.node_name,
     )
 
 

@@ -438,6 +438,12 @@ class Config:
         positive=True,
         help="On SIGTERM, the most time before every child is stopped and reaped.",
     )
+    drain_health_grace: float = _setting(
+        0.0,
+        kind="float",
+        help="On SIGTERM, seconds /healthz answers 503 before the port closes "
+        "(behind a balancer: longer than its check interval times fall).",
+    )
     allowed_origins: tuple[str, ...] = _setting(
         [],
         kind="list",

@@ -197,6 +197,8 @@ class BrokerService(MultiService):
         self.ready: Deferred[None] = Deferred()
         self._starting: Deferred[None] | None = None
         self._stopping_by_signal = False
+        self.draining = False
+        """Whether shutdown began: /healthz fails from then on."""
 
     @property
     def site(self) -> BrokerSite | None:
@@ -253,6 +255,7 @@ class BrokerService(MultiService):
                 keys,
                 status=self._status,
                 isolation=isolation,
+                draining=lambda: self.draining,
             )
             self.shutdown = ShutdownCoordinator(
                 self._reactor,
@@ -324,7 +327,21 @@ class BrokerService(MultiService):
         self._reactor.callFromThread(
             self.log.info, "{signal} received; shutting down", signal=name
         )
-        self._reactor.callFromThread(self._reactor.stop)
+        self._reactor.callFromThread(self._fail_health_then_stop)
+
+    def _fail_health_then_stop(self) -> None:
+        """
+        Fail /healthz at once; stop (close the port, drain) after
+        ``drain_health_grace``, by when a balancer has stopped sending new
+        sessions here.
+        """
+        self.draining = True
+        grace = self._config.drain_health_grace
+        if grace > 0:
+            self.log.info("failing health checks for {grace:g}s first", grace=grace)
+            self._reactor.callLater(grace, self._reactor.stop)
+        else:
+            self._reactor.stop()
 
     # --- stop -------------------------------------------------------------------
 

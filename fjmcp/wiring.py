@@ -155,6 +155,7 @@ def build_broker(
     *,
     status: Handler,
     isolation: Isolation,
+    draining: Callable[[], bool] = lambda: False,
 ) -> Broker:
     """
     Build the broker's objects on an open ``store`` and a loaded ``keys``.
@@ -165,6 +166,7 @@ def build_broker(
     :param status: the ``status`` admin command (the service's own state).
     :param isolation: how children are confined, prepared by
         `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
+    :param draining: whether the node is shutting down (health fails first).
     """
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
@@ -212,7 +214,12 @@ def build_broker(
         bearer,
         sessions,
     )
-    health = Health(lambda: maybe_await(store.check()), reactor)
+    health = Health(
+        lambda: maybe_await(store.check()),
+        reactor,
+        backend=store.dialect.name,
+        draining=draining,
+    )
     routes = (health.app, OAuthRoutes(authorization).app)
     site = BrokerSite(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site

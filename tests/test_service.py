@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from fjmcp.service import (
     IBrokerReactor,
     ShutdownCoordinator,
 )
+from fjmcp.store.dialect import SQLITE
 from fjmcp.store.store import Store
 from fjmcp.store.target import StoreTarget
 from tests.support import assert_python_succeeds, broker_config
@@ -48,6 +50,8 @@ class FakeStore:
         """Record the close."""
         self.closed = True
         self.events.append("store-closed")
+
+    dialect = SQLITE
 
     def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
         """One node: nobody else to hear."""
@@ -287,3 +291,38 @@ def test_production_imports_leave_standin_unloaded() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     assert_python_succeeds(code)
+
+
+class StopRecorder(ListenRecorder):
+    """Runs ``callFromThread`` at once and records ``stop``."""
+
+    stopped = 0
+
+    def callFromThread(self, f: Any, *args: Any, **kw: Any) -> None:  # noqa: N802
+        """Run now (the test is the reactor thread)."""
+        f(*args, **kw)
+
+    def stop(self) -> None:
+        """Record the stop."""
+        self.stopped += 1
+
+
+def test_sigterm_fails_health_before_the_port_closes(tmp_path: Path) -> None:
+    """
+    With ``drain_health_grace``, SIGTERM marks the node draining at once
+    (/healthz fails) and stops the reactor only when the grace is over.
+    """
+    events: list[str] = []
+    reactor = StopRecorder(events)
+    service = BrokerService(
+        _config(tmp_path, FJMCP_DRAIN_HEALTH_GRACE="3"),
+        cast(IBrokerReactor, reactor),
+        store_opener=lambda r, t: cast(Store, FakeStore(events)),
+        handle_signals=False,
+    )
+    service._on_signal(signal.SIGTERM, None)
+    assert service.draining and reactor.stopped == 0
+    reactor.advance(2.9)
+    assert reactor.stopped == 0
+    reactor.advance(0.2)
+    assert reactor.stopped == 1

@@ -58,6 +58,11 @@ class MemoryStore:
         except Exception as e:
             return fail(e)
 
+    @property
+    def dialect(self) -> Any:
+        """The engine the store speaks (SQLite)."""
+        return self.sync.dialect
+
     def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
         """One node: nobody else to hear."""
         return None

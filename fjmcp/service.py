@@ -269,6 +269,8 @@ class BrokerService(MultiService):
             self.log.failure("building the broker failed")
             self._failed(f"cannot start: {e}", EXIT_STARTUP)
             return
+        if not await self._claim_node(broker, store):
+            return
         try:
             endpoint = serverFromString(self._reactor, config.listen)
             self.port = await endpoint.listen(broker.site)
@@ -283,6 +285,29 @@ class BrokerService(MultiService):
             url=config.public_url,
         )
         self.ready.callback(None)
+
+    async def _claim_node(self, broker: Broker, store: Store) -> bool:
+        """
+        Take this node's id in the store (refused while another live node
+        holds it: session ids carry it); warn about a node id on SQLite,
+        which serves one node only.
+        """
+        config = self._config
+        if config.node_id and store.dialect.name == "sqlite":
+            self.log.warn(
+                "node_id {node} is set but the store is SQLite, which serves "
+                "one node; several nodes need store_url = postgresql://...",
+                node=config.node_id,
+            )
+        try:
+            refusal = await broker.presence.claim()
+        except Exception as e:
+            self._failed(f"cannot claim node id {config.node_name}: {e}", EXIT_STARTUP)
+            return False
+        if refusal is not None:
+            self._failed(refusal, EXIT_CONFIG)
+            return False
+        return True
 
     def _status(self, args: object) -> dict[str, Any]:
         now = self._reactor.seconds()

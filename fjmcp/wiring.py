@@ -22,6 +22,8 @@ from the configuration by `fjmcp.settings`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from attrs import define, frozen
@@ -36,6 +38,7 @@ from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import ISpawner, UpstreamToken
 from fjmcp.maintenance.cluster import ClusterSync
+from fjmcp.maintenance.node import NodePresence
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -145,6 +148,7 @@ class Broker:
     revoker: UserRevoker
     reaper: IdleReaper
     refresher: TokenRefresher
+    presence: NodePresence
 
 
 def build_broker(
@@ -245,6 +249,10 @@ def build_broker(
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
 
     # --- other nodes on the same store (PostgreSQL's notifications) --------
+    presence = NodePresence(
+        store, reactor, settings.mcp.node_id, socket.gethostname(), os.getpid()
+    )
+    presence.setName("node-presence")  # type: ignore[no-untyped-call]
     cluster = ClusterSync(bearer, upstream_tokens, sessions)
     listener = store.listener(reactor, cluster.event, cluster.reconnected)
 
@@ -266,6 +274,7 @@ def build_broker(
         reaper,
         refresher,
         admin_socket,
+        presence,
         *(() if listener is None else (listener,)),
     )
     return Broker(
@@ -283,4 +292,5 @@ def build_broker(
         revoker=revoker,
         reaper=reaper,
         refresher=refresher,
+        presence=presence,
     )

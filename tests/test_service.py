@@ -53,6 +53,10 @@ class FakeStore:
 
     dialect = SQLITE
 
+    def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Deferred[None]:
+        """Every transaction succeeds with nothing (the node id is free)."""
+        return succeed(None)
+
     def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
         """One node: nobody else to hear."""
         return None
@@ -326,3 +330,27 @@ def test_sigterm_fails_health_before_the_port_closes(tmp_path: Path) -> None:
     assert reactor.stopped == 0
     reactor.advance(0.2)
     assert reactor.stopped == 1
+
+
+def test_a_node_id_in_use_is_refused_at_start(tmp_path: Path) -> None:
+    """A node id another live node holds: no port, exit status 2."""
+    failed: list[int] = []
+    events: list[str] = []
+
+    class TakenStore(FakeStore):
+        def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            """The claim is refused."""
+            return succeed("node_id 'node-a' is in use by a node on elsewhere")
+
+    reactor = ListenRecorder(events)
+    service = BrokerService(
+        _config(tmp_path, FJMCP_NODE_ID="node-a"),
+        cast(IBrokerReactor, reactor),
+        store_opener=lambda r, t: cast(Store, TakenStore(events)),
+        handle_signals=False,
+        on_failed_start=failed.append,
+    )
+    service.startService()
+    assert failed == [2]
+    assert reactor.tcpServers == []
+    assert service.exit_status == 2

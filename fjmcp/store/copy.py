@@ -25,7 +25,8 @@ from fjmcp.store.upstream_tokens import SealedUpstream
 
 __all__ = ["TABLES", "CopyReport", "copy_rows_txn", "read_rows_txn", "target_rows_txn"]
 
-#: Every table of schema 3 with its columns, parents before children.
+#: Every table of schema 4 with its columns, parents before children
+#: (``nodes``, who runs now, is not copied).
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "users": ("id", "login", "forgejo_id", "created_at", "last_login_at"),
     "clients": (
@@ -100,7 +101,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 #: The schema version `TABLES` describes.
-COPY_SCHEMA_VERSION: Final = 3
+COPY_SCHEMA_VERSION: Final = 4
 
 #: Rows every fresh store holds already (the built-in client).
 _BUILTIN = "SELECT count(*) FROM clients WHERE kind <> 'builtin'"

@@ -50,7 +50,7 @@ async def test_the_daemon_pool_runs_transactions_and_checks(
     """
     store = await open_postgres_store(_reactor(), scratch_schema.conninfo, pool_size=3)
     try:
-        assert store.dialect is POSTGRES and store.schema_version == 3
+        assert store.dialect is POSTGRES and store.schema_version == 4
         assert store._pool.max == 3 and store._pool.reconnect
         first = await store.run(_login_txn, "alice")
         second = await store.run(_login_txn, "bob")
@@ -106,10 +106,10 @@ def test_nodes_starting_together_apply_each_migration_once(
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    assert sorted(len(r.applied) for r in results) == [0, 0, 0, 3]
+    assert sorted(len(r.applied) for r in results) == [0, 0, 0, 4]
     with psycopg.connect(scratch_schema.conninfo) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert sorted(v[0] for v in versions) == [1, 2, 3]
+    assert sorted(v[0] for v in versions) == [1, 2, 3, 4]
 
 
 def test_a_failed_connection_names_the_server_never_the_password() -> None:

@@ -27,7 +27,7 @@ import pytest
 from attrs import define
 
 from fjmcp.oauth.keys import prepend_new_key
-from tests.e2e.live import BIN, Process, clean_env, free_port
+from tests.e2e.live import BIN, E2E, SDK_PYTHON, Process, clean_env, free_port
 from tests.integration.haproxy import SHIPPED, haproxy_binary, render
 from tests.store.support import ScratchSchema, postgres_skip_reason, postgres_url
 
@@ -48,6 +48,8 @@ class Cluster:
     configs: dict[str, Path]
     brokers: dict[str, Process]
     haproxy: Process
+    password: str
+    """The stand-in Forgejo password of alice."""
 
 
 def _config(
@@ -132,6 +134,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         os.write(fd, secret.encode())
         os.close(fd)
         env = clean_env()
+        password = secrets.token_urlsafe(12)
         standin = Process.start(
             "standin-forgejo",
             [
@@ -140,7 +143,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 "--port",
                 "0",
                 "--user",
-                f"alice:{secrets.token_urlsafe(12)}",
+                f"alice:{password}",
                 "--client",
                 f"fjmcp-cluster:{secret}:{public_url}/oauth/callback",
             ],
@@ -186,7 +189,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         )
         processes.append(haproxy)
         _wait_healthy(public_url)
-        yield Cluster(public_url, configs, brokers, haproxy)
+        yield Cluster(public_url, configs, brokers, haproxy, password)
     finally:
         for process in reversed(processes):
             if process.popen.poll() is None:
@@ -323,3 +326,42 @@ def test_sessions_stick_revocations_spread_and_a_dead_node_is_survived(
     assert again.startswith(f"{survivor}.")
     status, body = _call(cluster.url, token, again, 11)
     assert status == 200 and b"hello 11" in body, body
+
+
+def test_the_official_sdk_client_logs_in_and_works_through_haproxy(
+    cluster: Cluster,
+) -> None:
+    """
+    The official Python SDK client, pointed at HAProxy: discovery, DCR,
+    consent and the Forgejo login (the authorization and its callback may
+    reach different nodes: the pending login is in the shared store),
+    tools on a session that sticks to its node, a token refresh, DELETE.
+    """
+    if not SDK_PYTHON.exists():
+        pytest.skip(".venv-sdk is missing: run `make e2e-deps`")
+    done = subprocess.run(
+        [
+            str(SDK_PYTHON),
+            str(E2E / "sdk_client.py"),
+            "--mcp-url",
+            f"{cluster.url}/mcp",
+        ],
+        cwd=E2E,
+        env=clean_env({"E2E_USER": "alice", "E2E_PASSWORD": cluster.password}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and lines, done.stdout + done.stderr[-4000:]
+    result = json.loads(lines[-1])
+    assert result["whoami"] and "alice" in result["whoami"][0]
+    assert result["refreshed"] and result["refresh_tokens_rotated"]
+    assert result["whoami_after_refresh"] == result["whoami"]
+    sessions = {
+        e["status"]
+        for e in result["exchanges"]
+        if e["url"].endswith("/mcp") and e["method"] == "POST"
+    }
+    assert 404 not in sessions

@@ -25,10 +25,11 @@ from fjmcp.store.upstream_tokens import SealedUpstream
 
 __all__ = ["TABLES", "CopyReport", "copy_rows_txn", "read_rows_txn", "target_rows_txn"]
 
-#: Every table of schema 4 with its columns, parents before children
+#: Every table of schema 5 with its columns, parents before children
 #: (``nodes``, who runs now, is not copied).
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "users": ("id", "login", "forgejo_id", "created_at", "last_login_at"),
+    "child_uids": ("login", "uid", "allocated_at"),
     "clients": (
         "client_id",
         "kind",
@@ -101,7 +102,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 #: The schema version `TABLES` describes.
-COPY_SCHEMA_VERSION: Final = 4
+COPY_SCHEMA_VERSION: Final = 5
 
 #: Rows every fresh store holds already (the built-in client).
 _BUILTIN = "SELECT count(*) FROM clients WHERE kind <> 'builtin'"

@@ -17,7 +17,7 @@ import pytest_twisted
 
 from fjmcp.store.dialect import Txn
 from fjmcp.store.errors import StoreError
-from fjmcp.store.migrate import MigrationResult
+from fjmcp.store.migrate import MigrationResult, load_migrations, migrations_for
 from fjmcp.store.postgres import POSTGRES
 from fjmcp.store.store import open_postgres_store, open_postgres_store_sync
 from fjmcp.store.target import StoreTarget, parse_store_url
@@ -50,7 +50,7 @@ async def test_the_daemon_pool_runs_transactions_and_checks(
     """
     store = await open_postgres_store(_reactor(), scratch_schema.conninfo, pool_size=3)
     try:
-        assert store.dialect is POSTGRES and store.schema_version == 4
+        assert store.dialect is POSTGRES and store.schema_version == 5
         assert store._pool.max == 3 and store._pool.reconnect
         first = await store.run(_login_txn, "alice")
         second = await store.run(_login_txn, "bob")
@@ -106,10 +106,10 @@ def test_nodes_starting_together_apply_each_migration_once(
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    assert sorted(len(r.applied) for r in results) == [0, 0, 0, 4]
+    assert sorted(len(r.applied) for r in results) == [0, 0, 0, 5]
     with psycopg.connect(scratch_schema.conninfo) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert sorted(v[0] for v in versions) == [1, 2, 3, 4]
+    assert sorted(v[0] for v in versions) == [1, 2, 3, 4, 5]
 
 
 def test_a_failed_connection_names_the_server_never_the_password() -> None:
@@ -153,3 +153,15 @@ def test_other_urls_are_refused(url: str) -> None:
     """Anything but SQLite or PostgreSQL is refused with what is accepted."""
     with pytest.raises(ValueError, match="sqlite|SQLite"):
         parse_store_url(url)
+
+
+def test_every_engine_has_every_schema_version() -> None:
+    """
+    SQLite's and PostgreSQL's migrations number the same schemas: a version
+    added for one engine only would leave the other without its tables.
+    """
+    versions = {
+        engine: [m.version for m in load_migrations(migrations_for(engine))]
+        for engine in ("sqlite", "postgresql")
+    }
+    assert versions["sqlite"] == versions["postgresql"]

@@ -1,5 +1,5 @@
--- fjmcp schema 4 on PostgreSQL: the nodes running on this store (see
--- SQLite's 0004_nodes.sql). Additive: older nodes ignore it.
+-- fjmcp schema 5 on PostgreSQL: the nodes running on this store (see
+-- SQLite's 0005_nodes.sql). Additive: older nodes ignore it.
 CREATE TABLE nodes (
     node_id    TEXT PRIMARY KEY,
     host       TEXT NOT NULL,

@@ -1,4 +1,4 @@
--- fjmcp schema 3: a lease on each Forgejo grant's refresh, so that of
+-- fjmcp schema 4: a lease on each Forgejo grant's refresh, so that of
 -- several nodes sharing one store exactly one refreshes a grant at a time
 -- (Forgejo rotates refresh tokens: a second refresh of one token would fail
 -- and log the user out). `lease_owner` is the node id holding it,

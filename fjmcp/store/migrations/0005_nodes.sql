@@ -1,4 +1,4 @@
--- fjmcp schema 4: the nodes running on this store, so that a second node
+-- fjmcp schema 5: the nodes running on this store, so that a second node
 -- started with a node_id already in use is refused (session ids carry the
 -- node id, and the balancer routes on it). `seen_at` (the database's
 -- clock) is renewed by a running node; a row not renewed for a while, or

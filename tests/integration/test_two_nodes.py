@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 from attrs import define
 
+import fjmcp
 from fjmcp.oauth.keys import prepend_new_key
+from fjmcp.supervisor.sandbox import find_tools
 from tests.e2e.live import BIN, E2E, SDK_PYTHON, Process, clean_env, free_port
 from tests.integration.haproxy import SHIPPED, haproxy_binary, render
 from tests.store.support import ScratchSchema, postgres_skip_reason, postgres_url
@@ -76,6 +78,11 @@ def _config(
         "forgejo_client_id": "fjmcp-cluster",
         "forgejo_client_secret_file": str(secret_file),
         "child_command": [sys.executable, "-m", "fjmcp.demo_child"],
+        # confined as in tests/e2e: bubblewrap where installed, the package
+        # readable inside, the token on a descriptor
+        "child_sandbox": "bubblewrap" if find_tools().bwrap else "none",
+        "child_sandbox_binds": [str(Path(fjmcp.__file__).resolve().parent)],
+        "child_token_via": "fd",
         "log_level": "info",
     }
     path = directory / f"{node}.toml"

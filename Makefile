@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint unit stress conformance conformance-next bench clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
-	bubblewrap _bubblewrap child-deps
+	bubblewrap _bubblewrap child-deps haproxy _haproxy
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -77,6 +77,14 @@ e2e-deps: $(SDK_STAMP) chromium
 	@if command -v npm >/dev/null; then $(MAKE) -s $(NPM_STAMP); \
 	else echo "npm not found: the TypeScript SDK and browser tests will skip"; fi
 
+# Debian's haproxy for the two-node tests (tests/integration/test_two_nodes.py).
+haproxy:
+	@if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then :; \
+	else $(MAKE) -s _haproxy; fi
+
+_haproxy:
+	$(call apt_install,HAProxy tests,haproxy)
+
 # The deployment tests' tools: podman, runc and debootstrap for the image test,
 # caddy for `caddy validate`, systemd for `systemd-analyze verify`.
 IMAGE_TOOLS  := podman runc debootstrap
@@ -138,10 +146,23 @@ $(GITEA_STAMP): tests/children/requirements-gitea-mcp.lock.txt
 
 child-deps: bubblewrap $(GITEA_STAMP)
 
+# The store suite runs on PostgreSQL too when a server answers (each run in
+# its own schemas, dropped after): FJMCP_TEST_POSTGRES_URL, or the local one.
+PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
+
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
-test: $(STAMP) lint e2e-deps deploy-deps child-deps
+test: $(STAMP) lint e2e-deps deploy-deps child-deps haproxy
 	@required=1; command -v npm >/dev/null || required=python; \
-	status=0; FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
+	status=0; \
+	if [ -z "$$FJMCP_TEST_POSTGRES_URL" ]; then \
+		if why=$$($(BIN)/python tests/pg_probe.py "$(PG_TEST_URL)" 2>&1); then \
+			export FJMCP_TEST_POSTGRES_URL="$(PG_TEST_URL)"; \
+			echo "PostgreSQL answers at $(PG_TEST_URL): the store tests run on it too"; \
+		else \
+			echo "PostgreSQL half SKIPPED: no server at $(PG_TEST_URL) ($$why)"; \
+		fi; \
+	fi; \
+	FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
 

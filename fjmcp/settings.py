@@ -112,6 +112,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
         refresh_interval=config.refresh_interval,
         refresh_margin=config.refresh_margin,
         user_check_interval=config.user_check_interval,
+        node_id=config.node_name,
     )
 
 
@@ -134,8 +135,9 @@ def mcp_settings(config: Config) -> McpSettings:
             ttl_ms=config.stateless_cache_ttl_ms,
             held_call_timeout=config.held_call_timeout,
             max_held_calls=config.max_held_calls_per_identity,
-            node=config.node_id,
+            node=config.node_name,
         ),
+        node_id=config.node_name,
     )
 
 
@@ -149,6 +151,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         refresh_token_ttl=config.refresh_token_ttl,
         auth_code_ttl=config.auth_code_ttl,
         display_name=config.display_name,
+        revocation_propagation=config.revocation_propagation,
     )
 
 

@@ -22,6 +22,8 @@ from the configuration by `fjmcp.settings`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from attrs import define, frozen
@@ -35,6 +37,8 @@ from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.maintenance.cluster import ClusterSync
+from fjmcp.maintenance.node import NodePresence
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -144,6 +148,7 @@ class Broker:
     revoker: UserRevoker
     reaper: IdleReaper
     refresher: TokenRefresher
+    presence: NodePresence
 
 
 def build_broker(
@@ -154,6 +159,7 @@ def build_broker(
     *,
     status: Handler,
     isolation: Isolation,
+    draining: Callable[[], bool] = lambda: False,
 ) -> Broker:
     """
     Build the broker's objects on an open ``store`` and a loaded ``keys``.
@@ -164,6 +170,7 @@ def build_broker(
     :param status: the ``status`` admin command (the service's own state).
     :param isolation: how children are confined, prepared by
         `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
+    :param draining: whether the node is shutting down (health fails first).
     """
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
@@ -175,7 +182,9 @@ def build_broker(
     upstream_tokens = UpstreamTokens(
         store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
     )
-    bearer = BearerAuthenticator(store, reactor, oauth.resource)
+    bearer = BearerAuthenticator(
+        store, reactor, oauth.resource, trust_for=oauth.revocation_propagation
+    )
     forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
 
     # --- children, the sessions that own them, and /mcp ---------------------
@@ -209,7 +218,12 @@ def build_broker(
         bearer,
         sessions,
     )
-    health = Health(lambda: maybe_await(store.check()), reactor)
+    health = Health(
+        lambda: maybe_await(store.check()),
+        reactor,
+        backend=store.dialect.name,
+        draining=draining,
+    )
     routes = (health.app, OAuthRoutes(authorization).app)
     site = BrokerSite(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
@@ -234,6 +248,14 @@ def build_broker(
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
 
+    # --- other nodes on the same store (PostgreSQL's notifications) --------
+    presence = NodePresence(
+        store, reactor, settings.mcp.node_id, socket.gethostname(), os.getpid()
+    )
+    presence.setName("node-presence")  # type: ignore[no-untyped-call]
+    cluster = ClusterSync(bearer, upstream_tokens, sessions)
+    listener = store.listener(reactor, cluster.event, cluster.reconnected)
+
     # --- the admin socket ---------------------------------------------------
     issuer = AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin)
     admin = AdminHandlers(
@@ -252,6 +274,8 @@ def build_broker(
         reaper,
         refresher,
         admin_socket,
+        presence,
+        *(() if listener is None else (listener,)),
     )
     return Broker(
         site=site,
@@ -268,4 +292,5 @@ def build_broker(
         revoker=revoker,
         reaper=reaper,
         refresher=refresher,
+        presence=presence,
     )

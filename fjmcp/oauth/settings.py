@@ -32,6 +32,8 @@ class OAuthSettings:
     auth_code_ttl: float = 600.0
     display_name: str = "fjmcp"
     """The broker's name on the consent page."""
+    revocation_propagation: float = 30.0
+    """Longest a cached bearer token is trusted without reading the store."""
 
     @property
     def issuer(self) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from attrs import field, frozen
 
+from fjmcp.store.events import StoreEvent, publish_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 
 __all__ = [
@@ -380,6 +381,14 @@ def revoke_family_txn(
         "WHERE family_id = ? AND revoked_at IS NULL",
         (now, reason, family_id),
     )
+    if hashes:
+        owner = cursor.execute(
+            "SELECT users.login, tokens.client_id FROM tokens "
+            "JOIN users ON users.id = tokens.user_id WHERE tokens.family_id = ?",
+            (family_id,),
+        ).fetchone()
+        if owner is not None:
+            publish_txn(cursor, StoreEvent("revoked", str(owner[0]), str(owner[1])))
     return hashes
 
 
@@ -421,7 +430,7 @@ def redeem_code_txn(
         "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
         (mint.now, code_hash),
     )
-    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
+    if cursor.rowcount != 1:  # another node spent it while this one waited
         return GrantOutcome("replayed", grant, "code already used")
     if mint.now >= code.expires_at:
         return GrantOutcome("expired", grant, "code expired")
@@ -473,7 +482,7 @@ def refresh_txn(
         "AND rotated_at IS NULL AND revoked_at IS NULL",
         (mint.now, refresh_hash),
     )
-    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
+    if cursor.rowcount != 1:  # another node spent it while this one waited
         return GrantOutcome("reused", grant, "refresh token reused")
     _insert_pair(
         cursor,

@@ -32,6 +32,7 @@ from fjmcp.oauth.errors import (
 )
 from fjmcp.oauth.fanout import RevocationListener
 from fjmcp.oauth.metadata import same_resource
+from fjmcp.oauth.registration import redirect_matches
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.tokens import hash_secret, new_secret, remaining, token_id
 from fjmcp.store.clients import ClientRecord
@@ -133,7 +134,7 @@ class TokenEndpoint:
         def check(stored: CodeGrant) -> str | None:
             if stored.client_id != client.client_id:
                 problems.append(InvalidGrantError("code was issued to another client"))
-            elif stored.redirect_uri != redirect_uri:
+            elif not redirect_matches(stored.redirect_uri, redirect_uri):
                 problems.append(InvalidGrantError("redirect_uri does not match"))
             elif not pkce.verify(verifier, stored.code_challenge):
                 problems.append(InvalidGrantError("code_verifier does not match"))

@@ -10,7 +10,8 @@ transaction each, so that they hold however requests interleave:
   token minted from the code;
 - a refresh token is rotated at most once; presenting a rotated one again
   revokes its whole family (RFC 9700 §4.14);
-- a login in progress (``pending_authorizations``) is taken exactly once.
+- a login in progress (``pending_authorizations``) is taken exactly once,
+  and stays, marked taken, until it expires.
 
 Each query is a synchronous ``_txn(cursor, ...)`` function (tested directly
 on an in-memory store) with a thin async wrapper over `TxnRunner.run`.
@@ -33,6 +34,7 @@ __all__ = [
     "GrantOutcome",
     "Mint",
     "PendingAuthorization",
+    "find_pending_txn",
     "has_consent_txn",
     "insert_code_txn",
     "insert_pending_txn",
@@ -170,12 +172,23 @@ _PENDING_COLUMNS = (
 )
 
 
-def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> None:
-    """Store a login in progress (and drop the expired ones)."""
+def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> str:
+    """
+    Store a login in progress (and drop the expired ones). The same state
+    again (a second Approve of one consent form) stores nothing: the answer
+    says whether the login is ``new``, still ``pending`` or already
+    ``taken`` by its callback.
+    """
     cursor.execute(
         "DELETE FROM pending_authorizations WHERE expires_at <= ?",
         (pending.created_at,),
     )
+    row = cursor.execute(
+        "SELECT taken_at FROM pending_authorizations WHERE state_hash = ?",
+        (pending.state_hash,),
+    ).fetchone()
+    if row is not None:
+        return "pending" if row[0] is None else "taken"
     cursor.execute(
         f"INSERT INTO pending_authorizations ({_PENDING_COLUMNS}) "  # noqa: S608
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -195,27 +208,23 @@ def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> None:
             pending.expires_at,
         ),
     )
+    return "new"
 
 
-def take_pending_txn(
+def find_pending_txn(
     cursor: Cursor, state_hash: str, now: float
-) -> PendingAuthorization | None:
+) -> tuple[PendingAuthorization | None, bool]:
     """
-    Take (delete and return) the login with this state digest: each state
-    is good for one callback. ``None`` if unknown, already taken or expired.
+    The login with this state digest, without taking it, and whether its
+    callback already took it. ``(None, False)`` if unknown or expired.
     """
     row = cursor.execute(
-        f"SELECT {_PENDING_COLUMNS} FROM pending_authorizations "  # noqa: S608
-        "WHERE state_hash = ?",
+        f"SELECT {_PENDING_COLUMNS}, taken_at "  # noqa: S608
+        "FROM pending_authorizations WHERE state_hash = ?",
         (state_hash,),
     ).fetchone()
-    if row is None:
-        return None
-    cursor.execute(
-        "DELETE FROM pending_authorizations WHERE state_hash = ?", (state_hash,)
-    )
-    if cursor.rowcount != 1:
-        return None
+    if row is None or now >= row[12]:
+        return None, False
     pending = PendingAuthorization(
         state_hash=row[0],
         browser_hash=row[1],
@@ -231,7 +240,32 @@ def take_pending_txn(
         created_at=row[11],
         expires_at=row[12],
     )
-    if now >= pending.expires_at:
+    return pending, row[13] is not None
+
+
+def take_pending_txn(
+    cursor: Cursor, state_hash: str, now: float
+) -> PendingAuthorization | None:
+    """
+    Take the login with this state digest: each state is good for one
+    callback. ``None`` if unknown, already taken or expired. The row stays,
+    marked taken, until it expires (so a reload is recognised).
+    """
+    pending, taken = find_pending_txn(cursor, state_hash, now)
+    if pending is None or taken:
+        if pending is None:
+            cursor.execute(
+                "DELETE FROM pending_authorizations "
+                "WHERE state_hash = ? AND expires_at <= ?",
+                (state_hash, now),
+            )
+        return None
+    cursor.execute(
+        "UPDATE pending_authorizations SET taken_at = ? "
+        "WHERE state_hash = ? AND taken_at IS NULL",
+        (now, state_hash),
+    )
+    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
         return None
     return pending
 

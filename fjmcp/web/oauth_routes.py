@@ -19,6 +19,11 @@ on discovery, which needs a preflight. ``*`` without credentials is safe
 here: none of these endpoints reads a cookie, a caller proves itself only
 with what it sends (client secret, code and verifier, token). The browser
 endpoints (authorize, consent, callback) are navigations and get no CORS.
+
+``/authorize``, ``/token`` and ``/register`` are aliases of the ``/oauth/``
+endpoints, answered by the same handlers (so with the same CORS and
+limits), for clients that build those paths from the origin instead of
+reading the metadata; the metadata names only the ``/oauth/`` ones.
 """
 
 from __future__ import annotations
@@ -205,6 +210,8 @@ class OAuthRoutes:
     @app.route("/oauth/register", methods=["OPTIONS"])
     @app.route("/oauth/token", methods=["OPTIONS"])
     @app.route("/oauth/revoke", methods=["OPTIONS"])
+    @app.route("/register", methods=["OPTIONS"])
+    @app.route("/token", methods=["OPTIONS"])
     def fetch_preflight(self, request: IRequest) -> bytes:
         """CORS preflight of register, token and revoke."""
         return _preflight(request, b"POST")
@@ -212,6 +219,7 @@ class OAuthRoutes:
     # --- JSON endpoints --------------------------------------------------------------
 
     @app.route("/oauth/register", methods=["POST"])
+    @app.route("/register", methods=["POST"])
     async def register(self, request: IRequest) -> bytes:
         """RFC 7591 dynamic client registration (201 with the client)."""
         _cors(request)
@@ -245,6 +253,7 @@ class OAuthRoutes:
         return parse_params(body)
 
     @app.route("/oauth/token", methods=["POST"])
+    @app.route("/token", methods=["POST"])
     async def token(self, request: IRequest) -> bytes:
         """The token endpoint (authorization_code, refresh_token)."""
         _cors(request)
@@ -327,6 +336,7 @@ class OAuthRoutes:
         return self._answer(request, outcome, post=post)
 
     @app.route("/oauth/authorize", methods=["GET"])
+    @app.route("/authorize", methods=["GET"])
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
         return await self._browser_step(

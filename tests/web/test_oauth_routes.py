@@ -559,7 +559,7 @@ def test_callback_state_is_single_use_and_checked(broker: Broker) -> None:
     callback = broker.forgejo_login(_to_forgejo(broker, client))
     assert broker.get(callback).code == 302
     replay = broker.get(callback)
-    assert replay.code == 400 and not replay.headers.hasHeader(b"location")
+    assert replay.code == 409 and not replay.headers.hasHeader(b"location")
     wrong = callback.replace("state=", "state=x")
     assert broker.get(wrong).code == 400
     assert broker.get("/oauth/callback?code=abc").code == 400

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.standin.support import ISSUER, pkce_pair
+from tests.standin.support import pkce_pair
 from tests.web.oauth_harness import Broker, query_of
 
 #: Text that includes lone surrogates, controls and bidi characters.
@@ -66,7 +66,7 @@ def _client_count(broker: Broker) -> int:
     return int(row[0])
 
 
-# --- hardened registration ------------------------------------------------------
+# --- hardened registration -----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def _shared() -> Broker:
     return _BROKERS[0]
 
 
-# --- loopback redirect URIs -------------------------------------------------------
+# --- loopback redirect URIs ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ def test_token_redirect_uri_on_another_loopback_port_matches(broker: Broker) -> 
     assert broker.json_of(other)["error"] == "invalid_grant"
 
 
-# --- endpoint aliases ---------------------------------------------------------------
+# --- endpoint aliases -------------------------------------------------------------
 
 
 def test_aliases_serve_register_authorize_and_token(broker: Broker) -> None:
@@ -253,7 +253,7 @@ def test_aliases_serve_register_authorize_and_token(broker: Broker) -> None:
     assert metadata["registration_endpoint"].endswith("/oauth/register")
 
 
-# --- idempotent browser steps ---------------------------------------------------------
+# --- idempotent browser steps -----------------------------------------------------
 
 
 def test_second_approve_of_one_form_is_one_login(broker: Broker) -> None:
@@ -317,7 +317,7 @@ def test_reused_authorize_url_starts_a_fresh_flow(broker: Broker) -> None:
         assert broker.exchange(client, code, verifier).code == 200
 
 
-# --- token endpoint signals -------------------------------------------------------------
+# --- token endpoint signals -------------------------------------------------------
 
 
 def test_unknown_or_deleted_client_is_invalid_client(broker: Broker) -> None:
@@ -349,7 +349,7 @@ def test_unknown_or_deleted_client_is_invalid_client(broker: Broker) -> None:
     assert broker.json_of(code)["error"] == "invalid_client"
 
 
-# --- hypothesis over every form field ------------------------------------------------------
+# --- hypothesis over every form field ---------------------------------------------
 
 _AUTHORIZE_FIELDS = st.sampled_from(
     [

@@ -149,6 +149,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         refresh_token_ttl=config.refresh_token_ttl,
         auth_code_ttl=config.auth_code_ttl,
         display_name=config.display_name,
+        refresh_reuse_grace=config.refresh_reuse_grace,
     )
 
 

@@ -25,6 +25,7 @@ from fjmcp.oauth.clients import ClientDirectory
 from fjmcp.oauth.fanout import ClientSessions, RevocationFanout, TokenForgetter
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.login import ForgejoLike, ForgejoLogin
+from fjmcp.oauth.refresh_replay import RefreshAnswers
 from fjmcp.oauth.registrar import Registrar
 from fjmcp.oauth.revocation import RevocationEndpoint
 from fjmcp.oauth.settings import OAuthSettings
@@ -79,6 +80,14 @@ def build_authorization_server(
         registrar=Registrar(clients, clock),
         authorize=AuthorizeEndpoint(settings, store, clock, clients, cookies, login),
         login=login,
-        tokens=TokenEndpoint(settings, store, clock, authentication, clients, fanout),
+        tokens=TokenEndpoint(
+            settings,
+            store,
+            clock,
+            authentication,
+            clients,
+            fanout,
+            RefreshAnswers(keys, settings.refresh_reuse_grace),
+        ),
         revocation=RevocationEndpoint(store, clock, authentication, fanout),
     )

@@ -32,6 +32,8 @@ class OAuthSettings:
     auth_code_ttl: float = 600.0
     display_name: str = "fjmcp"
     """The broker's name on the consent page."""
+    refresh_reuse_grace: float = 30.0
+    """How long a spent refresh token still gets its answer again (0: never)."""
 
     @property
     def issuer(self) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "GrantOutcome",
     "Mint",
     "PendingAuthorization",
+    "SealedAnswer",
     "find_pending_txn",
     "has_consent_txn",
     "insert_code_txn",
@@ -313,6 +314,16 @@ class Grant:
 
 
 @frozen
+class SealedAnswer:
+    """A refresh's answer, sealed, kept for the reuse grace."""
+
+    key_id: str
+    sealed: bytes = field(repr=False)
+    expires_at: float
+    """Until when a retry of the spent refresh token gets it again."""
+
+
+@frozen
 class GrantOutcome:
     """
     What a redemption, refresh or revocation did.
@@ -320,15 +331,17 @@ class GrantOutcome:
     ``status``: ``ok``; ``unknown``; ``expired``; ``rejected`` (a binding
     check failed; the code is spent); ``replayed`` (a used code: its tokens
     are revoked); ``foreign`` (another client's token: nothing changed);
-    ``revoked``; ``reused`` (a rotated refresh token: the family is revoked).
-    ``revoked`` lists the digests of every token of the family revoked now,
-    so caches can forget them.
+    ``revoked``; ``reused`` (a rotated refresh token: the family is revoked);
+    ``retried`` (a rotated refresh token within its grace: ``answer`` is the
+    answer it got). ``revoked`` lists the digests of every token of the
+    family revoked now, so caches can forget them.
     """
 
     status: str
     grant: Grant | None = None
     reason: str = ""
     revoked: tuple[str, ...] = ()
+    answer: SealedAnswer | None = None
 
 
 def insert_code_txn(cursor: Cursor, code: CodeGrant) -> None:
@@ -475,14 +488,39 @@ def redeem_code_txn(
     return GrantOutcome("ok", grant)
 
 
+def _kept_answer(cursor: Cursor, refresh_hash: str, now: float) -> SealedAnswer | None:
+    """
+    The answer a spent refresh token got, if its grace has not run out and
+    the refresh token of that answer is still unspent and unrevoked.
+    """
+    row = cursor.execute(
+        "SELECT refresh_replays.key_id, refresh_replays.answer_sealed, "
+        "refresh_replays.expires_at FROM refresh_replays "
+        "JOIN tokens ON tokens.token_hash = refresh_replays.child_hash "
+        "WHERE refresh_replays.refresh_hash = ? AND refresh_replays.expires_at > ? "
+        "AND tokens.rotated_at IS NULL AND tokens.revoked_at IS NULL",
+        (refresh_hash, now),
+    ).fetchone()
+    if row is None:
+        return None
+    return SealedAnswer(str(row[0]), bytes(row[1]), float(row[2]))
+
+
 def refresh_txn(
-    cursor: Cursor, refresh_hash: str, client_id: str, mint: Mint
+    cursor: Cursor,
+    refresh_hash: str,
+    client_id: str,
+    mint: Mint,
+    keep: SealedAnswer | None = None,
 ) -> GrantOutcome:
     """
     Rotate a refresh token: spend it and mint a new pair in its family.
 
     Another client's token changes nothing (``foreign``); a token rotated
-    before is reuse and revokes the whole family (``reused``).
+    before is reuse and revokes the whole family (``reused``), unless the
+    answer it got is still kept (``retried``: the same answer again).
+    ``keep`` is this rotation's answer, sealed, kept until its
+    ``expires_at`` under the spent token's digest (``None``: no grace).
     """
     row = cursor.execute(
         "SELECT family_id, client_id, user_id, audience, scope, expires_at, "
@@ -498,6 +536,9 @@ def refresh_txn(
     if revoked is not None:
         return GrantOutcome("revoked", grant, "refresh token revoked")
     if rotated is not None:
+        kept = _kept_answer(cursor, refresh_hash, mint.now)
+        if kept is not None:
+            return GrantOutcome("retried", grant, "refresh retried", answer=kept)
         hashes = revoke_family_txn(cursor, family_id, mint.now, "refresh-reuse")
         return GrantOutcome("reused", grant, "refresh token reused", hashes)
     if mint.now >= expiry:
@@ -519,6 +560,20 @@ def refresh_txn(
         audience=audience,
         scope=scope,
     )
+    if keep is not None and mint.refresh_hash is not None:
+        cursor.execute("DELETE FROM refresh_replays WHERE expires_at <= ?", (mint.now,))
+        cursor.execute(
+            "INSERT INTO refresh_replays (refresh_hash, child_hash, key_id, "
+            "answer_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                refresh_hash,
+                mint.refresh_hash,
+                keep.key_id,
+                keep.sealed,
+                mint.now,
+                keep.expires_at,
+            ),
+        )
     return GrantOutcome("ok", grant)
 
 

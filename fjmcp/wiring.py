@@ -50,6 +50,7 @@ from fjmcp.store.store import Store
 from fjmcp.supervisor.startup import Isolation
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.upstream.forgejo import ForgejoClient, IHTTPReactor
+from fjmcp.web.account import AccountRoutes
 from fjmcp.web.health import Health
 from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
@@ -210,7 +211,8 @@ def build_broker(
         sessions,
     )
     health = Health(lambda: maybe_await(store.check()), reactor)
-    routes = (health.app, OAuthRoutes(authorization).app)
+    account = AccountRoutes(authorization.account, authorization.cookies.secure)
+    routes = (health.app, OAuthRoutes(authorization).app, account.app)
     site = BrokerSite(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
     )

@@ -8,16 +8,20 @@ its callback (`ForgejoLogin`), the token grants (`TokenEndpoint`) with
 client authentication as a registry of authenticators
 (`ClientAuthentication`), and revocation (`RevocationEndpoint`); every
 revocation reaches the bearer cache and the sessions through one
-`RevocationFanout`. `build_authorization_server` is a pure factory: the
+`RevocationFanout`; the ``/account`` page's logic (`AccountPage`) revokes
+through the same fan-out. `build_authorization_server` is a pure factory: the
 composition root hands it every collaborator, it wires the parts in
 dependency order, and `fjmcp.web.oauth_routes` routes HTTP to them.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
+from fjmcp.oauth.account import AccountPage, GrantSessions
 from fjmcp.oauth.authorize import AuthorizeEndpoint
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.client_auth import ClientAuthentication, default_client_authentication
@@ -33,7 +37,11 @@ from fjmcp.oauth.token_endpoint import TokenEndpoint
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.store.runner import TxnRunner
 
-__all__ = ["AuthorizationServer", "build_authorization_server"]
+__all__ = ["AuthorizationServer", "BrokerSessions", "build_authorization_server"]
+
+
+class BrokerSessions(ClientSessions, GrantSessions, Protocol):
+    """The session layer as the authorization server sees it."""
 
 
 @frozen
@@ -47,6 +55,7 @@ class AuthorizationServer:
     login: ForgejoLogin
     tokens: TokenEndpoint
     revocation: RevocationEndpoint
+    account: AccountPage
 
 
 def build_authorization_server(
@@ -57,7 +66,7 @@ def build_authorization_server(
     forgejo: ForgejoLike,
     upstream: UpstreamTokens,
     bearer: TokenForgetter,
-    sessions: ClientSessions,
+    sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
 ) -> AuthorizationServer:
     """
@@ -74,6 +83,9 @@ def build_authorization_server(
     fanout = RevocationFanout(bearer, sessions)
     cookies = BrowserCookies(keys.derive("cookies"), settings.secure_cookies, clock)
     login = ForgejoLogin(settings, store, clock, keys, forgejo, upstream, cookies)
+    account = AccountPage(
+        settings, store, clock, keys, forgejo, upstream, cookies, fanout, sessions
+    )
     return AuthorizationServer(
         settings=settings,
         cookies=cookies,
@@ -90,4 +102,5 @@ def build_authorization_server(
             RefreshAnswers(keys, settings.refresh_reuse_grace),
         ),
         revocation=RevocationEndpoint(store, clock, authentication, fanout),
+        account=account,
     )

@@ -109,7 +109,7 @@ class Broker:
             self.sessions,
         )
         self.routes = OAuthRoutes(self.server)
-        self.resource = self.routes.app.resource()
+        self.resource: Any = self.routes.app.resource()
         self.cookies: dict[str, str] = {}
 
     # --- raw HTTP ---------------------------------------------------------------

@@ -105,13 +105,14 @@ def forgejo_settings(config: Config) -> ForgejoSettings:
 
 
 def maintenance_settings(config: Config) -> MaintenanceSettings:
-    """The idle reaper's and the token refresher's intervals."""
+    """The idle reaper's and the token refresher's intervals, the retention."""
     return MaintenanceSettings(
         reaper_interval=config.reaper_interval,
         idle_timeout=config.session_idle_timeout,
         refresh_interval=config.refresh_interval,
         refresh_margin=config.refresh_margin,
         user_check_interval=config.user_check_interval,
+        client_retention=config.client_retention,
     )
 
 

@@ -30,11 +30,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
 from zope.interface import Interface
 
+from fjmcp.admin.purge import purge_handler
 from fjmcp.admin.revoke import revoke_user_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.maintenance.purge import ExpiredPurger
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -65,6 +67,9 @@ __all__ = [
     "TokenRelay",
     "build_broker",
 ]
+
+#: How often expired rows and idle registrations are purged.
+PURGE_INTERVAL = 3600.0
 
 #: Closes idle and standalone streams at once; its result completes when the
 #: requests in flight it knows of are done.
@@ -145,6 +150,7 @@ class Broker:
     revoker: UserRevoker
     reaper: IdleReaper
     refresher: TokenRefresher
+    purger: ExpiredPurger
 
 
 def build_broker(
@@ -217,7 +223,8 @@ def build_broker(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
     )
 
-    # --- maintenance: one revoker, the idle reaper, the token refresher ----
+    # --- maintenance: one revoker, the idle reaper, the token refresher, the
+    # purger of expired rows and idle registrations ----
     revoker = UserRevoker(
         sessions,
         store_revocation(store, reactor),
@@ -235,6 +242,10 @@ def build_broker(
         settings.maintenance,
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
+    purger = ExpiredPurger(
+        store, reactor, PURGE_INTERVAL, settings.maintenance.client_retention
+    )
+    purger.setName("purger")  # type: ignore[no-untyped-call]
 
     # --- the admin socket ---------------------------------------------------
     issuer = AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin)
@@ -243,6 +254,7 @@ def build_broker(
             "status": status,
             "issue-token": issuer.handle,
             "revoke-user": revoke_user_handler(revoker),
+            "purge-expired": purge_handler(purger),
         }
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
@@ -253,6 +265,7 @@ def build_broker(
         CloseOnStop(forgejo.close),
         reaper,
         refresher,
+        purger,
         admin_socket,
     )
     return Broker(
@@ -270,4 +283,5 @@ def build_broker(
         revoker=revoker,
         reaper=reaper,
         refresher=refresher,
+        purger=purger,
     )

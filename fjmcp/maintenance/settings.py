@@ -30,6 +30,8 @@ class MaintenanceSettings:
     :param retry_attempts: tries per refresh before waiting for the next tick.
     :param max_concurrent: refreshes running at once (and, separately, user
         checks running at once).
+    :param client_retention: seconds a dynamic registration without a live
+        token is kept after its last use (the purger).
     """
 
     reaper_interval: float
@@ -41,3 +43,4 @@ class MaintenanceSettings:
     retry_max: float = 60.0
     retry_attempts: int = 5
     max_concurrent: int = 4
+    client_retention: float = 30 * 24 * 3600.0

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from attrs import define, field
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 
 from fjmcp.admin.client import AdminClient
@@ -114,5 +114,5 @@ def test_daemon_handler_runs_the_purger() -> None:
     clock = Clock()
     clock.advance(NOW)
     purger = ExpiredPurger(DeferringStore(memory_store), clock, 3600.0, 1.0)
-    answer = result_of(Deferred.fromCoroutine(purge_handler(purger)({})))
+    answer = result_of(ensureDeferred(purge_handler(purger)({})))
     assert answer["clients"] == 1 and answer["daemon"] is True

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from attrs import define, field
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from fjmcp.admin.client import AdminClient
 from fjmcp.admin.commands import AdminContext, all_commands
 from fjmcp.admin.purge import purge_handler
+from fjmcp.awaitables import maybe_await
 from fjmcp.maintenance.purge import ExpiredPurger
 from fjmcp.store.store import SyncStore, open_store_sync
 from tests.maintenance.support import DeferringStore
@@ -114,5 +115,5 @@ def test_daemon_handler_runs_the_purger() -> None:
     clock = Clock()
     clock.advance(NOW)
     purger = ExpiredPurger(DeferringStore(memory_store), clock, 3600.0, 1.0)
-    answer = result_of(ensureDeferred(purge_handler(purger)({})))
+    answer = result_of(Deferred.fromCoroutine(maybe_await(purge_handler(purger)({}))))
     assert answer["clients"] == 1 and answer["daemon"] is True

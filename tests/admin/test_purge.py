@@ -11,7 +11,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import pytest
 from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -53,17 +52,11 @@ def _idle_client(sync: SyncStore) -> None:
     sync.conn.commit()
 
 
-def test_without_daemon_purges_the_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_daemon_purges_the_store(tmp_path: Path) -> None:
     """With no daemon, the command purges the store itself and says what went."""
     config = broker_config(tmp_path)
     with open_store_sync(config.store_path, now=NOW) as sync:
         _idle_client(sync)
-    monkeypatch.setattr(
-        "fjmcp.service.default_store_opener",
-        lambda reactor, path: DeferringStore(open_store_sync(path, now=NOW)),
-    )
     clock = Clock()
     clock.advance(NOW)
     out = io.StringIO()
@@ -72,6 +65,9 @@ def test_without_daemon_purges_the_store(
         client=AdminClient(tmp_path / "no-daemon.sock"),
         out=out,
         reactor=clock,
+        store_opener=lambda reactor, path: DeferringStore(
+            open_store_sync(path, now=NOW)
+        ),
     )
     assert _run(ctx) == 0
     assert "purged 1 idle client(s)" in out.getvalue()

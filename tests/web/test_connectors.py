@@ -442,3 +442,47 @@ def test_token_and_revoke_any_field_values_never_500(
         form["client_id"] = broker.register()["client_id"]
     response = broker.post_form(path, {**form, **changes})
     assert response.code in (200, 400, 401)
+
+
+# --- already in place, kept -----------------------------------------------------
+
+
+def test_unknown_scopes_are_dropped_and_offline_access_accepted(broker: Broker) -> None:
+    """
+    Observed (Claude.ai): ``scope`` with stray spaces, offline_access and an
+    unknown string: the flow goes on and grants mcp, with a refresh token
+    because the client registered the refresh grant.
+    """
+    client = broker.register()
+    code, verifier, _ = broker.login(
+        client, scope="  offline_access  profile:read ", prompt="consent"
+    )
+    tokens = broker.json_of(broker.exchange(client, code, verifier))
+    assert tokens["scope"] == "mcp" and tokens["refresh_token"]
+
+
+def test_access_token_ttl_is_configurable() -> None:
+    """access_token_ttl sets expires_in and when the bearer check refuses it."""
+    broker = Broker(access_token_ttl=120.0)
+    client = broker.register()
+    tokens = broker.tokens_for(client)
+    assert tokens["expires_in"] == 120
+    assert broker.bearer_ok(tokens["access_token"])
+    broker.clock.advance(121)
+    assert not broker.bearer_ok(tokens["access_token"])
+
+
+def test_every_authorization_response_carries_iss(broker: Broker) -> None:
+    """RFC 9207: the code, a denial and a redirected error all carry iss."""
+    client = broker.register()
+    _code, _verifier, answer = broker.login(client)
+    assert query_of(_location(answer))["iss"] == broker.config.public_url
+    page = broker.authorize(client, pkce_pair()[1], prompt="consent")
+    denied = broker.post_form(
+        "/oauth/consent", {**broker.consent_form(page), "decision": "deny"}
+    )
+    assert query_of(_location(denied))["iss"] == broker.config.public_url
+    bad = broker.authorize(client, pkce_pair()[1], code_challenge_method="plain")
+    assert query_of(_location(bad))["iss"] == broker.config.public_url
+    metadata = broker.json_of(broker.get("/.well-known/oauth-authorization-server"))
+    assert metadata["authorization_response_iss_parameter_supported"] is True

@@ -11,6 +11,8 @@ in one transaction, returning the digests so caches can forget them.
 
 from __future__ import annotations
 
+import hmac
+
 from attrs import field, frozen
 
 from fjmcp.store.grants import revoke_family_txn
@@ -76,7 +78,7 @@ def take_account_login_txn(
         return "unknown", None
     if row[6] is not None:
         return "taken", None
-    if row[1] != browser_hash:
+    if not hmac.compare_digest(str(row[1]).encode(), browser_hash.encode()):
         return "browser", None
     cursor.execute(
         "UPDATE account_logins SET taken_at = ? "

@@ -1,4 +1,4 @@
--- fjmcp schema 3: what real connectors need of the flow.
+-- fjmcp schema 4: what real connectors need of the flow.
 --
 -- A login in progress is no longer deleted by its callback but marked
 -- taken, until it expires: a second Approve of the same consent form (a

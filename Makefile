@@ -41,6 +41,8 @@ lint: $(STAMP)
 SDK_VENV  := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 NPM_STAMP := tests/e2e/node_modules/.installed
+# The real MCP Inspector (CLI) and the Node 22 binary it needs, both from npm.
+INSPECTOR_STAMP := tests/e2e/inspector/node_modules/.installed
 
 $(SDK_STAMP): tests/e2e/requirements-sdk.lock.txt
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
@@ -51,6 +53,11 @@ $(SDK_STAMP): tests/e2e/requirements-sdk.lock.txt
 $(NPM_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
 	@echo "npm: installing the TypeScript MCP SDK and playwright-core (tests/e2e/package-lock.json)"
 	cd tests/e2e && npm ci --no-audit --no-fund
+	touch $@
+
+$(INSPECTOR_STAMP): tests/e2e/inspector/package.json tests/e2e/inspector/package-lock.json
+	@echo "npm: installing MCP Inspector and a Node 22 binary (tests/e2e/inspector/package-lock.json)"
+	cd tests/e2e/inspector && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 # Debian packages the tests use, installed as root only, without recommends;
@@ -74,8 +81,8 @@ _chromium:
 
 # npm is optional: without it the Node-based tests skip, saying why.
 e2e-deps: $(SDK_STAMP) chromium
-	@if command -v npm >/dev/null; then $(MAKE) -s $(NPM_STAMP); \
-	else echo "npm not found: the TypeScript SDK and browser tests will skip"; fi
+	@if command -v npm >/dev/null; then $(MAKE) -s $(NPM_STAMP) $(INSPECTOR_STAMP); \
+	else echo "npm not found: the TypeScript SDK, Inspector and browser tests will skip"; fi
 
 # Debian's haproxy for the two-node tests (tests/integration/test_two_nodes.py).
 haproxy:
@@ -172,7 +179,7 @@ stress: $(STAMP)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) $(GITEA_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
+	rm -rf $(VENV) $(SDK_VENV) $(GITEA_VENV) tests/e2e/node_modules tests/e2e/inspector/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
 
 # Benchmark and conformance harness (../shared/bench, read-only): it installs
 # into .bench-home (once; again when its pinned manifests change) and writes

@@ -406,6 +406,18 @@ class Config:
     auth_code_ttl: float = _setting(
         600.0, kind="float", positive=True, help="Lifetime of authorization codes."
     )
+    refresh_reuse_grace: float = _setting(
+        30.0,
+        kind="float",
+        help="A refresh token retried within this many seconds gets the same "
+        "answer again (0: any reuse revokes the grant).",
+    )
+    client_retention: float = _setting(
+        30 * DAY,
+        kind="float",
+        positive=True,
+        help="Registered clients without live tokens, unused this long, are purged.",
+    )
     # --- Forgejo token upkeep ----------------------------------------------
     refresh_interval: float = _setting(
         60.0, kind="float", positive=True, help="How often Forgejo tokens are checked."
@@ -999,6 +1011,8 @@ def load_config(
             values["child_command"] = _resolve_argv0(
                 values["child_command"], "child_command", path_env, problems
             )
+    if values.get("refresh_reuse_grace", 0.0) < 0:
+        problems.append("refresh_reuse_grace must be 0 or more")
     for name in ("child_token_env", "child_url_env"):
         if name in values and not values[name].isidentifier():
             problems.append(f"{name} {values[name]!r} is not a variable name")

@@ -105,7 +105,7 @@ def forgejo_settings(config: Config) -> ForgejoSettings:
 
 
 def maintenance_settings(config: Config) -> MaintenanceSettings:
-    """The idle reaper's and the token refresher's intervals."""
+    """The idle reaper's and the token refresher's intervals, the retention."""
     return MaintenanceSettings(
         reaper_interval=config.reaper_interval,
         idle_timeout=config.session_idle_timeout,
@@ -113,6 +113,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
         refresh_margin=config.refresh_margin,
         user_check_interval=config.user_check_interval,
         node_id=config.node_name,
+        client_retention=config.client_retention,
     )
 
 
@@ -152,6 +153,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         auth_code_ttl=config.auth_code_ttl,
         display_name=config.display_name,
         revocation_propagation=config.revocation_propagation,
+        refresh_reuse_grace=config.refresh_reuse_grace,
     )
 
 

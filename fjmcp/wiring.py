@@ -32,6 +32,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
 from zope.interface import Interface
 
+from fjmcp.admin.purge import purge_handler
 from fjmcp.admin.revoke import revoke_user_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
@@ -39,6 +40,7 @@ from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import ISpawner, UpstreamToken
 from fjmcp.maintenance.cluster import ClusterSync
 from fjmcp.maintenance.node import NodePresence
+from fjmcp.maintenance.purge import ExpiredPurger
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -54,6 +56,7 @@ from fjmcp.store.store import Store
 from fjmcp.supervisor.startup import Isolation
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.upstream.forgejo import ForgejoClient, IHTTPReactor
+from fjmcp.web.account import AccountRoutes
 from fjmcp.web.health import Health
 from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
@@ -68,6 +71,9 @@ __all__ = [
     "TokenRelay",
     "build_broker",
 ]
+
+#: How often expired rows and idle registrations are purged.
+PURGE_INTERVAL = 3600.0
 
 #: Closes idle and standalone streams at once; its result completes when the
 #: requests in flight it knows of are done.
@@ -149,6 +155,7 @@ class Broker:
     reaper: IdleReaper
     refresher: TokenRefresher
     presence: NodePresence
+    purger: ExpiredPurger
 
 
 def build_broker(
@@ -224,12 +231,14 @@ def build_broker(
         backend=store.dialect.name,
         draining=draining,
     )
-    routes = (health.app, OAuthRoutes(authorization).app)
+    account = AccountRoutes(authorization.account, authorization.cookies.secure)
+    routes = (health.app, OAuthRoutes(authorization).app, account.app)
     site = BrokerSite(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
     )
 
-    # --- maintenance: one revoker, the idle reaper, the token refresher ----
+    # --- maintenance: one revoker, the idle reaper, the token refresher, the
+    # purger of expired rows and idle registrations ----
     revoker = UserRevoker(
         sessions,
         store_revocation(store, reactor),
@@ -247,6 +256,10 @@ def build_broker(
         settings.maintenance,
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
+    purger = ExpiredPurger(
+        store, reactor, PURGE_INTERVAL, settings.maintenance.client_retention
+    )
+    purger.setName("purger")  # type: ignore[no-untyped-call]
 
     # --- other nodes on the same store (PostgreSQL's notifications) --------
     presence = NodePresence(
@@ -263,6 +276,7 @@ def build_broker(
             "status": status,
             "issue-token": issuer.handle,
             "revoke-user": revoke_user_handler(revoker),
+            "purge-expired": purge_handler(purger),
         }
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
@@ -273,6 +287,7 @@ def build_broker(
         CloseOnStop(forgejo.close),
         reaper,
         refresher,
+        purger,
         admin_socket,
         presence,
         *(() if listener is None else (listener,)),
@@ -293,4 +308,5 @@ def build_broker(
         reaper=reaper,
         refresher=refresher,
         presence=presence,
+        purger=purger,
     )

@@ -32,6 +32,8 @@ class MaintenanceSettings:
         checks running at once).
     :param node_id: this node's name on the refresh leases of the store.
     :param lease_seconds: how long a refresh lease lasts if its node dies.
+    :param client_retention: seconds a dynamic registration without a live
+        token is kept after its last use (the purger).
     """
 
     reaper_interval: float
@@ -45,3 +47,4 @@ class MaintenanceSettings:
     max_concurrent: int = 4
     node_id: str = "local"
     lease_seconds: float = 120.0
+    client_retention: float = 30 * 24 * 3600.0

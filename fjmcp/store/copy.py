@@ -25,7 +25,7 @@ from fjmcp.store.upstream_tokens import SealedUpstream
 
 __all__ = ["TABLES", "CopyReport", "copy_rows_txn", "read_rows_txn", "target_rows_txn"]
 
-#: Every table of schema 5 with its columns, parents before children
+#: Every table of schema 6 with its columns, parents before children
 #: (``nodes``, who runs now, is not copied).
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "users": ("id", "login", "forgejo_id", "created_at", "last_login_at"),
@@ -57,6 +57,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "verifier_sealed",
         "created_at",
         "expires_at",
+        "taken_at",
     ),
     "consents": ("user_id", "client_id", "granted_at"),
     "auth_codes": (
@@ -99,10 +100,27 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "lease_owner",
         "lease_until",
     ),
+    "refresh_replays": (
+        "refresh_hash",
+        "child_hash",
+        "key_id",
+        "answer_sealed",
+        "created_at",
+        "expires_at",
+    ),
+    "account_logins": (
+        "state_hash",
+        "browser_hash",
+        "key_id",
+        "verifier_sealed",
+        "created_at",
+        "expires_at",
+        "taken_at",
+    ),
 }
 
 #: The schema version `TABLES` describes.
-COPY_SCHEMA_VERSION: Final = 5
+COPY_SCHEMA_VERSION: Final = 6
 
 #: Rows every fresh store holds already (the built-in client).
 _BUILTIN = "SELECT count(*) FROM clients WHERE kind <> 'builtin'"

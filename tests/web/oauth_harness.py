@@ -55,6 +55,7 @@ class RecordingSessions:
     def __init__(self) -> None:
         self.ended: list[tuple[str, str, str]] = []
         self.rotated: list[UpstreamToken] = []
+        self.live: dict[tuple[str, str], int] = {}
 
     def live_users(self) -> frozenset[str]:
         return frozenset()
@@ -69,6 +70,10 @@ class RecordingSessions:
 
     def token_rotated(self, token: UpstreamToken) -> None:
         self.rotated.append(token)
+
+    def owners_of_grant(self, user: str, client_id: str) -> list[Any]:
+        """Sessions of one grant: ``live[(user, client_id)]`` of them."""
+        return [object()] * self.live.get((user, client_id), 0)
 
 
 class Broker:
@@ -104,7 +109,7 @@ class Broker:
             self.sessions,
         )
         self.routes = OAuthRoutes(self.server)
-        self.resource = self.routes.app.resource()
+        self.resource: Any = self.routes.app.resource()
         self.cookies: dict[str, str] = {}
 
     # --- raw HTTP ---------------------------------------------------------------

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint unit stress conformance conformance-next bench clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
-	bubblewrap _bubblewrap child-deps
+	bubblewrap _bubblewrap child-deps haproxy _haproxy
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -41,6 +41,8 @@ lint: $(STAMP)
 SDK_VENV  := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 NPM_STAMP := tests/e2e/node_modules/.installed
+# The real MCP Inspector (CLI) and the Node 22 binary it needs, both from npm.
+INSPECTOR_STAMP := tests/e2e/inspector/node_modules/.installed
 
 $(SDK_STAMP): tests/e2e/requirements-sdk.lock.txt
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
@@ -51,6 +53,11 @@ $(SDK_STAMP): tests/e2e/requirements-sdk.lock.txt
 $(NPM_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
 	@echo "npm: installing the TypeScript MCP SDK and playwright-core (tests/e2e/package-lock.json)"
 	cd tests/e2e && npm ci --no-audit --no-fund
+	touch $@
+
+$(INSPECTOR_STAMP): tests/e2e/inspector/package.json tests/e2e/inspector/package-lock.json
+	@echo "npm: installing MCP Inspector and a Node 22 binary (tests/e2e/inspector/package-lock.json)"
+	cd tests/e2e/inspector && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 # Debian packages the tests use, installed as root only, without recommends;
@@ -74,8 +81,16 @@ _chromium:
 
 # npm is optional: without it the Node-based tests skip, saying why.
 e2e-deps: $(SDK_STAMP) chromium
-	@if command -v npm >/dev/null; then $(MAKE) -s $(NPM_STAMP); \
-	else echo "npm not found: the TypeScript SDK and browser tests will skip"; fi
+	@if command -v npm >/dev/null; then $(MAKE) -s $(NPM_STAMP) $(INSPECTOR_STAMP); \
+	else echo "npm not found: the TypeScript SDK, Inspector and browser tests will skip"; fi
+
+# Debian's haproxy for the two-node tests (tests/integration/test_two_nodes.py).
+haproxy:
+	@if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then :; \
+	else $(MAKE) -s _haproxy; fi
+
+_haproxy:
+	$(call apt_install,HAProxy tests,haproxy)
 
 # The deployment tests' tools: podman, runc and debootstrap for the image test,
 # caddy for `caddy validate`, systemd for `systemd-analyze verify`.
@@ -138,10 +153,23 @@ $(GITEA_STAMP): tests/children/requirements-gitea-mcp.lock.txt
 
 child-deps: bubblewrap $(GITEA_STAMP)
 
+# The store suite runs on PostgreSQL too when a server answers (each run in
+# its own schemas, dropped after): FJMCP_TEST_POSTGRES_URL, or the local one.
+PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
+
 # pytest exits 5 when it collected nothing; that is not a failure of the suite.
-test: $(STAMP) lint e2e-deps deploy-deps child-deps
+test: $(STAMP) lint e2e-deps deploy-deps child-deps haproxy
 	@required=1; command -v npm >/dev/null || required=python; \
-	status=0; FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
+	status=0; \
+	if [ -z "$$FJMCP_TEST_POSTGRES_URL" ]; then \
+		if why=$$($(BIN)/python tests/pg_probe.py "$(PG_TEST_URL)" 2>&1); then \
+			export FJMCP_TEST_POSTGRES_URL="$(PG_TEST_URL)"; \
+			echo "PostgreSQL answers at $(PG_TEST_URL): the store tests run on it too"; \
+		else \
+			echo "PostgreSQL half SKIPPED: no server at $(PG_TEST_URL) ($$why)"; \
+		fi; \
+	fi; \
+	FJMCP_E2E_REQUIRED=$$required $(BIN)/pytest -q -m "not stress" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
 
@@ -151,7 +179,7 @@ stress: $(STAMP)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) $(GITEA_VENV) tests/e2e/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
+	rm -rf $(VENV) $(SDK_VENV) $(GITEA_VENV) tests/e2e/node_modules tests/e2e/inspector/node_modules var .pytest_cache .mypy_cache .hypothesis .image-cache
 
 # Benchmark and conformance harness (../shared/bench, read-only): it installs
 # into .bench-home (once; again when its pinned manifests change) and writes

@@ -16,8 +16,10 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
+import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,6 +28,8 @@ from urllib.parse import urlsplit
 
 import attrs
 from attrs import field, frozen
+
+from fjmcp.store.target import StoreTarget, StoreUrlError, parse_store_url, sqlite_url
 
 __all__ = [
     "ChildLimits",
@@ -58,6 +62,10 @@ MINUTE: Final = 60.0
 HOUR: Final = 60 * MINUTE
 DAY: Final = 24 * HOUR
 AF_UNIX_PATH_MAX: Final = 107
+
+#: The longest node id: it prefixes every session id.
+NODE_ID_MAX: Final = 32
+_NODE_ID: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,31})")
 
 
 @frozen(kw_only=True)
@@ -316,12 +324,6 @@ class Config:
         positive=True,
         help="Stateless calls of one identity that may wait for input at once.",
     )
-    node_id: str | None = _setting(
-        None,
-        kind="optstr",
-        help="This broker's name in sealed requestState (default: the host name), "
-        "so a retry reaching another node is told where its call is held.",
-    )
     stateless_cache_ttl_ms: int = _setting(
         0,
         kind="int",
@@ -331,6 +333,38 @@ class Config:
     # --- store and keys -----------------------------------------------------
     store_path: str = _setting(
         "/var/lib/fjmcp/fjmcp.sqlite3", kind="path", help="SQLite database file."
+    )
+    store_url: str = _setting(
+        "",
+        kind="str",
+        help="Where the store lives: sqlite:///path/to/file or postgresql://user@"
+        "host/db (several nodes); empty: sqlite:// with store_path.",
+    )
+    store_password_file: str | None = _setting(
+        None,
+        kind="optpath",
+        help="File holding the PostgreSQL password (kept out of store_url).",
+    )
+    store_pool_size: int = _setting(
+        4,
+        kind="int",
+        positive=True,
+        help="Most connections the daemon holds to PostgreSQL (SQLite uses one).",
+    )
+    node_id: str = _setting(
+        "",
+        kind="str",
+        help="This node's name among several on one store (letters, digits, -): "
+        "the prefix of its session ids and its name in sealed requestState, so "
+        "a retry reaching another node is told where its call is held; empty: "
+        "the host name.",
+    )
+    revocation_propagation: float = _setting(
+        30.0,
+        kind="float",
+        positive=True,
+        help="Longest a node trusts a cached bearer token after it was revoked "
+        "on another node (PostgreSQL notifications are faster).",
     )
     token_keys_file: str | None = _setting(
         None,
@@ -428,6 +462,18 @@ class Config:
         positive=True,
         help="How long a client document that could not be used is not fetched again.",
     )
+    refresh_reuse_grace: float = _setting(
+        30.0,
+        kind="float",
+        help="A refresh token retried within this many seconds gets the same "
+        "answer again (0: any reuse revokes the grant).",
+    )
+    client_retention: float = _setting(
+        30 * DAY,
+        kind="float",
+        positive=True,
+        help="Registered clients without live tokens, unused this long, are purged.",
+    )
     # --- Forgejo token upkeep ----------------------------------------------
     refresh_interval: float = _setting(
         60.0, kind="float", positive=True, help="How often Forgejo tokens are checked."
@@ -460,6 +506,12 @@ class Config:
         positive=True,
         help="On SIGTERM, the most time before every child is stopped and reaped.",
     )
+    drain_health_grace: float = _setting(
+        0.0,
+        kind="float",
+        help="On SIGTERM, seconds /healthz answers 503 before the port closes "
+        "(behind a balancer: longer than its check interval times fall).",
+    )
     allowed_origins: tuple[str, ...] = _setting(
         [],
         kind="list",
@@ -485,6 +537,22 @@ class Config:
     def state_dir(self) -> Path:
         """The directory that holds the store (and by default the keys and socket)."""
         return Path(self.store_path).parent
+
+    @property
+    def node_name(self) -> str:
+        """``node_id``, or this host's name (up to its first dot)."""
+        return self.node_id or default_node_id()
+
+    def store_target(self) -> StoreTarget:
+        """
+        The store to open: ``store_url``, or the SQLite file ``store_path``;
+        the PostgreSQL password read from ``store_password_file``.
+        """
+        password = None
+        if self.store_password_file:
+            password = Path(self.store_password_file).read_text("utf-8").strip("\r\n")
+        url = self.store_url or sqlite_url(self.store_path)
+        return parse_store_url(url, password=password, pool_size=self.store_pool_size)
 
     @property
     def token_keys_path(self) -> Path:
@@ -888,6 +956,40 @@ def _resolve_argv0(
     return (os.path.abspath(found), *argv[1:])
 
 
+def default_node_id() -> str:
+    """The host name up to its first dot, kept to letters, digits and ``-``."""
+    name = socket.gethostname().split(".", 1)[0]
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", name).strip("-")[:NODE_ID_MAX]
+    return cleaned or "node"
+
+
+def _check_node_id(values: Mapping[str, Any], problems: list[str]) -> None:
+    node = values.get("node_id") or ""
+    if node and not _NODE_ID.fullmatch(node):
+        problems.append(
+            f"node_id {node!r}: use 1 to {NODE_ID_MAX} letters, digits and '-' "
+            "(it prefixes session ids, and HAProxy routes on it)"
+        )
+
+
+def _check_store_url(values: Mapping[str, Any], problems: list[str]) -> str | None:
+    """
+    ``store_url`` names an engine fjmcp speaks; a ``sqlite:`` URL becomes
+    ``store_path`` (which the rest of the checks and the defaults use).
+    """
+    url = values.get("store_url") or ""
+    if not url:
+        return "sqlite"
+    try:
+        target = parse_store_url(url)
+    except StoreUrlError as e:
+        problems.append(str(e))
+        return None
+    if target.backend == "sqlite" and isinstance(values, dict):
+        values["store_path"] = target.location
+    return target.backend
+
+
 def _check_store_path(path: str, problems: list[str]) -> None:
     target = Path(path)
     parent = target.parent
@@ -976,13 +1078,17 @@ def load_config(
             values["child_command"] = _resolve_argv0(
                 values["child_command"], "child_command", path_env, problems
             )
+    if values.get("refresh_reuse_grace", 0.0) < 0:
+        problems.append("refresh_reuse_grace must be 0 or more")
     for name in ("child_token_env", "child_url_env"):
         if name in values and not values[name].isidentifier():
             problems.append(f"{name} {values[name]!r} is not a variable name")
     _check_passthrough(values, problems)
     _check_token_not_in_argv(values, problems)
     _check_child_isolation(values, problems)
-    if check_paths:
+    _check_node_id(values, problems)
+    backend = _check_store_url(values, problems)
+    if check_paths and backend == "sqlite":
         _check_store_path(values.get("store_path", _default("store_path")), problems)
     grace = values.get("child_stop_grace", _default("child_stop_grace"))
     budget = values.get("shutdown_timeout", _default("shutdown_timeout"))

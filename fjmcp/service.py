@@ -58,6 +58,7 @@ from fjmcp.listening import listen_failure
 from fjmcp.oauth.keys import KeyFileError, load_keyring
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
+from fjmcp.store.target import StoreTarget
 from fjmcp.supervisor.startup import IsolationError, prepare_isolation
 from fjmcp.web.site import BrokerSite
 from fjmcp.wiring import Broker, Drain, IBrokerReactor, build_broker
@@ -79,15 +80,17 @@ EXIT_CONFIG = 2
 #: Exit status for any other failure to start (e.g. the port is taken).
 EXIT_STARTUP = 1
 
-#: Opens the store at a path: the store, or an awaitable of it.
-StoreOpener = Callable[[IBrokerReactor, str], Store | Awaitable[Store]]
+#: Opens the store named by ``store_url``: the store, or an awaitable of it.
+StoreOpener = Callable[[IBrokerReactor, StoreTarget], Store | Awaitable[Store]]
 
 
-def default_store_opener(reactor: IBrokerReactor, path: str) -> Awaitable[Store]:
-    """Open the real store (``fjmcp.store.store.open_store``)."""
-    from fjmcp.store.store import open_store
+def default_store_opener(
+    reactor: IBrokerReactor, target: StoreTarget | str
+) -> Awaitable[Store]:
+    """Open the real store (``fjmcp.store.store.open_store_at``)."""
+    from fjmcp.store.store import open_store_at
 
-    return open_store(reactor, path)
+    return open_store_at(reactor, target)
 
 
 def _store_error_types() -> tuple[type[BaseException], ...]:
@@ -154,7 +157,7 @@ class BrokerService(MultiService):
     """
     The root of the broker's service tree (see the module docstring).
 
-    :param store_opener: ``(reactor, path) -> Store`` or an awaitable of
+    :param store_opener: ``(reactor, StoreTarget) -> Store`` or an awaitable of
         one; tests pass a fake.
     :param handle_signals: install the SIGTERM/SIGINT handlers when the
         reactor runs (off for tests on a fake reactor).
@@ -194,6 +197,8 @@ class BrokerService(MultiService):
         self.ready: Deferred[None] = Deferred()
         self._starting: Deferred[None] | None = None
         self._stopping_by_signal = False
+        self.draining = False
+        """Whether shutdown began: /healthz fails from then on."""
 
     @property
     def site(self) -> BrokerSite | None:
@@ -214,14 +219,14 @@ class BrokerService(MultiService):
         config = self._config
         try:
             store = await maybe_await(
-                self._store_opener(self._reactor, config.store_path)
+                self._store_opener(self._reactor, config.store_target())
             )
         except _store_error_types() as e:
             self._failed(f"cannot use the store: {e}", EXIT_CONFIG)
             return
         except Exception as e:
             self.log.failure("opening the store failed")
-            self._failed(f"cannot open the store {config.store_path}: {e}", EXIT_CONFIG)
+            self._failed(f"cannot open the store: {e}", EXIT_CONFIG)
             return
         self.store = store
         # The key ring is loaded before anything that seals or opens tokens;
@@ -250,6 +255,7 @@ class BrokerService(MultiService):
                 keys,
                 status=self._status,
                 isolation=isolation,
+                draining=lambda: self.draining,
             )
             self.shutdown = ShutdownCoordinator(
                 self._reactor,
@@ -262,6 +268,8 @@ class BrokerService(MultiService):
         except Exception as e:
             self.log.failure("building the broker failed")
             self._failed(f"cannot start: {e}", EXIT_STARTUP)
+            return
+        if not await self._claim_node(broker, store):
             return
         try:
             endpoint = serverFromString(self._reactor, config.listen)
@@ -277,6 +285,29 @@ class BrokerService(MultiService):
             url=config.public_url,
         )
         self.ready.callback(None)
+
+    async def _claim_node(self, broker: Broker, store: Store) -> bool:
+        """
+        Take this node's id in the store (refused while another live node
+        holds it: session ids carry it); warn about a node id on SQLite,
+        which serves one node only.
+        """
+        config = self._config
+        if config.node_id and store.dialect.name == "sqlite":
+            self.log.warn(
+                "node_id {node} is set but the store is SQLite, which serves "
+                "one node; several nodes need store_url = postgresql://...",
+                node=config.node_id,
+            )
+        try:
+            refusal = await broker.presence.claim()
+        except Exception as e:
+            self._failed(f"cannot claim node id {config.node_name}: {e}", EXIT_STARTUP)
+            return False
+        if refusal is not None:
+            self._failed(refusal, EXIT_CONFIG)
+            return False
+        return True
 
     def _status(self, args: object) -> dict[str, Any]:
         now = self._reactor.seconds()
@@ -321,7 +352,21 @@ class BrokerService(MultiService):
         self._reactor.callFromThread(
             self.log.info, "{signal} received; shutting down", signal=name
         )
-        self._reactor.callFromThread(self._reactor.stop)
+        self._reactor.callFromThread(self._fail_health_then_stop)
+
+    def _fail_health_then_stop(self) -> None:
+        """
+        Fail /healthz at once; stop (close the port, drain) after
+        ``drain_health_grace``, by when a balancer has stopped sending new
+        sessions here.
+        """
+        self.draining = True
+        grace = self._config.drain_health_grace
+        if grace > 0:
+            self.log.info("failing health checks for {grace:g}s first", grace=grace)
+            self._reactor.callLater(grace, self._reactor.stop)
+        else:
+            self._reactor.stop()
 
     # --- stop -------------------------------------------------------------------
 

@@ -110,13 +110,15 @@ def forgejo_settings(config: Config) -> ForgejoSettings:
 
 
 def maintenance_settings(config: Config) -> MaintenanceSettings:
-    """The idle reaper's and the token refresher's intervals."""
+    """The idle reaper's and the token refresher's intervals, the retention."""
     return MaintenanceSettings(
         reaper_interval=config.reaper_interval,
         idle_timeout=config.session_idle_timeout,
         refresh_interval=config.refresh_interval,
         refresh_margin=config.refresh_margin,
         user_check_interval=config.user_check_interval,
+        node_id=config.node_name,
+        client_retention=config.client_retention,
     )
 
 
@@ -139,8 +141,9 @@ def mcp_settings(config: Config) -> McpSettings:
             ttl_ms=config.stateless_cache_ttl_ms,
             held_call_timeout=config.held_call_timeout,
             max_held_calls=config.max_held_calls_per_identity,
-            node=config.node_id,
+            node=config.node_name,
         ),
+        node_id=config.node_name,
     )
 
 
@@ -154,6 +157,8 @@ def oauth_settings(config: Config) -> OAuthSettings:
         refresh_token_ttl=config.refresh_token_ttl,
         auth_code_ttl=config.auth_code_ttl,
         display_name=config.display_name,
+        revocation_propagation=config.revocation_propagation,
+        refresh_reuse_grace=config.refresh_reuse_grace,
     )
 
 

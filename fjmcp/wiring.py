@@ -22,6 +22,8 @@ from the configuration by `fjmcp.settings`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from attrs import define, frozen
@@ -30,11 +32,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
 from zope.interface import Interface
 
+from fjmcp.admin.purge import purge_handler
 from fjmcp.admin.revoke import revoke_user_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.maintenance.cluster import ClusterSync
+from fjmcp.maintenance.node import NodePresence
+from fjmcp.maintenance.purge import ExpiredPurger
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
@@ -51,6 +57,7 @@ from fjmcp.store.store import Store
 from fjmcp.supervisor.startup import Isolation
 from fjmcp.supervisor.supervisor import Supervisor
 from fjmcp.upstream.forgejo import ForgejoClient, IHTTPReactor
+from fjmcp.web.account import AccountRoutes
 from fjmcp.web.health import Health
 from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
@@ -65,6 +72,9 @@ __all__ = [
     "TokenRelay",
     "build_broker",
 ]
+
+#: How often expired rows and idle registrations are purged.
+PURGE_INTERVAL = 3600.0
 
 #: Closes idle and standalone streams at once; its result completes when the
 #: requests in flight it knows of are done.
@@ -145,6 +155,8 @@ class Broker:
     revoker: UserRevoker
     reaper: IdleReaper
     refresher: TokenRefresher
+    presence: NodePresence
+    purger: ExpiredPurger
 
 
 def build_broker(
@@ -155,6 +167,7 @@ def build_broker(
     *,
     status: Handler,
     isolation: Isolation,
+    draining: Callable[[], bool] = lambda: False,
 ) -> Broker:
     """
     Build the broker's objects on an open ``store`` and a loaded ``keys``.
@@ -165,6 +178,7 @@ def build_broker(
     :param status: the ``status`` admin command (the service's own state).
     :param isolation: how children are confined, prepared by
         `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
+    :param draining: whether the node is shutting down (health fails first).
     """
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
@@ -176,7 +190,9 @@ def build_broker(
     upstream_tokens = UpstreamTokens(
         store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
     )
-    bearer = BearerAuthenticator(store, reactor, oauth.resource)
+    bearer = BearerAuthenticator(
+        store, reactor, oauth.resource, trust_for=oauth.revocation_propagation
+    )
     forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
 
     # --- children, the sessions that own them, and /mcp ---------------------
@@ -213,13 +229,20 @@ def build_broker(
         sessions,
         documents=documents,
     )
-    health = Health(lambda: maybe_await(store.check()), reactor)
-    routes = (health.app, OAuthRoutes(authorization).app)
+    health = Health(
+        lambda: maybe_await(store.check()),
+        reactor,
+        backend=store.dialect.name,
+        draining=draining,
+    )
+    account = AccountRoutes(authorization.account, authorization.cookies.secure)
+    routes = (health.app, OAuthRoutes(authorization).app, account.app)
     site = BrokerSite(
         build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
     )
 
-    # --- maintenance: one revoker, the idle reaper, the token refresher ----
+    # --- maintenance: one revoker, the idle reaper, the token refresher, the
+    # purger of expired rows and idle registrations ----
     revoker = UserRevoker(
         sessions,
         store_revocation(store, reactor),
@@ -237,6 +260,18 @@ def build_broker(
         settings.maintenance,
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
+    purger = ExpiredPurger(
+        store, reactor, PURGE_INTERVAL, settings.maintenance.client_retention
+    )
+    purger.setName("purger")  # type: ignore[no-untyped-call]
+
+    # --- other nodes on the same store (PostgreSQL's notifications) --------
+    presence = NodePresence(
+        store, reactor, settings.mcp.node_id, socket.gethostname(), os.getpid()
+    )
+    presence.setName("node-presence")  # type: ignore[no-untyped-call]
+    cluster = ClusterSync(bearer, upstream_tokens, sessions)
+    listener = store.listener(reactor, cluster.event, cluster.reconnected)
 
     # --- the admin socket ---------------------------------------------------
     issuer = AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin)
@@ -245,6 +280,7 @@ def build_broker(
             "status": status,
             "issue-token": issuer.handle,
             "revoke-user": revoke_user_handler(revoker),
+            "purge-expired": purge_handler(purger),
         }
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
@@ -255,7 +291,10 @@ def build_broker(
         CloseOnStop(forgejo.close),
         reaper,
         refresher,
+        purger,
         admin_socket,
+        presence,
+        *(() if listener is None else (listener,)),
     )
     return Broker(
         site=site,
@@ -272,4 +311,6 @@ def build_broker(
         revoker=revoker,
         reaper=reaper,
         refresher=refresher,
+        presence=presence,
+        purger=purger,
     )

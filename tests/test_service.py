@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +20,9 @@ from fjmcp.service import (
     IBrokerReactor,
     ShutdownCoordinator,
 )
+from fjmcp.store.dialect import SQLITE
 from fjmcp.store.store import Store
+from fjmcp.store.target import StoreTarget
 from tests.support import assert_python_succeeds, broker_config
 
 
@@ -48,6 +51,16 @@ class FakeStore:
         self.closed = True
         self.events.append("store-closed")
 
+    dialect = SQLITE
+
+    def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Deferred[None]:
+        """Every transaction succeeds with nothing (the node id is free)."""
+        return succeed(None)
+
+    def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
+        """One node: nobody else to hear."""
+        return None
+
 
 class ListenRecorder(MemoryReactorClock):
     """A memory reactor that notes when a port starts listening."""
@@ -73,7 +86,7 @@ def _broker(
     reactor = ListenRecorder(events)
     store = FakeStore(events)
 
-    def open_store(r: Any, path: str) -> Store:
+    def open_store(r: Any, target: StoreTarget) -> Store:
         events.append("store-opened")
         return cast(Store, store)
 
@@ -111,8 +124,8 @@ def test_store_failure_stops_with_status_2(tmp_path: Path) -> None:
     """A store that cannot be opened: no port, exit status 2, reactor stopped."""
     failed: list[int] = []
 
-    def refuse(r: Any, path: str) -> Any:
-        raise OSError(f"{path}.lock is held by another fjmcp")
+    def refuse(r: Any, target: StoreTarget) -> Any:
+        raise OSError(f"{target.location}.lock is held by another fjmcp")
 
     events: list[str] = []
     reactor = ListenRecorder(events)
@@ -282,3 +295,62 @@ def test_production_imports_leave_standin_unloaded() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     assert_python_succeeds(code)
+
+
+class StopRecorder(ListenRecorder):
+    """Runs ``callFromThread`` at once and records ``stop``."""
+
+    stopped = 0
+
+    def callFromThread(self, f: Any, *args: Any, **kw: Any) -> None:  # noqa: N802
+        """Run now (the test is the reactor thread)."""
+        f(*args, **kw)
+
+    def stop(self) -> None:
+        """Record the stop."""
+        self.stopped += 1
+
+
+def test_sigterm_fails_health_before_the_port_closes(tmp_path: Path) -> None:
+    """
+    With ``drain_health_grace``, SIGTERM marks the node draining at once
+    (/healthz fails) and stops the reactor only when the grace is over.
+    """
+    events: list[str] = []
+    reactor = StopRecorder(events)
+    service = BrokerService(
+        _config(tmp_path, FJMCP_DRAIN_HEALTH_GRACE="3"),
+        cast(IBrokerReactor, reactor),
+        store_opener=lambda r, t: cast(Store, FakeStore(events)),
+        handle_signals=False,
+    )
+    service._on_signal(signal.SIGTERM, None)
+    assert service.draining and reactor.stopped == 0
+    reactor.advance(2.9)
+    assert reactor.stopped == 0
+    reactor.advance(0.2)
+    assert reactor.stopped == 1
+
+
+def test_a_node_id_in_use_is_refused_at_start(tmp_path: Path) -> None:
+    """A node id another live node holds: no port, exit status 2."""
+    failed: list[int] = []
+    events: list[str] = []
+
+    class TakenStore(FakeStore):
+        def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            """The claim is refused."""
+            return succeed("node_id 'node-a' is in use by a node on elsewhere")
+
+    reactor = ListenRecorder(events)
+    service = BrokerService(
+        _config(tmp_path, FJMCP_NODE_ID="node-a"),
+        cast(IBrokerReactor, reactor),
+        store_opener=lambda r, t: cast(Store, TakenStore(events)),
+        handle_signals=False,
+        on_failed_start=failed.append,
+    )
+    service.startService()
+    assert failed == [2]
+    assert reactor.tcpServers == []
+    assert service.exit_status == 2

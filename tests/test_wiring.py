@@ -90,13 +90,19 @@ def test_components_get_their_settings_from_the_configuration(
         FJMCP_REFRESH_MARGIN="33",
         FJMCP_MAX_REQUEST_BYTES="5000",
         FJMCP_REQUEST_TIMEOUT="9",
+        FJMCP_CLIENT_RETENTION="86400",
     )
     assert (broker.reaper.interval, broker.reaper.idle_timeout) == (7.0, 70.0)
+    assert broker.purger.client_retention == 86400.0
     assert (broker.refresher.interval, broker.refresher.margin) == (11.0, 33.0)
     assert (broker.site.max_request_bytes, broker.site.request_timeout) == (5000, 9.0)
     services = broker.services
     assert isinstance(services[0], CloseOnStop)
-    assert [s.name for s in services[1:3]] == ["idle-reaper", "token-refresher"]
+    assert [s.name for s in services[1:4]] == [
+        "idle-reaper",
+        "token-refresher",
+        "purger",
+    ]
     assert broker.drains == (broker.sessions.drain,)
     assert broker.spawners == (broker.supervisor,)
 
@@ -119,7 +125,12 @@ def test_admin_commands_reach_the_store_the_caches_and_the_sessions(
     monkeypatch.setattr(SessionRegistry, "token_rotated", token_rotated)
     monkeypatch.setattr(SessionRegistry, "end_user", end_user)
     broker = _build(tmp_path, memory_store, MemoryReactorClock())
-    assert broker.admin.names() == ["issue-token", "revoke-user", "status"]
+    assert broker.admin.names() == [
+        "issue-token",
+        "purge-expired",
+        "revoke-user",
+        "status",
+    ]
     assert _admin(broker, "status") == {"status": "fine"}
 
     issued = _admin(broker, "issue-token", user="alice", forgejo_token="gto_x")

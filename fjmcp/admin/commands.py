@@ -51,6 +51,7 @@ from attrs import define, field, frozen
 
 from fjmcp.admin.client import AdminClient, AdminError, DaemonNotRunningError
 from fjmcp.config import Config, ConfigError, load_config
+from fjmcp.store.target import StoreTarget
 
 __all__ = [
     "AdminCommand",
@@ -80,14 +81,14 @@ class AdminCommand:
     arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
 
 
-def open_store_on_first_use(reactor: Any, path: str) -> Any:
+def open_store_on_first_use(reactor: Any, target: StoreTarget | str) -> Any:
     """
-    ``fjmcp.store.store.open_store``, imported when a command first needs
+    ``fjmcp.store.store.open_store_at``, imported when a command first needs
     the store (adbapi and its thread pool stay unloaded otherwise).
     """
-    from fjmcp.store.store import open_store
+    from fjmcp.store.store import open_store_at
 
-    return open_store(reactor, path)
+    return open_store_at(reactor, target)
 
 
 @define
@@ -100,7 +101,7 @@ class AdminContext:
     out: IO[str] = field(factory=lambda: sys.stdout)
     json_output: bool = False
     reactor: Any = None
-    _store_opener: Callable[[Any, str], Any] = field(
+    _store_opener: Callable[[Any, StoreTarget], Any] = field(
         default=open_store_on_first_use, kw_only=True
     )
     _store: Any = field(default=None, init=False)
@@ -124,7 +125,7 @@ class AdminContext:
                     "the daemon is not running and no --config names a store"
                 )
             self._store = await maybe_await(
-                self._store_opener(self.reactor, self.config.store_path)
+                self._store_opener(self.reactor, self.config.store_target())
             )
         return self._store
 

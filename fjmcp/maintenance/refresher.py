@@ -117,6 +117,15 @@ class IRefreshableTokens(Protocol):
     def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
         """The user's stored Forgejo refresh token (None if there is none)."""
 
+    def claim(self, grant: RefreshGrant, owner: str, seconds: float) -> Deferred[bool]:
+        """
+        Take the grant's refresh lease for node ``owner`` (one atomic update
+        in the shared store): whether this node is the one to refresh it.
+        """
+
+    def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
+        """Give the lease back after a refresh that stored nothing."""
+
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
@@ -137,6 +146,14 @@ class IUpstreamTokenStore(Protocol):
 
     async def refresh_token(self, user: str) -> tuple[str | None, int]:
         """The stored refresh token (None if none) and its generation."""
+
+    async def claim_refresh(
+        self, user: str, owner: str, generation: int, seconds: float
+    ) -> bool:
+        """Take the refresh lease of the user's grant."""
+
+    async def release_refresh(self, user: str, owner: str) -> None:
+        """Give the refresh lease back."""
 
     async def replace(
         self,
@@ -186,6 +203,16 @@ class StoreRefreshableTokens:
             return None
         return RefreshGrant(user, refresh_token, generation, expires_at)
 
+    def claim(self, grant: RefreshGrant, owner: str, seconds: float) -> Deferred[bool]:
+        """The lease in the store (`claim_refresh_lease_txn`)."""
+        return Deferred.fromCoroutine(
+            self._upstream.claim_refresh(grant.user, owner, grant.generation, seconds)
+        )
+
+    def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
+        """Release the lease in the store."""
+        return Deferred.fromCoroutine(self._upstream.release_refresh(grant.user, owner))
+
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
@@ -229,6 +256,8 @@ class RefreshOutcome(enum.Enum):
     """Forgejo stayed unavailable; the next tick tries again."""
     SUPERSEDED = "superseded"
     """A newer token was stored meanwhile (the user logged in again)."""
+    ELSEWHERE = "elsewhere"
+    """Another node holds the grant's refresh lease: it refreshes, not us."""
     NO_TOKEN = "no-token"  # noqa: S105 (an outcome, not a secret)
     """Nothing to refresh: no stored Forgejo refresh token."""
     STOPPED = "stopped"
@@ -401,6 +430,33 @@ class TokenRefresher(LoopingService):
         if grant is None:
             self.log.info("no Forgejo refresh token stored for {user}", user=user)
             return RefreshOutcome.NO_TOKEN
+        # Nodes sharing the store refresh one grant once: the lease decides
+        # which, and no transaction stays open across the call to Forgejo.
+        if not await self._tokens.claim(
+            grant, self._settings.node_id, self._settings.lease_seconds
+        ):
+            self.log.info(
+                "another node is refreshing {user}'s Forgejo token", user=user
+            )
+            return RefreshOutcome.ELSEWHERE
+        outcome = RefreshOutcome.FAILED
+        try:
+            outcome = await self._refresh_leased(grant)
+        finally:
+            if outcome is not RefreshOutcome.REFRESHED:
+                await self._release(grant)
+        return outcome
+
+    async def _release(self, grant: RefreshGrant) -> None:
+        try:
+            await self._tokens.release(grant, self._settings.node_id)
+        except Exception:  # the lease lapses by itself
+            self.log.failure(
+                "releasing the refresh lease of {user} failed", user=grant.user
+            )
+
+    async def _refresh_leased(self, grant: RefreshGrant) -> RefreshOutcome:
+        user = grant.user
         attempt = 0
         while True:
             attempt += 1

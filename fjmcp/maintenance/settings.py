@@ -30,6 +30,10 @@ class MaintenanceSettings:
     :param retry_attempts: tries per refresh before waiting for the next tick.
     :param max_concurrent: refreshes running at once (and, separately, user
         checks running at once).
+    :param node_id: this node's name on the refresh leases of the store.
+    :param lease_seconds: how long a refresh lease lasts if its node dies.
+    :param client_retention: seconds a dynamic registration without a live
+        token is kept after its last use (the purger).
     """
 
     reaper_interval: float
@@ -41,3 +45,6 @@ class MaintenanceSettings:
     retry_max: float = 60.0
     retry_attempts: int = 5
     max_concurrent: int = 4
+    node_id: str = "local"
+    lease_seconds: float = 120.0
+    client_retention: float = 30 * 24 * 3600.0

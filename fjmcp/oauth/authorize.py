@@ -41,9 +41,13 @@ from fjmcp.oauth.errors import (
 from fjmcp.oauth.login import AuthRequest
 from fjmcp.oauth.metadata import same_resource
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect, error_page, redirect_error
-from fjmcp.oauth.registration import is_native_redirect
+from fjmcp.oauth.registration import (
+    display_name,
+    is_native_redirect,
+    redirect_matches,
+)
 from fjmcp.oauth.settings import OAuthSettings
-from fjmcp.oauth.signing import sign, unsign
+from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import new_secret
 from fjmcp.store.clients import ClientRecord
 from fjmcp.store.grants import has_consent_txn
@@ -74,9 +78,18 @@ class LoginStarter(Protocol):
     """What the endpoint needs of `fjmcp.oauth.login.ForgejoLogin`."""
 
     async def start(
-        self, request: AuthRequest, *, consent_user: str | None
-    ) -> Redirect:
+        self,
+        request: AuthRequest,
+        *,
+        consent_user: str | None,
+        seed: str | None = None,
+    ) -> Redirect | Page:
         """Send the browser to Forgejo for ``request``."""
+
+
+def _registered(client: ClientRecord, redirect_uri: str) -> bool:
+    """Whether ``redirect_uri`` is one of the client's (loopback ports aside)."""
+    return any(redirect_matches(r, redirect_uri) for r in client.redirect_uris)
 
 
 class _RedirectError(Exception):
@@ -125,7 +138,7 @@ class AuthorizeEndpoint:
         redirect_uri = params.get("redirect_uri")
         if redirect_uri is None:
             return error_page("The request has no redirect_uri.")
-        if redirect_uri not in client.redirect_uris:
+        if not _registered(client, redirect_uri):
             return error_page(
                 "The redirect URI is not one this application registered."
             )
@@ -215,7 +228,8 @@ class AuthorizeEndpoint:
             200,
             "consent.html",
             {
-                "client_name": client.client_name or "An unnamed application",
+                "client_name": display_name(client.client_name)
+                or "An unnamed application",
                 "client_id": client.client_id,
                 "redirect_host": parts.netloc or parts.scheme,
                 "broker_name": self._settings.display_name,
@@ -255,7 +269,7 @@ class AuthorizeEndpoint:
             client = await self._clients.find(request.client_id)
         except ClientDocumentError as e:
             return error_page(str(e))
-        if client is None or request.redirect_uri not in client.redirect_uris:
+        if client is None or not _registered(client, request.redirect_uri):
             return error_page("The application's registration has changed.")
         decision = form.get("decision")
         if decision == "deny":
@@ -269,4 +283,6 @@ class AuthorizeEndpoint:
             )
         if decision != "allow":
             return error_page("Choose Allow or Deny.")
-        return await self._login.start(request, consent_user=None)
+        # One form in one browser is one login, however often it is sent.
+        seed = mac(self._cookies.key, "consent-flow", nonce, blob)
+        return await self._login.start(request, consent_user=None, seed=seed)

@@ -4,7 +4,10 @@ The bearer check of ``/mcp``, kept off the database.
 
 `BearerAuthenticator` resolves ``Authorization: Bearer <token>`` to an
 `Identity`. Validated token digests are cached in memory until their
-expiry, so the hot path answers with an already-fired Deferred; unknown,
+expiry, or for ``trust_for`` seconds at most (``revocation_propagation``:
+a revocation on another node that shares the store reaches this one by then
+even if its notification was lost), so the hot path answers with an
+already-fired Deferred; unknown,
 revoked, expired and wrong-audience digests go to a bounded negative cache.
 The store is read at most once per token per process: concurrent misses of
 one token share one read. Revocation (``/oauth/revoke``, refresh reuse, the
@@ -15,6 +18,7 @@ trusted and is done again.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from typing import Final
@@ -81,6 +85,7 @@ class BearerAuthenticator:
     _max_positive: int = MAX_POSITIVE
     _max_negative: int = MAX_NEGATIVE
     _negative_ttl: float = NEGATIVE_TTL
+    _trust_for: float = math.inf
     _positive: dict[str, _Valid] = field(factory=dict, init=False)
     _negative: OrderedDict[str, float] = field(factory=OrderedDict, init=False)
     _waiting: dict[str, list[Deferred[Identity]]] = field(factory=dict, init=False)
@@ -107,9 +112,8 @@ class BearerAuthenticator:
         if hit is not None:
             if now < hit.expires_at:
                 return succeed(hit.identity)
+            # Expired, or trusted long enough: the store decides again.
             del self._positive[digest]
-            self._remember_bad(digest, now)
-            return fail(InvalidToken("token expired", token_sent=True))
         seen_bad = self._negative.get(digest)
         if seen_bad is not None:
             if now < seen_bad:
@@ -160,7 +164,8 @@ class BearerAuthenticator:
             scopes=tuple(record.scope.split()),
             token_id=token_id(digest),
         )
-        self._remember_good(digest, _Valid(identity, record.expires_at), now)
+        until = min(record.expires_at, now + self._trust_for)
+        self._remember_good(digest, _Valid(identity, until), now)
         return identity
 
     def _problem(self, record: AccessRecord | None, now: float) -> str | None:
@@ -223,6 +228,15 @@ class BearerAuthenticator:
         return self._forget(
             [k for k, v in self._positive.items() if v.identity.user == user]
         )
+
+    def flush(self) -> None:
+        """
+        Forget every cached answer, good and bad: revocations made elsewhere
+        may have been missed (the notification connection was down).
+        """
+        self._epoch += 1
+        self._positive.clear()
+        self._negative.clear()
 
     @property
     def cached(self) -> int:

@@ -41,11 +41,13 @@ from fjmcp.oauth.outcomes import (
     with_query,
 )
 from fjmcp.oauth.settings import OAuthSettings
+from fjmcp.oauth.signing import mac
 from fjmcp.oauth.tokens import hash_secret, new_family_id, new_secret
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.store.grants import (
     CodeGrant,
     PendingAuthorization,
+    find_pending_txn,
     insert_code_txn,
     insert_pending_txn,
     record_consent_txn,
@@ -151,21 +153,35 @@ class ForgejoLogin:
     log = Logger()
 
     async def start(
-        self, request: AuthRequest, *, consent_user: str | None
-    ) -> Redirect:
+        self,
+        request: AuthRequest,
+        *,
+        consent_user: str | None,
+        seed: str | None = None,
+    ) -> Redirect | Page:
         """
         Send the browser to Forgejo for ``request``; ``consent_user`` is the
         user whose earlier consent let the consent page be skipped.
+
+        ``seed`` (a secret of one submitted consent form in one browser)
+        makes the login's state, browser cookie and verifier derived instead
+        of random, so a second Approve of the same form (a double click)
+        finds the same login: the same redirect while it is in progress, a
+        clear page once its callback took it, never a second login.
         """
         now = self._clock.seconds()
-        state = new_secret()
-        browser = new_secret()
-        verifier = pkce.new_verifier()
+        if seed is None:
+            state, browser, verifier = new_secret(), new_secret(), pkce.new_verifier()
+        else:
+            state, browser, verifier = (
+                mac(self._cookies.key, "flow", part, seed)
+                for part in ("state", "browser", "verifier")
+            )
         state_hash = hash_secret(state)
         key_id, sealed = self._keys.seal(
             verifier.encode("ascii"), _verifier_context(state_hash)
         )
-        await self._store.run(
+        status: str = await self._store.run(
             insert_pending_txn,
             PendingAuthorization(
                 state_hash=state_hash,
@@ -183,6 +199,12 @@ class ForgejoLogin:
                 expires_at=now + LOGIN_TTL,
             ),
         )
+        if status == "taken":
+            return error_page(
+                "This approval was already used and the login has finished. "
+                "Return to your application.",
+                409,
+            )
         location = self._forgejo.authorize_url(
             self._settings.callback_url,
             state,
@@ -204,22 +226,36 @@ class ForgejoLogin:
             return error_page("Forgejo's answer has no state.")
         now = self._clock.seconds()
         state_hash = hash_secret(state)
-        pending: PendingAuthorization | None = await self._store.run(
-            take_pending_txn, state_hash, now
+        found: tuple[PendingAuthorization | None, bool] = await self._store.run(
+            find_pending_txn, state_hash, now
         )
+        pending, taken = found
+        if taken:
+            return error_page(
+                "This login has already finished: its answer went to your "
+                "application. You can close this page.",
+                409,
+            )
         if pending is None:
             return error_page(
-                "This login is unknown, already used or expired. Start again "
-                "from your application."
+                "This login is unknown or expired. Start again from your application."
             )
         flow_name = self._cookies.flow_name(state_hash)
         clear = (Cookie(flow_name, "", 0),)
         browser = cookies.get(flow_name, "")
+        # The browser is checked before the login is taken: someone who
+        # learns a state value cannot cancel another person's login.
         if not browser or not hmac.compare_digest(
             hash_secret(browser).encode(), pending.browser_hash.encode()
         ):
             page = error_page("This login was started in another browser.")
             return Page(page.status, page.template, page.fields, clear)
+        if await self._store.run(take_pending_txn, state_hash, now) is None:
+            return error_page(
+                "This login has already finished: its answer went to your "
+                "application. You can close this page.",
+                409,
+            )
 
         def fail(error: OAuthError) -> Redirect:
             return redirect_error(

@@ -45,7 +45,9 @@ def same_resource(given: str, canonical: str) -> bool:
     Whether a client's ``resource`` parameter (RFC 8707) names the resource
     ``canonical``. Scheme and host compare case-insensitively and an
     explicit default port equals none (MCP 2025-11-25: servers SHOULD
-    accept uppercase scheme and host); the path must be the same, and user
+    accept uppercase scheme and host); the path must be the same up to one
+    trailing slash (``/mcp/`` is ``/mcp``: a mismatch there made a client
+    and a proxy loop on re-authorization), and user
     information, a query or a fragment never match. Any text gives an
     answer, never an exception.
     """
@@ -62,7 +64,8 @@ def same_resource(given: str, canonical: str) -> bool:
     if scheme != b.scheme.lower() or not a.hostname or a.hostname != b.hostname:
         return False
     default = _DEFAULT_PORTS.get(scheme)
-    return (a_port or default) == (b_port or default) and a.path == b.path
+    same_path = a.path in (b.path, b.path + "/") or b.path == a.path + "/"
+    return (a_port or default) == (b_port or default) and same_path
 
 
 def authorization_server_metadata(

@@ -8,7 +8,11 @@ them: the result is a clean `Registration` or an `InvalidRedirectUriError`
 size bound; a field sent as ``null`` counts as absent. Redirect URIs must
 be https, http on a loopback host, or a private-use reverse-DNS scheme
 (RFC 8252 §7.1), without a fragment, user info or control characters.
-Unknown fields are ignored (RFC 7591 §2).
+Unknown fields are ignored (RFC 7591 §2). Text that a page may show is
+refused when it holds a lone surrogate (it cannot even be stored), a
+control character or a bidirectional override (a client could otherwise
+spoof its name on the consent page); `display_name` strips the same
+characters from names that come from elsewhere.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from fjmcp.oauth.errors import InvalidClientMetadataError, InvalidRedirectUriErr
 __all__ = [
     "REGISTRABLE_METHODS",
     "Registration",
+    "display_name",
     "is_native_redirect",
+    "redirect_matches",
     "redirect_problem",
     "validate_registration",
 ]
@@ -45,15 +51,49 @@ _URI_FIELDS: Final = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 _TEXT_FIELDS: Final = ("scope", "software_id", "software_version")
 
 
+#: Bidirectional embeddings, overrides, isolates and marks: invisible, and
+#: able to make a name read as another one.
+_BIDI: Final = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def _has_control(text: str) -> bool:
     return any(ord(c) < 0x21 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def _unsafe_char(c: str) -> bool:
+    code = ord(c)
+    return (
+        code < 0x20
+        or 0x7F <= code < 0xA0
+        or 0xD800 <= code <= 0xDFFF
+        or c in _BIDI
+        or c in "\u2028\u2029\ufeff"
+    )
+
+
+def display_name(name: str | None, limit: int = 200) -> str | None:
+    """
+    ``name`` as a page may show it: without control characters, lone
+    surrogates or bidirectional overrides, and at most ``limit`` long;
+    ``None`` when nothing printable is left.
+    """
+    if name is None:
+        return None
+    cleaned = "".join(c for c in name if not _unsafe_char(c)).strip()[:limit]
+    return cleaned or None
 
 
 def redirect_problem(uri: str) -> str | None:
     """Why ``uri`` cannot be a redirect URI, or ``None`` if it can."""
     if not uri or len(uri) > MAX_URI:
         return "redirect URI is empty or too long"
-    if _has_control(uri) or "\\" in uri:
+    if _has_control(uri) or _has_surrogate(uri) or "\\" in uri:
         return "redirect URI contains spaces or control characters"
     if "#" in uri:
         return "redirect URI must not contain a fragment"
@@ -97,6 +137,43 @@ def is_native_redirect(uri: str) -> bool:
     return parts.scheme.lower() != "http" or is_loopback_host(host)
 
 
+#: Loopback hosts whose port a redirect URI may change (RFC 8252 §7.3);
+#: ``localhost`` is a deliberate interop extension (MCP Inspector uses it).
+_PORTLESS_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _without_loopback_port(uri: str) -> str | None:
+    """``uri`` with its port dropped, if it is an http loopback URI."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    if not uri.startswith("http://") or host not in _PORTLESS_HOSTS:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.netloc.split(":")[0].strip("[]") != host and ":" not in host:
+        return None  # the host was not written in lower case: match exactly
+    return parts._replace(netloc=netloc).geturl()
+
+
+def redirect_matches(registered: str, given: str) -> bool:
+    """
+    Whether ``given`` is the registered redirect URI ``registered``.
+
+    Exact string comparison, except for http on ``127.0.0.1``, ``[::1]`` and
+    ``localhost``, whose port is ignored (RFC 8252 §7.3: native apps listen
+    on an ephemeral port); scheme, host, path and query still match exactly.
+    """
+    if given == registered:
+        return True
+    a = _without_loopback_port(registered)
+    return a is not None and a == _without_loopback_port(given)
+
+
 @frozen
 class Registration:
     """A validated registration request."""
@@ -115,8 +192,10 @@ def _string(obj: Mapping[str, Any], name: str, limit: int) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise InvalidClientMetadataError(f"{name} must be a string of at most {limit}")
-    if _has_control(value.replace(" ", "")):
-        raise InvalidClientMetadataError(f"{name} contains control characters")
+    if _has_control(value.replace(" ", "")) or _has_surrogate(value):
+        raise InvalidClientMetadataError(
+            f"{name} contains control characters or invalid Unicode"
+        )
     return value
 
 
@@ -125,7 +204,11 @@ def _string_list(obj: Mapping[str, Any], name: str, limit: int, size: int) -> li
     if not isinstance(value, list) or len(value) > limit:
         raise InvalidClientMetadataError(f"{name} must be a list of at most {limit}")
     if not all(isinstance(v, str) and len(v) <= size for v in value):
-        raise InvalidClientMetadataError(f"{name} must hold strings")
+        raise InvalidClientMetadataError(f"{name} must hold strings of at most {size}")
+    if any(_has_control(v) or _has_surrogate(v) for v in value):
+        raise InvalidClientMetadataError(
+            f"{name} contains control characters or invalid Unicode"
+        )
     return list(value)
 
 
@@ -175,6 +258,10 @@ def validate_registration(
         if set(responses) != {"code"}:
             raise InvalidClientMetadataError('response_types must be ["code"]')
     name = _string(obj, "client_name", MAX_NAME)
+    if name is not None and any(_unsafe_char(c) for c in name):
+        raise InvalidClientMetadataError(
+            "client_name must not contain control or bidirectional override characters"
+        )
     metadata: dict[str, Any] = {
         "redirect_uris": list(redirect_uris),
         "token_endpoint_auth_method": method,
@@ -197,7 +284,7 @@ def validate_registration(
         metadata["contacts"] = _string_list(obj, "contacts", MAX_CONTACTS, 320)
     if "application_type" in obj:
         app_type = obj.get("application_type")
-        if app_type not in ("web", "native"):
+        if not isinstance(app_type, str) or app_type not in ("web", "native"):
             raise InvalidClientMetadataError("application_type must be web or native")
         metadata["application_type"] = app_type
     return Registration(

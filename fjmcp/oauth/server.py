@@ -8,8 +8,9 @@ its callback (`ForgejoLogin`), the token grants (`TokenEndpoint`) with
 client authentication as a registry of authenticators
 (`ClientAuthentication`), and revocation (`RevocationEndpoint`); every
 revocation reaches the bearer cache and the sessions through one
-`RevocationFanout`. Clients named by a metadata document URL are resolved
-by `DocumentClients` behind the one `ClientDirectory`, and prove
+`RevocationFanout`; the ``/account`` page's logic (`AccountPage`) revokes
+through the same fan-out. Clients named by a metadata document URL are
+resolved by `DocumentClients` behind the one `ClientDirectory`, and prove
 themselves with ``private_key_jwt`` when their document says so.
 `build_authorization_server` is a pure factory: the
 composition root hands it every collaborator, it wires the parts in
@@ -18,9 +19,12 @@ dependency order, and `fjmcp.web.oauth_routes` routes HTTP to them.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
+from fjmcp.oauth.account import AccountPage, GrantSessions
 from fjmcp.oauth.authorize import AuthorizeEndpoint
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.client_auth import (
@@ -35,6 +39,7 @@ from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.login import ForgejoLike, ForgejoLogin
 from fjmcp.oauth.metadata import endpoint
 from fjmcp.oauth.private_key_jwt import PrivateKeyJwt
+from fjmcp.oauth.refresh_replay import RefreshAnswers
 from fjmcp.oauth.registrar import Registrar
 from fjmcp.oauth.revocation import RevocationEndpoint
 from fjmcp.oauth.settings import OAuthSettings
@@ -42,7 +47,11 @@ from fjmcp.oauth.token_endpoint import TokenEndpoint
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.store.runner import TxnRunner
 
-__all__ = ["AuthorizationServer", "build_authorization_server"]
+__all__ = ["AuthorizationServer", "BrokerSessions", "build_authorization_server"]
+
+
+class BrokerSessions(ClientSessions, GrantSessions, Protocol):
+    """The session layer as the authorization server sees it."""
 
 
 @frozen
@@ -57,6 +66,7 @@ class AuthorizationServer:
     tokens: TokenEndpoint
     revocation: RevocationEndpoint
     authentication: ClientAuthentication
+    account: AccountPage
     client_documents: bool = False
     """Whether a ``client_id`` may be a metadata document URL."""
 
@@ -69,7 +79,7 @@ def build_authorization_server(
     forgejo: ForgejoLike,
     upstream: UpstreamTokens,
     bearer: TokenForgetter,
-    sessions: ClientSessions,
+    sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
     documents: DocumentClients | None = None,
 ) -> AuthorizationServer:
@@ -101,14 +111,26 @@ def build_authorization_server(
     fanout = RevocationFanout(bearer, sessions)
     cookies = BrowserCookies(keys.derive("cookies"), settings.secure_cookies, clock)
     login = ForgejoLogin(settings, store, clock, keys, forgejo, upstream, cookies)
+    account = AccountPage(
+        settings, store, clock, keys, forgejo, upstream, cookies, fanout, sessions
+    )
     return AuthorizationServer(
         settings=settings,
         cookies=cookies,
         registrar=Registrar(clients, clock, authentication.registrable_methods),
         authorize=AuthorizeEndpoint(settings, store, clock, clients, cookies, login),
         login=login,
-        tokens=TokenEndpoint(settings, store, clock, authentication, clients, fanout),
+        tokens=TokenEndpoint(
+            settings,
+            store,
+            clock,
+            authentication,
+            clients,
+            fanout,
+            RefreshAnswers(keys, settings.refresh_reuse_grace),
+        ),
         revocation=RevocationEndpoint(store, clock, authentication, fanout),
         authentication=authentication,
+        account=account,
         client_documents=documents is not None,
     )

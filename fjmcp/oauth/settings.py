@@ -32,6 +32,10 @@ class OAuthSettings:
     auth_code_ttl: float = 600.0
     display_name: str = "fjmcp"
     """The broker's name on the consent page."""
+    revocation_propagation: float = 30.0
+    """Longest a cached bearer token is trusted without reading the store."""
+    refresh_reuse_grace: float = 30.0
+    """How long a spent refresh token still gets its answer again (0: never)."""
 
     @property
     def issuer(self) -> str:

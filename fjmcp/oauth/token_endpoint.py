@@ -32,6 +32,8 @@ from fjmcp.oauth.errors import (
 )
 from fjmcp.oauth.fanout import RevocationListener
 from fjmcp.oauth.metadata import same_resource
+from fjmcp.oauth.refresh_replay import RefreshAnswers
+from fjmcp.oauth.registration import redirect_matches
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.tokens import hash_secret, new_secret, remaining, token_id
 from fjmcp.store.clients import ClientRecord
@@ -67,6 +69,8 @@ class TokenEndpoint:
     _authentication: ClientAuthentication
     _clients: ClientToucher
     _fanout: RevocationListener
+    _answers: RefreshAnswers | None = None
+    """Keeps refresh answers for the reuse grace (``None``: no grace)."""
 
     log = Logger()
 
@@ -133,7 +137,7 @@ class TokenEndpoint:
         def check(stored: CodeGrant) -> str | None:
             if stored.client_id != client.client_id:
                 problems.append(InvalidGrantError("code was issued to another client"))
-            elif stored.redirect_uri != redirect_uri:
+            elif not redirect_matches(stored.redirect_uri, redirect_uri):
                 problems.append(InvalidGrantError("redirect_uri does not match"))
             elif not pkce.verify(verifier, stored.code_challenge):
                 problems.append(InvalidGrantError("code_verifier does not match"))
@@ -181,11 +185,28 @@ class TokenEndpoint:
         mint, access, refresh = self._mint(client)
         if refresh is None:  # pragma: no cover - refresh_token grant implies it
             raise UnauthorizedClientError("this client may not use refresh_token")
+        spent = hash_secret(refresh_token)
+        # The family's scope is read in the transaction; a retry's answer takes
+        # it from there too, so both answers are the same.
+        answer = self._answer(mint, access, refresh, MCP_SCOPE)
+        keep = None
+        if self._answers is not None:
+            keep = self._answers.seal(spent, answer, mint.now)
         outcome: GrantOutcome = await self._store.run(
-            refresh_txn, hash_secret(refresh_token), client.client_id, mint
+            refresh_txn, spent, client.client_id, mint, keep
         )
         if outcome.status == "ok" and outcome.grant is not None:
             return self._answer(mint, access, refresh, outcome.grant.scope)
+        if outcome.status == "retried" and outcome.answer and self._answers:
+            again = self._answers.open(spent, outcome.answer)
+            if again is not None and outcome.grant is not None:
+                again["scope"] = outcome.grant.scope
+                self.log.info(
+                    "refresh retried within its grace by {client_id}",
+                    client_id=client.client_id,
+                )
+                return again
+            raise InvalidGrantError("refresh token already used")
         if outcome.status == "reused":
             self._fanout.revoked(outcome.grant, outcome.revoked, "refresh token reused")
             raise InvalidGrantError("refresh token already used; the grant is revoked")

@@ -32,9 +32,11 @@ from fjmcp.store.runner import Cursor, TxnRunner
 from fjmcp.store.upstream_tokens import (
     SealedUpstream,
     Sealer,
+    claim_refresh_lease_txn,
     delete_upstream_txn,
     get_upstream_txn,
     put_upstream_txn,
+    release_refresh_lease_txn,
     scope_key,
     upstream_aad,
 )
@@ -242,9 +244,29 @@ class UpstreamTokens:
             self.log.failure("telling of a stored Forgejo token failed")
         return token
 
+    async def claim_refresh(
+        self, user: str, owner: str, generation: int, seconds: float
+    ) -> bool:
+        """
+        Take the refresh lease of the user's grant for node ``owner`` (see
+        `claim_refresh_lease_txn`): whether this node may refresh it now.
+        """
+        claimed: bool = await self._store.run(
+            claim_refresh_lease_txn, user, self._key, owner, generation, seconds
+        )
+        return claimed
+
+    async def release_refresh(self, user: str, owner: str) -> None:
+        """Give back a lease whose refresh stored nothing."""
+        await self._store.run(release_refresh_lease_txn, user, self._key, owner)
+
     def forget(self, user: str) -> None:
         """Drop the cached token of ``user`` (the next `current` reads the store)."""
         self._cache.pop(user, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached token (another node may have replaced any)."""
+        self._cache.clear()
 
     async def delete(self, user: str) -> bool:
         """Remove the user's Forgejo tokens of this grant from store and memory."""

@@ -122,9 +122,14 @@ class SpawnFailedError(SessionError):
     status = 503
 
 
-def new_session_id() -> str:
-    """A fresh session id: 192 random bits as 32 URL-safe characters."""
-    return secrets.token_urlsafe(SESSION_ID_BYTES)
+def new_session_id(node_id: str = "") -> str:
+    """
+    A fresh session id: 192 random bits as 32 URL-safe characters, after
+    ``<node_id>.`` when given, so that a load balancer in front of several
+    nodes can send the session's requests to the node holding its child.
+    """
+    secret = secrets.token_urlsafe(SESSION_ID_BYTES)
+    return f"{node_id}.{secret}" if node_id else secret
 
 
 def describe_exit(exit: ChildExit) -> str:

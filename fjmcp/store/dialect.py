@@ -29,6 +29,7 @@ __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "DBAPICursor",
     "Dialect",
+    "MigrationDialect",
     "OnlineBackup",
     "SqliteDialect",
     "Txn",
@@ -98,6 +99,9 @@ class Dialect(Protocol):
     def sql(self, text: str) -> str:
         """``text`` written with ``?`` placeholders, in the driver's style."""
 
+    def parameters(self, params: Sequence[Any]) -> tuple[Any, ...]:
+        """``params`` as the engine can take them."""
+
     def upsert(
         self,
         table: str,
@@ -115,6 +119,12 @@ class Dialect(Protocol):
     ) -> int:
         """Run the insert ``sql`` (``?`` placeholders); the new row's ``column``."""
 
+    def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
+        """After rows were inserted with explicit ids: new ids come after them."""
+
+    def notify(self, cursor: DBAPICursor, payload: str) -> None:
+        """Tell the other nodes ``payload`` when this transaction commits."""
+
     def begin(self, cursor: DBAPICursor) -> None:
         """Open the transaction of one transaction function."""
 
@@ -126,6 +136,58 @@ class Dialect(Protocol):
 
     def check(self, cursor: DBAPICursor) -> None:
         """The health probe: the schema answers and the engine finds no damage."""
+
+
+class MigrationDialect(Protocol):
+    """
+    What `fjmcp.store.migrate.migrate` needs of an engine, on a raw
+    connection: autocommit, the lock that keeps two migrators apart, the
+    migration transaction and the checks around it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The engine's name; it also names its migrations (`migrations_for`)."""
+
+    @property
+    def error(self) -> type[Exception]:
+        """The driver's base error."""
+
+    def describe(self, conn: Any) -> str:
+        """The database on ``conn`` for messages (never a password)."""
+
+    def in_transaction(self, conn: Any) -> bool:
+        """Whether a transaction is open on ``conn``."""
+
+    def enter_autocommit(self, conn: Any) -> object:
+        """Put ``conn`` in autocommit mode; what `leave_autocommit` restores."""
+
+    def leave_autocommit(self, conn: Any, saved: object) -> None:
+        """Restore the mode `enter_autocommit` replaced."""
+
+    def lock_migrations(self, conn: Any) -> None:
+        """Wait until this connection alone migrates the database."""
+
+    def unlock_migrations(self, conn: Any) -> None:
+        """Let the next migrator in."""
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement with ``?`` placeholders; its cursor."""
+
+    def execute_script(self, conn: Any, statement: str) -> None:
+        """Run one statement of a migration file, as written (no parameters)."""
+
+    def has_tables(self, conn: Any) -> bool:
+        """Whether the database holds anything yet."""
+
+    def begin_migration(self, conn: Any) -> None:
+        """Open the transaction of one migration file."""
+
+    def foreign_keys(self, conn: Any, enabled: bool | None = None) -> bool:
+        """Whether foreign keys were switched on; switch them if asked."""
+
+    def foreign_key_violations(self, conn: Any) -> list[tuple[Any, ...]]:
+        """Rows breaking a foreign key after a migration file ran."""
 
 
 def _check_names(*names: str) -> None:
@@ -155,6 +217,10 @@ class SqliteDialect:
         """SQLite speaks ``?`` already."""
         return text
 
+    def parameters(self, params: Sequence[Any]) -> tuple[Any, ...]:
+        """SQLite takes any text."""
+        return tuple(params)
+
     def upsert(
         self,
         table: str,
@@ -177,6 +243,12 @@ class SqliteDialect:
         """The rowid SQLite gives the inserted row (``column`` is its alias)."""
         cursor.execute(self.sql(sql), params)
         return int(getattr(cursor, "lastrowid", None) or 0)
+
+    def reset_ids(self, cursor: DBAPICursor, table: str, column: str) -> None:
+        """Nothing: SQLite's next rowid follows the largest one by itself."""
+
+    def notify(self, cursor: DBAPICursor, payload: str) -> None:
+        """Nothing: one SQLite store has one node, which told itself already."""
 
     # --- transactions -------------------------------------------------------------
 
@@ -251,6 +323,38 @@ class SqliteDialect:
 
     # --- migrations ---------------------------------------------------------------
 
+    def describe(self, conn: Any) -> str:
+        """SQLite's connection does not know its file: the caller names it."""
+        return "(in memory)"
+
+    def in_transaction(self, conn: Any) -> bool:
+        """``sqlite3.Connection.in_transaction``."""
+        return bool(conn.in_transaction)
+
+    def enter_autocommit(self, conn: Any) -> object:
+        """``isolation_level = None``; the previous level is returned."""
+        saved = conn.isolation_level
+        conn.isolation_level = None
+        return saved
+
+    def leave_autocommit(self, conn: Any, saved: object) -> None:
+        """Put the isolation level back."""
+        conn.isolation_level = saved
+
+    def lock_migrations(self, conn: Any) -> None:
+        """Nothing: the store's ``flock`` keeps a second daemon out already."""
+
+    def unlock_migrations(self, conn: Any) -> None:
+        """Nothing (see `lock_migrations`)."""
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        """``conn.execute``: SQLite speaks ``?``."""
+        return conn.execute(sql, tuple(params))
+
+    def execute_script(self, conn: Any, statement: str) -> None:
+        """``conn.execute`` without parameters."""
+        conn.execute(statement)
+
     def has_tables(self, conn: Any) -> bool:
         """Whether the database holds anything yet."""
         row = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -296,7 +400,7 @@ class Txn:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> DBAPICursor:
         """Run one statement written with ``?`` placeholders."""
-        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        self.cursor.execute(self.dialect.sql(sql), self.dialect.parameters(params))
         return self.cursor
 
     @property

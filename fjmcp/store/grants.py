@@ -10,7 +10,8 @@ transaction each, so that they hold however requests interleave:
   token minted from the code;
 - a refresh token is rotated at most once; presenting a rotated one again
   revokes its whole family (RFC 9700 §4.14);
-- a login in progress (``pending_authorizations``) is taken exactly once.
+- a login in progress (``pending_authorizations``) is taken exactly once,
+  and stays, marked taken, until it expires.
 
 Each query is a synchronous ``_txn(cursor, ...)`` function (tested directly
 on an in-memory store) with a thin async wrapper over `TxnRunner.run`.
@@ -24,6 +25,7 @@ from typing import Any, Final
 
 from attrs import field, frozen
 
+from fjmcp.store.events import StoreEvent, publish_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "GrantOutcome",
     "Mint",
     "PendingAuthorization",
+    "SealedAnswer",
+    "find_pending_txn",
     "has_consent_txn",
     "insert_code_txn",
     "insert_pending_txn",
@@ -170,12 +174,23 @@ _PENDING_COLUMNS = (
 )
 
 
-def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> None:
-    """Store a login in progress (and drop the expired ones)."""
+def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> str:
+    """
+    Store a login in progress (and drop the expired ones). The same state
+    again (a second Approve of one consent form) stores nothing: the answer
+    says whether the login is ``new``, still ``pending`` or already
+    ``taken`` by its callback.
+    """
     cursor.execute(
         "DELETE FROM pending_authorizations WHERE expires_at <= ?",
         (pending.created_at,),
     )
+    row = cursor.execute(
+        "SELECT taken_at FROM pending_authorizations WHERE state_hash = ?",
+        (pending.state_hash,),
+    ).fetchone()
+    if row is not None:
+        return "pending" if row[0] is None else "taken"
     cursor.execute(
         f"INSERT INTO pending_authorizations ({_PENDING_COLUMNS}) "  # noqa: S608
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -195,27 +210,23 @@ def insert_pending_txn(cursor: Cursor, pending: PendingAuthorization) -> None:
             pending.expires_at,
         ),
     )
+    return "new"
 
 
-def take_pending_txn(
+def find_pending_txn(
     cursor: Cursor, state_hash: str, now: float
-) -> PendingAuthorization | None:
+) -> tuple[PendingAuthorization | None, bool]:
     """
-    Take (delete and return) the login with this state digest: each state
-    is good for one callback. ``None`` if unknown, already taken or expired.
+    The login with this state digest, without taking it, and whether its
+    callback already took it. ``(None, False)`` if unknown or expired.
     """
     row = cursor.execute(
-        f"SELECT {_PENDING_COLUMNS} FROM pending_authorizations "  # noqa: S608
-        "WHERE state_hash = ?",
+        f"SELECT {_PENDING_COLUMNS}, taken_at "  # noqa: S608
+        "FROM pending_authorizations WHERE state_hash = ?",
         (state_hash,),
     ).fetchone()
-    if row is None:
-        return None
-    cursor.execute(
-        "DELETE FROM pending_authorizations WHERE state_hash = ?", (state_hash,)
-    )
-    if cursor.rowcount != 1:
-        return None
+    if row is None or now >= row[12]:
+        return None, False
     pending = PendingAuthorization(
         state_hash=row[0],
         browser_hash=row[1],
@@ -231,7 +242,32 @@ def take_pending_txn(
         created_at=row[11],
         expires_at=row[12],
     )
-    if now >= pending.expires_at:
+    return pending, row[13] is not None
+
+
+def take_pending_txn(
+    cursor: Cursor, state_hash: str, now: float
+) -> PendingAuthorization | None:
+    """
+    Take the login with this state digest: each state is good for one
+    callback. ``None`` if unknown, already taken or expired. The row stays,
+    marked taken, until it expires (so a reload is recognised).
+    """
+    pending, taken = find_pending_txn(cursor, state_hash, now)
+    if pending is None or taken:
+        if pending is None:
+            cursor.execute(
+                "DELETE FROM pending_authorizations "
+                "WHERE state_hash = ? AND expires_at <= ?",
+                (state_hash, now),
+            )
+        return None
+    cursor.execute(
+        "UPDATE pending_authorizations SET taken_at = ? "
+        "WHERE state_hash = ? AND taken_at IS NULL",
+        (now, state_hash),
+    )
+    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
         return None
     return pending
 
@@ -279,6 +315,16 @@ class Grant:
 
 
 @frozen
+class SealedAnswer:
+    """A refresh's answer, sealed, kept for the reuse grace."""
+
+    key_id: str
+    sealed: bytes = field(repr=False)
+    expires_at: float
+    """Until when a retry of the spent refresh token gets it again."""
+
+
+@frozen
 class GrantOutcome:
     """
     What a redemption, refresh or revocation did.
@@ -286,15 +332,17 @@ class GrantOutcome:
     ``status``: ``ok``; ``unknown``; ``expired``; ``rejected`` (a binding
     check failed; the code is spent); ``replayed`` (a used code: its tokens
     are revoked); ``foreign`` (another client's token: nothing changed);
-    ``revoked``; ``reused`` (a rotated refresh token: the family is revoked).
-    ``revoked`` lists the digests of every token of the family revoked now,
-    so caches can forget them.
+    ``revoked``; ``reused`` (a rotated refresh token: the family is revoked);
+    ``retried`` (a rotated refresh token within its grace: ``answer`` is the
+    answer it got). ``revoked`` lists the digests of every token of the
+    family revoked now, so caches can forget them.
     """
 
     status: str
     grant: Grant | None = None
     reason: str = ""
     revoked: tuple[str, ...] = ()
+    answer: SealedAnswer | None = None
 
 
 def insert_code_txn(cursor: Cursor, code: CodeGrant) -> None:
@@ -380,6 +428,14 @@ def revoke_family_txn(
         "WHERE family_id = ? AND revoked_at IS NULL",
         (now, reason, family_id),
     )
+    if hashes:
+        owner = cursor.execute(
+            "SELECT users.login, tokens.client_id FROM tokens "
+            "JOIN users ON users.id = tokens.user_id WHERE tokens.family_id = ?",
+            (family_id,),
+        ).fetchone()
+        if owner is not None:
+            publish_txn(cursor, StoreEvent("revoked", str(owner[0]), str(owner[1])))
     return hashes
 
 
@@ -421,7 +477,7 @@ def redeem_code_txn(
         "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
         (mint.now, code_hash),
     )
-    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
+    if cursor.rowcount != 1:  # another node spent it while this one waited
         return GrantOutcome("replayed", grant, "code already used")
     if mint.now >= code.expires_at:
         return GrantOutcome("expired", grant, "code expired")
@@ -441,14 +497,39 @@ def redeem_code_txn(
     return GrantOutcome("ok", grant)
 
 
+def _kept_answer(cursor: Cursor, refresh_hash: str, now: float) -> SealedAnswer | None:
+    """
+    The answer a spent refresh token got, if its grace has not run out and
+    the refresh token of that answer is still unspent and unrevoked.
+    """
+    row = cursor.execute(
+        "SELECT refresh_replays.key_id, refresh_replays.answer_sealed, "
+        "refresh_replays.expires_at FROM refresh_replays "
+        "JOIN tokens ON tokens.token_hash = refresh_replays.child_hash "
+        "WHERE refresh_replays.refresh_hash = ? AND refresh_replays.expires_at > ? "
+        "AND tokens.rotated_at IS NULL AND tokens.revoked_at IS NULL",
+        (refresh_hash, now),
+    ).fetchone()
+    if row is None:
+        return None
+    return SealedAnswer(str(row[0]), bytes(row[1]), float(row[2]))
+
+
 def refresh_txn(
-    cursor: Cursor, refresh_hash: str, client_id: str, mint: Mint
+    cursor: Cursor,
+    refresh_hash: str,
+    client_id: str,
+    mint: Mint,
+    keep: SealedAnswer | None = None,
 ) -> GrantOutcome:
     """
     Rotate a refresh token: spend it and mint a new pair in its family.
 
     Another client's token changes nothing (``foreign``); a token rotated
-    before is reuse and revokes the whole family (``reused``).
+    before is reuse and revokes the whole family (``reused``), unless the
+    answer it got is still kept (``retried``: the same answer again).
+    ``keep`` is this rotation's answer, sealed, kept until its
+    ``expires_at`` under the spent token's digest (``None``: no grace).
     """
     row = cursor.execute(
         "SELECT family_id, client_id, user_id, audience, scope, expires_at, "
@@ -464,6 +545,9 @@ def refresh_txn(
     if revoked is not None:
         return GrantOutcome("revoked", grant, "refresh token revoked")
     if rotated is not None:
+        kept = _kept_answer(cursor, refresh_hash, mint.now)
+        if kept is not None:
+            return GrantOutcome("retried", grant, "refresh retried", answer=kept)
         hashes = revoke_family_txn(cursor, family_id, mint.now, "refresh-reuse")
         return GrantOutcome("reused", grant, "refresh token reused", hashes)
     if mint.now >= expiry:
@@ -473,7 +557,7 @@ def refresh_txn(
         "AND rotated_at IS NULL AND revoked_at IS NULL",
         (mint.now, refresh_hash),
     )
-    if cursor.rowcount != 1:  # pragma: no cover - one connection serialises
+    if cursor.rowcount != 1:  # another node spent it while this one waited
         return GrantOutcome("reused", grant, "refresh token reused")
     _insert_pair(
         cursor,
@@ -485,6 +569,20 @@ def refresh_txn(
         audience=audience,
         scope=scope,
     )
+    if keep is not None and mint.refresh_hash is not None:
+        cursor.execute("DELETE FROM refresh_replays WHERE expires_at <= ?", (mint.now,))
+        cursor.execute(
+            "INSERT INTO refresh_replays (refresh_hash, child_hash, key_id, "
+            "answer_sealed, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                refresh_hash,
+                mint.refresh_hash,
+                keep.key_id,
+                keep.sealed,
+                mint.now,
+                keep.expires_at,
+            ),
+        )
     return GrantOutcome("ok", grant)
 
 

@@ -31,15 +31,17 @@ from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 from attrs import frozen
 
-from fjmcp.store.dialect import SQLITE, SqliteDialect
+from fjmcp.store.dialect import SQLITE, MigrationDialect, OnlineBackup
 from fjmcp.store.errors import StoreError, wrap_os_error
 
 __all__ = [
     "FORBIDDEN_STATEMENTS",
     "MIGRATIONS_PACKAGE",
+    "migrations_for",
     "Migration",
     "MigrationResult",
     "MigrationSource",
@@ -53,6 +55,17 @@ __all__ = [
 
 #: Where the shipped migrations live.
 MIGRATIONS_PACKAGE = "fjmcp.store.migrations"
+
+
+def migrations_for(dialect_name: str) -> Traversable:
+    """
+    The shipped migrations of one engine: SQLite's in `MIGRATIONS_PACKAGE`,
+    every other engine's in its subpackage (``migrations/postgresql``), with
+    the same version numbers for the same schema.
+    """
+    root = resources.files(MIGRATIONS_PACKAGE)
+    return root if dialect_name == SQLITE.name else root / dialect_name
+
 
 #: Statements a migration file may not contain: they manage the transaction
 #: the runner owns, or cannot run inside one.
@@ -269,104 +282,131 @@ def backup_path_for(store_path: str, version: int, now: float) -> str:
 
 
 def migrate(
-    conn: sqlite3.Connection,
+    conn: Any,
     migrations: MigrationSource | Sequence[Migration] | None = None,
     *,
     store_path: str | None = None,
     now: float | None = None,
-    dialect: SqliteDialect = SQLITE,
+    dialect: MigrationDialect = SQLITE,
 ) -> MigrationResult:
     """
     Bring the database on ``conn`` up to the newest migration.
 
     Each pending file runs in its own transaction and is recorded in
     ``schema_migrations`` in that same transaction; running `migrate` again
-    changes nothing. With ``store_path``, a non-empty database that has
-    pending migrations is first copied with ``VACUUM INTO``. A database
-    recording a version newer than any known file (written by a newer fjmcp)
-    is refused. Failures raise `StoreError` naming the migration file; if the
-    first pending file fails, the store is unchanged and its backup removed.
+    changes nothing. The dialect's migration lock is held throughout (a
+    PostgreSQL advisory lock: two nodes starting at once apply each file
+    once; SQLite's file lock is already held). With ``store_path``, a
+    non-empty database that has pending migrations is first copied where the
+    engine can (SQLite's ``VACUUM INTO``). A database recording a version
+    newer than any known file (written by a newer fjmcp) is refused.
+    Failures raise `StoreError` naming the migration file; if the first
+    pending file fails, the store is unchanged and its backup removed.
 
     :param migrations: a directory of files, or the loaded migrations;
-        default the shipped `fjmcp.store.migrations`.
+        default the dialect's shipped ones (`migrations_for`).
     :param now: the wall-clock time for ``applied_at`` and the backup name.
-    :param dialect: the engine's migration transaction, checks and backup.
+    :param dialect: the engine's migration transaction, lock, checks and backup.
     """
-    if migrations is None or isinstance(migrations, str | os.PathLike | Traversable):
+    if migrations is None:
+        loaded = load_migrations(migrations_for(dialect.name))
+    elif isinstance(migrations, str | os.PathLike | Traversable):
         loaded = load_migrations(migrations)
     else:
         loaded = tuple(sorted(migrations, key=lambda m: m.version))
         for m in loaded:
             _check_statements(m)
     when = time.time() if now is None else now
-    label = store_path or "(in memory)"
-    if conn.in_transaction:
+    label = store_path or dialect.describe(conn)
+    if dialect.in_transaction(conn):
         raise StoreError(
             f"store {label}: cannot migrate inside an open transaction",
             path=store_path,
         )
-    saved_isolation = conn.isolation_level
-    # Autocommit mode: the runner issues BEGIN/COMMIT itself, so the sqlite3
-    # module must not open or commit transactions behind its back.
-    conn.isolation_level = None
+    # Autocommit mode: the runner issues BEGIN/COMMIT itself, so the driver
+    # must not open or commit transactions behind its back.
+    saved = dialect.enter_autocommit(conn)
     try:
-        non_empty = dialect.has_tables(conn)
-        conn.execute(_CREATE_TABLE)
-        applied = {
-            int(version): (str(name), str(checksum))
-            for version, name, checksum in conn.execute(
-                "SELECT version, name, checksum FROM schema_migrations"
-            )
-        }
-        current = max(applied, default=0)
-        newest_known = max((m.version for m in loaded), default=0)
-        if current > newest_known:
-            raise StoreError(
-                f"store {label} is at schema version {current} "
-                f"({applied[current][0]}), newer than this fjmcp knows "
-                f"(version {newest_known}): it was written by a newer fjmcp; "
-                "upgrade fjmcp, or restore a backup",
-                path=store_path,
-            )
-        pending = [m for m in loaded if m.version not in applied]
-        changed = tuple(
-            m.name
-            for m in loaded
-            if m.version in applied
-            and applied[m.version][1]
-            and applied[m.version][1] != m.checksum
-        )
-        backup = None
-        if pending and non_empty and store_path is not None:
-            backup = _backup(dialect, conn, store_path, current, when)
-        foreign_keys = dialect.foreign_keys(conn, False)
+        dialect.lock_migrations(conn)
         try:
-            for count, migration in enumerate(pending):
-                try:
-                    _apply(dialect, conn, migration, label, when)
-                except BaseException:
-                    # Nothing committed yet: the store is exactly the backup,
-                    # which would otherwise pile up on every restart attempt.
-                    if count == 0 and backup is not None:
-                        _remove_quietly(backup)
-                    raise
+            return _migrate_locked(
+                dialect, conn, loaded, label=label, store_path=store_path, when=when
+            )
         finally:
-            if foreign_keys:
-                dialect.foreign_keys(conn, True)
-        version = max([current, *(m.version for m in pending)])
-        return MigrationResult(
-            version=version,
-            applied=tuple(m.name for m in pending),
-            backup=backup,
-            changed=changed,
-        )
+            dialect.unlock_migrations(conn)
     finally:
-        conn.isolation_level = saved_isolation
+        dialect.leave_autocommit(conn, saved)
+
+
+def _migrate_locked(
+    dialect: MigrationDialect,
+    conn: Any,
+    loaded: tuple[Migration, ...],
+    *,
+    label: str,
+    store_path: str | None,
+    when: float,
+) -> MigrationResult:
+    non_empty = dialect.has_tables(conn)
+    dialect.execute(conn, _CREATE_TABLE)
+    applied = {
+        int(version): (str(name), str(checksum))
+        for version, name, checksum in dialect.execute(
+            conn, "SELECT version, name, checksum FROM schema_migrations"
+        ).fetchall()
+    }
+    current = max(applied, default=0)
+    newest_known = max((m.version for m in loaded), default=0)
+    if current > newest_known:
+        raise StoreError(
+            f"store {label} is at schema version {current} "
+            f"({applied[current][0]}), newer than this fjmcp knows "
+            f"(version {newest_known}): it was written by a newer fjmcp; "
+            "upgrade fjmcp, or restore a backup",
+            path=store_path,
+        )
+    pending = [m for m in loaded if m.version not in applied]
+    changed = tuple(
+        m.name
+        for m in loaded
+        if m.version in applied
+        and applied[m.version][1]
+        and applied[m.version][1] != m.checksum
+    )
+    backup = None
+    if (
+        pending
+        and non_empty
+        and store_path is not None
+        and isinstance(dialect, OnlineBackup)
+    ):
+        backup = _backup(dialect, conn, store_path, current, when)
+    foreign_keys = dialect.foreign_keys(conn, False)
+    try:
+        for count, migration in enumerate(pending):
+            try:
+                _apply(dialect, conn, migration, label, when)
+            except BaseException:
+                # Nothing committed yet: the store is exactly the backup,
+                # which would otherwise pile up on every restart attempt.
+                if count == 0 and backup is not None:
+                    _remove_quietly(backup)
+                raise
+    finally:
+        if foreign_keys:
+            dialect.foreign_keys(conn, True)
+    version = max([current, *(m.version for m in pending)])
+    return MigrationResult(
+        version=version,
+        applied=tuple(m.name for m in pending),
+        backup=backup,
+        changed=changed,
+    )
 
 
 def _backup(
-    dialect: SqliteDialect,
-    conn: sqlite3.Connection,
+    dialect: OnlineBackup,
+    conn: Any,
     store_path: str,
     version: int,
     now: float,
@@ -398,8 +438,8 @@ def _remove_quietly(path: str) -> None:
 
 
 def _apply(
-    dialect: SqliteDialect,
-    conn: sqlite3.Connection,
+    dialect: MigrationDialect,
+    conn: Any,
     migration: Migration,
     label: str,
     now: float,
@@ -409,8 +449,8 @@ def _apply(
     try:
         for number, statement in enumerate(split_statements(migration.sql), 1):
             try:
-                conn.execute(statement)
-            except sqlite3.Error as e:
+                dialect.execute_script(conn, statement)
+            except dialect.error as e:
                 raise StoreError(
                     f"store {label}: migration {migration.name} failed at "
                     f"statement {number} ({_summary(statement)}): {e}; "
@@ -425,15 +465,16 @@ def _apply(
                 f"table {violations[0][0]}; nothing of it was applied",
                 path=migration.name,
             )
-        conn.execute(
+        dialect.execute(
+            conn,
             "INSERT INTO schema_migrations (version, name, applied_at, checksum)"
             " VALUES (?, ?, ?, ?)",
             (migration.version, migration.name, applied_at, migration.checksum),
         )
-        conn.execute("COMMIT")
+        dialect.execute(conn, "COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if dialect.in_transaction(conn):
+            dialect.execute(conn, "ROLLBACK")
         raise
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
+from fjmcp.store.events import StoreEvent, publish_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 from fjmcp.store.upstream_tokens import delete_upstream_txn
 
@@ -58,6 +59,7 @@ def revoke_user_txn(
         "DELETE FROM auth_codes WHERE user_id = ? AND used_at IS NULL", (user_id,)
     )
     deleted = delete_upstream_txn(cursor, login)
+    publish_txn(cursor, StoreEvent("revoked", login))
     return RevokedInStore(known=True, token_hashes=hashes, upstream_deleted=deleted)
 
 

@@ -2,11 +2,14 @@
 """
 The store facade: open (directories, lock, pool, migrations), run, check, close.
 
-Everything else in fjmcp talks to SQLite through `Store.run`, which runs one
-synchronous transaction function (``def _thing_txn(cursor, ...)``) on the
-pool's thread and hands back a Deferred. Transactions are explicit (``BEGIN``
-... ``COMMIT``, ``ROLLBACK`` on any exception), and ``sqlite3`` errors leave
-as `StoreError` naming the file, so no caller handles a driver exception.
+Everything else in fjmcp talks to the database through `Store.run`, which
+runs one synchronous transaction function (``def _thing_txn(cursor, ...)``)
+on a pool thread and hands back a Deferred. Transactions are explicit
+(``BEGIN`` ... ``COMMIT``, ``ROLLBACK`` on any exception), and driver errors
+leave as `StoreError` naming the store, so no caller handles a driver
+exception. `open_store` opens SQLite (one file, one connection, its lock);
+`open_postgres_store` opens PostgreSQL (a bounded pool, migrations under an
+advisory lock); `open_store_at` picks by `StoreTarget`.
 
 Offline admin commands (run while the daemon is down) and tests use
 `open_store_sync`, which gives the same PRAGMAs, migrations, lock and
@@ -25,13 +28,16 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from attrs import define, field
+from twisted.application.service import IService
 from twisted.enterprise import adbapi
+from twisted.enterprise.adbapi import ConnectionLost
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fjmcp.store.dialect import SQLITE, Dialect, Txn
 from fjmcp.store.errors import StoreError, wrap_os_error, wrap_sqlite_error
+from fjmcp.store.events import StoreEvent
 from fjmcp.store.lock import StoreLock
 from fjmcp.store.migrate import (
     Migration,
@@ -41,13 +47,18 @@ from fjmcp.store.migrate import (
     migrate,
 )
 from fjmcp.store.pool import BUSY_TIMEOUT_SECONDS, IStoreReactor, make_pool
+from fjmcp.store.target import StoreTarget
 
 __all__ = [
     "IN_MEMORY",
     "Store",
     "SyncStore",
+    "open_postgres_store",
+    "open_postgres_store_sync",
     "open_store",
+    "open_store_at",
     "open_store_sync",
+    "open_store_sync_at",
     "run_txn",
 ]
 
@@ -136,19 +147,22 @@ def _load(migrations: Migrations) -> tuple[Migration, ...]:
 @define
 class Store:
     """
-    An open store: one sqlite3 connection on one pool thread, the store's
-    lock held. Build it with `open_store`; `close` it once.
+    An open store: for SQLite one connection on one pool thread and the
+    store's lock held; for PostgreSQL a bounded pool. Build it with
+    `open_store` or `open_postgres_store`; `close` it once.
     """
 
     path: str
-    """The database file."""
+    """The database file, or the server's address (no password) for messages."""
     schema_version: int
     """The schema version after the migrations at open time."""
     _pool: adbapi.ConnectionPool
-    _lock: StoreLock
-    _identity: tuple[int, int]
+    _lock: StoreLock | None
+    _identity: tuple[int, int] | None
     dialect: Dialect = SQLITE
     """How the query functions speak to this engine."""
+    _conninfo: str | None = None
+    _password: str | None = field(default=None, repr=False)
     _closing: Deferred[None] | None = field(default=None, init=False)
 
     log = Logger()
@@ -172,17 +186,45 @@ class Store:
         dialect = self.dialect
 
         def on_thread(_wrapper: object) -> T:
-            # pool.connect() hands this thread's own sqlite3 connection back.
-            return run_txn(dialect, pool.connect(), path, fn, *args, **kwargs)
+            # pool.connect() hands this thread's own connection back.
+            try:
+                conn = pool.connect()
+            except dialect.error as e:
+                raise wrap_sqlite_error(path, e, doing="connecting") from e
+            return run_txn(dialect, conn, path, fn, *args, **kwargs)
 
-        return cast("Deferred[T]", pool.runWithConnection(on_thread))
+        return cast("Deferred[T]", pool.runWithConnection(on_thread)).addErrback(
+            _connection_lost, path
+        )
+
+    def listener(
+        self,
+        reactor: Any,
+        on_event: Callable[[StoreEvent], None],
+        on_reconnect: Callable[[], None],
+    ) -> IService | None:
+        """
+        A service hearing what other nodes publish on this store (PostgreSQL's
+        ``LISTEN`` on a connection of its own), or ``None`` for SQLite, whose
+        one node hears itself.
+        """
+        if self._conninfo is None:
+            return None
+        from fjmcp.store.listen import PostgresListener
+
+        return PostgresListener(
+            reactor, self._conninfo, self._password, on_event, on_reconnect
+        )
 
     def check(self) -> Deferred[None]:
         """
         The health probe: the file is still the one opened (not removed or
         replaced underneath the daemon), the schema is readable and
-        ``PRAGMA quick_check`` passes. Fails with `StoreError` otherwise.
+        ``PRAGMA quick_check`` passes; for PostgreSQL, the server answers
+        and the schema is there. Fails with `StoreError` otherwise.
         """
+        if self._identity is None:
+            return self.run(_check_txn)
         try:
             identity = _file_identity(self.path)
         except OSError as e:
@@ -220,17 +262,31 @@ class Store:
     async def _close(self) -> None:
         try:
             if self._pool.running:
-                # One thread, first come first served: this no-op runs after
-                # every transaction queued before close().
+                # SQLite's one thread, first come first served: this no-op
+                # runs after every transaction queued before close() (with
+                # several threads, stopping the pool waits for the rest).
                 await self._pool.runWithConnection(lambda _conn: None)
         except Exception:
             self.log.failure(
                 "store {path}: draining before close failed", path=self.path
             )
         finally:
+            # ConnectionPool.close stops the threads after the queued work.
             self._pool.close()
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
             self.log.info("store {path} closed", path=self.path)
+
+
+def _connection_lost(failure: Failure, path: str) -> Failure:
+    """adbapi's `ConnectionLost` (dropped for a reconnect) as a `StoreError`."""
+    if failure.check(ConnectionLost):
+        raise StoreError(
+            f"store {path}: the connection to the database was lost; "
+            "the next transaction connects again",
+            path=path,
+        ) from failure.value
+    return failure
 
 
 def _pass_through(result: object, target: Deferred[None]) -> object:
@@ -322,7 +378,7 @@ class SyncStore:
     """
 
     path: str
-    conn: sqlite3.Connection
+    conn: Any
     """Autocommit mode: prefer `run` for anything that writes."""
     migration: MigrationResult
     _lock: StoreLock | None
@@ -340,6 +396,13 @@ class SyncStore:
     ) -> T:
         """Run the transaction function ``fn`` now (see `run_txn`)."""
         return run_txn(self.dialect, self.conn, self.path, fn, *args, **kwargs)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """
+        Run one statement (``?`` placeholders) outside a transaction
+        function, in autocommit; the cursor, for reading what it returns.
+        """
+        return self.conn.execute(self.dialect.sql(sql), self.dialect.parameters(params))
 
     def close(self) -> None:
         """Close the connection and release the lock; harmless twice."""
@@ -410,3 +473,118 @@ def open_store_sync(
         raise
     _log_migrations(SyncStore.log, path, result)
     return SyncStore(path, conn, result, store_lock)
+
+
+async def open_postgres_store(
+    reactor: IStoreReactor,
+    conninfo: str,
+    *,
+    pool_size: int = 4,
+    password: str | None = None,
+    migrations: Migrations = None,
+) -> Store:
+    """
+    Open the PostgreSQL store at ``conninfo`` (a libpq URL or ``key=value``
+    string) for this daemon: a pool of at most ``pool_size`` connections,
+    reconnecting after a server restart, and the pending migrations applied
+    on one connection under the migration advisory lock (a node starting at
+    the same time waits, then finds nothing to do). Every failure is a
+    `StoreError` naming the server (never its password); on failure
+    nothing stays open.
+    """
+    from fjmcp.store.migrate import migrations_for
+    from fjmcp.store.postgres import POSTGRES, describe_conninfo, make_postgres_pool
+
+    label = describe_conninfo(conninfo)
+    loaded = (
+        load_migrations(migrations_for(POSTGRES.name))
+        if migrations is None
+        else _load(migrations)
+    )
+    pool = make_postgres_pool(reactor, conninfo, size=pool_size, password=password)
+    now = float(reactor.seconds())
+    try:
+
+        def on_thread(_wrapper: object) -> MigrationResult:
+            return migrate(pool.connect(), loaded, now=now, dialect=POSTGRES)
+
+        try:
+            result = cast(MigrationResult, await pool.runWithConnection(on_thread))
+        except POSTGRES.error as e:
+            raise wrap_sqlite_error(label, e, doing="opening") from e
+    except BaseException:
+        pool.close()
+        raise
+    store = Store(
+        label,
+        result.version,
+        pool,
+        None,
+        None,
+        dialect=POSTGRES,
+        conninfo=conninfo,
+        password=password,
+    )
+    _log_migrations(store.log, label, result)
+    return store
+
+
+def open_postgres_store_sync(
+    conninfo: str,
+    *,
+    password: str | None = None,
+    migrations: Migrations = None,
+    now: float | None = None,
+) -> SyncStore:
+    """
+    Open and migrate the PostgreSQL store at ``conninfo`` on this thread,
+    on one autocommit connection (offline admin commands, tests).
+    """
+    from fjmcp.store.migrate import migrations_for
+    from fjmcp.store.postgres import POSTGRES, describe_conninfo
+
+    label = describe_conninfo(conninfo)
+    loaded = (
+        load_migrations(migrations_for(POSTGRES.name))
+        if migrations is None
+        else _load(migrations)
+    )
+    try:
+        conn = POSTGRES.connect(conninfo, password=password)
+    except POSTGRES.error as e:
+        raise wrap_sqlite_error(label, e, doing="connecting") from e
+    try:
+        result = migrate(conn, loaded, now=now, dialect=POSTGRES)
+    except POSTGRES.error as e:
+        conn.close()
+        raise wrap_sqlite_error(label, e, doing="migrating") from e
+    except BaseException:
+        conn.close()
+        raise
+    _log_migrations(SyncStore.log, label, result)
+    return SyncStore(label, conn, result, None, dialect=POSTGRES)
+
+
+async def open_store_at(reactor: IStoreReactor, target: StoreTarget | str) -> Store:
+    """Open the daemon's store named by ``target`` (a bare string is a SQLite path)."""
+    if isinstance(target, str):
+        return await open_store(reactor, target)
+    if target.backend == SQLITE.name:
+        return await open_store(reactor, target.location)
+    return await open_postgres_store(
+        reactor,
+        target.location,
+        pool_size=target.pool_size,
+        password=target.password,
+    )
+
+
+def open_store_sync_at(
+    target: StoreTarget | str, *, lock: bool = True, now: float | None = None
+) -> SyncStore:
+    """Open the store named by ``target`` on this thread (offline commands)."""
+    if isinstance(target, str):
+        return open_store_sync(target, lock=lock, now=now)
+    if target.backend == SQLITE.name:
+        return open_store_sync(target.location, lock=lock, now=now)
+    return open_postgres_store_sync(target.location, password=target.password, now=now)

@@ -16,10 +16,13 @@ from collections.abc import Callable, Iterable
 
 from attrs import field, frozen
 
+from fjmcp.store.events import StoreEvent, publish_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 
 __all__ = [
     "LEGACY_SCOPES",
+    "claim_refresh_lease_txn",
+    "release_refresh_lease_txn",
     "DueToken",
     "SealedUpstream",
     "Sealer",
@@ -156,10 +159,55 @@ def put_upstream_txn(
             "expires_at": expires_at,
             "generation": generation,
             "updated_at": now,
+            # A new token ends any refresh lease on the grant.
+            "lease_owner": None,
+            "lease_until": None,
         },
         key=("user_id", "scopes"),
     )
+    login = cursor.execute(
+        "SELECT login FROM users WHERE id = ?", (user_id,)
+    ).fetchone()
+    if login is not None:
+        publish_txn(cursor, StoreEvent("upstream", str(login[0]), None, generation))
     return generation
+
+
+def claim_refresh_lease_txn(
+    cursor: Cursor,
+    login: str,
+    scopes: str,
+    owner: str,
+    generation: int,
+    seconds: float,
+) -> bool:
+    """
+    Take the refresh lease of ``login``'s grant ``scopes`` for ``owner``
+    (a node id) for ``seconds``, in one atomic update: only while the row
+    is still at ``generation`` and no other lease runs (none, or lapsed by
+    the database's clock, which every node shares). Whether it was taken.
+    """
+    now = cursor.dialect.now_sql
+    cursor.execute(
+        f"UPDATE upstream_tokens SET lease_owner = ?, lease_until = {now} + ? "  # noqa: S608
+        "WHERE user_id = (SELECT id FROM users WHERE login = ?) AND scopes = ? "
+        "AND generation = ? AND (lease_until IS NULL OR lease_until < "
+        f"{now} OR lease_owner = ?)",
+        (owner, seconds, login, scopes, generation, owner),
+    )
+    return cursor.rowcount == 1
+
+
+def release_refresh_lease_txn(
+    cursor: Cursor, login: str, scopes: str, owner: str
+) -> None:
+    """Give the lease back (a refresh that stored nothing); others' leases stay."""
+    cursor.execute(
+        "UPDATE upstream_tokens SET lease_owner = NULL, lease_until = NULL "
+        "WHERE user_id = (SELECT id FROM users WHERE login = ?) AND scopes = ? "
+        "AND lease_owner = ?",
+        (login, scopes, owner),
+    )
 
 
 def expiring_upstream_txn(

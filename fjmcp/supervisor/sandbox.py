@@ -300,6 +300,9 @@ def _bwrap(sandbox: Sandbox, *, token_file: bool) -> list[str]:
     argv += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     argv += ["--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID)]
     argv += ["--die-with-parent", "--cap-drop", "ALL", "--hostname", "fjmcp-child"]
+    # The private /proc, /dev and /tmp come before the binds, so that a
+    # command or bind that lives under /tmp (a checkout there) stays visible.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
     for path in SYSTEM_BINDS:
         if path in sandbox.existing:
             argv += ["--ro-bind", path, path]
@@ -315,7 +318,6 @@ def _bwrap(sandbox: Sandbox, *, token_file: bool) -> list[str]:
             argv += ["--ro-bind", "/dev/null", path]
     for path in sandbox.hidden:
         argv += _mask(path, sandbox)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
     argv += ["--tmpfs", "/run", "--dir", SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME]
     argv += ["--chdir", SANDBOX_HOME]
     if token_file:

@@ -8,7 +8,10 @@ the store, which must answer a trivial query within a short timeout) is
 fine, and 503 with ``"not ok"`` for each one that is not. It is public: it
 never needs a token and never says more than ok or not ok (no version, no
 error text); the reason is logged, and the build's identity is the admin
-socket's ``status``.
+socket's ``status``. It names the store's engine (``store_backend``:
+``sqlite`` or ``postgresql``). A node shutting down (SIGTERM) answers 503
+with ``"draining": true`` at once, so that a load balancer stops sending it
+new sessions before its port closes.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Health:
     _store_check: StoreCheck
     _clock: IReactorTime
     _timeout: float = HEALTH_CHECK_TIMEOUT
+    _backend: str = "sqlite"
+    _draining: Callable[[], bool] = lambda: False
 
     app = Klein()
     log = Logger()
@@ -70,12 +75,19 @@ class Health:
     @app.route("/healthz", methods=["GET", "HEAD"])
     async def healthz(self, request: IRequest) -> bytes:
         """Ok or not ok per dependency; 200 when all are ok, 503 when not."""
+        draining = self._draining()
         checks = {"store": await self._store_status()}
-        healthy = all(value == OK for value in checks.values())
+        healthy = all(value == OK for value in checks.values()) and not draining
         request.setResponseCode(200 if healthy else 503)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
-        body = {"status": OK if healthy else NOT_OK, **checks}
+        body: dict[str, object] = {
+            "status": OK if healthy else NOT_OK,
+            **checks,
+            "store_backend": self._backend,
+        }
+        if draining:
+            body["draining"] = True
         return json.dumps(body).encode("utf-8")
 
 

@@ -136,6 +136,7 @@ class McpSettings:
     :param allowed_origins: browser origins allowed besides ``public_url``'s;
         ``scheme://host:*`` allows any port.
     :param stateless: the limits of stateless (2026-07-28) requests.
+    :param node_id: this node's name, the prefix of its session ids.
     """
 
     public_url: str
@@ -143,6 +144,7 @@ class McpSettings:
     allowed_origins: tuple[str, ...]
     streams: BridgeSettings
     stateless: StatelessSettings = StatelessSettings()
+    node_id: str = ""
 
 
 def origin_of(url: str) -> str:
@@ -235,6 +237,7 @@ class McpResource(Resource):
         self._registry = registry
         self._clock = clock
         self._settings = settings.streams
+        self._node_id = settings.node_id
         self._loopback = settings.public_is_loopback
         allowed = settings.allowed_origins
         origins = {origin_of(settings.public_url)}
@@ -651,7 +654,9 @@ class McpResource(Resource):
         requested = message.params.get("protocolVersion")
         requested = requested if isinstance(requested, str) else None
         d = Deferred.fromCoroutine(
-            self._registry.create(new_session_id(), identity, self.bridge_for)
+            self._registry.create(
+                new_session_id(self._node_id), identity, self.bridge_for
+            )
         )
 
         def _created(session: ChildOwner) -> None:

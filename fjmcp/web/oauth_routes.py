@@ -19,6 +19,11 @@ on discovery, which needs a preflight. ``*`` without credentials is safe
 here: none of these endpoints reads a cookie, a caller proves itself only
 with what it sends (client secret, code and verifier, token). The browser
 endpoints (authorize, consent, callback) are navigations and get no CORS.
+
+``/authorize``, ``/token`` and ``/register`` are aliases of the ``/oauth/``
+endpoints, answered by the same handlers (so with the same CORS and
+limits), for clients that build those paths from the origin instead of
+reading the metadata; the metadata names only the ``/oauth/`` ones.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from fjmcp.oauth.account import ACCOUNT_STATE_PREFIX
 from fjmcp.oauth.errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
@@ -50,8 +56,15 @@ from fjmcp.oauth.metadata import (
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect
 from fjmcp.oauth.server import AuthorizationServer
 from fjmcp.store.errors import StoreError
+from fjmcp.web.account_page import render_account
 
-__all__ = ["OAuthRoutes", "render_page"]
+__all__ = [
+    "OAuthRoutes",
+    "answer_browser",
+    "read_form",
+    "render_page",
+    "request_cookies",
+]
 
 MAX_JSON_BYTES: Final = 64 * 1024
 MAX_FORM_BYTES: Final = 64 * 1024
@@ -77,6 +90,7 @@ def _template(name: str) -> Template:
 _TEMPLATES: Final = {
     "consent.html": _template("consent.html"),
     "error.html": _template("error.html"),
+    "account.html": _template("account.html"),
 }
 
 _NATIVE_WARNING: Final = (
@@ -89,6 +103,8 @@ _NATIVE_WARNING: Final = (
 
 def render_page(page: Page) -> bytes:
     """Fill a page's template; every field is HTML-escaped."""
+    if page.template == "account.html":
+        return render_account(_TEMPLATES["account.html"], page.fields)
     fields = {k: html.escape(str(v), quote=True) for k, v in page.fields.items()}
     if page.template == "consent.html":
         fields["warning"] = _NATIVE_WARNING if page.fields.get("native") else ""
@@ -135,7 +151,8 @@ def _media_type(request: IRequest) -> bytes:
     return value.split(b";", 1)[0].strip().lower()
 
 
-def _cookies(request: IRequest) -> dict[str, str]:
+def request_cookies(request: IRequest) -> dict[str, str]:
+    """The request's cookies (names and values that are not ASCII are skipped)."""
     out: dict[str, str] = {}
     raw: Mapping[bytes, bytes] = getattr(request, "received_cookies", {}) or {}
     for name, value in raw.items():
@@ -144,6 +161,50 @@ def _cookies(request: IRequest) -> dict[str, str]:
         except UnicodeDecodeError:
             continue
     return out
+
+
+def read_form(request: IRequest) -> dict[str, str]:
+    """A POST's form body; `InvalidRequestError` for anything else."""
+    if _media_type(request) != b"application/x-www-form-urlencoded":
+        raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
+    if query_of(request.uri or b""):
+        raise InvalidRequestError("parameters belong in the body, not the URL")
+    body = request.content.read(MAX_FORM_BYTES + 1) if request.content else b""
+    if len(body) > MAX_FORM_BYTES:
+        raise InvalidRequestError("the request body is too large")
+    return parse_params(body)
+
+
+def _set_cookie(request: IRequest, cookie: Cookie, secure: bool) -> None:
+    add_cookie: Any = request.addCookie  # IRequest lacks httpOnly/sameSite
+    add_cookie(
+        cookie.name.encode("ascii"),
+        cookie.value.encode("ascii"),
+        path=b"/",
+        max_age=str(cookie.max_age).encode("ascii"),
+        secure=secure,
+        httpOnly=True,
+        sameSite="lax",
+    )
+
+
+def answer_browser(
+    request: IRequest, outcome: Redirect | Page, *, post: bool, secure: bool
+) -> bytes:
+    """
+    A browser step's redirect (303 after a POST) or page, with its cookies
+    and the headers of every page (no store, no framing, strict CSP).
+    """
+    _browser_headers(request)
+    for cookie in outcome.cookies:
+        _set_cookie(request, cookie, secure)
+    if isinstance(outcome, Redirect):
+        request.setResponseCode(303 if post else 302)
+        request.setHeader(b"Location", outcome.location.encode("utf-8"))
+        return b""
+    request.setResponseCode(outcome.status)
+    request.setHeader(b"Content-Type", _HTML)
+    return render_page(outcome)
 
 
 @define
@@ -210,6 +271,8 @@ class OAuthRoutes:
     @app.route("/oauth/register", methods=["OPTIONS"])
     @app.route("/oauth/token", methods=["OPTIONS"])
     @app.route("/oauth/revoke", methods=["OPTIONS"])
+    @app.route("/register", methods=["OPTIONS"])
+    @app.route("/token", methods=["OPTIONS"])
     def fetch_preflight(self, request: IRequest) -> bytes:
         """CORS preflight of register, token and revoke."""
         return _preflight(request, b"POST")
@@ -217,6 +280,7 @@ class OAuthRoutes:
     # --- JSON endpoints --------------------------------------------------------------
 
     @app.route("/oauth/register", methods=["POST"])
+    @app.route("/register", methods=["POST"])
     async def register(self, request: IRequest) -> bytes:
         """RFC 7591 dynamic client registration (201 with the client)."""
         _cors(request)
@@ -238,18 +302,10 @@ class OAuthRoutes:
         return _json(request, 201, answer)
 
     def _form(self, request: IRequest) -> dict[str, str]:
-        if _media_type(request) != b"application/x-www-form-urlencoded":
-            raise InvalidRequestError(
-                "the body must be application/x-www-form-urlencoded"
-            )
-        if query_of(request.uri or b""):
-            raise InvalidRequestError("parameters belong in the body, not the URL")
-        body = request.content.read(MAX_FORM_BYTES + 1) if request.content else b""
-        if len(body) > MAX_FORM_BYTES:
-            raise InvalidRequestError("the request body is too large")
-        return parse_params(body)
+        return read_form(request)
 
     @app.route("/oauth/token", methods=["POST"])
+    @app.route("/token", methods=["POST"])
     async def token(self, request: IRequest) -> bytes:
         """The token endpoint (authorization_code, refresh_token)."""
         _cors(request)
@@ -275,28 +331,8 @@ class OAuthRoutes:
     def _answer(
         self, request: IRequest, outcome: Redirect | Page, *, post: bool
     ) -> bytes:
-        _browser_headers(request)
-        for cookie in outcome.cookies:
-            self._set_cookie(request, cookie)
-        if isinstance(outcome, Redirect):
-            request.setResponseCode(303 if post else 302)
-            request.setHeader(b"Location", outcome.location.encode("utf-8"))
-            return b""
-        request.setResponseCode(outcome.status)
-        request.setHeader(b"Content-Type", _HTML)
-        return render_page(outcome)
-
-    def _set_cookie(self, request: IRequest, cookie: Cookie) -> None:
-        secure = self._server.cookies.secure
-        add_cookie: Any = request.addCookie  # IRequest lacks httpOnly/sameSite
-        add_cookie(
-            cookie.name.encode("ascii"),
-            cookie.value.encode("ascii"),
-            path=b"/",
-            max_age=str(cookie.max_age).encode("ascii"),
-            secure=secure,
-            httpOnly=True,
-            sameSite="lax",
+        return answer_browser(
+            request, outcome, post=post, secure=self._server.cookies.secure
         )
 
     def _page_error(self, request: IRequest, error: OAuthError) -> bytes:
@@ -328,10 +364,11 @@ class OAuthRoutes:
                 params = parse_params(query_of(request.uri or b""))
         except OAuthError as e:
             return self._page_error(request, e)
-        outcome = await step(params, _cookies(request))
+        outcome = await step(params, request_cookies(request))
         return self._answer(request, outcome, post=post)
 
     @app.route("/oauth/authorize", methods=["GET"])
+    @app.route("/authorize", methods=["GET"])
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
         return await self._browser_step(
@@ -347,7 +384,15 @@ class OAuthRoutes:
 
     @app.route("/oauth/callback", methods=["GET"])
     async def callback(self, request: IRequest) -> bytes:
-        """Forgejo's redirect back after the user logged in."""
-        return await self._browser_step(
-            request, self._server.login.callback, post=False
-        )
+        """
+        Forgejo's redirect back after the user logged in: for a client's
+        authorization, or for the account page (its state says which).
+        """
+        return await self._browser_step(request, self._callback, post=False)
+
+    async def _callback(
+        self, params: Mapping[str, str], cookies: Mapping[str, str]
+    ) -> Redirect | Page:
+        if params.get("state", "").startswith(ACCOUNT_STATE_PREFIX):
+            return await self._server.account.callback(params, cookies)
+        return await self._server.login.callback(params, cookies)

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from fjmcp.admin.client import AdminClient
 from fjmcp.admin.commands import COMMANDS, AdminContext, _parser, all_commands, main
+from fjmcp.store.target import StoreTarget
 from tests.support import broker_config
 
 
@@ -49,8 +50,8 @@ def test_write_falls_back_to_store_without_daemon(tmp_path: Path) -> None:
         def close(self) -> None:
             opened.append("closed")
 
-    def opener(reactor: Any, path: str) -> FakeStore:
-        opened.append(path)
+    def opener(reactor: Any, target: StoreTarget) -> FakeStore:
+        opened.append(target.location)
         return FakeStore()
 
     ctx = AdminContext(

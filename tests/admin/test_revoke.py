@@ -38,7 +38,8 @@ from fjmcp.store.grants import (
     refresh_txn,
     upsert_user_txn,
 )
-from fjmcp.store.store import SyncStore, open_store_sync
+from fjmcp.store.store import SyncStore, open_store_sync, open_store_sync_at
+from fjmcp.store.target import StoreTarget
 from fjmcp.store.upstream_tokens import get_upstream_txn, put_upstream_txn
 from tests.maintenance.support import DeferringStore, FakeSessions
 from tests.standin.support import result_of
@@ -141,7 +142,7 @@ def test_revokes_every_token_of_the_user_and_only_theirs(
     assert memory_store.run(get_upstream_txn, "bob") is not None
     reasons = {
         row[0]
-        for row in memory_store.conn.execute(
+        for row in memory_store.execute(
             "SELECT revoked_reason FROM tokens WHERE token_hash LIKE 'alice%'"
         )
     }
@@ -169,7 +170,7 @@ def test_revoking_twice_and_unknown_users(memory_store: SyncStore) -> None:
     again = memory_store.run(revoke_user_txn, "alice", NOW + 9, "other")
     assert again.known and again.token_hashes == () and not again.upstream_deleted
     reasons = {
-        row[0] for row in memory_store.conn.execute("SELECT revoked_reason FROM tokens")
+        row[0] for row in memory_store.execute("SELECT revoked_reason FROM tokens")
     }
     assert reasons == {OPERATOR_REASON}
     unknown = memory_store.run(revoke_user_txn, "carol", NOW, OPERATOR_REASON)
@@ -293,8 +294,8 @@ def test_command_without_daemon_changes_the_store(tmp_path: Path) -> None:
         alice = seed(sync, "alice")
     opened: list[DeferringStore] = []
 
-    def opener(reactor: Any, path: str) -> DeferringStore:
-        store = DeferringStore(open_store_sync(path, now=NOW))
+    def opener(reactor: Any, target: StoreTarget) -> DeferringStore:
+        store = DeferringStore(open_store_sync_at(target, now=NOW))
         opened.append(store)
         return store
 
@@ -328,8 +329,8 @@ def test_command_unknown_user_exits_1(tmp_path: Path) -> None:
         client=AdminClient(tmp_path / "no-daemon.sock"),
         out=out,
         reactor=Clock(),
-        store_opener=lambda reactor, path: DeferringStore(
-            open_store_sync(path, now=NOW)
+        store_opener=lambda reactor, target: DeferringStore(
+            open_store_sync_at(target, now=NOW)
         ),
     )
     assert _run(ctx, "nobody") == 1
@@ -359,7 +360,7 @@ def test_command_goes_through_a_running_daemon(tmp_path: Path) -> None:
     """With a daemon running the command asks it (one revoke-user request) and
     never opens the store; --json prints the daemon's result."""
 
-    def no_store(reactor: Any, path: str) -> Any:
+    def no_store(reactor: Any, target: StoreTarget) -> Any:
         raise AssertionError("the store must not be opened while the daemon runs")
 
     daemon = FakeDaemon()

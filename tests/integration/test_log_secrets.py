@@ -118,15 +118,29 @@ async def _exercise(d: Any) -> dict[str, str]:
     rotated = json.loads(body)
     secrets["rotated access token"] = rotated["access_token"]
     secrets["rotated refresh token"] = rotated["refresh_token"]
-    # Replaying the old refresh token revokes the family (and is logged).
+    old_refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens.refresh_token,
+        "client_id": tokens.client_id,
+    }
+    # A retry within the reuse grace gets the same answer (and is logged).
+    response, body = await browser.request(
+        "POST", d.base + "/oauth/token", data=old_refresh
+    )
+    assert response.code == 200 and json.loads(body) == rotated, body
+    # Once the new refresh token is used, the old one is reuse: replaying it
+    # revokes the family (and is logged).
     response, body = await browser.request(
         "POST",
         d.base + "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens.refresh_token,
-            "client_id": tokens.client_id,
-        },
+        data=dict(old_refresh, refresh_token=rotated["refresh_token"]),
+    )
+    assert response.code == 200, body
+    again = json.loads(body)
+    secrets["second access token"] = again["access_token"]
+    secrets["second refresh token"] = again["refresh_token"]
+    response, body = await browser.request(
+        "POST", d.base + "/oauth/token", data=old_refresh
     )
     assert response.code == 400, body
     # ... so the first access token is refused from now on.

@@ -65,6 +65,10 @@ class _NoSessions:
         """Nothing runs for anyone."""
         return succeed(None)
 
+    def owners_of_grant(self, user: str, client_id: str) -> list[object]:
+        """No sessions."""
+        return []
+
 
 class _Swap(Resource):
     """A root whose real resource is set once the ports are known."""

@@ -231,10 +231,14 @@ async def test_missing_config_exits_2(tmp_path: Path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_healthz(broker: Broker) -> None:
-    """/healthz answers 200, ok per dependency, and names no build."""
+    """/healthz answers 200, ok per dependency and the store's engine, no build."""
     code, body = await _get(broker.url + "/healthz")
     assert code == 200
-    assert json.loads(body) == {"status": "ok", "store": "ok"}
+    assert json.loads(body) == {
+        "status": "ok",
+        "store": "ok",
+        "store_backend": "sqlite",
+    }
     assert (broker.directory / "state" / "fjmcp.sqlite3").exists()
 
 

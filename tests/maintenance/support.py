@@ -63,6 +63,10 @@ class MemoryTokens:
     fail_due: list[Exception] = field(factory=list)
     """Errors the next `due` calls fail with, one per call."""
     stored: list[UpstreamToken] = field(factory=list)
+    leases: dict[str, str] = field(factory=dict)
+    """Refresh leases held: user -> node."""
+    leased_elsewhere: set[str] = field(factory=set)
+    """Users whose lease another node holds (claims are refused)."""
 
     def put(self, user: str, tokens: ForgejoTokens, now: float) -> UpstreamToken:
         """Store a login's tokens (as the OAuth callback does): generation + 1."""
@@ -101,6 +105,19 @@ class MemoryTokens:
             RefreshGrant(user, row.refresh_token, row.generation, row.expires_at)
         )
 
+    def claim(self, grant: RefreshGrant, owner: str, seconds: float) -> Deferred[bool]:
+        """The lease, unless `leased_elsewhere` names the user."""
+        if grant.user in self.leased_elsewhere:
+            return succeed(False)
+        self.leases[grant.user] = owner
+        return succeed(True)
+
+    def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
+        """Drop the lease if ``owner`` holds it."""
+        if self.leases.get(grant.user) == owner:
+            del self.leases[grant.user]
+        return succeed(None)
+
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
@@ -113,6 +130,7 @@ class MemoryTokens:
         row.refresh_token = tokens.refresh_token or row.refresh_token
         row.expires_at = tokens.expires_at(now)
         row.generation += 1
+        self.leases.pop(user, None)  # a new token ends the lease, as in the store
         token = self._token(user)
         self.stored.append(token)
         return succeed(token)

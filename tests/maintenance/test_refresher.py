@@ -11,6 +11,7 @@ sockets).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from fjmcp.maintenance.revocation import (
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.upstream_tokens import NoUpstreamTokenError, UpstreamTokens
 from fjmcp.standin.app import StandinForgejo, StandinUser
+from fjmcp.store.dialect import Dialect
 from fjmcp.store.grants import (
     CodeGrant,
     Mint,
@@ -58,6 +60,7 @@ from tests.maintenance.support import (
     maintenance_settings,
 )
 from tests.standin.support import ALICE, BOB, make_standin, refresh, result_of
+from tests.store.support import DIALECTS, open_two_nodes
 
 START = 1000.0
 LIFETIME = 600
@@ -321,6 +324,32 @@ def test_refresh_user_with_nothing_stored(world: World) -> None:
         RefreshOutcome.NO_TOKEN
     )
     assert world.token_requests() == 0
+
+
+def test_a_grant_leased_by_another_node_is_left_to_it(world: World) -> None:
+    """
+    When another node holds the grant's refresh lease this node does not
+    call Forgejo at all; once the lease is free it refreshes, and the lease
+    is ended by the stored token, not left behind.
+    """
+    world.log_in()
+    world.tokens.leased_elsewhere.add("alice")
+    refresher = world.start()
+    assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.ELSEWHERE
+    assert world.token_requests() == 0
+    world.tokens.leased_elsewhere.clear()
+    assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.REFRESHED
+    assert world.token_requests() == 1
+    assert world.tokens.leases == {}
+
+
+def test_a_failed_refresh_gives_its_lease_back(world: World) -> None:
+    """A refresh that stored nothing releases the lease for the next try."""
+    world.log_in()
+    refresher = world.start(retry_attempts=1)
+    world.gate.down = True
+    assert result_of(refresher.refresh_user("alice")) is RefreshOutcome.FAILED
+    assert world.tokens.leases == {}
 
 
 # --- transient failures -----------------------------------------------------
@@ -823,3 +852,63 @@ def _failure_of(d: Deferred[Any]) -> BaseException:
     error = results[0].value
     assert error is not None
     return error
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_two_nodes_refresh_one_grant_once(dialect: Dialect, tmp_path: Path) -> None:
+    """
+    Two nodes on one store both asked to refresh a user's Forgejo token: the
+    first takes the grant's lease and calls Forgejo; the second, while that
+    call runs, finds the lease taken and leaves it (never two refreshes of
+    one Forgejo refresh token); then it reads the new token from the store.
+    """
+    w = make_world()
+    nodes = open_two_nodes(dialect, tmp_path)
+    try:
+        keys = KeyRing.generate()
+        runners = (DeferringStore(nodes.a), DeferringStore(nodes.b))
+        upstreams = [UpstreamTokens(r, keys, w.clock) for r in runners]
+        tokens = login(w.stub)
+        result_of(
+            Deferred.fromCoroutine(
+                upstreams[0].replace(
+                    "alice",
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    tokens.expires_at(START),
+                )
+            )
+        )
+        held = HeldForgejo(w.forgejo)
+        refreshers = [
+            TokenRefresher(
+                StoreRefreshableTokens(runner, upstream),
+                upstream,
+                held,
+                w.sessions,
+                UserRevoker(w.sessions, store_revocation(runner, w.clock)),
+                w.clock,
+                evolve(SETTINGS, node_id=name),
+            )
+            for runner, upstream, name in zip(
+                runners, upstreams, ("node-a", "node-b"), strict=True
+            )
+        ]
+        for refresher in refreshers:
+            refresher.startService()
+        first = refreshers[0].refresh_user("alice")
+        assert held.refresh_calls == 1 and not first.called
+        second = result_of(refreshers[1].refresh_user("alice"))
+        assert second is RefreshOutcome.ELSEWHERE
+        held.release()
+        assert result_of(first) is RefreshOutcome.REFRESHED
+        assert held.refresh_calls == 1
+        assert w.standin.refresh_count("alice") == 1
+        upstreams[1].forget("alice")
+        seen = result_of(upstreams[1].current("alice"))
+        assert seen.generation == 2 and seen.access_token != tokens.access_token
+        assert w.sessions.ended == []
+        for refresher in refreshers:
+            refresher.stopService()
+    finally:
+        nodes.close()

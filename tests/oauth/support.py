@@ -47,7 +47,8 @@ class MemoryStore:
     @property
     def conn(self) -> sqlite3.Connection:
         """The raw connection, for assertions on stored rows."""
-        return self.sync.conn
+        conn: sqlite3.Connection = self.sync.conn
+        return conn
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run the transaction now."""
@@ -56,6 +57,15 @@ class MemoryStore:
             return succeed(self.sync.run(fn, *args, **kwargs))
         except Exception as e:
             return fail(e)
+
+    @property
+    def dialect(self) -> Any:
+        """The engine the store speaks (SQLite)."""
+        return self.sync.dialect
+
+    def listener(self, reactor: Any, on_event: Any, on_reconnect: Any) -> None:
+        """One node: nobody else to hear."""
+        return None
 
     def all_bytes(self) -> bytes:
         """Every value of every row of every table, as bytes (leak checks)."""

@@ -35,7 +35,11 @@ class _Login:
     started: list[tuple[AuthRequest, str | None]] = field(factory=list)
 
     async def start(
-        self, request: AuthRequest, *, consent_user: str | None
+        self,
+        request: AuthRequest,
+        *,
+        consent_user: str | None,
+        seed: str | None = None,
     ) -> Redirect:
         self.started.append((request, consent_user))
         return Redirect("https://git.example.org/login")

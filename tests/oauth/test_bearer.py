@@ -273,3 +273,38 @@ def test_challenge_header() -> None:
     sent = challenge_header(config, token_sent=True)
     assert sent == plain + b', error="invalid_token"'
     assert b"offline_access" not in sent
+
+
+def test_a_revocation_made_elsewhere_is_seen_within_the_trust_window() -> None:
+    """
+    A token revoked in the store by another node (this cache was not told)
+    is still answered from the cache until ``trust_for`` has passed, then
+    the store is read again and the token refused.
+    """
+    store = MemoryStore()
+    clock = Clock()
+    token = _mint(store)
+    auth = BearerAuthenticator(store, clock, MCP_URL, trust_for=5.0)
+    header = b"Bearer " + token.encode()
+    assert isinstance(_outcome(auth.authenticate(header)), Identity)
+    store.sync.execute("UPDATE tokens SET revoked_at = 1")
+    clock.advance(4.9)
+    assert isinstance(_outcome(auth.authenticate(header)), Identity)
+    clock.advance(0.2)
+    assert "revoked" in str(_refused(auth.authenticate(header)))
+    assert store.runs == 2
+
+
+def test_flush_forgets_every_cached_answer() -> None:
+    """After a flush (notifications were lost) every token is read again."""
+    store = MemoryStore()
+    token = _mint(store)
+    auth = _auth(store)
+    header = b"Bearer " + token.encode()
+    _outcome(auth.authenticate(header))
+    _refused(auth.authenticate(b"Bearer unknown"))
+    auth.flush()
+    assert auth.cached == 0
+    _outcome(auth.authenticate(header))
+    _refused(auth.authenticate(b"Bearer unknown"))
+    assert auth.store_reads == 4

@@ -89,7 +89,10 @@ CANONICAL = "https://mcp.example.org/mcp"
         ("HTTPS://MCP.Example.ORG/mcp", True),
         ("https://mcp.example.org:443/mcp", True),
         ("https://mcp.example.org/MCP", False),
-        ("https://mcp.example.org/mcp/", False),
+        ("https://mcp.example.org/mcp/", True),
+        ("HTTPS://MCP.example.org:443/mcp/", True),
+        ("https://mcp.example.org/mcp//", False),
+        ("https://mcp.example.org/mcp/x", False),
         ("https://mcp.example.org", False),
         ("http://mcp.example.org/mcp", False),
         ("https://mcp.example.org:8443/mcp", False),
@@ -105,8 +108,8 @@ CANONICAL = "https://mcp.example.org/mcp"
 )
 def test_same_resource(given: str, same: bool) -> None:
     """
-    A resource parameter matches with another case of scheme and host or an
-    explicit default port, and with nothing else.
+    A resource parameter matches with another case of scheme and host, an
+    explicit default port or one trailing slash, and with nothing else.
     """
     assert same_resource(given, CANONICAL) is same
 

@@ -128,15 +128,25 @@ def test_callback_issues_a_code_to_the_client_and_records_consent() -> None:
     assert store.sync.run(has_consent_txn, "alice", "c1")
 
 
-def test_callback_in_another_browser_is_refused_and_used_up() -> None:
-    """Without the flow cookie the login is refused, and its state is spent."""
+def test_callback_in_another_browser_is_refused_and_not_used_up() -> None:
+    """
+    Without the flow cookie the login is refused before it is taken: whoever
+    learns a state value cannot cancel the login of the browser that started
+    it, which then finishes; a reload afterwards is a clear page.
+    """
     login, _, _ = _login(_Forgejo())
     state, jar = _start(login)
     outcome = settle(login.callback({"state": state, "code": "c"}, {}))
     assert isinstance(outcome, Page) and outcome.status == 400
     assert "another browser" in outcome.fields["message"]
+    forged = dict.fromkeys(jar, "x")
+    wrong = settle(login.callback({"state": state, "code": "c"}, forged))
+    assert isinstance(wrong, Page) and "another browser" in wrong.fields["message"]
+    done = settle(login.callback({"state": state, "code": "c"}, jar))
+    assert isinstance(done, Redirect) and "code" in _query(done.location)
     again = settle(login.callback({"state": state, "code": "c"}, jar))
-    assert isinstance(again, Page) and "unknown" in again.fields["message"]
+    assert isinstance(again, Page) and again.status == 409
+    assert "already finished" in again.fields["message"]
 
 
 def test_callback_when_forgejo_is_down_tells_the_client() -> None:

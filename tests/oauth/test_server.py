@@ -57,11 +57,11 @@ def test_concurrent_code_redemptions_exactly_one_wins() -> None:
 
 
 def test_refresh_replay_race_leaves_no_live_family() -> None:
-    """Two refreshes with one token at once: one rotation wins, the reuse revokes
-    the family, so neither new token stays usable."""
+    """Without a reuse grace, two refreshes with one token at once: one rotation
+    wins, the reuse revokes the family, so neither new token stays usable."""
     store = HeldStore()
     store.holding = False
-    broker = Broker(store=store)
+    broker = Broker(store=store, refresh_reuse_grace=0.0)
     client = broker.register()
     tokens = broker.tokens_for(client)
     form = {

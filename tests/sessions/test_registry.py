@@ -442,3 +442,12 @@ def test_an_owner_of_another_identity_is_forbidden(key: str | IdentityKey) -> No
     assert h.registry.lookup(key, ALICE).user == "alice"
     with pytest.raises(SessionForbiddenError):
         h.registry.lookup(key, ALICE_OTHER_CLIENT)
+
+
+def test_session_ids_name_their_node() -> None:
+    """With a node id, a session id is ``<node>.<secret>``: a balancer routes on it."""
+    ids = {new_session_id("node-a") for _ in range(50)}
+    assert len(ids) == 50
+    for sid in ids:
+        node, _, secret = sid.partition(".")
+        assert node == "node-a" and len(secret) == 32 and "." not in secret

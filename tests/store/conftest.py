@@ -12,7 +12,13 @@ import pytest
 
 from fjmcp.store.dialect import Dialect
 from fjmcp.store.store import SyncStore
-from tests.store.support import DIALECTS, open_memory_store
+from tests.store.support import (
+    DIALECTS,
+    ScratchSchema,
+    open_memory_store,
+    postgres_skip_reason,
+    postgres_url,
+)
 
 
 @pytest.fixture(params=DIALECTS, ids=lambda d: d.name)
@@ -28,3 +34,14 @@ def memory_store(dialect: Dialect) -> Iterator[SyncStore]:
     store = open_memory_store(dialect)
     yield store
     store.close()
+
+
+@pytest.fixture
+def scratch_schema() -> Iterator[ScratchSchema]:
+    """A PostgreSQL schema of this test's own, dropped after it (or a skip)."""
+    base = postgres_url()
+    if base is None:
+        pytest.skip(postgres_skip_reason())
+    scratch = ScratchSchema.create(base)
+    yield scratch
+    scratch.drop()

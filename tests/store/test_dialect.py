@@ -7,14 +7,16 @@ housekeeping (backup, lock), run through the dialect fixture.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fjmcp.store.dialect import SQLITE, Dialect, OnlineBackup, Txn
 from fjmcp.store.errors import StoreConstraintError, StoreInUseError
+from fjmcp.store.postgres import POSTGRES
 from fjmcp.store.store import SyncStore, open_store_sync
 from tests.store.support import table_names_in
 
@@ -30,7 +32,7 @@ def test_insert_id_gives_each_new_rows_id(memory_store: SyncStore) -> None:
     """`Txn.insert_id` returns the id the database gave each inserted row."""
     ids = memory_store.run(_ids_txn, ["a", "b"])
     assert len(set(ids)) == 2
-    rows = memory_store.conn.execute("SELECT id, login FROM users ORDER BY id")
+    rows = memory_store.execute("SELECT id, login FROM users ORDER BY id")
     assert [(i, login) for i, login in rows] == list(zip(ids, ["a", "b"], strict=True))
 
 
@@ -47,7 +49,7 @@ def test_upsert_inserts_then_overwrites(memory_store: SyncStore) -> None:
     memory_store.run(_ids_txn, ["a"])
     memory_store.run(_upsert_txn, 1.0)
     memory_store.run(_upsert_txn, 2.0)
-    rows = memory_store.conn.execute("SELECT user_id, granted_at FROM consents")
+    rows = memory_store.execute("SELECT user_id, granted_at FROM consents")
     assert list(rows) == [(1, 2.0)]
 
 
@@ -78,9 +80,9 @@ def _violate_txn(txn: Txn) -> None:
 
 def test_driver_errors_leave_as_store_errors(memory_store: SyncStore) -> None:
     """A constraint error of the driver becomes `StoreConstraintError`."""
-    with pytest.raises(StoreConstraintError):
+    with pytest.raises(StoreConstraintError) as caught:
         memory_store.run(_violate_txn)
-    assert memory_store.dialect.integrity_error is sqlite3.IntegrityError
+    assert isinstance(caught.value.__cause__, memory_store.dialect.integrity_error)
 
 
 def test_sqlite_writes_question_marks_and_can_back_up(tmp_path: Path) -> None:
@@ -106,3 +108,26 @@ def test_sqlite_lock_is_the_single_writer_guard(tmp_path: Path) -> None:
 def test_stores_speak_their_dialect(memory_store: SyncStore, dialect: Dialect) -> None:
     """The store under test runs its transactions through the dialect given."""
     assert memory_store.dialect is dialect
+
+
+def test_postgresql_writes_pyformat_outside_quotes() -> None:
+    """
+    PostgreSQL's dialect turns ``?`` into ``%s`` and doubles ``%``, but leaves
+    both alone inside string literals, quoted names and comments.
+    """
+    assert POSTGRES.sql("SELECT ? WHERE a LIKE '%?' AND b = ?") == (
+        "SELECT %s WHERE a LIKE '%?' AND b = %s"
+    )
+    assert POSTGRES.sql('SELECT 5 % 2, "we?ird" -- why?\n, ?') == (
+        'SELECT 5 %% 2, "we?ird" -- why?\n, %s'
+    )
+    assert not isinstance(POSTGRES, OnlineBackup)
+
+
+@given(st.text(alphabet="?%'\" ab-\n/*", max_size=40))
+def test_postgresql_placeholders_never_lose_text(text: str) -> None:
+    """Whatever the text, conversion only ever rewrites ``?`` and ``%``."""
+    converted = POSTGRES.sql(text)
+    assert converted.replace("%s", "?").replace("%%", "%") == text or (
+        "%s" in text or "%%" in text
+    )

@@ -47,7 +47,7 @@ def _store_at_version_1(path: Path, ring: KeyRing) -> dict[str, int]:
                 if refresh is None
                 else ring.seal(refresh.encode(), upstream_aad(uid, "refresh"))[1]
             )
-            v1.conn.execute(
+            v1.execute(
                 "INSERT INTO upstream_tokens (user_id, key_id, access_sealed, "
                 "refresh_sealed, expires_at, generation, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -68,7 +68,7 @@ def test_schema_1_rows_survive_and_are_adopted_by_the_grant(tmp_path: Path) -> N
     with open_store_sync(str(path), now=50.0) as store:
         assert store.migration.applied[0] == "0002_upstream_grants.sql"
         assert store.migration.backup is not None  # the v1 copy beside it
-        rows = store.conn.execute(
+        rows = store.execute(
             "SELECT user_id, scopes, generation FROM upstream_tokens ORDER BY user_id"
         ).fetchall()
         assert rows == [(ids["alice"], "", 3), (ids["bob"], "", 3)]
@@ -101,9 +101,9 @@ def test_the_new_key_allows_two_grants_but_not_two_rows_of_one(tmp_path: Path) -
             "INSERT INTO upstream_tokens (user_id, scopes, key_id, access_sealed, "
             "generation, updated_at) VALUES (?, ?, 'k', x'00', 1, 0)"
         )
-        store.conn.execute(insert, (ids["alice"], "read:user"))
+        store.execute(insert, (ids["alice"], "read:user"))
         with pytest.raises(sqlite3.IntegrityError):
-            store.conn.execute(insert, (ids["alice"], "read:user"))
+            store.execute(insert, (ids["alice"], "read:user"))
 
 
 def test_deleting_a_user_still_deletes_their_grants(tmp_path: Path) -> None:
@@ -112,8 +112,8 @@ def test_deleting_a_user_still_deletes_their_grants(tmp_path: Path) -> None:
     path = tmp_path / "fjmcp.sqlite3"
     ids = _store_at_version_1(path, ring)
     with open_store_sync(str(path)) as store:
-        store.conn.execute("DELETE FROM users WHERE id = ?", (ids["alice"],))
-        left = store.conn.execute("SELECT user_id FROM upstream_tokens").fetchall()
+        store.execute("DELETE FROM users WHERE id = ?", (ids["alice"],))
+        left = store.execute("SELECT user_id FROM upstream_tokens").fetchall()
         assert left == [(ids["bob"],)]
         with pytest.raises(StoreConstraintError):
             store.run(put_upstream_txn, 999, ring.seal, "a", None, None, 1.0)

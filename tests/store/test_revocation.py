@@ -40,7 +40,7 @@ def test_revoking_marks_tokens_and_deletes_every_grant(
     done = memory_store.run(revoke_user_txn, "alice", 5.0, "operator")
     assert done.known and done.upstream_deleted
     assert sorted(done.token_hashes) == ["h1", "h2"]
-    reasons = memory_store.conn.execute(
+    reasons = memory_store.execute(
         "SELECT DISTINCT revoked_at, revoked_reason FROM tokens"
     ).fetchall()
     assert reasons == [(5.0, "operator")]
@@ -53,7 +53,7 @@ def test_revoking_marks_tokens_and_deletes_every_grant(
 def test_unknown_users_are_reported_not_created(memory_store: SyncStore) -> None:
     """Revoking a login the store does not know changes nothing."""
     assert not memory_store.run(revoke_user_txn, "nobody", 1.0, "r").known
-    assert memory_store.conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+    assert memory_store.execute("SELECT count(*) FROM users").fetchone() == (0,)
 
 
 def test_the_async_wrapper_runs_the_same_transaction(memory_store: SyncStore) -> None:

@@ -59,6 +59,7 @@ class RecordingSessions:
     def __init__(self) -> None:
         self.ended: list[tuple[str, str, str]] = []
         self.rotated: list[UpstreamToken] = []
+        self.live: dict[tuple[str, str], int] = {}
 
     def live_users(self) -> frozenset[str]:
         return frozenset()
@@ -73,6 +74,10 @@ class RecordingSessions:
 
     def token_rotated(self, token: UpstreamToken) -> None:
         self.rotated.append(token)
+
+    def owners_of_grant(self, user: str, client_id: str) -> list[Any]:
+        """Sessions of one grant: ``live[(user, client_id)]`` of them."""
+        return [object()] * self.live.get((user, client_id), 0)
 
 
 class Broker:
@@ -122,7 +127,7 @@ class Broker:
             documents=self.documents,
         )
         self.routes = OAuthRoutes(self.server)
-        self.resource = self.routes.app.resource()
+        self.resource: Any = self.routes.app.resource()
         self.cookies: dict[str, str] = {}
 
     # --- raw HTTP ---------------------------------------------------------------

@@ -42,7 +42,36 @@ def test_healthy_store_gives_200_and_ok_per_dependency() -> None:
 
     code, body = _get(Health(ok, Clock()))
     assert code == 200
-    assert body == {"status": "ok", "store": "ok"}
+    assert body == {"status": "ok", "store": "ok", "store_backend": "sqlite"}
+
+
+def test_the_body_names_the_store_backend() -> None:
+    """Behind a balancer the answer says which store engine the node uses."""
+
+    async def ok() -> None:
+        return None
+
+    code, body = _get(Health(ok, Clock(), backend="postgresql"))
+    assert code == 200 and body["store_backend"] == "postgresql"
+
+
+def test_a_draining_node_fails_its_health_check() -> None:
+    """
+    Once shutdown began the node answers 503 ``draining`` although its store
+    is fine: the balancer stops sending it new sessions first.
+    """
+
+    async def ok() -> None:
+        return None
+
+    code, body = _get(Health(ok, Clock(), draining=lambda: True))
+    assert code == 503
+    assert body == {
+        "status": "not ok",
+        "store": "ok",
+        "store_backend": "sqlite",
+        "draining": True,
+    }
 
 
 def test_broken_store_gives_503_and_keeps_its_error_in_the_log(
@@ -55,7 +84,7 @@ def test_broken_store_gives_503_and_keeps_its_error_in_the_log(
 
     code, body = _get(Health(broken, Clock()))
     assert code == 503
-    assert body == {"status": "not ok", "store": "not ok"}
+    assert body == {"status": "not ok", "store": "not ok", "store_backend": "sqlite"}
     assert any("malformed" in str(e.get("error")) for e in logged), (
         "the reason is not logged"
     )

@@ -559,7 +559,7 @@ def test_callback_state_is_single_use_and_checked(broker: Broker) -> None:
     callback = broker.forgejo_login(_to_forgejo(broker, client))
     assert broker.get(callback).code == 302
     replay = broker.get(callback)
-    assert replay.code == 400 and not replay.headers.hasHeader(b"location")
+    assert replay.code == 409 and not replay.headers.hasHeader(b"location")
     wrong = callback.replace("state=", "state=x")
     assert broker.get(wrong).code == 400
     assert broker.get("/oauth/callback?code=abc").code == 400
@@ -734,13 +734,17 @@ def test_code_of_another_client(broker: Broker) -> None:
 
 
 def test_refresh_rotation_and_reuse_revokes_family(broker: Broker) -> None:
-    """Refresh rotates; reusing the old refresh token revokes the whole family."""
+    """
+    Refresh rotates; reusing the old refresh token after the reuse grace
+    revokes the whole family.
+    """
     client = broker.register()
     first = broker.tokens_for(client)
     form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
     second = broker.json_of(broker.token(form, client))
     assert second["refresh_token"] != first["refresh_token"]
     assert broker.bearer_ok(second["access_token"])
+    broker.clock.advance(broker.config.refresh_reuse_grace + 1)
     reuse = broker.token(form, client)
     assert _error(broker, reuse) == "invalid_grant"
     assert not broker.bearer_ok(second["access_token"])

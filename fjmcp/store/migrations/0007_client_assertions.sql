@@ -1,4 +1,4 @@
--- fjmcp schema 4: client assertions already used (RFC 7523 private_key_jwt).
+-- fjmcp schema 7: client assertions already used (RFC 7523 private_key_jwt).
 --
 -- Each assertion's `jti` may be accepted once per client; the row is kept
 -- until the assertion expires (after that its `exp` refuses it anyway), so

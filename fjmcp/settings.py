@@ -18,13 +18,17 @@ store import it.
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 
 from fjmcp.admin.settings import AdminSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
-from fjmcp.config import Config
+from fjmcp.config import Config, ConfigError
 from fjmcp.maintenance.settings import MaintenanceSettings
+from fjmcp.oauth.document_cache import CachePolicy
+from fjmcp.oauth.document_fetch import FetchLimits
+from fjmcp.oauth.document_settings import ClientDocumentSettings
+from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.supervisor.environment import ChildSettings
@@ -37,6 +41,7 @@ __all__ = [
     "BrokerSettings",
     "admin_settings",
     "broker_settings",
+    "client_document_settings",
     "child_settings",
     "forgejo_settings",
     "isolation_settings",
@@ -187,6 +192,31 @@ class BrokerSettings:
     oauth: OAuthSettings
     sessions: SessionSettings
     site: SiteSettings
+    client_documents: ClientDocumentSettings = field(factory=ClientDocumentSettings)
+
+
+def client_document_settings(config: Config) -> ClientDocumentSettings:
+    """
+    Known-client records, and how client documents are fetched and cached.
+    Raises `ConfigError` when a known-client record is not a valid document.
+    """
+    try:
+        known = KnownClients.build(config.known_clients)
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
+    return ClientDocumentSettings(
+        known_clients=known,
+        limits=FetchLimits(
+            timeout=config.client_document_timeout,
+            max_bytes=config.client_document_max_bytes,
+        ),
+        cache=CachePolicy(
+            floor=config.client_document_cache_min,
+            ceiling=config.client_document_cache_max,
+            max_entries=config.client_document_cache_entries,
+            negative_ttl=config.client_document_negative_ttl,
+        ),
+    )
 
 
 def broker_settings(config: Config) -> BrokerSettings:
@@ -201,4 +231,5 @@ def broker_settings(config: Config) -> BrokerSettings:
         oauth=oauth_settings(config),
         sessions=session_settings(config),
         site=site_settings(config),
+        client_documents=client_document_settings(config),
     )

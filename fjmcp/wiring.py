@@ -46,6 +46,7 @@ from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
+from fjmcp.oauth.document_settings import build_document_clients
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
@@ -215,6 +216,8 @@ def build_broker(
 
     # --- OAuth: the authorization server, its routes, the health check -----
     # Built once the sessions exist: a revoked grant ends its sessions.
+    # A client_id that is an https URL: known records, else a guarded fetch.
+    documents = build_document_clients(settings.client_documents, store, reactor)
     authorization = build_authorization_server(
         oauth,
         store,
@@ -224,6 +227,7 @@ def build_broker(
         upstream_tokens,
         bearer,
         sessions,
+        documents=documents,
     )
     health = Health(
         lambda: maybe_await(store.check()),

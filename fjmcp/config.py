@@ -11,6 +11,7 @@ another.
 
 from __future__ import annotations
 
+import functools
 import grp
 import ipaddress
 import json
@@ -675,8 +676,12 @@ def render_example() -> str:
     return "\n".join(out) + "\n"
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host: str) -> bool:
-    """True for localhost names and loopback addresses (v4 and v6)."""
+    """
+    True for localhost names and loopback addresses (v4 and v6); remembered
+    for the last few hosts, as ``/mcp`` asks it of every request's Host.
+    """
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True

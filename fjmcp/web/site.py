@@ -29,7 +29,8 @@ its connection forever (the idle timeout restarts on every byte). Here:
 - a response goes straight to the socket when nothing is queued on it
   (`BrokerChannel`, `fjmcp.fdwrite`): headers are held until the first
   body bytes (or the end of ``Request.write``) and sent with them in one
-  ``send``; ``EAGAIN`` or a partial send falls back to Twisted's buffer;
+  ``send``; ``EAGAIN`` or a partial send falls back to Twisted's buffer
+  (with ``TCP_NODELAY``, as a stream's closing chunk is a second ``send``);
 - the ``Date`` header is formatted once a second (`BrokerSite.http_date`),
   and the connection's local address is asked of the kernel once per
   connection, not once per request.
@@ -43,7 +44,12 @@ from typing import Any, Final
 from urllib.parse import unquote_to_bytes as _unquote
 
 from attrs import frozen
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IReactorTime,
+    ITCPTransport,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import (
@@ -112,6 +118,15 @@ class BrokerChannel(HTTPChannel):
 
     _held: list[bytes] | None = None
     _local: IAddress | None = None
+
+    def connectionMade(self) -> None:
+        """
+        No Nagle delay: a stream's closing chunk follows its last event in a
+        second ``send``, which must not wait for the client's ACK.
+        """
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
 
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any

@@ -11,11 +11,13 @@ import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from fjmcp.web.site import BrokerSite, LimitedRequest, SiteSettings
 
@@ -476,6 +478,30 @@ def test_local_address_asked_once_per_connection() -> None:
         )
     assert transport.value().count(b"HTTP/1.1 202 ") == 3
     assert len(asked) == 1
+
+
+def test_tcp_connections_have_no_nagle_delay() -> None:
+    """A TCP connection is switched to TCP_NODELAY when it is made."""
+
+    class TcpTransport(StringTransport):
+        nodelay: bool | None = None
+
+        def setTcpNoDelay(self, enabled: bool) -> None:
+            self.nodelay = enabled
+
+    implementer(ITCPTransport)(TcpTransport)  # only the call the site makes
+
+    site = BrokerSite(
+        Streaming(),
+        reactor=Clock(),
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30.0),
+    )
+    channel: Any = site.buildProtocol(  # type: ignore[no-untyped-call]
+        IPv4Address("TCP", "127.0.0.1", 1234)
+    )
+    transport = TcpTransport()  # type: ignore[no-untyped-call]
+    channel.makeConnection(transport)
+    assert transport.nodelay is True
 
 
 @pytest_twisted.ensureDeferred

@@ -227,6 +227,12 @@ class Config:
     max_children_per_user: int = _setting(
         32, kind="int", positive=True, help="Most children of one user (429 past it)."
     )
+    max_concurrent_spawns: int = _setting(
+        0,
+        kind="int",
+        help="Most new children starting at once (until their first line); "
+        "later starts queue. 0: four per core.",
+    )
     max_line_bytes: int = _setting(
         16 * MIB,
         kind="int",

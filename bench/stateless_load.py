@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# -*- test-case-name: tests.test_conventions -*-
 """
 The 2026-07-28 load mode: CONVERSATIONS stateless conversations of one user,
 all at once, against one broker (run with the bench venv's Python: aiohttp).

@@ -88,7 +88,7 @@ class BearerAuthenticator:
     _negative_ttl: float = NEGATIVE_TTL
     _trust_for: float = math.inf
     _positive: dict[str, _Valid] = field(factory=dict, init=False)
-    _digests: dict[str, str] = field(factory=dict, init=False)
+    _digests: dict[str, str] = field(factory=dict, init=False, repr=False)
     """Presented token -> its digest, for tokens found valid (no hash on a hit)."""
     _negative: OrderedDict[str, float] = field(factory=OrderedDict, init=False)
     _waiting: dict[str, list[Deferred[Identity]]] = field(factory=dict, init=False)

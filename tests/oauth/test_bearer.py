@@ -361,3 +361,13 @@ def test_remembered_digests_are_bounded() -> None:
                 _outcome(auth.authenticate(b"Bearer " + t.encode())), Identity
             )
     assert len(auth._digests) <= 2
+
+
+def test_remembered_tokens_never_shown() -> None:
+    """The token-to-digest memory is not part of the authenticator's repr."""
+    store = MemoryStore()
+    token = _mint(store)
+    auth = _auth(store)
+    for _ in range(2):
+        _outcome(auth.authenticate(b"Bearer " + token.encode()))
+    assert auth._digests and token not in repr(auth)

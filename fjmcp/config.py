@@ -11,6 +11,7 @@ another.
 
 from __future__ import annotations
 
+import functools
 import grp
 import ipaddress
 import json
@@ -237,6 +238,12 @@ class Config:
     )
     max_children_per_user: int = _setting(
         32, kind="int", positive=True, help="Most children of one user (429 past it)."
+    )
+    max_concurrent_spawns: int = _setting(
+        0,
+        kind="int",
+        help="Most new children starting at once (until their first line); "
+        "later starts queue. 0: four per core.",
     )
     max_line_bytes: int = _setting(
         16 * MIB,
@@ -733,8 +740,12 @@ def render_example() -> str:
     return "\n".join(out) + "\n"
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host: str) -> bool:
-    """True for localhost names and loopback addresses (v4 and v6)."""
+    """
+    True for localhost names and loopback addresses (v4 and v6); remembered
+    for the last few hosts, as ``/mcp`` asks it of every request's Host.
+    """
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -31,6 +31,7 @@ from fjmcp.oauth.document_settings import ClientDocumentSettings
 from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
+from fjmcp.sessions.spawn_gate import default_spawn_limit
 from fjmcp.supervisor.environment import ChildSettings
 from fjmcp.supervisor.isolation import IsolationSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
@@ -168,6 +169,11 @@ def session_settings(config: Config) -> SessionSettings:
         max_children=config.max_children,
         max_children_per_user=config.max_children_per_user,
         drain_timeout=config.child_drain_timeout,
+        max_concurrent_spawns=(
+            config.max_concurrent_spawns
+            if config.max_concurrent_spawns > 0
+            else default_spawn_limit()
+        ),
     )
 
 

@@ -51,6 +51,7 @@ from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.sessions.registry import SessionRegistry
+from fjmcp.sessions.spawn_gate import SpawnGate
 from fjmcp.settings import BrokerSettings
 from fjmcp.store.pool import IStoreReactor
 from fjmcp.store.store import Store
@@ -152,6 +153,8 @@ class Broker:
     authorization: AuthorizationServer
     supervisor: Supervisor
     sessions: SessionRegistry
+    spawn_gate: SpawnGate
+    """Children starting at once and their queueing time (for metrics)."""
     revoker: UserRevoker
     reaper: IdleReaper
     refresher: TokenRefresher
@@ -197,12 +200,14 @@ def build_broker(
 
     # --- children, the sessions that own them, and /mcp ---------------------
     supervisor = Supervisor(reactor, ledger=isolation.ledger, cgroups=isolation.cgroups)
+    spawn_gate = SpawnGate(reactor, limit=settings.sessions.max_concurrent_spawns)
     sessions = SessionRegistry(
         supervisor,
         upstream_tokens,
         isolation.spec_factory,
         reactor,
         settings.sessions,
+        spawn_gate=spawn_gate,
     )
     mcp = McpResource(
         settings=settings.mcp,
@@ -308,6 +313,7 @@ def build_broker(
         authorization=authorization,
         supervisor=supervisor,
         sessions=sessions,
+        spawn_gate=spawn_gate,
         revoker=revoker,
         reaper=reaper,
         refresher=refresher,

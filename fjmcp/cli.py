@@ -110,12 +110,29 @@ def _toml_value(value: Any) -> str:
 def render_config(config: Config) -> str:
     """The effective configuration as TOML, secrets masked, unset keys commented."""
     lines = []
+    tables = []
     for name, value in config.masked().items():
-        if value is None:
+        if isinstance(value, dict):
+            tables.append((name, value))
+        elif value is None:
             lines.append(f"# {name} = (unset)")
         else:
             lines.append(f"{name} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        arrays = {k: v for k, v in table.items() if _is_table_array(v)}
+        lines += [
+            f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in arrays
+        ]
+        for key, entries in arrays.items():
+            for entry in entries:
+                lines += ["", f"[[{name}.{key}]]"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
 
 # --- subcommands --------------------------------------------------------------------
@@ -130,6 +147,10 @@ def _check_config(args: argparse.Namespace, out: IO[str]) -> int:
         print(e.render(), file=sys.stderr)
         return 2
     print(render_config(config), file=out)
+    from fjmcp.policy.rules import never_matching
+
+    for note in never_matching(config.policy):
+        print(f"fjmcp check-config: warning: {note}", file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent
 
 from fjmcp.interfaces import UpstreamToken
+from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry, SessionSettings
 from fjmcp.settings import child_settings, mcp_settings, site_settings
 from fjmcp.supervisor.environment import child_spec
@@ -95,6 +96,7 @@ class Broker:
             challenge=challenge,
             registry=self.registry,
             clock=reactor,
+            policies=PolicyBook(self.config.policy),
         )
         self.site = BrokerSite(
             build_root([], {b"mcp": self.resource}),

@@ -40,6 +40,9 @@ _FETCH_PREFIX: Final = "fjmcp-policy-"
 MAX_PAGES: Final = 100
 _LISTS: Final = frozenset({"tools/list", "resources/list", "prompts/list"})
 
+#: Module-level: a Logger as a class attribute takes the class's namespace.
+_audit: Final = Logger(namespace=AUDIT_NAMESPACE)
+
 Forward = Callable[[], None]
 Refuse = Callable[[bytes], None]
 
@@ -57,8 +60,6 @@ class PolicyEnforcer:
     _pages: int = 0
     _next_id: int = 1
 
-    audit = Logger(namespace=AUDIT_NAMESPACE)
-    log = Logger()
 
     # -- client -> child ---------------------------------------------------------
 
@@ -107,7 +108,7 @@ class PolicyEnforcer:
         if verdict.allowed:
             forward()
             return
-        self.audit.info(
+        _audit.info(
             "policy refused {what} {name!r}: user={user} client={client} rule={rule}",
             what=what,
             name=name[:200],

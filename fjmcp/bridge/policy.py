@@ -60,7 +60,6 @@ class PolicyEnforcer:
     _pages: int = 0
     _next_id: int = 1
 
-
     # -- client -> child ---------------------------------------------------------
 
     def admit(self, msg: Message, forward: Forward, refuse: Refuse) -> None:

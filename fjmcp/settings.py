@@ -161,6 +161,8 @@ def oauth_settings(config: Config) -> OAuthSettings:
         display_name=config.display_name,
         revocation_propagation=config.revocation_propagation,
         refresh_reuse_grace=config.refresh_reuse_grace,
+        forgejo_scopes_read_only=tuple(config.forgejo_scopes_read_only),
+        policy=config.policy,
     )
 
 

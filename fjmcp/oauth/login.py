@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
+from fjmcp.oauth.challenge import READ_ONLY_SCOPE
 from fjmcp.oauth.errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -90,6 +91,11 @@ class ForgejoLike(Protocol):
 
     async def get_user(self, access_token: str) -> ForgejoUser:
         """Who the token belongs to."""
+
+
+def consent_of_scope(scope: str) -> str:
+    """The consent mode a broker scope string carries."""
+    return "read-only" if READ_ONLY_SCOPE in scope.split() else "full"
 
 
 @frozen
@@ -323,7 +329,8 @@ class ForgejoLogin:
             tokens.expires_at(now),
             forgejo_id=user.id,
         )
-        await self._store.run(record_consent_txn, user_id, pending.client_id, now)
+        mode = consent_of_scope(pending.scope)
+        await self._store.run(record_consent_txn, user_id, pending.client_id, now, mode)
         code_value = new_secret()
         await self._store.run(
             insert_code_txn,

@@ -123,14 +123,24 @@ def upsert_user_txn(
 
 
 def record_consent_txn(
-    cursor: Cursor, user_id: int, client_id: str, now: float
+    cursor: Cursor, user_id: int, client_id: str, now: float, mode: str = "full"
 ) -> None:
-    """Remember that the user approved this client id."""
+    """Remember that the user approved this client id, in this consent mode."""
     cursor.upsert(
         "consents",
-        {"user_id": user_id, "client_id": client_id, "granted_at": now},
+        {"user_id": user_id, "client_id": client_id, "granted_at": now, "mode": mode},
         key=("user_id", "client_id"),
     )
+
+
+def consent_mode_txn(cursor: Cursor, login: str, client_id: str) -> str | None:
+    """The consent mode ``login`` chose for ``client_id`` (None: never approved)."""
+    row = cursor.execute(
+        "SELECT consents.mode FROM consents JOIN users ON users.id = consents.user_id "
+        "WHERE users.login = ? AND consents.client_id = ?",
+        (login, client_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def has_consent_txn(cursor: Cursor, login: str, client_id: str) -> bool:

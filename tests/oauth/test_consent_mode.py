@@ -45,7 +45,9 @@ def _choose(setup: _Setup, mode: str | None) -> Redirect | Page:
     }
     if mode is not None:
         form["mode"] = mode
-    return settle(setup.endpoint.consent(form, jar))
+    outcome = settle(setup.endpoint.consent(form, jar))
+    assert isinstance(outcome, Redirect | Page)
+    return outcome
 
 
 def test_the_page_offers_both_modes_full_preselected_by_default() -> None:

@@ -44,7 +44,7 @@ async def _all_tools(broker: Broker, sid: str) -> list[str]:
     names: list[str] = []
     cursor = None
     for rid in range(100, 110):
-        params = {} if cursor is None else {"cursor": cursor}
+        params: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
         page = await _json(
             broker,
             {"jsonrpc": "2.0", "id": rid, "method": "tools/list", "params": params},

@@ -236,6 +236,7 @@ def build_broker(
         bearer,
         sessions,
         documents=documents,
+        memberships=policies.set_orgs,
     )
     health = Health(
         lambda: maybe_await(store.check()),
@@ -266,6 +267,7 @@ def build_broker(
         revoker,
         reactor,
         settings.maintenance,
+        memberships=policies.set_orgs,
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
     purger = ExpiredPurger(

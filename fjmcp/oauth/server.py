@@ -19,6 +19,7 @@ dependency order, and `fjmcp.web.oauth_routes` routes HTTP to them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from attrs import frozen
@@ -82,12 +83,15 @@ def build_authorization_server(
     sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
     documents: DocumentClients | None = None,
+    *,
+    memberships: Callable[[str, frozenset[str]], None],
 ) -> AuthorizationServer:
     """
     Build the authorization server's objects.
 
     :param bearer: the bearer cache, told about revoked tokens.
     :param sessions: the session layer, told to end a revoked grant's sessions.
+    :param memberships: told each user's Forgejo organizations at login.
     :param authentication: the client authentication registry (default: the
         secret-based and public methods, and ``private_key_jwt`` with
         ``documents``, over the directory's clients).
@@ -110,7 +114,9 @@ def build_authorization_server(
         authentication = default_client_authentication(clients, *extra)
     fanout = RevocationFanout(bearer, sessions)
     cookies = BrowserCookies(keys.derive("cookies"), settings.secure_cookies, clock)
-    login = ForgejoLogin(settings, store, clock, keys, forgejo, upstream, cookies)
+    login = ForgejoLogin(
+        settings, store, clock, keys, forgejo, upstream, cookies, memberships
+    )
     account = AccountPage(
         settings, store, clock, keys, forgejo, upstream, cookies, fanout, sessions
     )

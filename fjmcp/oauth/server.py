@@ -34,6 +34,7 @@ from fjmcp.oauth.client_auth import (
     default_client_authentication,
 )
 from fjmcp.oauth.clients import ClientDirectory
+from fjmcp.oauth.consent_modes import ConsentModes
 from fjmcp.oauth.document_clients import DocumentClients
 from fjmcp.oauth.fanout import ClientSessions, RevocationFanout, TokenForgetter
 from fjmcp.oauth.keys import KeyRing
@@ -68,6 +69,8 @@ class AuthorizationServer:
     revocation: RevocationEndpoint
     authentication: ClientAuthentication
     account: AccountPage
+    consent_modes: ConsentModes
+    """Changes a grant's consent mode (for the account page)."""
     client_documents: bool = False
     """Whether a ``client_id`` may be a metadata document URL."""
 
@@ -139,4 +142,5 @@ def build_authorization_server(
         authentication=authentication,
         account=account,
         client_documents=documents is not None,
+        consent_modes=ConsentModes(store, clock, fanout, settings.policy),
     )

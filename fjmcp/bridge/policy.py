@@ -151,6 +151,18 @@ class PolicyEnforcer:
             )
             self._judged(msg, "tool", name, verdict, forward, refuse)
 
+    def child_exited(self) -> None:
+        """
+        A child of the owner ended: a list it was asked for will never come,
+        so ask the current child again (or judge what is held on what is known).
+        """
+        if self._fetching is None:
+            return
+        self._fetching = None
+        self._pages = 0
+        if self._held:
+            self._fetch()
+
     # -- child -> client -----------------------------------------------------------
 
     def from_child(self, msg: Message) -> bool:

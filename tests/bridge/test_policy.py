@@ -176,3 +176,21 @@ def test_operator_rules_narrow_a_full_grant() -> None:
     assert _written(child)[-1]["method"] == "tools/call"
     child.emit(result(5, {"content": []}))
     assert "result" in ok.json()
+
+
+def test_a_list_lost_with_its_child_is_asked_of_the_next() -> None:
+    """A child that dies before listing: the enforcer asks again, nothing hangs."""
+    h = _harness()
+    sid, child = _start(h)
+    call = _post(h, sid, rpc(7, "tools/call", {"name": "get_file"}))
+    first = _written(child)[-1]
+    assert first["method"] == "tools/list"
+    enforcer = h.registry.get(sid).router.enforcer  # type: ignore[union-attr]
+    assert enforcer.holding == 1
+    enforcer.child_exited()
+    second = _written(child)[-1]
+    assert second["method"] == "tools/list" and second["id"] != first["id"]
+    child.emit(result(second["id"], PAGE_1))
+    assert _written(child)[-1]["params"]["name"] == "get_file"
+    child.emit(result(7, {"content": []}))
+    assert call.json()["result"] == {"content": []}

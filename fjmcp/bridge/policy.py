@@ -68,6 +68,9 @@ class PolicyEnforcer:
             forward()
             return
         if msg.method == "tools/call":
+            if self.gate.policy.every_tool:
+                forward()  # nothing to judge: no list to fetch either
+                return
             name = msg.params.get("name")
             if not isinstance(name, str):
                 forward()  # the child answers a malformed call itself
@@ -190,7 +193,11 @@ class PolicyEnforcer:
 
     def filter_answer(self, method: str, msg: Message) -> bytes:
         """The child's answer to a client's list request, as the client may see it."""
-        if method not in _LISTS or "result" not in msg.body:
+        if (
+            method not in _LISTS
+            or "result" not in msg.body
+            or self.gate.policy.every_list_entry
+        ):
             return msg.line
         body = dict(msg.body)
         body["result"] = self.gate.filter_result(method, msg.body["result"])

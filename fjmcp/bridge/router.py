@@ -565,12 +565,12 @@ class SessionBridge:
     def child_exited(self, generation: int, exit: ChildExit) -> None:
         """Every request still waiting on that child gets a -32603 error."""
         reason = describe_exit(exit) + " before answering"
-        if self.enforcer is not None:
-            self.enforcer.child_exited()
         for ex in [e for e in self._in_flight.values() if e.generation == generation]:
             self._fail(ex, reason)
         for key in [k for k, v in self._server_requests.items() if v[0] == generation]:
             del self._server_requests[key]
+        if self.enforcer is not None:
+            self.enforcer.child_exited()
 
     def close(self, reason: str) -> None:
         """The session ended: fail what is in flight and close every stream."""

@@ -80,6 +80,20 @@ class EffectivePolicy:
     """(URI prefix, deny rule)."""
     denied_prompts: Mapping[str, str]
 
+    @property
+    def every_tool(self) -> bool:
+        """Whether every tool is allowed whatever it is (full grant, no tool rule)."""
+        return (
+            self.subject.mode is Mode.FULL
+            and not self.denied_tools
+            and self.allowed_tools is None
+        )
+
+    @property
+    def every_list_entry(self) -> bool:
+        """Whether no list answer needs filtering (every tool, resource, prompt)."""
+        return self.every_tool and not self.denied_resources and not self.denied_prompts
+
     def is_read_only(self, name: str, hint: bool) -> bool:
         """The read-only judgement: the child's annotation (if trusted) or the list."""
         return (self.trust_child_annotations and hint) or name in self.read_only_tools

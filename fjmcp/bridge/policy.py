@@ -191,6 +191,12 @@ class PolicyEnforcer:
             self._release()
         return True
 
+    def filter_result(self, method: str, result: Any) -> Any:
+        """A list result as the client may see it (stateless answers)."""
+        if method not in _LISTS or self.gate.policy.every_list_entry:
+            return result
+        return self.gate.filter_result(method, result)
+
     def filter_answer(self, method: str, msg: Message) -> bytes:
         """The child's answer to a client's list request, as the client may see it."""
         if (

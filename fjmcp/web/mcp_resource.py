@@ -272,8 +272,18 @@ class McpResource(Resource):
 
     def identity_bridge_for(self, owner: ChildOwner) -> IdentityBridge:
         """The router factory of identity owners: one bridge per identity child."""
+        enforcer = PolicyEnforcer(
+            self._policies.gate_for(owner.identity),
+            owner.identity,
+            lambda line: owner.write(line),
+        )
         return IdentityBridge(
-            owner, self._clock, self._settings, self._stateless, self._sealer
+            owner,
+            self._clock,
+            self._settings,
+            self._stateless,
+            self._sealer,
+            enforcer=enforcer,
         )
 
     # -- entry ---------------------------------------------------------------

@@ -52,7 +52,7 @@ def _answer_list(child: Any) -> None:
 
 
 def test_a_stateless_read_only_call_is_refused_after_the_broker_lists() -> None:
-    """An unseen destructive tool: the broker lists, then refuses; child never called."""
+    """An unseen destructive tool: the broker lists, then refuses; never called."""
     h = _harness()
     child = _up(h)
     req = send(

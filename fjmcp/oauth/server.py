@@ -120,8 +120,18 @@ def build_authorization_server(
     login = ForgejoLogin(
         settings, store, clock, keys, forgejo, upstream, cookies, memberships
     )
+    consent_modes = ConsentModes(store, clock, fanout, settings.policy)
     account = AccountPage(
-        settings, store, clock, keys, forgejo, upstream, cookies, fanout, sessions
+        settings,
+        store,
+        clock,
+        keys,
+        forgejo,
+        upstream,
+        cookies,
+        fanout,
+        sessions,
+        consent_modes,
     )
     return AuthorizationServer(
         settings=settings,
@@ -142,5 +152,5 @@ def build_authorization_server(
         authentication=authentication,
         account=account,
         client_documents=documents is not None,
-        consent_modes=ConsentModes(store, clock, fanout, settings.policy),
+        consent_modes=consent_modes,
     )

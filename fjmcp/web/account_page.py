@@ -60,7 +60,7 @@ def _mode_form(row: Mapping[str, Any], csrf: str) -> str:
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<input type="hidden" name="client_id" value="{_e(row["client_id"])}">'
         f'<input type="hidden" name="mode" value="{other}">'
-        f'<button class="mode" type="submit">{label}</button></form>'
+        f'<button class="switch-mode" type="submit">{label}</button></form>'
     )
 
 

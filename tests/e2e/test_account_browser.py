@@ -5,8 +5,8 @@ driven by ``playwright-core``, `account_flow.mjs`) against ``fjmcp demo``:
 a user who connected a client logs in through Forgejo, sees it listed
 with full access, makes it read-only (its token is refused by ``/mcp`` at
 once), revokes it after it connected again (the new token is refused at
-once), logs out, and the page refuses to be framed. ``FJMCP_E2E_SCREENSHOTS=docs`` writes the
-screenshot over ``docs/account.png``.
+once), logs out, and the page refuses to be framed.
+``FJMCP_E2E_SCREENSHOTS=docs`` writes the screenshot over ``docs/account.png``.
 """
 
 from __future__ import annotations

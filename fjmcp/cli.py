@@ -35,6 +35,7 @@ from fjmcp.config import (
     CONFIG_OPTION,
     Config,
     ConfigError,
+    config_fields,
     load_config,
     setting_options,
 )
@@ -108,11 +109,16 @@ def _toml_value(value: Any) -> str:
 
 
 def render_config(config: Config) -> str:
-    """The effective configuration as TOML, secrets masked, unset keys commented."""
+    """
+    The effective configuration as TOML, secrets masked, unset keys commented;
+    the ``[policy]`` table last, as its own table (its rules as an array of
+    tables), every other value inline.
+    """
     lines = []
     tables = []
+    own_tables = {f.name for f in config_fields() if f.metadata["kind"] == "policy"}
     for name, value in config.masked().items():
-        if isinstance(value, dict):
+        if name in own_tables and isinstance(value, dict):
             tables.append((name, value))
         elif value is None:
             lines.append(f"# {name} = (unset)")

@@ -35,6 +35,7 @@ from fjmcp.config import (
     CONFIG_OPTION,
     Config,
     ConfigError,
+    config_fields,
     load_config,
     setting_options,
 )
@@ -108,14 +109,36 @@ def _toml_value(value: Any) -> str:
 
 
 def render_config(config: Config) -> str:
-    """The effective configuration as TOML, secrets masked, unset keys commented."""
+    """
+    The effective configuration as TOML, secrets masked, unset keys commented;
+    the ``[policy]`` table last, as its own table (its rules as an array of
+    tables), every other value inline.
+    """
     lines = []
+    tables = []
+    own_tables = {f.name for f in config_fields() if f.metadata["kind"] == "policy"}
     for name, value in config.masked().items():
-        if value is None:
+        if name in own_tables and isinstance(value, dict):
+            tables.append((name, value))
+        elif value is None:
             lines.append(f"# {name} = (unset)")
         else:
             lines.append(f"{name} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        arrays = {k: v for k, v in table.items() if _is_table_array(v)}
+        lines += [
+            f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in arrays
+        ]
+        for key, entries in arrays.items():
+            for entry in entries:
+                lines += ["", f"[[{name}.{key}]]"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
 
 # --- subcommands --------------------------------------------------------------------
@@ -130,6 +153,10 @@ def _check_config(args: argparse.Namespace, out: IO[str]) -> int:
         print(e.render(), file=sys.stderr)
         return 2
     print(render_config(config), file=out)
+    from fjmcp.policy.rules import never_matching
+
+    for note in never_matching(config.policy):
+        print(f"fjmcp check-config: warning: {note}", file=sys.stderr)
     return 0
 
 

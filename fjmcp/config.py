@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import attrs
 from attrs import field, frozen
 
+from fjmcp.policy.rules import PolicyConfig, parse_policy
 from fjmcp.store.target import StoreTarget, StoreUrlError, parse_store_url, sqlite_url
 
 __all__ = [
@@ -194,6 +195,12 @@ class Config:
     )
     forgejo_scopes: tuple[str, ...] = _setting(
         [], kind="list", help="Scopes asked of Forgejo (empty: Forgejo's default)."
+    )
+    forgejo_scopes_read_only: tuple[str, ...] = _setting(
+        [],
+        kind="list",
+        help="Scopes asked of Forgejo for read-only grants (empty: forgejo_scopes); "
+        "see docs/policy.md for what Forgejo enforces.",
     )
     forgejo_timeout: float = _setting(
         10.0, kind="float", positive=True, help="Timeout for each call to Forgejo."
@@ -533,6 +540,13 @@ class Config:
         kind="choice:debug,info,warn,error,critical",
         help="Lowest level logged.",
     )
+    # --- least privilege (a TOML table: keep it last) -------------------------
+    policy: PolicyConfig = _setting(
+        PolicyConfig(),
+        kind="policy",
+        help="The [policy] table: consent default, read-only judgement and "
+        "allow/deny rules (docs/policy.md); a JSON object in env and flags.",
+    )
 
     # --- derived values -----------------------------------------------------
     @property
@@ -598,6 +612,8 @@ class Config:
                 value = value.as_table()
             elif isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, PolicyConfig):
+                value = value.as_table()
             out[f.name] = value
         return out
 
@@ -627,6 +643,8 @@ def default_text(f: attrs.Attribute[Any]) -> str:
         return "unset"
     if isinstance(f.default, ChildLimits):
         return json.dumps(f.default.as_table())
+    if isinstance(f.default, PolicyConfig):
+        return "{}"
     value = list(f.default) if isinstance(f.default, tuple) else f.default
     return json.dumps(value)
 
@@ -638,7 +656,7 @@ def option_help(name: str) -> str:
             extra = ""
             if f.metadata["kind"] in ("list", "argv"):
                 extra = "; a JSON array"
-            elif f.metadata["kind"] == "table":
+            elif f.metadata["kind"] in ("table", "policy"):
                 extra = "; a JSON object"
             if f.metadata["secret"]:
                 extra += f"; or {env_name(name + _FILE_SUFFIX)} naming a file"
@@ -697,6 +715,21 @@ _EXAMPLES: Final[Mapping[str, str]] = {
 }
 
 
+_POLICY_EXAMPLE: Final = [
+    "# policy = {}",
+    "# or, as a table:",
+    "# [policy]",
+    '# default_mode = "full"',
+    '# full_access_forbidden = ["metadata-document"]',
+    "# trust_child_annotations = true",
+    "# read_only_tools = []",
+    "# [[policy.rules]]",
+    '# name = "no-repo-deletion"',
+    '# effect = "deny"',
+    '# tools = ["delete_repo"]',
+]
+
+
 def render_example() -> str:
     """
     The text of ``fjmcp.toml.example``: every setting with its help, env
@@ -734,6 +767,8 @@ def render_example() -> str:
         elif isinstance(f.default, ChildLimits):
             table = ", ".join(f"{k} = {v}" for k, v in f.default.as_table().items())
             out.append(f"# {f.name} = {{{table}}}")
+        elif isinstance(f.default, PolicyConfig):
+            out += _POLICY_EXAMPLE
         else:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
             out.append(f"# {f.name} = {json.dumps(default)}")
@@ -789,6 +824,8 @@ def _parse_text(kind: str, text: str) -> Any:
         if kind == "argv":
             return shlex.split(text)
         raise ValueError("must be a JSON array of strings")
+    if kind == "policy":
+        return json.loads(text)
     if kind == "int":
         return int(text)
     if kind == "float":
@@ -826,6 +863,8 @@ def _coerce(kind: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number of seconds")
         return float(value)
+    if kind == "policy":
+        return parse_policy(value)
     if kind in ("optstr", "optpath") and value is None:
         return None
     if not isinstance(value, str):

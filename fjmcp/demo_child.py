@@ -55,6 +55,7 @@ TOOLS: Final[list[dict[str, Any]]] = [
         "description": "Ask Forgejo (GET /api/v1/user) who the token given to "
         "this server belongs to, and answer the login.",
         "inputSchema": {"type": "object", "properties": {}},
+        "annotations": {"readOnlyHint": True},
     },
     {
         "name": "echo",

@@ -52,6 +52,8 @@ class Identity:
     scopes: tuple[str, ...] = ("mcp",)
     token_id: str = ""
     """A non-secret id of the access token (hash prefix), for logs and audit."""
+    consent: str = "full"
+    """The consent mode of the grant: ``full`` or ``read-only`` (fjmcp.policy)."""
 
     @property
     def key(self) -> tuple[str, str]:

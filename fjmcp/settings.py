@@ -30,6 +30,7 @@ from fjmcp.oauth.document_fetch import FetchLimits
 from fjmcp.oauth.document_settings import ClientDocumentSettings
 from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.settings import OAuthSettings
+from fjmcp.policy.rules import PolicyConfig
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.sessions.spawn_gate import default_spawn_limit
 from fjmcp.supervisor.environment import ChildSettings
@@ -160,6 +161,8 @@ def oauth_settings(config: Config) -> OAuthSettings:
         display_name=config.display_name,
         revocation_propagation=config.revocation_propagation,
         refresh_reuse_grace=config.refresh_reuse_grace,
+        forgejo_scopes_read_only=tuple(config.forgejo_scopes_read_only),
+        policy=config.policy,
     )
 
 
@@ -199,6 +202,7 @@ class BrokerSettings:
     sessions: SessionSettings
     site: SiteSettings
     client_documents: ClientDocumentSettings = field(factory=ClientDocumentSettings)
+    policy: PolicyConfig = PolicyConfig()
 
 
 def client_document_settings(config: Config) -> ClientDocumentSettings:
@@ -238,4 +242,5 @@ def broker_settings(config: Config) -> BrokerSettings:
         sessions=session_settings(config),
         site=site_settings(config),
         client_documents=client_document_settings(config),
+        policy=config.policy,
     )

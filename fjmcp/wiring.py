@@ -50,6 +50,7 @@ from fjmcp.oauth.document_settings import build_document_clients
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.sessions.spawn_gate import SpawnGate
 from fjmcp.settings import BrokerSettings
@@ -209,12 +210,14 @@ def build_broker(
         settings.sessions,
         spawn_gate=spawn_gate,
     )
+    policies = PolicyBook(settings.policy)
     mcp = McpResource(
         settings=settings.mcp,
         authenticator=bearer,
         challenge=lambda sent: challenge_header(oauth, token_sent=sent),
         registry=sessions,
         clock=reactor,
+        policies=policies,
         request_state_key=keys.derive("request-state"),
     )
     stored.connect(sessions.token_rotated)
@@ -233,6 +236,7 @@ def build_broker(
         bearer,
         sessions,
         documents=documents,
+        memberships=policies.set_orgs,
     )
     health = Health(
         lambda: maybe_await(store.check()),
@@ -263,6 +267,7 @@ def build_broker(
         revoker,
         reactor,
         settings.maintenance,
+        memberships=policies.set_orgs,
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
     purger = ExpiredPurger(

@@ -47,6 +47,7 @@ from fjmcp.bridge.jsonrpc import (
     parse_line,
     with_id,
 )
+from fjmcp.bridge.policy import PolicyEnforcer
 from fjmcp.bridge.replay import Stream, parse_event_id
 from fjmcp.bridge.sse import SseWriter, StreamRequest
 from fjmcp.interfaces import ChildExit
@@ -217,6 +218,8 @@ class SessionBridge:
     closed: bool = False
     dropped: int = 0
     """Messages dropped (queue overflow, unknown response ids)."""
+    enforcer: PolicyEnforcer | None = None
+    """The owner's tool policy (`fjmcp.bridge.policy`)."""
 
     log = Logger()
 
@@ -337,7 +340,25 @@ class SessionBridge:
         if stream is not None and writer is not None:
             self._attach(stream, writer, None, prime)
         for msg in messages:
+            self._admit(msg)
+
+    def _admit(self, msg: Message) -> None:
+        """Write ``msg`` to the child unless the policy refuses it (then answer it)."""
+        enforcer = self.enforcer
+        if enforcer is None or msg.kind is not Kind.REQUEST:
             self.to_child(msg)
+            return
+        ex = self._in_flight.get(msg.id_json or "")
+
+        def forward() -> None:
+            if not self.closed:
+                self.to_child(msg)
+
+        def refuse(line: bytes) -> None:
+            if ex is not None and self._in_flight.get(ex.id_json) is ex:
+                self._answer(ex, line)
+
+        enforcer.admit(msg, forward, refuse)
 
     def to_child(self, msg: Message) -> None:
         """Write one client message to the right child (remembering state)."""
@@ -437,6 +458,9 @@ class SessionBridge:
             self._from_child(generation, msg)
 
     def _from_child(self, generation: int, msg: Message) -> None:
+        enforcer = self.enforcer
+        if enforcer is not None and enforcer.from_child(msg):
+            return
         if msg.kind is Kind.RESPONSE:
             ex = self._in_flight.get(msg.id_json or "")
             if ex is None or ex.generation != generation:
@@ -447,7 +471,10 @@ class SessionBridge:
                     id=(msg.id_json or "")[:64],
                 )
                 return
-            self._answer(ex, msg.line)
+            line = msg.line
+            if enforcer is not None:
+                line = enforcer.filter_answer(ex.method, msg)
+            self._answer(ex, line)
             if ex.method == "initialize":
                 self._initialized(msg)
             return
@@ -542,6 +569,8 @@ class SessionBridge:
             self._fail(ex, reason)
         for key in [k for k, v in self._server_requests.items() if v[0] == generation]:
             del self._server_requests[key]
+        if self.enforcer is not None:
+            self.enforcer.child_exited()
 
     def close(self, reason: str) -> None:
         """The session ended: fail what is in flight and close every stream."""

@@ -74,6 +74,7 @@ from fjmcp.bridge.jsonrpc import (
     id_key,
     parse_line,
 )
+from fjmcp.bridge.policy import PolicyEnforcer
 from fjmcp.bridge.request_state import (
     RequestStateError,
     RequestStateSealer,
@@ -96,6 +97,7 @@ from fjmcp.bridge.translate import (
 )
 from fjmcp.bridge.versions import HANDSHAKE_VERSIONS
 from fjmcp.interfaces import ChildExit
+from fjmcp.policy.gate import POLICY_REFUSED
 from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import describe_exit
 
@@ -337,6 +339,8 @@ class IdentityBridge:
     closed: bool = False
     dropped: int = 0
     subscriptions: Subscriptions = field(init=False)
+    enforcer: PolicyEnforcer | None = None
+    """The identity's tool policy (`fjmcp.bridge.policy`)."""
 
     log = Logger()
 
@@ -416,6 +420,24 @@ class IdentityBridge:
         if method in INPUT_METHODS and "requestState" in msg.params:
             self._resume(envelope, reply)
             return
+        if self.enforcer is None:
+            self._send(envelope, reply)
+            return
+
+        def forward() -> None:
+            if not self.closed:
+                self._send(envelope, reply)
+
+        def refuse(line: bytes) -> None:
+            reply.complete(line, status_for(POLICY_REFUSED))
+
+        self.enforcer.admit(msg, forward, refuse)
+
+    def _send(self, envelope: Envelope, reply: StatelessReply) -> None:
+        """Hand an admitted request to the child under the broker's id."""
+        msg = envelope.message
+        method = envelope.method
+        client_id = msg.body.get("id")
         if len(self._in_flight) >= self.limits.max_in_flight:
             reply.fail(
                 msg.id_json,
@@ -494,6 +516,8 @@ class IdentityBridge:
             )
             return
         for msg in messages:
+            if self.enforcer is not None and self.enforcer.from_child(msg):
+                continue
             if msg.kind is Kind.RESPONSE:
                 self._response(generation, msg)
             elif msg.kind is Kind.NOTIFICATION:
@@ -523,6 +547,8 @@ class IdentityBridge:
                 server_info=server_info if isinstance(server_info, dict) else None,
                 ttl_ms=self.limits.ttl_ms,
             )
+            if self.enforcer is not None and not ex.retried:
+                result = self.enforcer.filter_result(ex.method, result)
             line = _dump({"jsonrpc": "2.0", "id": ex.client_id, "result": result})
             status = 200
         self._forget(ex)
@@ -896,6 +922,8 @@ class IdentityBridge:
         reason = describe_exit(exit) + " before answering"
         for ex in [e for e in self._in_flight.values() if e.generation == generation]:
             self._fail(ex, reason)
+        if self.enforcer is not None:
+            self.enforcer.child_exited()
 
     def close(self, reason: str) -> None:
         """The owner ended: fail what is in flight."""

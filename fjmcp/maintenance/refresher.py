@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from attrs import define, field, frozen
 from twisted.internet.defer import (
@@ -73,7 +73,7 @@ from fjmcp.maintenance.revocation import RevokeResult
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.store.runner import TxnRunner
 from fjmcp.store.upstream_tokens import DueToken, due_tokens, due_tokens_txn
-from fjmcp.upstream.errors import ForgejoAuthError, ForgejoUnavailable
+from fjmcp.upstream.errors import ForgejoAuthError, ForgejoError, ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
 
 __all__ = [
@@ -238,6 +238,13 @@ class IForgejoRefresh(Protocol):
         """Who the token belongs to (``/api/v1/user``)."""
 
 
+class IOrganizations(Protocol):
+    """Reads a user's organizations (`ForgejoClient` has it)."""
+
+    async def get_orgs(self, access_token: str) -> frozenset[str]:
+        """The organizations of the token's owner (``/api/v1/user/orgs``)."""
+
+
 class IUserRevocation(Protocol):
     """Ends a user everywhere (`fjmcp.maintenance.revocation.UserRevoker`)."""
 
@@ -295,6 +302,11 @@ class TokenRefresher(LoopingService):
     _clock: IReactorTime
     _settings: MaintenanceSettings
     _panic: Callable[[Failure, str], None] = field(default=_default_panic, kw_only=True)
+    _memberships: Callable[[str, frozenset[str]], None] | None = field(
+        default=None, kw_only=True
+    )
+    """Told each checked user's organizations (the policy's rules), read
+    with the ``forgejo`` given, which must then have `IOrganizations`."""
 
     _flights: dict[str, Deferred[RefreshOutcome]] = field(factory=dict, init=False)
     _checks: dict[str, Deferred[None]] = field(factory=dict, init=False)
@@ -622,6 +634,25 @@ class TokenRefresher(LoopingService):
                 other=who.login,
             )
             await self._revoker.revoke_user(user, "forgejo-token-of-another-user")
+            return
+        await self._check_orgs(user, token.access_token)
+
+    async def _check_orgs(self, user: str, access_token: str) -> None:
+        """Read ``user``'s organizations again; on failure keep the last ones."""
+        if self._memberships is None:
+            return
+        forgejo: Any = self._forgejo
+        try:
+            orgs = await cast(IOrganizations, forgejo).get_orgs(access_token)
+        except ForgejoError as e:
+            self.log.info(
+                "could not read {user}'s organizations ({reason}); keeping the "
+                "last ones",
+                user=user,
+                reason=str(e),
+            )
+            return
+        self._memberships(user, orgs)
 
     async def _token_refused(self, user: str, e: ForgejoAuthError) -> None:
         """

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.oauth.test_account -*-
 """
 The ``/account`` page's logic: a user logs in through Forgejo (no broker
-password), sees the clients they granted, and revokes one grant or all.
+password), sees the clients they granted and each grant's consent mode,
+changes a mode, and revokes one grant or all.
 
 The login is the consent flow's, for no client: a login in progress in the
 store, bound to this browser by a cookie, single use, its PKCE verifier
@@ -10,7 +11,9 @@ one callback URL Forgejo knows can tell the two apart. It ends in a signed
 session cookie that expires (`ACCOUNT_SESSION_TTL`) and carries a session
 id the CSRF tokens of the page's forms are bound to. Revoking a grant
 forgets the consent, revokes its tokens in one transaction, and tells the
-bearer cache and the sessions at once (`RevocationListener`).
+bearer cache and the sessions at once (`RevocationListener`). Changing a
+grant's consent mode goes through `ConsentModes`, which ends that grant's
+tokens and live sessions the same way, so no child keeps a wider view.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from twisted.logger import Logger
 
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
+from fjmcp.oauth.consent_modes import ConsentModeForbidden, ConsentModes
 from fjmcp.oauth.fanout import RevocationListener
 from fjmcp.oauth.keys import KeyRing, SealError
 from fjmcp.oauth.login import ForgejoLike
@@ -34,6 +38,7 @@ from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import hash_secret, new_secret
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.policy.rules import Mode
 from fjmcp.store.accounts import (
     AccountLogin,
     Connection,
@@ -92,6 +97,7 @@ class AccountPage:
     _cookies: BrowserCookies
     _fanout: RevocationListener
     _sessions: GrantSessions
+    _modes: ConsentModes
 
     log = Logger()
 
@@ -145,6 +151,10 @@ class AccountPage:
                 "last_used_at": c.last_used_at,
                 "live_tokens": c.live_tokens,
                 "sessions": len(self._sessions.owners_of_grant(user, c.client_id)),
+                "mode": c.mode,
+                "full_allowed": self._settings.policy.full_access_allowed(
+                    c.client_id, c.client_name
+                ),
             }
             for c in connections
         ]
@@ -275,6 +285,46 @@ class AccountPage:
         )
         if revoked is not None:
             self._tell(user, revoked)
+        return Redirect("/account")
+
+    async def change_mode(
+        self, form: Mapping[str, str], cookies: Mapping[str, str]
+    ) -> Redirect | Page:
+        """
+        Change one grant's consent mode; its tokens and live sessions end,
+        and the application must ask again (now under the new mode).
+        """
+        session = self.session(cookies)
+        if session is None:
+            return Redirect("/account")
+        user, sid = session
+        if not self._csrf_ok(sid, form):
+            return self._refused()
+        try:
+            mode = Mode(form.get("mode", ""))
+        except ValueError:
+            return _page(400, view="error", message="Choose read-only or full access.")
+        client_id = form.get("client_id", "")
+        connections: list[Connection] = await self._store.run(
+            connections_txn, user, self._clock.seconds()
+        )
+        names = {c.client_id: c.client_name for c in connections}
+        if client_id not in names:
+            return Redirect("/account")
+        try:
+            await self._modes.change(user, client_id, mode, names[client_id])
+        except ConsentModeForbidden:
+            return _page(
+                403,
+                view="error",
+                message="The operator allows this application read-only access only.",
+            )
+        self.log.info(
+            "{user} changed the access of {client_id} to {mode}",
+            user=user,
+            client_id=client_id,
+            mode=mode.value,
+        )
         return Redirect("/account")
 
     async def revoke_all(

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-from attrs import frozen
+from attrs import evolve, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
-from fjmcp.oauth.challenge import MCP_SCOPE
+from fjmcp.oauth.challenge import MCP_SCOPE, READ_ONLY_SCOPE
 from fjmcp.oauth.client_documents import ClientDocumentError
 from fjmcp.oauth.errors import (
     AccessDeniedError,
@@ -49,8 +49,9 @@ from fjmcp.oauth.registration import (
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import new_secret
+from fjmcp.policy.rules import Mode
 from fjmcp.store.clients import ClientRecord
-from fjmcp.store.grants import has_consent_txn
+from fjmcp.store.grants import consent_mode_txn
 from fjmcp.store.runner import TxnRunner
 
 __all__ = [
@@ -151,9 +152,10 @@ class AuthorizeEndpoint:
             return self._redirect_error(redirect_uri, state, e.error)
         user = self._cookies.logged_in_user(cookies)
         native = is_native_redirect(redirect_uri)
-        known = False
+        stored: str | None = None
         if user is not None and not native:
-            known = await self._store.run(has_consent_txn, user, client.client_id)
+            stored = await self._store.run(consent_mode_txn, user, client.client_id)
+        known = stored is not None
         if "none" in prompts:
             if user is None:
                 error: OAuthError = LoginRequiredError("the user must log in")
@@ -161,7 +163,8 @@ class AuthorizeEndpoint:
             if not known:
                 error = ConsentRequiredError("the user must approve this application")
                 return self._redirect_error(redirect_uri, state, error)
-        if known and "consent" not in prompts:
+        if stored is not None and "consent" not in prompts:
+            request = self._with_mode(client, request, stored)
             return await self._login.start(request, consent_user=user)
         return self._consent_page(client, request, cookies, native)
 
@@ -208,6 +211,19 @@ class AuthorizeEndpoint:
         )
         return request, prompts
 
+    def _full_allowed(self, client: ClientRecord) -> bool:
+        return self._settings.policy.full_access_allowed(
+            client.client_id, client.client_name
+        )
+
+    def _with_mode(
+        self, client: ClientRecord, request: AuthRequest, mode: str
+    ) -> AuthRequest:
+        """The request with the consent mode in its scope (full only if allowed)."""
+        if mode == Mode.FULL.value and self._full_allowed(client):
+            return evolve(request, scope=MCP_SCOPE)
+        return evolve(request, scope=f"{MCP_SCOPE} {READ_ONLY_SCOPE}")
+
     def _consent_page(
         self,
         client: ClientRecord,
@@ -224,6 +240,10 @@ class AuthorizeEndpoint:
             nonce = new_secret()
             set_cookies = (Cookie(csrf_name, nonce, int(CONSENT_TTL * 6)),)
         parts = urlsplit(request.redirect_uri)
+        full_allowed = self._full_allowed(client)
+        read_only = not full_allowed or (
+            self._settings.policy.default_mode is Mode.READ_ONLY
+        )
         return Page(
             200,
             "consent.html",
@@ -239,6 +259,12 @@ class AuthorizeEndpoint:
                 "forgejo_host": self._settings.forgejo_host,
                 "request": blob,
                 "csrf": self._cookies.csrf_token(nonce, blob),
+                "read_only_checked": "checked" if read_only else "",
+                "full_checked": "" if read_only else "checked",
+                "full_disabled": "" if full_allowed else "disabled",
+                "full_note": ""
+                if full_allowed
+                else "The operator allows this application read-only access only.",
             },
             set_cookies,
         )
@@ -283,6 +309,14 @@ class AuthorizeEndpoint:
             )
         if decision != "allow":
             return error_page("Choose Allow or Deny.")
+        mode = form.get("mode", self._settings.policy.default_mode.value)
+        if mode not in (Mode.FULL.value, Mode.READ_ONLY.value):
+            return error_page("Choose read-only or full access.")
+        if mode == Mode.FULL.value and not self._full_allowed(client):
+            return error_page(
+                "The operator allows this application read-only access only.", 403
+            )
+        request = self._with_mode(client, request, mode)
         # One form in one browser is one login, however often it is sent.
         seed = mac(self._cookies.key, "consent-flow", nonce, blob)
         return await self._login.start(request, consent_user=None, seed=seed)

@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import Identity, InvalidToken
-from fjmcp.oauth.challenge import MCP_SCOPE
+from fjmcp.oauth.challenge import MCP_SCOPE, READ_ONLY_SCOPE
 from fjmcp.oauth.tokens import hash_secret, token_id
 from fjmcp.store.grants import AccessRecord, lookup_access
 from fjmcp.store.runner import TxnRunner
@@ -173,11 +173,13 @@ class BearerAuthenticator:
         if problem is not None or record is None:
             self._remember_bad(digest, now)
             raise InvalidToken(problem or "unknown token", token_sent=True)
+        scopes = tuple(record.scope.split())
         identity = Identity(
             user=record.user,
             client_id=record.client_id,
-            scopes=tuple(record.scope.split()),
+            scopes=scopes,
             token_id=token_id(digest),
+            consent="read-only" if READ_ONLY_SCOPE in scopes else "full",
         )
         until = min(record.expires_at, now + self._trust_for)
         self._remember_good(digest, _Valid(identity, until), now)

@@ -15,12 +15,16 @@ from typing import Final, Protocol
 
 __all__ = [
     "MCP_SCOPE",
+    "READ_ONLY_SCOPE",
     "PROTECTED_RESOURCE_PATH",
     "challenge_header",
     "resource_metadata_url",
 ]
 
 MCP_SCOPE: Final = "mcp"
+#: Added to the scope of every token of a grant the user made read-only on
+#: the consent page: the token carries its consent mode.
+READ_ONLY_SCOPE: Final = "mcp:read-only"
 PROTECTED_RESOURCE_PATH: Final = "/.well-known/oauth-protected-resource/mcp"
 
 

@@ -15,7 +15,7 @@ client with ``state`` and ``iss`` (RFC 9207).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from attrs import frozen
@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
+from fjmcp.oauth.challenge import READ_ONLY_SCOPE
 from fjmcp.oauth.errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -91,6 +92,14 @@ class ForgejoLike(Protocol):
     async def get_user(self, access_token: str) -> ForgejoUser:
         """Who the token belongs to."""
 
+    async def get_orgs(self, access_token: str) -> frozenset[str]:
+        """The organizations the token's owner is a member of."""
+
+
+def consent_of_scope(scope: str) -> str:
+    """The consent mode a broker scope string carries."""
+    return "read-only" if READ_ONLY_SCOPE in scope.split() else "full"
+
 
 @frozen
 class AuthRequest:
@@ -149,6 +158,8 @@ class ForgejoLogin:
     _forgejo: ForgejoLike
     _upstream: UpstreamTokens
     _cookies: BrowserCookies
+    _memberships: Callable[[str, frozenset[str]], None]
+    """Told each user's Forgejo organizations at login (the policy's rules)."""
 
     log = Logger()
 
@@ -283,6 +294,7 @@ class ForgejoLogin:
                 code, self._settings.callback_url, verifier
             )
             user = await self._forgejo.get_user(tokens.access_token)
+            orgs = await self._forgejo.get_orgs(tokens.access_token)
         except ForgejoAuthError:
             return fail(AccessDeniedError("Forgejo refused the login"))
         except ForgejoUnavailable:
@@ -294,6 +306,7 @@ class ForgejoLogin:
             return fail(
                 ConsentRequiredError("log in again to approve this application")
             )
+        self._memberships(user.login, orgs)
         code_value = await self._issue_code(pending, user, tokens)
         self.log.info(
             "{user} logged in for client {client_id}",
@@ -323,7 +336,8 @@ class ForgejoLogin:
             tokens.expires_at(now),
             forgejo_id=user.id,
         )
-        await self._store.run(record_consent_txn, user_id, pending.client_id, now)
+        mode = consent_of_scope(pending.scope)
+        await self._store.run(record_consent_txn, user_id, pending.client_id, now, mode)
         code_value = new_secret()
         await self._store.run(
             insert_code_txn,

@@ -19,6 +19,7 @@ dependency order, and `fjmcp.web.oauth_routes` routes HTTP to them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from attrs import frozen
@@ -33,6 +34,7 @@ from fjmcp.oauth.client_auth import (
     default_client_authentication,
 )
 from fjmcp.oauth.clients import ClientDirectory
+from fjmcp.oauth.consent_modes import ConsentModes
 from fjmcp.oauth.document_clients import DocumentClients
 from fjmcp.oauth.fanout import ClientSessions, RevocationFanout, TokenForgetter
 from fjmcp.oauth.keys import KeyRing
@@ -67,6 +69,8 @@ class AuthorizationServer:
     revocation: RevocationEndpoint
     authentication: ClientAuthentication
     account: AccountPage
+    consent_modes: ConsentModes
+    """Changes a grant's consent mode (for the account page)."""
     client_documents: bool = False
     """Whether a ``client_id`` may be a metadata document URL."""
 
@@ -82,12 +86,15 @@ def build_authorization_server(
     sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
     documents: DocumentClients | None = None,
+    *,
+    memberships: Callable[[str, frozenset[str]], None],
 ) -> AuthorizationServer:
     """
     Build the authorization server's objects.
 
     :param bearer: the bearer cache, told about revoked tokens.
     :param sessions: the session layer, told to end a revoked grant's sessions.
+    :param memberships: told each user's Forgejo organizations at login.
     :param authentication: the client authentication registry (default: the
         secret-based and public methods, and ``private_key_jwt`` with
         ``documents``, over the directory's clients).
@@ -110,9 +117,21 @@ def build_authorization_server(
         authentication = default_client_authentication(clients, *extra)
     fanout = RevocationFanout(bearer, sessions)
     cookies = BrowserCookies(keys.derive("cookies"), settings.secure_cookies, clock)
-    login = ForgejoLogin(settings, store, clock, keys, forgejo, upstream, cookies)
+    login = ForgejoLogin(
+        settings, store, clock, keys, forgejo, upstream, cookies, memberships
+    )
+    consent_modes = ConsentModes(store, clock, fanout, settings.policy)
     account = AccountPage(
-        settings, store, clock, keys, forgejo, upstream, cookies, fanout, sessions
+        settings,
+        store,
+        clock,
+        keys,
+        forgejo,
+        upstream,
+        cookies,
+        fanout,
+        sessions,
+        consent_modes,
     )
     return AuthorizationServer(
         settings=settings,
@@ -133,4 +152,5 @@ def build_authorization_server(
         authentication=authentication,
         account=account,
         client_documents=documents is not None,
+        consent_modes=consent_modes,
     )

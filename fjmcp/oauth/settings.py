@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from attrs import frozen
 
 from fjmcp.oauth.metadata import endpoint, resource_url
+from fjmcp.policy.rules import PolicyConfig
 
 __all__ = ["OAuthSettings"]
 
@@ -36,6 +37,16 @@ class OAuthSettings:
     """Longest a cached bearer token is trusted without reading the store."""
     refresh_reuse_grace: float = 30.0
     """How long a spent refresh token still gets its answer again (0: never)."""
+    forgejo_scopes_read_only: tuple[str, ...] = ()
+    """Scopes asked of Forgejo for a read-only grant (empty: forgejo_scopes)."""
+    policy: PolicyConfig = PolicyConfig()
+    """The consent page's default mode and the clients denied full access."""
+
+    def scopes_for(self, read_only: bool) -> tuple[str, ...]:
+        """The Forgejo scopes of the upstream grant of one consent mode."""
+        if read_only and self.forgejo_scopes_read_only:
+            return self.forgejo_scopes_read_only
+        return self.forgejo_scopes
 
     @property
     def issuer(self) -> str:

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.oauth import pkce
-from fjmcp.oauth.challenge import MCP_SCOPE
+from fjmcp.oauth.challenge import MCP_SCOPE, READ_ONLY_SCOPE
 from fjmcp.oauth.client_auth import ClientAuthentication
 from fjmcp.oauth.errors import (
     InvalidGrantError,
@@ -48,7 +48,7 @@ from fjmcp.store.runner import TxnRunner
 
 __all__ = ["ClientToucher", "TokenEndpoint"]
 
-_KNOWN_SCOPES: Final = frozenset({MCP_SCOPE, "offline_access"})
+_KNOWN_SCOPES: Final = frozenset({MCP_SCOPE, READ_ONLY_SCOPE, "offline_access"})
 _GRANT_TYPES: Final = ("authorization_code", "refresh_token")
 
 

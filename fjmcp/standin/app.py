@@ -37,6 +37,7 @@ import html
 import ipaddress
 import json
 import secrets
+import zlib
 from collections import Counter
 from collections.abc import Mapping
 from importlib.resources import files
@@ -70,6 +71,9 @@ DEFAULT_VERSION: Final = "11.0.0+standin"
 DEFAULT_TOKEN_LIFETIME: Final = 3600
 DEFAULT_REFRESH_TOKEN_LIFETIME: Final = 730 * 3600
 CODE_LIFETIME: Final = 600
+#: Forgejo's ``[api]`` DEFAULT_PAGING_NUM and MAX_RESPONSE_ITEMS.
+ORG_PAGE_DEFAULT: Final = 30
+ORG_PAGE_MAX: Final = 50
 #: How long a rendered login form may be submitted, and how many may be pending.
 FORM_LIFETIME: Final = 3600.0
 MAX_PENDING_FORMS: Final = 10_000
@@ -102,6 +106,8 @@ class StandinUser:
     full_name: str = ""
     email: str = ""
     is_admin: bool = False
+    orgs: tuple[str, ...] = ()
+    """The organizations the account is a member of (``/api/v1/user/orgs``)."""
 
 
 @frozen
@@ -817,21 +823,72 @@ class StandinForgejo:
     @app.route("/api/v1/user", methods=["GET"])
     def api_user(self, request: IRequest) -> bytes:
         """The token's owner, as Forgejo's ``User`` JSON; 401 without a valid token."""
+        user = self._api_user(request)
+        if user is None:
+            return self._token_required(request)
+        return _json(request, 200, self._user_json(user))
+
+    def _api_user(self, request: IRequest) -> StandinUser | None:
         header = _request_header(request, b"authorization").strip()
         scheme, _, token = header.partition(b" ")
-        user = None
         if scheme.lower() in (b"token", b"bearer") and token.strip():
             try:
-                user = self._user_of_token(token.strip().decode("utf-8"))
+                return self._user_of_token(token.strip().decode("utf-8"))
             except UnicodeDecodeError:
-                user = None
+                return None
+        return None
+
+    def _token_required(self, request: IRequest) -> bytes:
+        return _json(
+            request,
+            401,
+            {"message": "token is required", "url": f"{self.base_url}/api/swagger"},
+        )
+
+    @app.route("/api/v1/user/orgs", methods=["GET"])
+    def api_user_orgs(self, request: IRequest) -> bytes:
+        """
+        The token owner's organizations, paginated as Forgejo does: ``page``
+        from 1, ``limit`` up to 50 (default 30; Forgejo's ``[api]``
+        ``DEFAULT_PAGING_NUM`` and ``MAX_RESPONSE_ITEMS``), ``X-Total-Count``
+        and a ``Link`` header with ``next`` and ``last``.
+        """
+        user = self._api_user(request)
         if user is None:
-            return _json(
-                request,
-                401,
-                {"message": "token is required", "url": f"{self.base_url}/api/swagger"},
-            )
-        return _json(request, 200, self._user_json(user))
+            return self._token_required(request)
+        try:
+            page = max(1, int(_param(request, "page") or 1))
+            limit = int(_param(request, "limit") or ORG_PAGE_DEFAULT)
+        except (ValueError, _BadParameterError):
+            return _json(request, 422, {"message": "page and limit must be numbers"})
+        limit = ORG_PAGE_DEFAULT if limit <= 0 else min(limit, ORG_PAGE_MAX)
+        orgs = sorted(user.orgs)
+        chunk = orgs[(page - 1) * limit : page * limit]
+        last = max(1, -(-len(orgs) // limit))
+        _header(request, b"X-Total-Count", str(len(orgs)).encode())
+        links = []
+        url = f"{self.base_url}/api/v1/user/orgs"
+        if page < last:
+            links.append(f'<{url}?limit={limit}&page={page + 1}>; rel="next"')
+            links.append(f'<{url}?limit={limit}&page={last}>; rel="last"')
+        if links:
+            _header(request, b"Link", ",".join(links).encode())
+        return _json(request, 200, [self._org_json(name) for name in chunk])
+
+    def _org_json(self, name: str) -> dict[str, object]:
+        return {
+            "id": zlib.crc32(name.encode()),
+            "name": name,
+            "username": name,
+            "full_name": "",
+            "email": "",
+            "avatar_url": f"{self.base_url}/avatars/{name}",
+            "description": "",
+            "website": "",
+            "location": "",
+            "visibility": "public",
+            "repo_admin_change_team_access": False,
+        }
 
     def _user_json(self, user: StandinUser) -> dict[str, object]:
         uid = list(self._users).index(user.login) + 1

@@ -100,6 +100,8 @@ class Connection:
     last_used_at: float | None
     """When a token was last minted for it (login or refresh)."""
     live_tokens: int
+    mode: str = "full"
+    """The consent mode of the grant (``full`` or ``read-only``)."""
 
 
 def _user_id(cursor: Cursor, login: str) -> int | None:
@@ -116,12 +118,13 @@ def connections_txn(cursor: Cursor, login: str, now: float) -> list[Connection]:
         "SELECT clients.client_id, clients.client_name, consents.granted_at, "
         "MAX(tokens.issued_at), "
         "SUM(CASE WHEN tokens.revoked_at IS NULL AND tokens.expires_at > ? "
-        "AND tokens.rotated_at IS NULL THEN 1 ELSE 0 END) "
+        "AND tokens.rotated_at IS NULL THEN 1 ELSE 0 END), consents.mode "
         "FROM consents JOIN clients ON clients.client_id = consents.client_id "
         "LEFT JOIN tokens ON tokens.client_id = consents.client_id "
         "AND tokens.user_id = consents.user_id "
         "WHERE consents.user_id = ? "
-        "GROUP BY clients.client_id, clients.client_name, consents.granted_at "
+        "GROUP BY clients.client_id, clients.client_name, consents.granted_at, "
+        "consents.mode "
         "ORDER BY consents.granted_at DESC, clients.client_id",
         (now, user_id),
     ).fetchall()
@@ -132,6 +135,7 @@ def connections_txn(cursor: Cursor, login: str, now: float) -> list[Connection]:
             granted_at=float(r[2]),
             last_used_at=None if r[3] is None else float(r[3]),
             live_tokens=int(r[4] or 0),
+            mode=str(r[5]),
         )
         for r in rows
     ]

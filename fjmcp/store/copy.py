@@ -25,7 +25,7 @@ from fjmcp.store.upstream_tokens import SealedUpstream
 
 __all__ = ["TABLES", "CopyReport", "copy_rows_txn", "read_rows_txn", "target_rows_txn"]
 
-#: Every table of schema 7 with its columns, parents before children
+#: Every table of schema 8 with its columns, parents before children
 #: (``nodes``, who runs now, is not copied).
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "users": ("id", "login", "forgejo_id", "created_at", "last_login_at"),
@@ -59,7 +59,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "expires_at",
         "taken_at",
     ),
-    "consents": ("user_id", "client_id", "granted_at"),
+    "consents": ("user_id", "client_id", "granted_at", "mode"),
     "auth_codes": (
         "code_hash",
         "client_id",
@@ -121,7 +121,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 #: The schema version `TABLES` describes.
-COPY_SCHEMA_VERSION: Final = 7
+COPY_SCHEMA_VERSION: Final = 8
 
 #: Rows every fresh store holds already (the built-in client).
 _BUILTIN = "SELECT count(*) FROM clients WHERE kind <> 'builtin'"

@@ -40,6 +40,8 @@ __all__ = [
     "has_consent_txn",
     "insert_code_txn",
     "insert_pending_txn",
+    "change_consent_mode_txn",
+    "consent_mode_txn",
     "issue_admin_tokens_txn",
     "lookup_access",
     "lookup_access_txn",
@@ -123,14 +125,24 @@ def upsert_user_txn(
 
 
 def record_consent_txn(
-    cursor: Cursor, user_id: int, client_id: str, now: float
+    cursor: Cursor, user_id: int, client_id: str, now: float, mode: str = "full"
 ) -> None:
-    """Remember that the user approved this client id."""
+    """Remember that the user approved this client id, in this consent mode."""
     cursor.upsert(
         "consents",
-        {"user_id": user_id, "client_id": client_id, "granted_at": now},
+        {"user_id": user_id, "client_id": client_id, "granted_at": now, "mode": mode},
         key=("user_id", "client_id"),
     )
+
+
+def consent_mode_txn(cursor: Cursor, login: str, client_id: str) -> str | None:
+    """The consent mode ``login`` chose for ``client_id`` (None: never approved)."""
+    row = cursor.execute(
+        "SELECT consents.mode FROM consents JOIN users ON users.id = consents.user_id "
+        "WHERE users.login = ? AND consents.client_id = ?",
+        (login, client_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def has_consent_txn(cursor: Cursor, login: str, client_id: str) -> bool:
@@ -437,6 +449,43 @@ def revoke_family_txn(
         if owner is not None:
             publish_txn(cursor, StoreEvent("revoked", str(owner[0]), str(owner[1])))
     return hashes
+
+
+def change_consent_mode_txn(
+    cursor: Cursor, login: str, client_id: str, mode: str, now: float
+) -> tuple[Grant | None, tuple[str, ...]]:
+    """
+    Change the consent mode ``login`` gave ``client_id`` and revoke every
+    live token of that grant: each carries the mode it was minted with, so
+    the client must come back through the authorization (which now starts
+    from the new mode). Returns the grant (None if there was no consent)
+    and the revoked digests.
+    """
+    row = cursor.execute(
+        "SELECT users.id FROM consents JOIN users ON users.id = consents.user_id "
+        "WHERE users.login = ? AND consents.client_id = ?",
+        (login, client_id),
+    ).fetchone()
+    if row is None:
+        return None, ()
+    user_id = int(row[0])
+    cursor.execute(
+        "UPDATE consents SET mode = ? WHERE user_id = ? AND client_id = ?",
+        (mode, user_id, client_id),
+    )
+    families = [
+        str(r[0])
+        for r in cursor.execute(
+            "SELECT DISTINCT family_id FROM tokens WHERE user_id = ? "
+            "AND client_id = ? AND revoked_at IS NULL",
+            (user_id, client_id),
+        ).fetchall()
+    ]
+    hashes: tuple[str, ...] = ()
+    for family in families:
+        hashes += revoke_family_txn(cursor, family, now, "consent-mode-changed")
+    grant = Grant(user_id, login, client_id, "", "", families[0] if families else "")
+    return grant, hashes
 
 
 def redeem_code_txn(

@@ -257,6 +257,46 @@ def parse_user_response(status: int, body: bytes) -> ForgejoUser:
     raise ForgejoUnavailable(f"Forgejo /api/v1/user answered {status}", status=status)
 
 
+#: Organizations asked per page (Forgejo's MAX_RESPONSE_ITEMS default) and
+#: pages read at most: a user in more organizations than this is cut short.
+ORGS_PAGE_SIZE: Final = 50
+ORGS_MAX_PAGES: Final = 20
+
+
+def parse_orgs_response(status: int, body: bytes) -> list[str]:
+    """
+    One page of ``/api/v1/user/orgs`` as organization names; 401/403 are
+    `ForgejoAuthError` (a token without ``read:organization`` where Forgejo
+    enforces scopes), anything else unusable `ForgejoUnavailable`.
+    """
+    if status in (401, 403):
+        raise ForgejoAuthError(
+            "access_denied",
+            f"Forgejo refused to list the user's organizations ({status})",
+            status=status,
+        )
+    if status != 200:
+        raise ForgejoUnavailable(
+            f"Forgejo /api/v1/user/orgs answered {status}", status=status
+        )
+    try:
+        page = json.loads(body)
+    except ValueError:
+        raise ForgejoUnavailable(
+            "Forgejo organizations answer is not JSON", status=status
+        ) from None
+    if not isinstance(page, list):
+        raise ForgejoUnavailable(
+            "Forgejo organizations answer is not a list", status=status
+        )
+    names = []
+    for org in page:
+        name = org.get("name") if isinstance(org, dict) else None
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
+
+
 def parse_version_response(status: int, body: bytes) -> str:
     """Forgejo's version string from ``/api/v1/version``, or `ForgejoUnavailable`."""
     if status != 200:
@@ -445,6 +485,28 @@ class ForgejoClient:
             },
         )
         return parse_user_response(status, answer)
+
+    async def get_orgs(self, access_token: str) -> frozenset[str]:
+        """
+        The organizations the token's owner is a member of, every page
+        (each page full of `ORGS_PAGE_SIZE` means there may be another).
+        """
+        names: set[str] = set()
+        for page in range(1, ORGS_MAX_PAGES + 1):
+            status, answer = await self._call(
+                "GET",
+                f"/api/v1/user/orgs?limit={ORGS_PAGE_SIZE}&page={page}",
+                what="organizations",
+                headers={
+                    b"Authorization": [b"Bearer " + access_token.encode("utf-8")],
+                    b"Accept": [_JSON],
+                },
+            )
+            found = parse_orgs_response(status, answer)
+            names.update(found)
+            if len(found) < ORGS_PAGE_SIZE:
+                break
+        return frozenset(names)
 
     async def version(self) -> str:
         """Forgejo's version (public; a cheap reachability check)."""

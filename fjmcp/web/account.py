@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.web.test_account -*-
 """
 The ``/account`` routes (Klein): the page, its login through Forgejo, and
-the forms that revoke one grant, all of them, or end the session.
+the forms that change a grant's consent mode, revoke one grant, all of
+them, or end the session.
 
 Like the consent page: HTML only, no framing, no caching, strict CSP; every
 form is a POST carrying a CSRF token bound to the session (checked in
@@ -67,6 +68,11 @@ class AccountRoutes:
     async def revoke(self, request: IRequest) -> bytes:
         """Revoke one grant."""
         return await self._post(request, self._account.revoke)
+
+    @app.route("/account/mode", methods=["POST"])
+    async def change_mode(self, request: IRequest) -> bytes:
+        """Change one grant's consent mode (read-only or full access)."""
+        return await self._post(request, self._account.change_mode)
 
     @app.route("/account/revoke-all", methods=["POST"])
     async def revoke_all(self, request: IRequest) -> bytes:

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.web.test_account -*-
 """
 The HTML of the ``/account`` page: the login view, the list of granted
-clients with a Revoke form each, and its error view.
+clients with each grant's consent mode, a form to change it and a Revoke
+form each, and its error view.
 
 Every value from the store or the user is HTML-escaped here; names were
 already stripped of control and bidirectional characters
@@ -41,6 +42,28 @@ def _login(fields: Mapping[str, Any]) -> str:
     )
 
 
+#: How each consent mode is named on the page.
+_MODE_NAMES = {"full": "Full access", "read-only": "Read-only"}
+
+
+def _mode_form(row: Mapping[str, Any], csrf: str) -> str:
+    """The form switching a grant to its other mode (if the operator allows it)."""
+    if row["mode"] == "read-only" and not row["full_allowed"]:
+        return (
+            '<p class="mode-note"><small>The operator allows this application '
+            "read-only access only.</small></p>"
+        )
+    other = "full" if row["mode"] == "read-only" else "read-only"
+    label = "Allow full access" if other == "full" else "Make read-only"
+    return (
+        '<form method="post" action="/account/mode">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        f'<input type="hidden" name="client_id" value="{_e(row["client_id"])}">'
+        f'<input type="hidden" name="mode" value="{other}">'
+        f'<button class="switch-mode" type="submit">{label}</button></form>'
+    )
+
+
 def _row(row: Mapping[str, Any], csrf: str) -> str:
     return (
         '<div class="box connection">'
@@ -51,7 +74,9 @@ def _row(row: Mapping[str, Any], csrf: str) -> str:
         f"<dt>Allowed</dt><dd>{_e(_when(row['granted_at']))}</dd>"
         f"<dt>Last used</dt><dd>{_e(_when(row['last_used_at']))}</dd>"
         f'<dt>Live sessions</dt><dd class="sessions">{_e(row["sessions"])}</dd>'
+        f'<dt>Access</dt><dd class="mode">{_e(_MODE_NAMES[str(row["mode"])])}</dd>'
         "</dl>"
+        f"{_mode_form(row, csrf)}"
         '<form method="post" action="/account/revoke">'
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<input type="hidden" name="client_id" value="{_e(row["client_id"])}">'
@@ -66,8 +91,8 @@ def _list(fields: Mapping[str, Any]) -> str:
     parts = [
         "<h1>Your connected applications</h1>",
         f'<p>Logged in as <strong id="user">{_e(fields["user"])}</strong>. '
-        "Revoking an application ends its access and its sessions at once; it "
-        "will have to ask you again.</p>",
+        "Revoking an application, or changing what it may do, ends its access "
+        "and its sessions at once; it will have to ask you again.</p>",
     ]
     if rows:
         parts.extend(_row(row, csrf) for row in rows)

@@ -80,6 +80,7 @@ from fjmcp.bridge.jsonrpc import (
     error_body,
     parse_body,
 )
+from fjmcp.bridge.policy import PolicyEnforcer
 from fjmcp.bridge.request_state import RequestStateSealer
 from fjmcp.bridge.router import (
     BridgeSettings,
@@ -93,6 +94,7 @@ from fjmcp.bridge.stateless import IdentityBridge, StatelessReply, StatelessSett
 from fjmcp.bridge.versions import SUPPORTED_VERSIONS, version_at_least
 from fjmcp.config import is_loopback_host
 from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
+from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_id
 
@@ -229,6 +231,7 @@ class McpResource(Resource):
         challenge: Challenge,
         registry: SessionRegistry,
         clock: IReactorTime,
+        policies: PolicyBook,
         request_state_key: bytes | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -236,6 +239,7 @@ class McpResource(Resource):
         self._challenge = challenge
         self._registry = registry
         self._clock = clock
+        self._policies = policies
         self._settings = settings.streams
         self._node_id = settings.node_id
         self._loopback = settings.public_is_loopback
@@ -255,13 +259,31 @@ class McpResource(Resource):
         )
 
     def bridge_for(self, session: ChildOwner) -> SessionBridge:
-        """The router factory given to the registry: one bridge per session."""
-        return SessionBridge(session, self._clock, self._settings)
+        """
+        The router factory given to the registry: one bridge per session,
+        with the policy of its grant computed once, now.
+        """
+        enforcer = PolicyEnforcer(
+            self._policies.gate_for(session.identity),
+            session.identity,
+            lambda line: session.write(line),
+        )
+        return SessionBridge(session, self._clock, self._settings, enforcer=enforcer)
 
     def identity_bridge_for(self, owner: ChildOwner) -> IdentityBridge:
         """The router factory of identity owners: one bridge per identity child."""
+        enforcer = PolicyEnforcer(
+            self._policies.gate_for(owner.identity),
+            owner.identity,
+            lambda line: owner.write(line),
+        )
         return IdentityBridge(
-            owner, self._clock, self._settings, self._stateless, self._sealer
+            owner,
+            self._clock,
+            self._settings,
+            self._stateless,
+            self._sealer,
+            enforcer=enforcer,
         )
 
     # -- entry ---------------------------------------------------------------

@@ -22,6 +22,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from fjmcp.config import Config
 from fjmcp.interfaces import ChildSpec, Identity, InvalidToken, UpstreamToken
+from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import mcp_settings, session_settings
 from fjmcp.testing import FakeChild, FakeSpawner
@@ -231,6 +232,7 @@ class Harness:
             challenge=challenge,
             registry=self.registry,
             clock=self.clock,
+            policies=PolicyBook(self.config.policy),
         )
 
     def request(

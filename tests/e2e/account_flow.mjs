@@ -4,9 +4,11 @@
 // It registers a client (DCR) and connects it the way a user does (consent,
 // sign-in at the stand-in Forgejo, code exchange), then, in the same
 // profile: opens /account (the login view), logs in through Forgejo, finds
-// the client listed, clicks its Revoke button, sees the list empty and the
-// client's token refused by /mcp, logs out, and checks the page refuses to
-// be framed. It prints one JSON object (no tokens).
+// the client listed with full access, clicks its "Make read-only" button
+// (the mode shown changes, the client's token is refused by /mcp at once),
+// connects the client again, clicks its Revoke button, sees the list empty
+// and the new token refused by /mcp, logs out, and checks the page refuses
+// to be framed. It prints one JSON object (no tokens).
 //
 // Usage: E2E_USER=.. E2E_PASSWORD=.. node account_flow.mjs --public-url URL
 //          --forgejo-url URL --screenshots DIR [--chromium /usr/bin/chromium]
@@ -190,10 +192,19 @@ async function main() {
     await page.screenshot({ path: join(shots, 'account.png'), fullPage: true });
 
     const row = page.locator('.connection', { hasText: clientId });
-    await row.getByRole('button', { name: /revoke/i }).click();
+    out.mode_before = await row.locator('dd.mode').innerText();
+    await row.getByRole('button', { name: /make read-only/i }).click();
+    await page.waitForLoadState('domcontentloaded');
+    out.mode_after = await page.locator('.connection', { hasText: clientId }).locator('dd.mode').innerText();
+    out.mcp_after_mode = await initialize(accessToken);
+
+    const again = await connect(context, clientId);
+    out.mcp_reconnected = await initialize(again);
+    await page.reload();
+    await page.locator('.connection', { hasText: clientId }).getByRole('button', { name: /revoke/i }).click();
     await page.waitForLoadState('domcontentloaded');
     out.after_revoke_listed = (await page.locator('.connection', { hasText: clientId }).count()) > 0;
-    out.mcp_after = await initialize(accessToken);
+    out.mcp_after = await initialize(again);
 
     await page.getByRole('button', { name: /log out/i }).click();
     await page.waitForLoadState('domcontentloaded');

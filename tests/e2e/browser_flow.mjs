@@ -186,6 +186,75 @@ async function allowFlow(context, clientId, out) {
   }
 }
 
+// One JSON-mode MCP request (application/json answers only).
+async function mcp(token, session, body) {
+  const headers = {
+    authorization: `Bearer ${token}`,
+    'content-type': 'application/json',
+    accept: 'application/json',
+    'mcp-protocol-version': '2025-06-18',
+  };
+  if (session) headers['mcp-session-id'] = session;
+  const response = await fetch(`${publicUrl}/mcp`, { method: 'POST', headers, body: JSON.stringify(body) });
+  const text = await response.text();
+  return { response, json: text ? JSON.parse(text) : null };
+}
+
+// The consent page asked again (prompt=consent), Read-only chosen by a click:
+// the token carries the mode and /mcp holds the session to it.
+async function readOnlyFlow(context, clientId, out) {
+  const page = await context.newPage();
+  await catchRedirect(page);
+  const auth = authorization(clientId);
+  await page.goto(`${auth.url}&prompt=consent`);
+  await page.getByLabel(/read-only/i).check();
+  out.ro_checked = await page.getByLabel(/read-only/i).isChecked();
+  await page.getByRole('button', { name: /allow|approve/i }).click();
+  await page.waitForURL((u) => u.href.startsWith(REDIRECT_URI) || u.href.startsWith(forgejoUrl), { timeout: STEP_TIMEOUT });
+  if (!page.url().startsWith(REDIRECT_URI)) {
+    const field = page.locator('input[type=password]');
+    await field.waitFor({ timeout: STEP_TIMEOUT });
+    await page.locator('input[type=text]').first().fill(user);
+    await field.fill(password);
+    await page.getByRole('button', { name: /sign in/i }).click();
+    await reach(page, REDIRECT_URI);
+  }
+  const code = new URL(page.url()).searchParams.get('code');
+  await page.close();
+  const token = await fetch(`${publicUrl}/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      client_id: clientId,
+      code_verifier: auth.verifier,
+      resource: `${publicUrl}/mcp`,
+    }),
+  });
+  const tokens = await token.json();
+  out.ro_scope = tokens.scope ?? null;
+  const init = await mcp(tokens.access_token, null, {
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'browser-e2e', version: '1' } },
+  });
+  const session = init.response.headers.get('mcp-session-id');
+  await mcp(tokens.access_token, session, { jsonrpc: '2.0', method: 'notifications/initialized' });
+  const list = await mcp(tokens.access_token, session, { jsonrpc: '2.0', id: 2, method: 'tools/list' });
+  out.ro_tools = (list.json?.result?.tools ?? []).map((t) => t.name);
+  const echo = await mcp(tokens.access_token, session, {
+    jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'hi' } },
+  });
+  out.ro_echo_error = echo.json?.error?.message ?? null;
+  const who = await mcp(tokens.access_token, session, {
+    jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'whoami', arguments: {} },
+  });
+  out.ro_whoami_ok = Boolean(who.json?.result);
+}
+
 async function denyFlow(context, clientId, out) {
   const page = await context.newPage();
   await catchRedirect(page);
@@ -239,6 +308,7 @@ async function main() {
     out.browser = context.browser()?.version() ?? null;
     await allowFlow(context, clientId, out);
     await denyFlow(context, clientId, out);
+    await readOnlyFlow(context, clientId, out);
     out.consent_framed = await framed(context, authorization(clientId).url);
     out.login_framed = await framed(context, out.login_url);
   } finally {

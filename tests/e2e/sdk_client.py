@@ -110,6 +110,8 @@ class _Forms(HTMLParser):
                 self.forms[-1]["buttons"].append(
                     {"name": a.get("name", ""), "value": a.get("value", ""), "text": ""}
                 )
+            elif kind in ("radio", "checkbox") and "checked" not in a:
+                return  # a browser sends the checked ones only
             elif a.get("name"):
                 self.forms[-1]["fields"].append((kind, a["name"], a.get("value", "")))
         elif tag == "button" and a.get("type", "submit").lower() == "submit":

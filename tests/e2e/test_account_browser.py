@@ -2,10 +2,11 @@
 """
 The ``/account`` page in a real headless browser (Debian's ``chromium``
 driven by ``playwright-core``, `account_flow.mjs`) against ``fjmcp demo``:
-a user who connected a client logs in through Forgejo, sees it listed,
-revokes it (its token is refused by ``/mcp`` at once), logs out, and the
-page refuses to be framed. ``FJMCP_E2E_SCREENSHOTS=docs`` writes the
-screenshot over ``docs/account.png``.
+a user who connected a client logs in through Forgejo, sees it listed
+with full access, makes it read-only (its token is refused by ``/mcp`` at
+once), revokes it after it connected again (the new token is refused at
+once), logs out, and the page refuses to be framed.
+``FJMCP_E2E_SCREENSHOTS=docs`` writes the screenshot over ``docs/account.png``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def test_account_page_in_chromium(
     demo: Live, browser_ready: str, tmp_path: Path
 ) -> None:
     """
-    In Chromium: login through Forgejo, the granted client listed, Revoke
-    ends its access at once, logout, and no framing.
+    In Chromium: login through Forgejo, the granted client listed, a
+    consent mode change and Revoke each end its access at once, logout,
+    and no framing.
     """
     shots = Path(os.environ.get("FJMCP_E2E_SCREENSHOTS") or tmp_path)
     if not shots.is_absolute():
@@ -53,6 +55,10 @@ def test_account_page_in_chromium(
     assert result["login_view"] is True
     assert result["user"] == demo.user
     assert result["listed"] is True
+    assert result["mode_before"] == "Full access"
+    assert result["mode_after"] == "Read-only"
+    assert result["mcp_after_mode"] == 401
+    assert result["mcp_reconnected"] == 200
     assert result["after_revoke_listed"] is False
     assert result["mcp_after"] == 401
     assert result["logged_out"] is True

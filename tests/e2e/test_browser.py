@@ -48,6 +48,7 @@ def test_consent_and_login_pages_in_chromium(
     """
     In Chromium: Allow then sign-in reaches the client with a code that
     redeems for a token /mcp accepts; Deny reaches it with access_denied;
+    Read-only chosen by a click is carried by the token and enforced on /mcp;
     both pages send anti-framing headers and are not rendered in a frame.
     """
     shots = Path(os.environ.get("FJMCP_E2E_SCREENSHOTS") or tmp_path)
@@ -89,6 +90,13 @@ def test_consent_and_login_pages_in_chromium(
     assert result["deny_state_ok"] is True
     assert result["deny_iss"] == demo.public_url
     assert result["deny_code"] is False
+    # Read-only chosen by a click on the consent page: carried by the token,
+    # enforced on /mcp (the demo child marks only whoami readOnlyHint).
+    assert result["ro_checked"] is True
+    assert result["ro_scope"].split() == ["mcp", "mcp:read-only"]
+    assert result["ro_tools"] == ["whoami"]
+    assert "'echo' is not allowed: the grant is read-only" in result["ro_echo_error"]
+    assert result["ro_whoami_ok"] is True
     # Framing: headers, and what the browser actually did with them.
     for page in ("consent", "login"):
         headers = result[f"{page}_headers"]

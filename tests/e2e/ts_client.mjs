@@ -49,6 +49,7 @@ function forms(html) {
       const i = attrs(t[1]);
       const type = (i.type ?? 'text').toLowerCase();
       if (type === 'submit') form.buttons.push({ name: i.name ?? '', value: i.value ?? '', text: '' });
+      else if ((type === 'radio' || type === 'checkbox') && !('checked' in i)) continue; // a browser sends the checked ones only
       else if (i.name) form.fields.push({ type, name: i.name, value: i.value ?? '' });
     }
     for (const b of m[2].matchAll(/<button\b([^>]*)>([\s\S]*?)<\/button>/gi)) {

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent
 
 from fjmcp.interfaces import UpstreamToken
+from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry, SessionSettings
 from fjmcp.settings import child_settings, mcp_settings, site_settings
 from fjmcp.supervisor.environment import child_spec
@@ -63,13 +64,21 @@ class _Tokens:
 class Broker:
     """A listening ``/mcp`` on 127.0.0.1 with real children of one script."""
 
-    def __init__(self, script: str, *, stop_grace: float = 3.0) -> None:
+    def __init__(
+        self,
+        script: str,
+        *,
+        stop_grace: float = 3.0,
+        auth: FixedAuthenticator | None = None,
+        **settings: Any,
+    ) -> None:
         reactor = _reactor()
         self.config = make_config(
             forgejo_client_secret=BROKER_SECRET,
             child_command=(sys.executable, "-B", str(CHILDREN / script)),
             child_env_passthrough=("ECHO_STDERR_TOKEN",),
             child_stop_grace=stop_grace,
+            **settings,
         )
         environ = {
             "ECHO_STDERR_TOKEN": "FORGEJO_ACCESS_TOKEN",
@@ -91,10 +100,11 @@ class Broker:
         )
         self.resource = McpResource(
             settings=mcp_settings(self.config),
-            authenticator=FixedAuthenticator(),
+            authenticator=auth or FixedAuthenticator(),
             challenge=challenge,
             registry=self.registry,
             clock=reactor,
+            policies=PolicyBook(self.config.policy),
         )
         self.site = BrokerSite(
             build_root([], {b"mcp": self.resource}),

@@ -191,6 +191,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         upstream,
         bearer,
         _NoSessions(),
+        memberships=lambda user, orgs: None,
     )
     root.target = build_root([OAuthRoutes(server).app])
     try:

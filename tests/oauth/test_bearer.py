@@ -371,3 +371,14 @@ def test_remembered_tokens_never_shown() -> None:
     for _ in range(2):
         _outcome(auth.authenticate(b"Bearer " + token.encode()))
     assert auth._digests and token not in repr(auth)
+
+
+def test_a_read_only_token_carries_its_consent_mode() -> None:
+    """A token whose scope has mcp:read-only resolves to a read-only identity."""
+    store = MemoryStore()
+    full = _mint(store)
+    read_only = _mint(store, scope="mcp mcp:read-only")
+    auth = _auth(store)
+    assert _outcome(auth.authenticate(b"Bearer " + full.encode())).consent == "full"
+    ro = _outcome(auth.authenticate(b"Bearer " + read_only.encode()))
+    assert ro.consent == "read-only"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.task import Clock
 
 from fjmcp.oauth.browser import BrowserCookies
@@ -18,7 +18,7 @@ from fjmcp.oauth.outcomes import Page, Redirect
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.store.clients import ClientRecord, insert_client_txn
-from fjmcp.store.grants import has_consent_txn
+from fjmcp.store.grants import consent_mode_txn, has_consent_txn
 from fjmcp.upstream.errors import ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
 from tests.oauth.support import MemoryStore, settle
@@ -49,6 +49,7 @@ class _Forgejo:
 
     down: bool = False
     asked: list[tuple[str, str]] = field(factory=list)
+    orgs_seen: dict[str, frozenset[str]] = field(factory=dict)
 
     def authorize_url(
         self,
@@ -73,6 +74,9 @@ class _Forgejo:
     async def get_user(self, access_token: str) -> ForgejoUser:
         return ForgejoUser(7, "alice")
 
+    async def get_orgs(self, access_token: str) -> frozenset[str]:
+        return frozenset({"ops"})
+
 
 def _login(forgejo: _Forgejo) -> tuple[ForgejoLogin, MemoryStore, BrowserCookies]:
     clock = Clock()
@@ -82,7 +86,16 @@ def _login(forgejo: _Forgejo) -> tuple[ForgejoLogin, MemoryStore, BrowserCookies
     keys = KeyRing.generate()
     cookies = BrowserCookies(keys.derive("cookies"), False, clock)
     upstream = UpstreamTokens(store, keys, clock)
-    login = ForgejoLogin(SETTINGS, store, clock, keys, forgejo, upstream, cookies)
+    login = ForgejoLogin(
+        SETTINGS,
+        store,
+        clock,
+        keys,
+        forgejo,
+        upstream,
+        cookies,
+        forgejo.orgs_seen.__setitem__,
+    )
     return login, store, cookies
 
 
@@ -126,6 +139,21 @@ def test_callback_issues_a_code_to_the_client_and_records_consent() -> None:
     user_cookie = {c.name: c.value for c in outcome.cookies if c.max_age}
     assert cookies.logged_in_user(user_cookie) == "alice"
     assert store.sync.run(has_consent_txn, "alice", "c1")
+
+
+def test_callback_reads_the_users_organizations_and_the_consent_mode() -> None:
+    """The login tells the policy the user's organizations and stores the mode."""
+    forgejo = _Forgejo()
+    login, store, _ = _login(forgejo)
+    redirect = settle(
+        login.start(evolve(REQUEST, scope="mcp mcp:read-only"), consent_user=None)
+    )
+    assert isinstance(redirect, Redirect)
+    (flow,) = redirect.cookies
+    state = _query(redirect.location)["state"]
+    settle(login.callback({"state": state, "code": "c"}, {flow.name: flow.value}))
+    assert forgejo.orgs_seen == {"alice": frozenset({"ops"})}
+    assert store.sync.run(consent_mode_txn, "alice", "c1") == "read-only"
 
 
 def test_callback_in_another_browser_is_refused_and_not_used_up() -> None:

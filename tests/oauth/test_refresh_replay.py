@@ -128,6 +128,7 @@ def test_another_process_answers_the_same() -> None:
         broker.upstream,
         broker.bearer,
         broker.sessions,
+        memberships=broker.memberships.__setitem__,
     )
     form = {
         "grant_type": "refresh_token",

@@ -65,6 +65,7 @@ def test_connections_and_revoking_one(store: SyncStore) -> None:
     listed = store.run(accounts.connections_txn, "alice", 10.0)
     assert sorted(c.client_id for c in listed) == ["c1", "c2"]
     assert {c.live_tokens for c in listed} == {1}
+    assert {c.mode for c in listed} == {"full"}
     assert listed[0].client_name in ("C1", "C2") and listed[0].last_used_at == 6.0
     revoked = store.run(accounts.revoke_connection_txn, "alice", "c1", 11.0)
     assert revoked is not None and revoked.hashes == ("t1",)
@@ -76,6 +77,15 @@ def test_connections_and_revoking_one(store: SyncStore) -> None:
     assert store.run(accounts.revoke_connection_txn, "alice", "c1", 12.0) is None
     assert store.run(accounts.revoke_connection_txn, "nobody", "c1", 12.0) is None
     assert store.run(accounts.connections_txn, "nobody", 12.0) == []
+
+
+def test_connections_show_the_consent_mode(store: SyncStore) -> None:
+    """Each connection carries the consent mode its grant was given."""
+    _grant(store, "alice", "c1", "t1")
+    _grant(store, "alice", "c2", "t2")
+    store.run(grants.change_consent_mode_txn, "alice", "c2", "read-only", 7.0)
+    listed = store.run(accounts.connections_txn, "alice", 10.0)
+    assert {c.client_id: c.mode for c in listed} == {"c1": "full", "c2": "read-only"}
 
 
 def test_revoke_all(store: SyncStore) -> None:

@@ -122,6 +122,36 @@ def test_consent_is_per_user_and_client(store: SyncStore) -> None:
     assert not store.run(grants.has_consent_txn, "bob", "c1")
 
 
+def test_the_consent_mode_is_stored_read_and_changed(store: SyncStore) -> None:
+    """
+    The mode is kept with the consent ('full' unless chosen); changing it
+    revokes every live token of that grant only, and names their digests.
+    """
+    _client(store)
+    _client(store, "c2")
+    alice = store.run(grants.upsert_user_txn, "alice", 1, 1.0)
+    store.run(grants.record_consent_txn, alice, "c1", 5.0)
+    assert store.run(grants.consent_mode_txn, "alice", "c1") == "full"
+    store.run(grants.record_consent_txn, alice, "c1", 6.0, "read-only")
+    assert store.run(grants.consent_mode_txn, "alice", "c1") == "read-only"
+    assert store.run(grants.consent_mode_txn, "alice", "c2") is None
+    family, access, rt = _family(store)
+    store.run(grants.record_consent_txn, alice, "c2", 5.0)
+    other, _, _ = _family(store, client_id="c2")
+    grant, hashes = store.run(
+        grants.change_consent_mode_txn, "alice", "c1", "full", 300.0
+    )
+    assert grant is not None and (grant.user, grant.client_id) == ("alice", "c1")
+    assert rt is not None
+    assert sorted(hashes) == sorted([hash_secret(access), hash_secret(rt)])
+    assert store.run(grants.consent_mode_txn, "alice", "c1") == "full"
+    assert _live(store, family) == 0 and _live(store, other) == 2
+    assert store.run(grants.change_consent_mode_txn, "bob", "c1", "full", 300.0) == (
+        None,
+        (),
+    )
+
+
 # --- pending authorizations -----------------------------------------------------------
 
 

@@ -106,6 +106,7 @@ class Broker:
         self.upstream = UpstreamTokens(self.store, self.keys, self.clock)
         self.bearer = BearerAuthenticator(self.store, self.clock, self.config.mcp_url)
         self.sessions = RecordingSessions()
+        self.memberships: dict[str, frozenset[str]] = {}
         self.settings = oauth_settings(self.config)
         # The vendors' web, where client metadata documents and JWKS live.
         self.vendors = vendors or VendorWeb()
@@ -125,6 +126,7 @@ class Broker:
             self.bearer,
             self.sessions,
             documents=self.documents,
+            memberships=self.memberships.__setitem__,
         )
         self.routes = OAuthRoutes(self.server)
         self.resource: Any = self.routes.app.resource()

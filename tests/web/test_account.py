@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.web.test_account -*-
 """
 The ``/account`` page over HTTP in memory, with the stand-in Forgejo: the
-login through Forgejo, the list of granted clients, revoking one or all
-(tokens refused at once, sessions ended), CSRF, logout, the session's
-expiry, and the page headers.
+login through Forgejo, the list of granted clients, changing a grant's
+consent mode and revoking one or all (tokens refused at once, sessions
+ended), CSRF, logout, the session's expiry, and the page headers.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fjmcp.interfaces import Identity
 from fjmcp.oauth.account import ACCOUNT_SESSION_TTL
+from fjmcp.policy.rules import parse_policy
 from fjmcp.web.account import AccountRoutes
 from fjmcp.web.root import build_root
 from tests.standin.support import BOB
 from tests.web.oauth_harness import Broker
 
 
-def _broker() -> Broker:
-    broker = Broker()
+def _broker(**config: Any) -> Broker:
+    broker = Broker(**config)
     account = AccountRoutes(broker.server.account, broker.server.cookies.secure)
     broker.resource = build_root([broker.routes.app, account.app])
     return broker
@@ -100,6 +102,105 @@ def test_lists_granted_clients_and_revokes_one(broker: Broker) -> None:
     assert "Inspector" in after and "Claude" not in after
 
 
+def _consent_of(broker: Broker, access_token: str) -> str:
+    results: list[Any] = []
+    broker.bearer.authenticate(b"Bearer " + access_token.encode()).addBoth(
+        results.append
+    )
+    (identity,) = results
+    assert isinstance(identity, Identity), identity
+    return identity.consent
+
+
+def test_shows_and_changes_a_grants_consent_mode(broker: Broker) -> None:
+    """
+    Each grant shows its consent mode; switching it stores the new mode,
+    ends that grant's tokens and live sessions at once (no child keeps the
+    wider view) and leaves other grants alone; the application's next
+    authorization is carried out under the new mode.
+    """
+    one = broker.register(client_name="Claude")
+    two = broker.register(client_name="Inspector")
+    first = broker.tokens_for(one)
+    second = broker.tokens_for(two)
+    assert _consent_of(broker, first["access_token"]) == "full"
+    broker.sessions.live[("alice", one["client_id"])] = 1
+    page = _log_in(broker)
+    text = broker.text_of(page)
+    assert text.count('<dd class="mode">Full access</dd>') == 2
+    assert text.count("Make read-only") == 2
+    changed = broker.post_form(
+        "/account/mode",
+        {
+            "csrf": _csrf(broker, page),
+            "client_id": one["client_id"],
+            "mode": "read-only",
+        },
+    )
+    assert changed.code == 303 and _location(changed) == "/account"
+    assert not broker.bearer_ok(first["access_token"])
+    assert broker.bearer_ok(second["access_token"])
+    ((user, client_id, reason),) = broker.sessions.ended
+    assert (user, client_id) == ("alice", one["client_id"])
+    assert "read-only" in reason
+    after = broker.text_of(broker.get("/account"))
+    assert '<dd class="mode">Read-only</dd>' in after and "Allow full access" in after
+    again = broker.tokens_for(one)
+    assert _consent_of(broker, again["access_token"]) == "read-only"
+    back = broker.post_form(
+        "/account/mode",
+        {"csrf": _csrf(broker, page), "client_id": one["client_id"], "mode": "full"},
+    )
+    assert back.code == 303 and not broker.bearer_ok(again["access_token"])
+    assert _consent_of(broker, broker.tokens_for(one)["access_token"]) == "full"
+
+
+def test_full_access_the_operator_forbids_is_not_offered_nor_taken() -> None:
+    """
+    For a client the operator holds to read-only, the page offers no switch
+    and a forged switch is refused (403) with the grant untouched.
+    """
+    broker = _broker(
+        policy=parse_policy(
+            {"default_mode": "read-only", "full_access_forbidden": ["Claude"]}
+        )
+    )
+    client = broker.register(client_name="Claude")
+    tokens = broker.tokens_for(client)
+    page = _log_in(broker)
+    text = broker.text_of(page)
+    assert '<dd class="mode">Read-only</dd>' in text
+    assert "Allow full access" not in text and "read-only access only" in text
+    refused = broker.post_form(
+        "/account/mode",
+        {"csrf": _csrf(broker, page), "client_id": client["client_id"], "mode": "full"},
+    )
+    assert refused.code == 403 and "read-only" in broker.text_of(refused)
+    assert broker.bearer_ok(tokens["access_token"])
+    assert broker.sessions.ended == []
+
+
+def test_a_mode_change_needs_a_known_mode_and_a_granted_client(
+    broker: Broker,
+) -> None:
+    """An unknown mode is a 400 page; a client never granted changes nothing."""
+    client = broker.register()
+    tokens = broker.tokens_for(client)
+    page = _log_in(broker)
+    csrf = _csrf(broker, page)
+    odd = broker.post_form(
+        "/account/mode",
+        {"csrf": csrf, "client_id": client["client_id"], "mode": "admin"},
+    )
+    assert odd.code == 400
+    unknown = broker.post_form(
+        "/account/mode", {"csrf": csrf, "client_id": "nope", "mode": "read-only"}
+    )
+    assert unknown.code == 303
+    assert broker.bearer_ok(tokens["access_token"])
+    assert broker.sessions.ended == []
+
+
 def test_revoke_all(broker: Broker) -> None:
     """Revoke all ends every grant of the user, and only theirs."""
     client = broker.register()
@@ -115,7 +216,9 @@ def test_revoke_all(broker: Broker) -> None:
     assert 'id="none"' in broker.text_of(broker.get("/account"))
 
 
-@pytest.mark.parametrize("path", ["/account/revoke", "/account/revoke-all"])
+@pytest.mark.parametrize(
+    "path", ["/account/revoke", "/account/revoke-all", "/account/mode"]
+)
 def test_state_changes_need_the_csrf_token(broker: Broker, path: str) -> None:
     """A form without this session's CSRF token changes nothing (403)."""
     client = broker.register()
@@ -123,10 +226,12 @@ def test_state_changes_need_the_csrf_token(broker: Broker, path: str) -> None:
     _log_in(broker)
     for csrf in ("", "forged"):
         answer = broker.post_form(
-            path, {"csrf": csrf, "client_id": client["client_id"]}
+            path,
+            {"csrf": csrf, "client_id": client["client_id"], "mode": "read-only"},
         )
         assert answer.code == 403
     assert broker.bearer_ok(tokens["access_token"])
+    assert broker.sessions.ended == []
 
 
 def test_logout_and_expiry_end_the_session(broker: Broker) -> None:
@@ -180,9 +285,11 @@ _SHARED: list[Broker] = []
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    st.sampled_from(["/account/revoke", "/account/revoke-all", "/account/logout"]),
+    st.sampled_from(
+        ["/account/revoke", "/account/revoke-all", "/account/mode", "/account/logout"]
+    ),
     st.dictionaries(
-        st.sampled_from(["csrf", "client_id"]) | st.text(max_size=5),
+        st.sampled_from(["csrf", "client_id", "mode"]) | st.text(max_size=5),
         st.text(max_size=40),
         max_size=3,
     ),

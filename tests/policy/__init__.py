@@ -1,0 +1,2 @@
+# -*- test-case-name: tests.policy -*-
+"""Tests of `fjmcp.policy`."""

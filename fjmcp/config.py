@@ -169,6 +169,13 @@ class Config:
         kind="str",
         help="This broker's name as users see it on the consent page.",
     )
+    metrics_listen: str = _setting(
+        "",
+        kind="str",
+        help="Twisted endpoint for GET /metrics (Prometheus), apart from listen "
+        "and never public, e.g. tcp:9464:interface=127.0.0.1 (empty: no metrics). "
+        "A tcp endpoint must name its interface=.",
+    )
     # --- upstream Forgejo --------------------------------------------------
     forgejo_url: str = _setting(kind="url", help="Base URL of the Forgejo instance.")
     forgejo_client_id: str = _setting(
@@ -1033,10 +1040,22 @@ def load_config(
     problems.extend(_check_child_ids(values))
 
     _check_admin_socket(values, problems)
+    _check_metrics_listen(values.get("metrics_listen", ""), problems)
 
     if problems:
         raise ConfigError(problems)
     return Config(**values)
+
+
+def _check_metrics_listen(listen: str, problems: list[str]) -> None:
+    """A metrics endpoint on TCP must say its interface (Twisted's default is all)."""
+    kind = listen.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl") and "interface=" not in listen:
+        problems.append(
+            f"metrics_listen {listen!r} names no interface= and would listen on "
+            "every address; metrics are never public: add interface=127.0.0.1 "
+            "(or a private address)"
+        )
 
 
 def _check_passthrough(values: Mapping[str, Any], problems: list[str]) -> None:

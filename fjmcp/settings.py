@@ -25,6 +25,7 @@ from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
 from fjmcp.config import Config
 from fjmcp.maintenance.settings import MaintenanceSettings
+from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.supervisor.environment import ChildSettings
@@ -42,6 +43,7 @@ __all__ = [
     "isolation_settings",
     "maintenance_settings",
     "mcp_settings",
+    "metrics_settings",
     "oauth_settings",
     "session_settings",
     "site_settings",
@@ -142,6 +144,11 @@ def mcp_settings(config: Config) -> McpSettings:
     )
 
 
+def metrics_settings(config: Config) -> MetricsSettings:
+    """Where ``GET /metrics`` listens, if anywhere."""
+    return MetricsSettings(listen=config.metrics_listen)
+
+
 def oauth_settings(config: Config) -> OAuthSettings:
     """The authorization server's names, Forgejo scopes and token lifetimes."""
     return OAuthSettings(
@@ -184,6 +191,7 @@ class BrokerSettings:
     forgejo: ForgejoSettings
     maintenance: MaintenanceSettings
     mcp: McpSettings
+    metrics: MetricsSettings
     oauth: OAuthSettings
     sessions: SessionSettings
     site: SiteSettings
@@ -198,6 +206,7 @@ def broker_settings(config: Config) -> BrokerSettings:
         forgejo=forgejo_settings(config),
         maintenance=maintenance_settings(config),
         mcp=mcp_settings(config),
+        metrics=metrics_settings(config),
         oauth=oauth_settings(config),
         sessions=session_settings(config),
         site=site_settings(config),

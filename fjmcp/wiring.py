@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from attrs import define, frozen
 from twisted.application.service import IService, Service
@@ -37,18 +38,27 @@ from fjmcp.admin.revoke import revoke_user_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
-from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.interfaces import (
+    ICallObserver,
+    IOAuthObserver,
+    IResponseObserver,
+    ISpawner,
+    ISpawnObserver,
+    UpstreamToken,
+)
 from fjmcp.maintenance.cluster import ClusterSync
 from fjmcp.maintenance.node import NodePresence
 from fjmcp.maintenance.purge import ExpiredPurger
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
+from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import BrokerSettings
 from fjmcp.store.pool import IStoreReactor
@@ -62,6 +72,9 @@ from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "Broker",
@@ -156,6 +169,17 @@ class Broker:
     refresher: TokenRefresher
     presence: NodePresence
     purger: ExpiredPurger
+    metrics: CollectorRegistry | None = None
+    """The metrics registry, when ``metrics_listen`` is set."""
+
+
+def _metrics_registry(settings: MetricsSettings) -> CollectorRegistry | None:
+    """A fresh registry when metrics are on (importing prometheus_client then)."""
+    if not settings.enabled:
+        return None
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
 
 
 def build_broker(
@@ -179,6 +203,17 @@ def build_broker(
         `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
     :param draining: whether the node is shutting down (health fails first).
     """
+    # --- metrics: prometheus_client is imported only when they are on -------
+    registry = _metrics_registry(settings.metrics)
+    spawns: ISpawnObserver = NO_OBSERVER
+    calls: ICallObserver = NO_OBSERVER
+    responses: IResponseObserver = NO_OBSERVER
+    oauth_events: IOAuthObserver = NO_OBSERVER
+    if registry is not None:
+        from fjmcp.metrics.collectors import BrokerMetrics
+
+        spawns = calls = responses = oauth_events = BrokerMetrics(registry)
+
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
     # Every new Forgejo token reaches the sessions, not only the refresher's:
@@ -202,6 +237,7 @@ def build_broker(
         isolation.spec_factory,
         reactor,
         settings.sessions,
+        spawns=spawns,
     )
     mcp = McpResource(
         settings=settings.mcp,
@@ -210,6 +246,7 @@ def build_broker(
         registry=sessions,
         clock=reactor,
         request_state_key=keys.derive("request-state"),
+        calls=calls,
     )
     stored.connect(sessions.token_rotated)
 
@@ -232,9 +269,16 @@ def build_broker(
         draining=draining,
     )
     account = AccountRoutes(authorization.account, authorization.cookies.secure)
-    routes = (health.app, OAuthRoutes(authorization).app, account.app)
+    routes = (
+        health.app,
+        OAuthRoutes(authorization, observer=oauth_events).app,
+        account.app,
+    )
     site = BrokerSite(
-        build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
+        build_root(routes, {b"mcp": mcp}),
+        reactor=reactor,
+        settings=settings.site,
+        responses=responses,
     )
 
     # --- maintenance: one revoker, the idle reaper, the token refresher, the
@@ -281,7 +325,7 @@ def build_broker(
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
 
-    services: Sequence[IService] = (
+    services: list[IService] = [
         # The Forgejo client's pool closes after the timers that use it stop
         # (services stop in reverse order).
         CloseOnStop(forgejo.close),
@@ -291,7 +335,20 @@ def build_broker(
         admin_socket,
         presence,
         *(() if listener is None else (listener,)),
-    )
+    ]
+
+    # --- GET /metrics on its own listener -------------------------------------
+    if registry is not None:
+        from fjmcp.buildinfo import build_info
+        from fjmcp.metrics.collectors import BrokerState
+        from fjmcp.metrics.service import MetricsService, metrics_site
+
+        registry.register(BrokerState(sessions, refresher, store, build_info()))
+        services.append(
+            MetricsService(
+                reactor, settings.metrics.listen, metrics_site(registry, reactor)
+            )
+        )
     return Broker(
         site=site,
         services=tuple(services),
@@ -309,4 +366,5 @@ def build_broker(
         refresher=refresher,
         presence=presence,
         purger=purger,
+        metrics=registry,
     )

@@ -92,7 +92,8 @@ from fjmcp.bridge.sse import McpRequest
 from fjmcp.bridge.stateless import IdentityBridge, StatelessReply, StatelessSettings
 from fjmcp.bridge.versions import SUPPORTED_VERSIONS, version_at_least
 from fjmcp.config import is_loopback_host
-from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
+from fjmcp.interfaces import IAuthenticator, ICallObserver, Identity, InvalidToken
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_id
 
@@ -230,12 +231,14 @@ class McpResource(Resource):
         registry: SessionRegistry,
         clock: IReactorTime,
         request_state_key: bytes | None = None,
+        calls: ICallObserver = NO_OBSERVER,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._auth = authenticator
         self._challenge = challenge
         self._registry = registry
         self._clock = clock
+        self._calls = calls
         self._settings = settings.streams
         self._node_id = settings.node_id
         self._loopback = settings.public_is_loopback
@@ -256,7 +259,7 @@ class McpResource(Resource):
 
     def bridge_for(self, session: ChildOwner) -> SessionBridge:
         """The router factory given to the registry: one bridge per session."""
-        return SessionBridge(session, self._clock, self._settings)
+        return SessionBridge(session, self._clock, self._settings, calls=self._calls)
 
     def identity_bridge_for(self, owner: ChildOwner) -> IdentityBridge:
         """The router factory of identity owners: one bridge per identity child."""
@@ -759,7 +762,7 @@ class McpResource(Resource):
         session = self._session(request, identity)
         if session is None:
             return
-        self._registry.end(session, "deleted by the client")
+        self._registry.end(session, "deleted by the client", "deleted")
         request.setResponseCode(204)
         request.finish()
 

@@ -28,6 +28,7 @@ reading the metadata; the metadata names only the ``/oauth/`` ones.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,12 +36,13 @@ from importlib.resources import files
 from string import Template
 from typing import Any, Final
 
-from attrs import define
+from attrs import define, field
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth.account import ACCOUNT_STATE_PREFIX
 from fjmcp.oauth.errors import (
     InvalidClientMetadataError,
@@ -55,6 +57,7 @@ from fjmcp.oauth.metadata import (
 )
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect
 from fjmcp.oauth.server import AuthorizationServer
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.errors import StoreError
 from fjmcp.web.account_page import render_account
 
@@ -207,11 +210,44 @@ def answer_browser(
     return render_page(outcome)
 
 
+RouteMethod = Callable[["OAuthRoutes", IRequest], Awaitable[bytes]]
+
+
+def _counted(endpoint: str) -> Callable[[RouteMethod], RouteMethod]:
+    """
+    Tell the observer how ``endpoint`` answered: ``ok``, the OAuth error
+    code, ``error_page`` (a browser step's error page) or ``unavailable``.
+    Applied to the route function, so every path routed to it (aliases
+    included) counts under one name.
+    """
+
+    def wrap(route: RouteMethod) -> RouteMethod:
+        @functools.wraps(route)
+        async def counted(self: OAuthRoutes, request: IRequest) -> bytes:
+            observer = self._observer
+            try:
+                body = await route(self, request)
+            except OAuthError as e:
+                observer.endpoint_outcome(endpoint, e.error)
+                raise
+            except StoreError:
+                observer.endpoint_outcome(endpoint, "unavailable")
+                raise
+            code = getattr(request, "code", 200)
+            observer.endpoint_outcome(endpoint, "ok" if code < 400 else "error_page")
+            return body
+
+        return counted
+
+    return wrap
+
+
 @define
 class OAuthRoutes:
     """The Klein app of the authorization server and the metadata."""
 
     _server: AuthorizationServer
+    _observer: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
 
     app = Klein()
     log = Logger()
@@ -276,6 +312,7 @@ class OAuthRoutes:
 
     @app.route("/oauth/register", methods=["POST"])
     @app.route("/register", methods=["POST"])
+    @_counted("register")
     async def register(self, request: IRequest) -> bytes:
         """RFC 7591 dynamic client registration (201 with the client)."""
         _cors(request)
@@ -301,6 +338,7 @@ class OAuthRoutes:
 
     @app.route("/oauth/token", methods=["POST"])
     @app.route("/token", methods=["POST"])
+    @_counted("token")
     async def token(self, request: IRequest) -> bytes:
         """The token endpoint (authorization_code, refresh_token)."""
         _cors(request)
@@ -312,6 +350,7 @@ class OAuthRoutes:
         return _json(request, 200, answer)
 
     @app.route("/oauth/revoke", methods=["POST"])
+    @_counted("revoke")
     async def revoke(self, request: IRequest) -> bytes:
         """RFC 7009 revocation: 200 whether or not the token was known."""
         _cors(request)
@@ -364,6 +403,7 @@ class OAuthRoutes:
 
     @app.route("/oauth/authorize", methods=["GET"])
     @app.route("/authorize", methods=["GET"])
+    @_counted("authorize")
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
         return await self._browser_step(
@@ -371,6 +411,7 @@ class OAuthRoutes:
         )
 
     @app.route("/oauth/consent", methods=["POST"])
+    @_counted("consent")
     async def consent(self, request: IRequest) -> bytes:
         """The consent form's Allow / Deny."""
         return await self._browser_step(
@@ -378,6 +419,7 @@ class OAuthRoutes:
         )
 
     @app.route("/oauth/callback", methods=["GET"])
+    @_counted("callback")
     async def callback(self, request: IRequest) -> bytes:
         """
         Forgejo's redirect back after the user logged in: for a client's

@@ -40,6 +40,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from fjmcp.bridge.jsonrpc import INVALID_REQUEST, error_body
+from fjmcp.interfaces import IResponseObserver
+from fjmcp.observers import NO_OBSERVER
 
 __all__ = ["BrokerSite", "LimitedRequest", "DEFAULT_IDLE_TIMEOUT", "SiteSettings"]
 
@@ -217,11 +219,13 @@ class BrokerSite(Site):
         *,
         reactor: IReactorTime,
         settings: SiteSettings,
+        responses: IResponseObserver = NO_OBSERVER,
     ) -> None:
         super().__init__(resource, timeout=settings.idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
         self.max_request_bytes = settings.max_request_bytes
         self.request_timeout = settings.request_timeout
         self.accepting = True
+        self._responses = responses
 
     def stop_accepting(self) -> None:
         """
@@ -231,4 +235,8 @@ class BrokerSite(Site):
         self.accepting = False
 
     def log(self, request: Any) -> None:
-        """No access-log line: formatting one per request is too costly."""
+        """
+        No access-log line (formatting one per request is too costly); the
+        status is counted (twisted.web calls this as each response ends).
+        """
+        self._responses.responded(request.code)

@@ -1,0 +1,1 @@
+"""Prometheus metrics of the broker, served on their own listener."""

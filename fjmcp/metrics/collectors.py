@@ -167,7 +167,7 @@ class BrokerMetrics:
         self._spawn.observe(seconds)
 
 
-@define
+@define(eq=False)
 class BrokerState(Collector):
     """The state metrics, read from the components at each scrape."""
 

@@ -33,8 +33,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
 from zope.interface import Interface
 
+from fjmcp.admin.inventory import clients_handler, sessions_handler, users_handler
 from fjmcp.admin.purge import purge_handler
-from fjmcp.admin.revoke import revoke_user_handler
+from fjmcp.admin.revoke import revoke_client_handler, revoke_user_handler
+from fjmcp.admin.rotation import rotate_key_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
 from fjmcp.awaitables import maybe_await
@@ -55,7 +57,8 @@ from fjmcp.maintenance.revocation import UserRevoker, store_revocation
 from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
-from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.keys import KeyRing, LiveKeyRing
+from fjmcp.oauth.rotation import KeyRotation
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.observers import NO_OBSERVER
@@ -169,6 +172,8 @@ class Broker:
     refresher: TokenRefresher
     presence: NodePresence
     purger: ExpiredPurger
+    keys: LiveKeyRing
+    """The keys every component seals with (rotate-key replaces them)."""
     metrics: CollectorRegistry | None = None
     """The metrics registry, when ``metrics_listen`` is set."""
 
@@ -186,7 +191,7 @@ def build_broker(
     settings: BrokerSettings,
     reactor: IBrokerReactor,
     store: Store,
-    keys: KeyRing,
+    keys: LiveKeyRing | KeyRing,
     *,
     status: Handler,
     isolation: Isolation,
@@ -203,6 +208,9 @@ def build_broker(
         `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
     :param draining: whether the node is shutting down (health fails first).
     """
+    # The components seal with the live ring: rotate-key swaps its keys.
+    live_keys = keys if isinstance(keys, LiveKeyRing) else LiveKeyRing(keys)
+
     # --- metrics: prometheus_client is imported only when they are on -------
     registry = _metrics_registry(settings.metrics)
     spawns: ISpawnObserver = NO_OBSERVER
@@ -222,7 +230,7 @@ def build_broker(
     # The sessions read the token memory, so they come later: a relay.
     stored = TokenRelay()
     upstream_tokens = UpstreamTokens(
-        store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
+        store, live_keys, reactor, oauth.forgejo_scopes, on_stored=stored
     )
     bearer = BearerAuthenticator(
         store, reactor, oauth.resource, trust_for=oauth.revocation_propagation
@@ -256,7 +264,7 @@ def build_broker(
         oauth,
         store,
         reactor,
-        keys,
+        live_keys,
         forgejo,
         upstream_tokens,
         bearer,
@@ -321,6 +329,18 @@ def build_broker(
             "issue-token": issuer.handle,
             "revoke-user": revoke_user_handler(revoker),
             "purge-expired": purge_handler(purger),
+            "revoke-client": revoke_client_handler(
+                store,
+                bearer.forget_tokens,
+                sessions,
+                lambda client_id: {
+                    o.user for o in sessions.sessions() if o.client_id == client_id
+                },
+            ),
+            "users": users_handler(store, sessions, reactor),
+            "clients": clients_handler(store, reactor),
+            "sessions": sessions_handler(sessions),
+            "rotate-key": rotate_key_handler(KeyRotation(store, live_keys)),
         }
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
@@ -366,5 +386,6 @@ def build_broker(
         refresher=refresher,
         presence=presence,
         purger=purger,
+        keys=live_keys,
         metrics=registry,
     )

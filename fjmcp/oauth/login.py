@@ -31,7 +31,7 @@ from fjmcp.oauth.errors import (
     ServerError,
     TemporarilyUnavailableError,
 )
-from fjmcp.oauth.keys import KeyRing, SealError
+from fjmcp.oauth.keys import SealError, SealingKeys
 from fjmcp.oauth.outcomes import (
     Cookie,
     Page,
@@ -65,6 +65,7 @@ __all__ = [
     "AuthRequest",
     "ForgejoLike",
     "ForgejoLogin",
+    "pending_aad",
 ]
 
 #: How long a login at Forgejo may take.
@@ -134,7 +135,11 @@ class AuthRequest:
         return cls(**values)
 
 
-def _verifier_context(state_hash: str) -> bytes:
+def pending_aad(state_hash: str) -> bytes:
+    """
+    The associated data of a pending login's sealed PKCE verifier: bound to
+    its state, so a blob moved to another login does not open.
+    """
     return b"fjmcp/pending/" + state_hash.encode("ascii")
 
 
@@ -145,7 +150,7 @@ class ForgejoLogin:
     _settings: OAuthSettings
     _store: TxnRunner
     _clock: IReactorTime
-    _keys: KeyRing
+    _keys: SealingKeys
     _forgejo: ForgejoLike
     _upstream: UpstreamTokens
     _cookies: BrowserCookies
@@ -179,7 +184,7 @@ class ForgejoLogin:
             )
         state_hash = hash_secret(state)
         key_id, sealed = self._keys.seal(
-            verifier.encode("ascii"), _verifier_context(state_hash)
+            verifier.encode("ascii"), pending_aad(state_hash)
         )
         status: str = await self._store.run(
             insert_pending_txn,
@@ -273,7 +278,7 @@ class ForgejoLogin:
             return fail(AccessDeniedError("Forgejo returned no code"))
         try:
             verifier = self._keys.open(
-                pending.key_id, pending.verifier_sealed, _verifier_context(state_hash)
+                pending.key_id, pending.verifier_sealed, pending_aad(state_hash)
             ).decode("ascii")
         except SealError:
             self.log.failure("a pending login's verifier does not open")

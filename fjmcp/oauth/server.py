@@ -27,7 +27,7 @@ from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.client_auth import ClientAuthentication, default_client_authentication
 from fjmcp.oauth.clients import ClientDirectory
 from fjmcp.oauth.fanout import ClientSessions, RevocationFanout, TokenForgetter
-from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.keys import SealingKeys
 from fjmcp.oauth.login import ForgejoLike, ForgejoLogin
 from fjmcp.oauth.refresh_replay import RefreshAnswers
 from fjmcp.oauth.registrar import Registrar
@@ -62,7 +62,7 @@ def build_authorization_server(
     settings: OAuthSettings,
     store: TxnRunner,
     clock: IReactorTime,
-    keys: KeyRing,
+    keys: SealingKeys,
     forgejo: ForgejoLike,
     upstream: UpstreamTokens,
     bearer: TokenForgetter,

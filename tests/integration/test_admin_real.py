@@ -69,15 +69,14 @@ def _config_file(d: Deployment) -> Path:
 async def _status(url: str, token: str) -> int:
     pool = HTTPConnectionPool(reactor, persistent=False)
     http = HTTPClient(Agent(reactor, connectTimeout=5, pool=pool))
-    response = await http.post(
-        url,
-        data=b"{}",
-        headers={
-            b"authorization": b"Bearer " + token.encode(),
-            b"content-type": b"application/json",
-            b"accept": b"application/json, text/event-stream",
-        },
-    ).addTimeout(WAIT, reactor)
+    headers: dict[bytes | str, bytes | str] = {
+        b"authorization": b"Bearer " + token.encode(),
+        b"content-type": b"application/json",
+        b"accept": b"application/json, text/event-stream",
+    }
+    response = await http.post(url, data=b"{}", headers=headers).addTimeout(
+        WAIT, reactor
+    )
     await response.content()
     await pool.closeCachedConnections()
     code: int = response.code

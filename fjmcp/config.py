@@ -468,6 +468,45 @@ class Config:
         kind="list",
         help="Browser origins allowed besides public_url's (Origin check and CORS).",
     )
+    # --- rate limits (per node: behind N nodes they multiply) ----------------
+    trusted_proxies: tuple[str, ...] = _setting(
+        [],
+        kind="list",
+        help="Addresses or networks (CIDR) of reverse proxies whose "
+        "X-Forwarded-For names the client for the rate limits.",
+    )
+    rate_limit_authorize: float = _setting(
+        60.0,
+        kind="float",
+        positive=True,
+        help="/oauth/authorize requests per minute per client IP (429 past it).",
+    )
+    rate_limit_token: float = _setting(
+        120.0,
+        kind="float",
+        positive=True,
+        help="/oauth/token requests per minute per confidential client, or per "
+        "public client and IP.",
+    )
+    rate_limit_token_failures: float = _setting(
+        30.0,
+        kind="float",
+        positive=True,
+        help="Failed /oauth/token requests per minute per client IP.",
+    )
+    rate_limit_token_global: float = _setting(
+        6000.0,
+        kind="float",
+        positive=True,
+        help="/oauth/token requests per minute in all.",
+    )
+    rate_limit_register: float = _setting(
+        600.0,
+        kind="float",
+        positive=True,
+        help="/oauth/register requests per minute per client IP (clients "
+        "register again on every connect).",
+    )
     # --- logging ------------------------------------------------------------
     log_format: str = _setting(
         "text", kind="choice:text,json", help="Log as text lines or one JSON per line."
@@ -1041,6 +1080,7 @@ def load_config(
 
     _check_admin_socket(values, problems)
     _check_metrics_listen(values.get("metrics_listen", ""), problems)
+    _check_networks(values.get("trusted_proxies", ()), problems)
 
     if problems:
         raise ConfigError(problems)
@@ -1056,6 +1096,17 @@ def _check_metrics_listen(listen: str, problems: list[str]) -> None:
             "every address; metrics are never public: add interface=127.0.0.1 "
             "(or a private address)"
         )
+
+
+def _check_networks(values: Iterable[str], problems: list[str]) -> None:
+    """Every trusted proxy must be an address or a network."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            problems.append(
+                f"trusted_proxies: {value!r} is not an IP address or network"
+            )
 
 
 def _check_passthrough(values: Mapping[str, Any], problems: list[str]) -> None:

@@ -32,6 +32,7 @@ from fjmcp.supervisor.environment import ChildSettings
 from fjmcp.supervisor.isolation import IsolationSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
 from fjmcp.web.mcp_resource import McpSettings
+from fjmcp.web.ratelimit import RateLimitSettings, parse_networks
 from fjmcp.web.site import SiteSettings
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "mcp_settings",
     "metrics_settings",
     "oauth_settings",
+    "rate_limit_settings",
     "session_settings",
     "site_settings",
 ]
@@ -164,6 +166,18 @@ def oauth_settings(config: Config) -> OAuthSettings:
     )
 
 
+def rate_limit_settings(config: Config) -> RateLimitSettings:
+    """The OAuth endpoints' limits and the proxies trusted to name clients."""
+    return RateLimitSettings(
+        authorize_per_ip=config.rate_limit_authorize,
+        token_per_client=config.rate_limit_token,
+        token_failures_per_ip=config.rate_limit_token_failures,
+        token_global=config.rate_limit_token_global,
+        register_per_ip=config.rate_limit_register,
+        trusted_proxies=parse_networks(config.trusted_proxies),
+    )
+
+
 def session_settings(config: Config) -> SessionSettings:
     """The caps on children and the drain of a replaced one."""
     return SessionSettings(
@@ -193,6 +207,7 @@ class BrokerSettings:
     mcp: McpSettings
     metrics: MetricsSettings
     oauth: OAuthSettings
+    rate_limits: RateLimitSettings
     sessions: SessionSettings
     site: SiteSettings
 
@@ -208,6 +223,7 @@ def broker_settings(config: Config) -> BrokerSettings:
         mcp=mcp_settings(config),
         metrics=metrics_settings(config),
         oauth=oauth_settings(config),
+        rate_limits=rate_limit_settings(config),
         sessions=session_settings(config),
         site=site_settings(config),
     )

@@ -73,6 +73,7 @@ from fjmcp.web.account import AccountRoutes
 from fjmcp.web.health import Health
 from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
+from fjmcp.web.ratelimit import RateLimits
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
 
@@ -279,7 +280,11 @@ def build_broker(
     account = AccountRoutes(authorization.account, authorization.cookies.secure)
     routes = (
         health.app,
-        OAuthRoutes(authorization, observer=oauth_events).app,
+        OAuthRoutes(
+            authorization,
+            observer=oauth_events,
+            limits=RateLimits(settings.rate_limits, reactor),
+        ).app,
         account.app,
     )
     site = BrokerSite(

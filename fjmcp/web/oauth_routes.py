@@ -48,6 +48,7 @@ from fjmcp.oauth.errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
     OAuthError,
+    RateLimitedError,
     TemporarilyUnavailableError,
 )
 from fjmcp.oauth.forms import parse_params, query_of
@@ -60,6 +61,7 @@ from fjmcp.oauth.server import AuthorizationServer
 from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.errors import StoreError
 from fjmcp.web.account_page import render_account
+from fjmcp.web.ratelimit import RateLimits, token_client_key
 
 __all__ = [
     "OAuthRoutes",
@@ -227,6 +229,9 @@ def _counted(endpoint: str) -> Callable[[RouteMethod], RouteMethod]:
             observer = self._observer
             try:
                 body = await route(self, request)
+            except RateLimitedError:
+                observer.endpoint_outcome(endpoint, "rate_limited")
+                raise
             except OAuthError as e:
                 observer.endpoint_outcome(endpoint, e.error)
                 raise
@@ -234,7 +239,11 @@ def _counted(endpoint: str) -> Callable[[RouteMethod], RouteMethod]:
                 observer.endpoint_outcome(endpoint, "unavailable")
                 raise
             code = getattr(request, "code", 200)
-            observer.endpoint_outcome(endpoint, "ok" if code < 400 else "error_page")
+            if code < 400:
+                outcome = "ok"
+            else:
+                outcome = "rate_limited" if code == 429 else "error_page"
+            observer.endpoint_outcome(endpoint, outcome)
             return body
 
         return counted
@@ -248,6 +257,8 @@ class OAuthRoutes:
 
     _server: AuthorizationServer
     _observer: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
+    _limits: RateLimits | None = field(default=None, kw_only=True)
+    """The composition root always gives one; tests of other matters may not."""
 
     app = Klein()
     log = Logger()
@@ -317,6 +328,10 @@ class OAuthRoutes:
         """RFC 7591 dynamic client registration (201 with the client)."""
         _cors(request)
         _no_store(request)
+        if self._limits is not None:
+            wait = self._limits.register.take(self._limits.client_ip(request))
+            if wait:
+                raise RateLimitedError(wait)
         if _media_type(request) != _JSON:
             raise InvalidClientMetadataError(
                 "the registration must be application/json"
@@ -343,10 +358,26 @@ class OAuthRoutes:
         """The token endpoint (authorization_code, refresh_token)."""
         _cors(request)
         _no_store(request)
+        limits = self._limits
+        if limits is None:
+            form = self._form(request)
+            answer = await self._server.tokens.token(
+                form, request.getHeader(b"authorization")
+            )
+            return _json(request, 200, answer)
+        ip = limits.client_ip(request)
         form = self._form(request)
-        answer = await self._server.tokens.token(
-            form, request.getHeader(b"authorization")
-        )
+        authorization = request.getHeader(b"authorization")
+        key = token_client_key(form, authorization, ip)
+        wait = limits.before_token(ip, key)
+        if wait:
+            raise RateLimitedError(wait)
+        try:
+            answer = await self._server.tokens.token(form, authorization)
+        except OAuthError:
+            limits.after_token(ip, key, ok=False)
+            raise
+        limits.after_token(ip, key, ok=True)
         return _json(request, 200, answer)
 
     @app.route("/oauth/revoke", methods=["POST"])
@@ -406,6 +437,20 @@ class OAuthRoutes:
     @_counted("authorize")
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
+        if self._limits is not None:
+            wait = self._limits.authorize.take(self._limits.client_ip(request))
+            if wait:
+                request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+                page = Page(
+                    429,
+                    "error.html",
+                    {
+                        "title": "Too many requests",
+                        "message": f"Too many sign-ins from this address; try "
+                        f"again in {wait} seconds.",
+                    },
+                )
+                return self._answer(request, page, post=False)
         return await self._browser_step(
             request, self._server.authorize.authorize, post=False
         )

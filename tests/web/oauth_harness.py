@@ -24,6 +24,7 @@ from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.settings import oauth_settings
 from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.oauth_routes import OAuthRoutes
+from fjmcp.web.ratelimit import RateLimits, RateLimitSettings
 from tests.oauth.support import PUBLIC_URL, MemoryStore, make_config
 from tests.standin.support import (
     ALICE,
@@ -79,7 +80,12 @@ class RecordingSessions:
 class Broker:
     """The OAuth routes in memory, with a browser talking to them."""
 
-    def __init__(self, store: MemoryStore | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        store: MemoryStore | None = None,
+        limits: RateLimitSettings | None = None,
+        **config: Any,
+    ) -> None:
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.config = make_config(**config)
@@ -108,7 +114,8 @@ class Broker:
             self.bearer,
             self.sessions,
         )
-        self.routes = OAuthRoutes(self.server)
+        self.limits = None if limits is None else RateLimits(limits, self.clock)
+        self.routes = OAuthRoutes(self.server, limits=self.limits)
         self.resource: Any = self.routes.app.resource()
         self.cookies: dict[str, str] = {}
 

@@ -508,6 +508,19 @@ class Config:
         "register again on every connect).",
     )
     # --- logging ------------------------------------------------------------
+    audit_log: str = _setting(
+        "",
+        kind="str",
+        help="Audit log file (one JSON line per MCP request and OAuth grant, "
+        "refresh, revocation and consent; rotated by size), - for standard "
+        "output, empty for none.",
+    )
+    audit_log_rotate_bytes: int = _setting(
+        16 * MIB,
+        kind="int",
+        positive=True,
+        help="The audit file is rotated past this size (10 old files kept).",
+    )
     log_format: str = _setting(
         "text", kind="choice:text,json", help="Log as text lines or one JSON per line."
     )
@@ -1081,6 +1094,8 @@ def load_config(
     _check_admin_socket(values, problems)
     _check_metrics_listen(values.get("metrics_listen", ""), problems)
     _check_networks(values.get("trusted_proxies", ()), problems)
+    if check_paths:
+        _check_audit_log(values.get("audit_log", ""), problems)
 
     if problems:
         raise ConfigError(problems)
@@ -1096,6 +1111,17 @@ def _check_metrics_listen(listen: str, problems: list[str]) -> None:
             "every address; metrics are never public: add interface=127.0.0.1 "
             "(or a private address)"
         )
+
+
+def _check_audit_log(path: str, problems: list[str]) -> None:
+    """The audit file's directory must exist and be writable."""
+    if not path or path == "-":
+        return
+    directory = Path(path).absolute().parent
+    if not directory.is_dir():
+        problems.append(f"audit_log {path}: directory {directory} does not exist")
+    elif not os.access(directory, os.W_OK):
+        problems.append(f"audit_log {path}: directory {directory} is not writable")
 
 
 def _check_networks(values: Iterable[str], problems: list[str]) -> None:

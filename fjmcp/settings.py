@@ -21,6 +21,7 @@ from __future__ import annotations
 from attrs import frozen
 
 from fjmcp.admin.settings import AdminSettings
+from fjmcp.audit.settings import AuditSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
 from fjmcp.config import Config
@@ -38,6 +39,7 @@ from fjmcp.web.site import SiteSettings
 __all__ = [
     "BrokerSettings",
     "admin_settings",
+    "audit_settings",
     "broker_settings",
     "child_settings",
     "forgejo_settings",
@@ -58,6 +60,13 @@ def admin_settings(config: Config) -> AdminSettings:
         socket_path=config.admin_socket_path,
         token_audience=config.mcp_url,
         token_ttl=config.access_token_ttl,
+    )
+
+
+def audit_settings(config: Config) -> AuditSettings:
+    """Where audit lines go and when the file rotates."""
+    return AuditSettings(
+        path=config.audit_log, rotate_bytes=config.audit_log_rotate_bytes
     )
 
 
@@ -200,6 +209,7 @@ class BrokerSettings:
     """Every component's settings, for the composition root."""
 
     admin: AdminSettings
+    audit: AuditSettings
     child: ChildSettings
     isolation: IsolationSettings
     forgejo: ForgejoSettings
@@ -216,6 +226,7 @@ def broker_settings(config: Config) -> BrokerSettings:
     """Cut ``config`` into every component's settings."""
     return BrokerSettings(
         admin=admin_settings(config),
+        audit=audit_settings(config),
         child=child_settings(config),
         isolation=isolation_settings(config),
         forgejo=forgejo_settings(config),

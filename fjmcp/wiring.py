@@ -31,6 +31,7 @@ from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
+from twisted.logger import globalLogPublisher
 from zope.interface import Interface
 
 from fjmcp.admin.inventory import clients_handler, sessions_handler, users_handler
@@ -39,6 +40,8 @@ from fjmcp.admin.revoke import revoke_client_handler, revoke_user_handler
 from fjmcp.admin.rotation import rotate_key_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
+from fjmcp.audit.file import AuditFile
+from fjmcp.audit.log import AuditLog
 from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import (
     ICallObserver,
@@ -61,7 +64,7 @@ from fjmcp.oauth.keys import KeyRing, LiveKeyRing
 from fjmcp.oauth.rotation import KeyRotation
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
-from fjmcp.observers import NO_OBSERVER
+from fjmcp.observers import NO_OBSERVER, Observers
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import BrokerSettings
 from fjmcp.store.pool import IStoreReactor
@@ -223,6 +226,14 @@ def build_broker(
 
         spawns = calls = responses = oauth_events = BrokerMetrics(registry)
 
+    # --- the audit log: requests and grants, to their own file ---------------
+    audit = AuditLog(reactor) if settings.audit.enabled else None
+    if audit is not None:
+        parts_calls = (calls, audit) if registry is not None else (audit,)
+        parts_oauth = (oauth_events, audit) if registry is not None else (audit,)
+        calls = Observers(calls=parts_calls)
+        oauth_events = Observers(oauth=parts_oauth)
+
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
     # Every new Forgejo token reaches the sessions, not only the refresher's:
@@ -270,6 +281,7 @@ def build_broker(
         upstream_tokens,
         bearer,
         sessions,
+        events=oauth_events,
     )
     health = Health(
         lambda: maybe_await(store.check()),
@@ -361,6 +373,9 @@ def build_broker(
         presence,
         *(() if listener is None else (listener,)),
     ]
+
+    if audit is not None:
+        services.append(AuditFile(settings.audit, reactor, globalLogPublisher))
 
     # --- GET /metrics on its own listener -------------------------------------
     if registry is not None:

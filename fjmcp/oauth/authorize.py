@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.challenge import MCP_SCOPE
@@ -48,6 +49,7 @@ from fjmcp.oauth.registration import (
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import new_secret
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.clients import ClientRecord
 from fjmcp.store.grants import has_consent_txn
 from fjmcp.store.runner import TxnRunner
@@ -109,6 +111,7 @@ class AuthorizeEndpoint:
     _clients: ClientLookup
     _cookies: BrowserCookies
     _login: LoginStarter
+    _events: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
 
     log = Logger()
 
@@ -265,6 +268,8 @@ class AuthorizeEndpoint:
         if client is None or not _registered(client, request.redirect_uri):
             return error_page("The application's registration has changed.")
         decision = form.get("decision")
+        if decision in ("allow", "deny"):
+            self._events.oauth_event("consent", None, client.client_id, decision)
         if decision == "deny":
             self.log.info(
                 "consent denied for client {client_id}", client_id=client.client_id

@@ -21,6 +21,7 @@ from typing import Protocol
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth.account import AccountPage, GrantSessions
 from fjmcp.oauth.authorize import AuthorizeEndpoint
 from fjmcp.oauth.browser import BrowserCookies
@@ -35,6 +36,7 @@ from fjmcp.oauth.revocation import RevocationEndpoint
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.token_endpoint import TokenEndpoint
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.runner import TxnRunner
 
 __all__ = ["AuthorizationServer", "BrokerSessions", "build_authorization_server"]
@@ -68,6 +70,7 @@ def build_authorization_server(
     bearer: TokenForgetter,
     sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
+    events: IOAuthObserver = NO_OBSERVER,
 ) -> AuthorizationServer:
     """
     Build the authorization server's objects.
@@ -76,6 +79,8 @@ def build_authorization_server(
     :param sessions: the session layer, told to end a revoked grant's sessions.
     :param authentication: the client authentication registry (default: the
         methods the metadata advertises, over the stored clients).
+    :param events: told of every grant, refresh, revocation and consent
+        decision (the audit log).
     """
     clients = ClientDirectory(store, clock)
     if authentication is None:
@@ -90,7 +95,9 @@ def build_authorization_server(
         settings=settings,
         cookies=cookies,
         registrar=Registrar(clients, clock),
-        authorize=AuthorizeEndpoint(settings, store, clock, clients, cookies, login),
+        authorize=AuthorizeEndpoint(
+            settings, store, clock, clients, cookies, login, events=events
+        ),
         login=login,
         tokens=TokenEndpoint(
             settings,
@@ -100,7 +107,10 @@ def build_authorization_server(
             clients,
             fanout,
             RefreshAnswers(keys, settings.refresh_reuse_grace),
+            events=events,
         ),
-        revocation=RevocationEndpoint(store, clock, authentication, fanout),
+        revocation=RevocationEndpoint(
+            store, clock, authentication, fanout, events=events
+        ),
         account=account,
     )

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance conformance-next bench clean e2e-deps chromium \
+.PHONY: install run test lint unit stress conformance conformance-next bench bench-full soak clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
 	bubblewrap _bubblewrap child-deps haproxy _haproxy
 
@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' --config-settings editable_mode=compat
 	# twistd finds plugins by scanning sys.path; regenerate the dropin cache now.
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; import twisted.plugins; list(getPlugins(IPlugin, twisted.plugins))"
+	# Bytecode now, not at every start (PYTHONDONTWRITEBYTECODE leaves none).
+	$(BIN)/python -m compileall -q -j 0 fjmcp twisted
 	touch $@
 
 install: $(STAMP)
@@ -188,7 +190,10 @@ clean:
 BENCH_DIR  ?= ../shared/bench
 BENCH_ENV  := BENCH_HOME=$(CURDIR)/.bench-home BENCH_OUT=$(CURDIR)/.bench-out
 BENCH_STAMP := .bench-home/.installed
-BENCH_ARGS ?= --targets fjmcp,supergateway,mcp-proxy-py --children echo --scenarios a,b,c,d --reps 1
+BENCH_ARGS ?= --targets fjmcp,supergateway,mcp-proxy-py,mcp-proxy-js,direct --children echo --scenarios a,b,c,d --reps 3
+BENCH_FULL_ARGS ?= --targets fjmcp,supergateway,mcp-proxy-py,mcp-proxy-js,direct --children echo,everything --scenarios a,b,c,d --reps 3
+# The newest run directory of bench.py (conformance runs are named otherwise).
+BENCH_LAST = $$(ls -td $(CURDIR)/.bench-out/2*/ | head -1)
 
 $(BENCH_STAMP): $(BENCH_DIR)/requirements.txt $(BENCH_DIR)/package-lock.json
 	$(BENCH_ENV) $(BENCH_DIR)/setup.sh
@@ -217,6 +222,20 @@ conformance-next: $(STAMP) $(BENCH_STAMP) $(NEXT_STAMP)
 	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) CONFORMANCE_NEXT_HOME=$(CURDIR)/$(NEXT_HOME) \
 		$(BENCH_DIR)/run $(CURDIR)/bench/conformance_next.py --extra-config bench/fjmcp.toml
 
+# make bench: fjmcp against the peers, then the ratio table (fjmcp / best peer).
 bench: $(STAMP) $(BENCH_STAMP)
 	bench/prepare.sh
 	$(BENCH_ENV) $(BENCH_DIR)/run bench.py --extra-config bench/fjmcp.toml --enable fjmcp $(BENCH_ARGS)
+	$(BENCH_ENV) $(BENCH_DIR)/run bench.py --compare "$(BENCH_LAST)" --subject fjmcp
+
+# make bench-full: the everything child too, then the 2026-07-28 mode (64
+# stateless conversations of one user on one broker, bench/stateless_load.py).
+bench-full: $(STAMP) $(BENCH_STAMP)
+	$(MAKE) bench BENCH_ARGS="$(BENCH_FULL_ARGS)"
+	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) bench/one_broker.sh stateless
+
+# make soak: one broker under scenario b's load for SOAK_SECONDS, its RSS
+# sampled from /proc; afterwards no session, child or descriptor may be left.
+SOAK_SECONDS ?= 600
+soak: $(STAMP) $(BENCH_STAMP)
+	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) SOAK_SECONDS=$(SOAK_SECONDS) bench/one_broker.sh soak

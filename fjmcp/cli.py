@@ -80,15 +80,30 @@ def _load(args: argparse.Namespace, *, check_paths: bool = True) -> Config:
     return load_config(path, flags=flags, check_paths=check_paths)
 
 
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted one (URLs)."""
+    if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key):
+        return key
+    return json.dumps(key, ensure_ascii=False)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, dict):  # a table (child_limits)
+    if isinstance(value, dict):  # a table (child_limits, known_clients)
         return (
-            "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+            "{"
+            + ", ".join(
+                f"{_toml_key(str(k))} = {_toml_value(v)}"
+                for k, v in value.items()
+                if v is not None
+            )
+            + "}"
         )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 

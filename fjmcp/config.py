@@ -11,6 +11,7 @@ another.
 
 from __future__ import annotations
 
+import functools
 import grp
 import ipaddress
 import json
@@ -37,6 +38,7 @@ __all__ = [
     "CONFIG_ENV",
     "CONFIG_OPTION",
     "ConfigError",
+    "FrozenTable",
     "ENV_PREFIX",
     "SettingOption",
     "SECRET_MASK",
@@ -102,6 +104,17 @@ class ChildLimits:
     def as_table(self) -> dict[str, int]:
         """The limits as a plain mapping (example file, ``check-config``)."""
         return attrs.asdict(self)
+
+
+class FrozenTable(dict[str, Any]):
+    """
+    A setting that is a TOML table (``known_clients``): a dict that hashes
+    by its JSON form, so `Config` stays a hashable value. Nobody changes it
+    after loading.
+    """
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True, default=str))
 
 
 class ConfigError(Exception):
@@ -232,6 +245,12 @@ class Config:
     )
     max_children_per_user: int = _setting(
         32, kind="int", positive=True, help="Most children of one user (429 past it)."
+    )
+    max_concurrent_spawns: int = _setting(
+        0,
+        kind="int",
+        help="Most new children starting at once (until their first line); "
+        "later starts queue. 0: four per core.",
     )
     max_line_bytes: int = _setting(
         16 * MIB,
@@ -412,6 +431,50 @@ class Config:
     )
     auth_code_ttl: float = _setting(
         600.0, kind="float", positive=True, help="Lifetime of authorization codes."
+    )
+    known_clients: Mapping[str, Any] = _setting(
+        FrozenTable(),
+        kind="table",
+        help="Known-client records by client metadata document URL, over the "
+        "shipped ones (Claude.ai, Claude Code, ChatGPT): a table of document "
+        "fields overrides a record field by field or adds one; enabled = false "
+        "disables one. See docs/connect.md.",
+    )
+    client_document_timeout: float = _setting(
+        5.0,
+        kind="float",
+        positive=True,
+        help="Seconds to fetch a client metadata document or JWKS, in all.",
+    )
+    client_document_max_bytes: int = _setting(
+        64 * 1024,
+        kind="int",
+        positive=True,
+        help="Largest client metadata document or JWKS fetched.",
+    )
+    client_document_cache_min: float = _setting(
+        300.0,
+        kind="float",
+        positive=True,
+        help="Fetched client documents are cached at least this long.",
+    )
+    client_document_cache_max: float = _setting(
+        DAY,
+        kind="float",
+        positive=True,
+        help="Fetched client documents are cached at most this long.",
+    )
+    client_document_cache_entries: int = _setting(
+        1000,
+        kind="int",
+        positive=True,
+        help="Most client documents (and JWKS) cached at once.",
+    )
+    client_document_negative_ttl: float = _setting(
+        60.0,
+        kind="float",
+        positive=True,
+        help="How long a client document that could not be used is not fetched again.",
     )
     refresh_reuse_grace: float = _setting(
         30.0,
@@ -634,6 +697,8 @@ def option_help(name: str) -> str:
             extra = ""
             if f.metadata["kind"] in ("list", "argv"):
                 extra = "; a JSON array"
+            elif f.metadata["kind"] == "table":
+                extra = "; a JSON object"
             if f.metadata["secret"]:
                 extra += f"; or {env_name(name + _FILE_SUFFIX)} naming a file"
             return (
@@ -734,8 +799,12 @@ def render_example() -> str:
     return "\n".join(out) + "\n"
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host: str) -> bool:
-    """True for localhost names and loopback addresses (v4 and v6)."""
+    """
+    True for localhost names and loopback addresses (v4 and v6); remembered
+    for the last few hosts, as ``/mcp`` asks it of every request's Host.
+    """
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -762,6 +831,11 @@ def secret_file_keys() -> list[str]:
 
 def _parse_text(kind: str, text: str) -> Any:
     """Parse a value given as text (environment or flag) by its kind."""
+    if kind == "table":
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
     if kind in ("list", "argv"):
         stripped = text.strip()
         if stripped.startswith("["):
@@ -795,6 +869,10 @@ def _coerce(kind: str, value: Any) -> Any:
         ):
             raise ValueError("must be a list of strings")
         return tuple(value)
+    if kind == "table":
+        if not isinstance(value, dict):
+            raise ValueError("must be a table")
+        return FrozenTable(value)
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be a whole number")
@@ -1090,6 +1168,7 @@ def load_config(
             f"({budget:g}s): in-flight requests get the difference at shutdown"
         )
     problems.extend(_check_child_ids(values))
+    _check_client_documents(values, problems)
 
     _check_admin_socket(values, problems)
     _check_metrics_listen(values.get("metrics_listen", ""), problems)
@@ -1133,6 +1212,30 @@ def _check_networks(values: Iterable[str], problems: list[str]) -> None:
             problems.append(
                 f"trusted_proxies: {value!r} is not an IP address or network"
             )
+
+
+def _check_client_documents(values: Mapping[str, Any], problems: list[str]) -> None:
+    """
+    known_clients must be a table of tables keyed by https URLs (each record
+    is checked as a client document when the settings are built); the cache
+    bounds must be ordered.
+    """
+    for url, record in values.get("known_clients", {}).items():
+        if not url.startswith("https://"):
+            problems.append(f"known_clients: {url!r} is not an https URL")
+        elif not isinstance(record, dict):
+            problems.append(f"known_clients[{url!r}] must be a table")
+        elif not isinstance(record.get("enabled", True), bool):
+            problems.append(f"known_clients[{url!r}].enabled must be true or false")
+    low = values.get("client_document_cache_min", _default("client_document_cache_min"))
+    high = values.get(
+        "client_document_cache_max", _default("client_document_cache_max")
+    )
+    if low > high:
+        problems.append(
+            f"client_document_cache_min ({low:g}s) must not exceed "
+            f"client_document_cache_max ({high:g}s)"
+        )
 
 
 def _check_passthrough(values: Mapping[str, Any], problems: list[str]) -> None:

@@ -5,7 +5,8 @@ anything is created.
 
 `fjmcp.config.load_config` checks the settings themselves; the broker also
 needs files that exist only on the machine: the token key file (present,
-private, parseable) and a place for the admin socket. ``fjmcp serve``,
+private, parseable) and a place for the admin socket; and known-client
+records that are valid client documents (judged by the OAuth package). ``fjmcp serve``,
 ``twistd fjmcp`` and ``fjmcp check-config`` all run `preflight` right after
 loading the configuration, so check-config refuses exactly what serve would
 refuse, and serve refuses before it creates a directory or a database.
@@ -31,8 +32,13 @@ def _nearest_existing(path: Path) -> Path:
 def preflight_problems(config: Config) -> list[str]:
     """Every reason the broker could not start with ``config`` on this machine."""
     from fjmcp.oauth.keys import KeyFileError, load_keyring
+    from fjmcp.oauth.known_clients import KnownClients
 
     problems = []
+    try:
+        KnownClients.build(config.known_clients)
+    except ValueError as e:
+        problems.append(str(e))
     try:
         load_keyring(config.token_keys_path)
     except KeyFileError as e:

@@ -18,17 +18,22 @@ store import it.
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 
 from fjmcp.admin.settings import AdminSettings
 from fjmcp.audit.settings import AuditSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
-from fjmcp.config import Config
+from fjmcp.config import Config, ConfigError
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.metrics.settings import MetricsSettings
+from fjmcp.oauth.document_cache import CachePolicy
+from fjmcp.oauth.document_fetch import FetchLimits
+from fjmcp.oauth.document_settings import ClientDocumentSettings
+from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.sessions.registry import SessionSettings
+from fjmcp.sessions.spawn_gate import default_spawn_limit
 from fjmcp.supervisor.environment import ChildSettings
 from fjmcp.supervisor.isolation import IsolationSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
@@ -41,6 +46,7 @@ __all__ = [
     "admin_settings",
     "audit_settings",
     "broker_settings",
+    "client_document_settings",
     "child_settings",
     "forgejo_settings",
     "isolation_settings",
@@ -193,6 +199,11 @@ def session_settings(config: Config) -> SessionSettings:
         max_children=config.max_children,
         max_children_per_user=config.max_children_per_user,
         drain_timeout=config.child_drain_timeout,
+        max_concurrent_spawns=(
+            config.max_concurrent_spawns
+            if config.max_concurrent_spawns > 0
+            else default_spawn_limit()
+        ),
     )
 
 
@@ -220,6 +231,31 @@ class BrokerSettings:
     rate_limits: RateLimitSettings
     sessions: SessionSettings
     site: SiteSettings
+    client_documents: ClientDocumentSettings = field(factory=ClientDocumentSettings)
+
+
+def client_document_settings(config: Config) -> ClientDocumentSettings:
+    """
+    Known-client records, and how client documents are fetched and cached.
+    Raises `ConfigError` when a known-client record is not a valid document.
+    """
+    try:
+        known = KnownClients.build(config.known_clients)
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
+    return ClientDocumentSettings(
+        known_clients=known,
+        limits=FetchLimits(
+            timeout=config.client_document_timeout,
+            max_bytes=config.client_document_max_bytes,
+        ),
+        cache=CachePolicy(
+            floor=config.client_document_cache_min,
+            ceiling=config.client_document_cache_max,
+            max_entries=config.client_document_cache_entries,
+            negative_ttl=config.client_document_negative_ttl,
+        ),
+    )
 
 
 def broker_settings(config: Config) -> BrokerSettings:
@@ -237,4 +273,5 @@ def broker_settings(config: Config) -> BrokerSettings:
         rate_limits=rate_limit_settings(config),
         sessions=session_settings(config),
         site=site_settings(config),
+        client_documents=client_document_settings(config),
     )

@@ -60,12 +60,14 @@ from fjmcp.maintenance.revocation import UserRevoker, store_revocation
 from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
+from fjmcp.oauth.document_settings import build_document_clients
 from fjmcp.oauth.keys import KeyRing, LiveKeyRing
 from fjmcp.oauth.rotation import KeyRotation
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.observers import NO_OBSERVER, Observers
 from fjmcp.sessions.registry import SessionRegistry
+from fjmcp.sessions.spawn_gate import SpawnGate
 from fjmcp.settings import BrokerSettings
 from fjmcp.store.pool import IStoreReactor
 from fjmcp.store.store import Store
@@ -171,6 +173,8 @@ class Broker:
     authorization: AuthorizationServer
     supervisor: Supervisor
     sessions: SessionRegistry
+    spawn_gate: SpawnGate
+    """Children starting at once and their queueing time (for metrics)."""
     revoker: UserRevoker
     reaper: IdleReaper
     refresher: TokenRefresher
@@ -221,10 +225,13 @@ def build_broker(
     calls: ICallObserver = NO_OBSERVER
     responses: IResponseObserver = NO_OBSERVER
     oauth_events: IOAuthObserver = NO_OBSERVER
+    spawn_queued: Callable[[float], None] | None = None
     if registry is not None:
         from fjmcp.metrics.collectors import BrokerMetrics
 
-        spawns = calls = responses = oauth_events = BrokerMetrics(registry)
+        metrics = BrokerMetrics(registry)
+        spawns = calls = responses = oauth_events = metrics
+        spawn_queued = metrics.spawn_queued
 
     # --- the audit log: requests and grants, to their own file ---------------
     audit = AuditLog(reactor) if settings.audit.enabled else None
@@ -251,6 +258,9 @@ def build_broker(
 
     # --- children, the sessions that own them, and /mcp ---------------------
     supervisor = Supervisor(reactor, ledger=isolation.ledger, cgroups=isolation.cgroups)
+    spawn_gate = SpawnGate(
+        reactor, limit=settings.sessions.max_concurrent_spawns, observe=spawn_queued
+    )
     sessions = SessionRegistry(
         supervisor,
         upstream_tokens,
@@ -258,6 +268,7 @@ def build_broker(
         reactor,
         settings.sessions,
         spawns=spawns,
+        spawn_gate=spawn_gate,
     )
     mcp = McpResource(
         settings=settings.mcp,
@@ -272,6 +283,8 @@ def build_broker(
 
     # --- OAuth: the authorization server, its routes, the health check -----
     # Built once the sessions exist: a revoked grant ends its sessions.
+    # A client_id that is an https URL: known records, else a guarded fetch.
+    documents = build_document_clients(settings.client_documents, store, reactor)
     authorization = build_authorization_server(
         oauth,
         store,
@@ -282,6 +295,7 @@ def build_broker(
         bearer,
         sessions,
         events=oauth_events,
+        documents=documents,
     )
     health = Health(
         lambda: maybe_await(store.check()),
@@ -401,6 +415,7 @@ def build_broker(
         authorization=authorization,
         supervisor=supervisor,
         sessions=sessions,
+        spawn_gate=spawn_gate,
         revoker=revoker,
         reaper=reaper,
         refresher=refresher,

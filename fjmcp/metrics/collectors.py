@@ -6,11 +6,11 @@ Two kinds:
 
 - events counted where they happen (`BrokerMetrics`: MCP request latency by
   method, HTTP responses by status, OAuth endpoint outcomes, child spawn
-  latency). Every label child is bound once, here, so a call on the ``/mcp``
-  path is a dictionary lookup and an ``observe``: no label formatting, no
-  allocation. Labels are bounded: JSON-RPC methods outside `MCP_METHODS`
-  are ``other``, statuses outside 100-599 are ``other``; no user or client
-  id is ever a label.
+  latency and its queueing time at the spawn gate). Every label child is
+  bound once, here, so a call on the ``/mcp`` path is a dictionary lookup
+  and an ``observe``: no label formatting, no allocation. Labels are
+  bounded: JSON-RPC methods outside `MCP_METHODS` are ``other``, statuses
+  outside 100-599 are ``other``; no user or client id is ever a label.
 - state read when Prometheus scrapes (`BrokerState`): live sessions and
   children (every owner of the session registry, so an identity's children
   count too), sessions started and ended by kind, Forgejo refresh outcomes,
@@ -39,6 +39,7 @@ from fjmcp.buildinfo import BuildInfo
 from fjmcp.interfaces import Identity
 from fjmcp.maintenance.refresher import TokenRefresher
 from fjmcp.sessions.registry import SessionRegistry
+from fjmcp.sessions.spawn_gate import WAIT_BOUNDS
 from fjmcp.store.store import Store
 
 __all__ = ["MCP_METHODS", "OTHER", "BrokerMetrics", "BrokerState"]
@@ -87,6 +88,7 @@ class BrokerMetrics:
     _by_status: dict[int, Counter] = field(init=False, factory=dict)
     _oauth: Counter = field(init=False)
     _spawn: Histogram = field(init=False)
+    _spawn_queue: Histogram = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         latency = Histogram(
@@ -122,9 +124,16 @@ class BrokerMetrics:
         )
         self._spawn = Histogram(
             "fjmcp_child_spawn_seconds",
-            "Time to bring up a new owner's first child (token, spawn, handshake).",
+            "Time to bring up a new owner's first child (token, spawn gate, spawn, "
+            "handshake).",
             registry=self.registry,
             buckets=_SPAWN_BUCKETS,
+        )
+        self._spawn_queue = Histogram(
+            "fjmcp_child_spawn_queue_seconds",
+            "Time a child start waited for a slot (max_concurrent_spawns).",
+            registry=self.registry,
+            buckets=WAIT_BOUNDS,
         )
 
     def call_done(
@@ -165,6 +174,10 @@ class BrokerMetrics:
     def spawned(self, seconds: float) -> None:
         """Observe a new owner's start-up time."""
         self._spawn.observe(seconds)
+
+    def spawn_queued(self, seconds: float) -> None:
+        """Observe how long a child start waited at the spawn gate."""
+        self._spawn_queue.observe(seconds)
 
 
 @define(eq=False)

@@ -28,6 +28,7 @@ from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.challenge import MCP_SCOPE
+from fjmcp.oauth.client_documents import ClientDocumentError
 from fjmcp.oauth.errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -131,7 +132,10 @@ class AuthorizeEndpoint:
         client_id = params.get("client_id")
         if client_id is None:
             return error_page("The request names no client (client_id is missing).")
-        client = await self._clients.find(client_id)
+        try:
+            client = await self._clients.find(client_id)
+        except ClientDocumentError as e:
+            return error_page(str(e))
         if client is None:
             return error_page("The application is not registered with this broker.")
         redirect_uri = params.get("redirect_uri")
@@ -264,7 +268,10 @@ class AuthorizeEndpoint:
             token.encode("utf-8", "replace"),
         ):
             return error_page("The approval could not be verified (CSRF check).", 403)
-        client = await self._clients.find(request.client_id)
+        try:
+            client = await self._clients.find(request.client_id)
+        except ClientDocumentError as e:
+            return error_page(str(e))
         if client is None or not _registered(client, request.redirect_uri):
             return error_page("The application's registration has changed.")
         decision = form.get("decision")

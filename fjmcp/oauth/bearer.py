@@ -10,10 +10,11 @@ even if its notification was lost), so the hot path answers with an
 already-fired Deferred; unknown,
 revoked, expired and wrong-audience digests go to a bounded negative cache.
 The store is read at most once per token per process: concurrent misses of
-one token share one read. Revocation (``/oauth/revoke``, refresh reuse, the
-admin channel) calls `forget_token`, `forget_user_client` or `forget_user`,
-which take effect at once; a store read that raced a revocation is not
-trusted and is done again.
+one token share one read. A token seen valid is remembered with its digest
+(bounded like the positive cache), so a hit hashes nothing. Revocation
+(``/oauth/revoke``, refresh reuse, the admin channel) calls `forget_token`,
+`forget_user_client` or `forget_user`, which take effect at once; a store
+read that raced a revocation is not trusted and is done again.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class BearerAuthenticator:
     _negative_ttl: float = NEGATIVE_TTL
     _trust_for: float = math.inf
     _positive: dict[str, _Valid] = field(factory=dict, init=False)
+    _digests: dict[str, str] = field(factory=dict, init=False, repr=False)
+    """Presented token -> its digest, for tokens found valid (no hash on a hit)."""
     _negative: OrderedDict[str, float] = field(factory=OrderedDict, init=False)
     _waiting: dict[str, list[Deferred[Identity]]] = field(factory=dict, init=False)
     _epoch: int = field(default=0, init=False)
@@ -106,11 +109,14 @@ class BearerAuthenticator:
             token = parse_bearer(authorization)
         except InvalidToken as e:
             return fail(e)
-        digest = hash_secret(token)
+        known = self._digests.get(token)
+        digest = known if known is not None else hash_secret(token)
         now = self._clock.seconds()
         hit = self._positive.get(digest)
         if hit is not None:
             if now < hit.expires_at:
+                if known is None:
+                    self._remember_digest(token, digest)
                 return succeed(hit.identity)
             # Expired, or trusted long enough: the store decides again.
             del self._positive[digest]
@@ -127,6 +133,15 @@ class BearerAuthenticator:
             self._waiting[digest] = [waiter]
             Deferred.fromCoroutine(self._miss(digest))
         return waiter
+
+    def _remember_digest(self, token: str, digest: str) -> None:
+        if len(self._digests) >= self._max_positive:
+            self._digests = {
+                t: d for t, d in self._digests.items() if d in self._positive
+            }
+            while len(self._digests) >= self._max_positive:
+                del self._digests[next(iter(self._digests))]
+        self._digests[token] = digest
 
     async def _miss(self, digest: str) -> None:
         outcome: Identity | Exception

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from attrs import field, frozen
 
+from fjmcp.oauth.client_documents import ClientDocumentError
 from fjmcp.oauth.errors import InvalidClientError, InvalidRequestError
 from fjmcp.oauth.tokens import hash_secret
 from fjmcp.store.clients import ClientRecord
@@ -194,6 +195,26 @@ class ClientAuthentication:
         """The ``token_endpoint_auth_method`` values served, sorted."""
         return tuple(sorted(self._authenticators))
 
+    @property
+    def registrable_methods(self) -> tuple[str, ...]:
+        """
+        The methods a dynamic registration may choose: those that need no
+        keys published in a metadata document.
+        """
+        return tuple(
+            method
+            for method in self.methods
+            if not getattr(self._authenticators[method], "needs_document", False)
+        )
+
+    @property
+    def signing_algs(self) -> tuple[str, ...]:
+        """The JWS algorithms of the assertion-based methods, sorted."""
+        algs: set[str] = set()
+        for authenticator in self._authenticators.values():
+            algs.update(getattr(authenticator, "signing_algs", ()))
+        return tuple(sorted(algs))
+
     def _presented(
         self, form: Mapping[str, str], authorization: bytes | None
     ) -> Presented:
@@ -227,7 +248,10 @@ class ClientAuthentication:
         presented = self._presented(form, authorization)
         if not presented.client_id:
             raise InvalidClientError("client authentication is required")
-        client = await self._clients.find(presented.client_id)
+        try:
+            client = await self._clients.find(presented.client_id)
+        except ClientDocumentError as e:
+            raise InvalidClientError(str(e), headers=presented.challenge) from None
         if client is None:
             raise InvalidClientError("unknown client", headers=presented.challenge)
         if client.auth_method != presented.method:
@@ -239,8 +263,14 @@ class ClientAuthentication:
         return client
 
 
-def default_client_authentication(clients: ClientFinder) -> ClientAuthentication:
-    """The registry of the methods the broker advertises."""
+def default_client_authentication(
+    clients: ClientFinder, *extra: ClientAuthenticator
+) -> ClientAuthentication:
+    """
+    The registry of the secret-based and public methods, plus ``extra``
+    ones (``private_key_jwt`` where clients have metadata documents).
+    """
     return ClientAuthentication(
-        clients, (ClientSecretBasic(), ClientSecretPost(), NoClientAuthentication())
+        clients,
+        (ClientSecretBasic(), ClientSecretPost(), NoClientAuthentication(), *extra),
     )

@@ -12,13 +12,13 @@ authorization server's scopes (MCP 2025-11-25: not in the resource's).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from fjmcp.oauth.challenge import MCP_SCOPE
 
 __all__ = [
-    "AUTH_METHODS",
     "authorization_server_metadata",
     "endpoint",
     "protected_resource_metadata",
@@ -26,7 +26,6 @@ __all__ = [
     "same_resource",
 ]
 
-AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none")
 OFFLINE_ACCESS: Final = "offline_access"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
@@ -69,9 +68,24 @@ def same_resource(given: str, canonical: str) -> bool:
     return (a_port or default) == (b_port or default) and same_path
 
 
-def authorization_server_metadata(public_url: str) -> dict[str, Any]:
-    """The RFC 8414 document; ``issuer`` is exactly ``public_url``."""
-    return {
+def authorization_server_metadata(
+    public_url: str,
+    auth_methods: Sequence[str],
+    *,
+    signing_algs: Sequence[str] = (),
+    client_documents: bool = False,
+) -> dict[str, Any]:
+    """
+    The RFC 8414 document; ``issuer`` is exactly ``public_url``.
+
+    :param auth_methods: the client authentication methods served (the
+        registry's), for the token and revocation endpoints.
+    :param signing_algs: the JWS algorithms of ``private_key_jwt``.
+    :param client_documents: whether a ``client_id`` may be a metadata
+        document URL (Claude.ai takes that path only when this is true and
+        ``none`` is among the methods, observed).
+    """
+    document: dict[str, Any] = {
         "issuer": public_url,
         "authorization_endpoint": endpoint(public_url, "/oauth/authorize"),
         "token_endpoint": endpoint(public_url, "/oauth/token"),
@@ -81,11 +95,21 @@ def authorization_server_metadata(public_url: str) -> dict[str, Any]:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": list(auth_methods),
+        "revocation_endpoint_auth_methods_supported": list(auth_methods),
         "scopes_supported": [MCP_SCOPE, OFFLINE_ACCESS],
         "authorization_response_iss_parameter_supported": True,
     }
+    if signing_algs:
+        document["token_endpoint_auth_signing_alg_values_supported"] = list(
+            signing_algs
+        )
+        document["revocation_endpoint_auth_signing_alg_values_supported"] = list(
+            signing_algs
+        )
+    if client_documents:
+        document["client_id_metadata_document_supported"] = True
+    return document
 
 
 def protected_resource_metadata(public_url: str) -> dict[str, Any]:

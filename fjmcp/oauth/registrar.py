@@ -14,7 +14,7 @@ from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fjmcp.oauth.registration import validate_registration
+from fjmcp.oauth.registration import REGISTRABLE_METHODS, validate_registration
 from fjmcp.oauth.tokens import hash_secret, new_client_id, new_secret
 from fjmcp.store.clients import ClientRecord
 
@@ -34,12 +34,13 @@ class Registrar:
 
     _clients: ClientAdder
     _clock: IReactorTime
+    _auth_methods: tuple[str, ...] = REGISTRABLE_METHODS
 
     log = Logger()
 
     async def register(self, document: Any) -> dict[str, Any]:
         """Store a new client; the answer holds its id (and secret)."""
-        registration = validate_registration(document)
+        registration = validate_registration(document, self._auth_methods)
         now = self._clock.seconds()
         client_id = new_client_id()
         secret = new_secret() if registration.auth_method != "none" else None

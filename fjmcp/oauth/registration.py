@@ -18,7 +18,7 @@ characters from names that come from elsewhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from fjmcp.config import is_loopback_host
 from fjmcp.oauth.errors import InvalidClientMetadataError, InvalidRedirectUriError
 
 __all__ = [
+    "REGISTRABLE_METHODS",
     "Registration",
     "display_name",
     "is_native_redirect",
@@ -43,7 +44,9 @@ MAX_TEXT: Final = 1000
 MAX_CONTACTS: Final = 10
 _SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]*")
 _ALLOWED_GRANTS: Final = frozenset({"authorization_code", "refresh_token"})
-_AUTH_METHODS: Final = frozenset({"none", "client_secret_basic", "client_secret_post"})
+#: The methods a registration may choose unless told otherwise (the
+#: registry's `registrable_methods`).
+REGISTRABLE_METHODS: Final = ("client_secret_basic", "client_secret_post", "none")
 _URI_FIELDS: Final = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 _TEXT_FIELDS: Final = ("scope", "software_id", "software_version")
 
@@ -209,8 +212,13 @@ def _string_list(obj: Mapping[str, Any], name: str, limit: int, size: int) -> li
     return list(value)
 
 
-def validate_registration(obj: Any) -> Registration:
-    """Check a decoded registration request; the errors are RFC 7591's."""
+def validate_registration(
+    obj: Any, auth_methods: Collection[str] = REGISTRABLE_METHODS
+) -> Registration:
+    """
+    Check a decoded registration request; the errors are RFC 7591's.
+    ``auth_methods``: the ``token_endpoint_auth_method`` values allowed.
+    """
     if not isinstance(obj, dict):
         raise InvalidClientMetadataError("the registration must be a JSON object")
     # A field sent as JSON null is absent (serializers of optional fields do
@@ -232,10 +240,9 @@ def validate_registration(obj: Any) -> Registration:
     redirect_uris = tuple(dict.fromkeys(uris))
 
     method = obj.get("token_endpoint_auth_method", "client_secret_basic")
-    if not isinstance(method, str) or method not in _AUTH_METHODS:
+    if not isinstance(method, str) or method not in auth_methods:
         raise InvalidClientMetadataError(
-            "token_endpoint_auth_method must be none, client_secret_basic or "
-            "client_secret_post"
+            "token_endpoint_auth_method must be one of " + ", ".join(auth_methods)
         )
     grants = (
         _string_list(obj, "grant_types", 5, 64)

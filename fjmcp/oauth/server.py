@@ -9,7 +9,10 @@ client authentication as a registry of authenticators
 (`ClientAuthentication`), and revocation (`RevocationEndpoint`); every
 revocation reaches the bearer cache and the sessions through one
 `RevocationFanout`; the ``/account`` page's logic (`AccountPage`) revokes
-through the same fan-out. `build_authorization_server` is a pure factory: the
+through the same fan-out. Clients named by a metadata document URL are
+resolved by `DocumentClients` behind the one `ClientDirectory`, and prove
+themselves with ``private_key_jwt`` when their document says so.
+`build_authorization_server` is a pure factory: the
 composition root hands it every collaborator, it wires the parts in
 dependency order, and `fjmcp.web.oauth_routes` routes HTTP to them.
 """
@@ -25,11 +28,18 @@ from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth.account import AccountPage, GrantSessions
 from fjmcp.oauth.authorize import AuthorizeEndpoint
 from fjmcp.oauth.browser import BrowserCookies
-from fjmcp.oauth.client_auth import ClientAuthentication, default_client_authentication
+from fjmcp.oauth.client_auth import (
+    ClientAuthentication,
+    ClientAuthenticator,
+    default_client_authentication,
+)
 from fjmcp.oauth.clients import ClientDirectory
+from fjmcp.oauth.document_clients import DocumentClients
 from fjmcp.oauth.fanout import ClientSessions, RevocationFanout, TokenForgetter
 from fjmcp.oauth.keys import SealingKeys
 from fjmcp.oauth.login import ForgejoLike, ForgejoLogin
+from fjmcp.oauth.metadata import endpoint
+from fjmcp.oauth.private_key_jwt import PrivateKeyJwt
 from fjmcp.oauth.refresh_replay import RefreshAnswers
 from fjmcp.oauth.registrar import Registrar
 from fjmcp.oauth.revocation import RevocationEndpoint
@@ -57,7 +67,10 @@ class AuthorizationServer:
     login: ForgejoLogin
     tokens: TokenEndpoint
     revocation: RevocationEndpoint
+    authentication: ClientAuthentication
     account: AccountPage
+    client_documents: bool = False
+    """Whether a ``client_id`` may be a metadata document URL."""
 
 
 def build_authorization_server(
@@ -71,6 +84,7 @@ def build_authorization_server(
     sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
     events: IOAuthObserver = NO_OBSERVER,
+    documents: DocumentClients | None = None,
 ) -> AuthorizationServer:
     """
     Build the authorization server's objects.
@@ -78,13 +92,27 @@ def build_authorization_server(
     :param bearer: the bearer cache, told about revoked tokens.
     :param sessions: the session layer, told to end a revoked grant's sessions.
     :param authentication: the client authentication registry (default: the
-        methods the metadata advertises, over the stored clients).
+        secret-based and public methods, and ``private_key_jwt`` with
+        ``documents``, over the directory's clients).
     :param events: told of every grant, refresh, revocation and consent
         decision (the audit log).
+    :param documents: resolves ``client_id`` URLs (metadata documents and
+        known-client records); without it only registered clients exist.
     """
-    clients = ClientDirectory(store, clock)
+    clients = ClientDirectory(store, clock, documents)
     if authentication is None:
-        authentication = default_client_authentication(clients)
+        extra: tuple[ClientAuthenticator, ...] = ()
+        if documents is not None:
+            extra = (
+                PrivateKeyJwt(
+                    settings.issuer,
+                    endpoint(settings.public_url, "/oauth/token"),
+                    clock,
+                    documents,
+                    store,
+                ),
+            )
+        authentication = default_client_authentication(clients, *extra)
     fanout = RevocationFanout(bearer, sessions)
     cookies = BrowserCookies(keys.derive("cookies"), settings.secure_cookies, clock)
     login = ForgejoLogin(settings, store, clock, keys, forgejo, upstream, cookies)
@@ -94,7 +122,7 @@ def build_authorization_server(
     return AuthorizationServer(
         settings=settings,
         cookies=cookies,
-        registrar=Registrar(clients, clock),
+        registrar=Registrar(clients, clock, authentication.registrable_methods),
         authorize=AuthorizeEndpoint(
             settings, store, clock, clients, cookies, login, events=events
         ),
@@ -112,5 +140,7 @@ def build_authorization_server(
         revocation=RevocationEndpoint(
             store, clock, authentication, fanout, events=events
         ),
+        authentication=authentication,
         account=account,
+        client_documents=documents is not None,
     )

@@ -48,6 +48,7 @@ from fjmcp.observers import NO_OBSERVER
 from fjmcp.sessions.handshake import Handshake, HandshakeFailedError
 from fjmcp.sessions.owner import ChildOwner, IdentityKey, OwnerKey, OwnerRouter
 from fjmcp.sessions.respawn import bring_up_child, respawn_owner
+from fjmcp.sessions.spawn_gate import GatedReceiver, SpawnGate
 
 __all__ = [
     "END_KINDS",
@@ -201,12 +202,18 @@ class SessionSettings:
     :param drain_timeout: how long requests in flight may finish on a
         replaced child (``child_drain_timeout``).
     :param retry_after: seconds suggested in ``Retry-After`` when a cap is hit.
+    :param max_concurrent_spawns: new children starting at once (`SpawnGate`).
     """
 
     max_children: int
     max_children_per_user: int
     drain_timeout: float
     retry_after: int = 5
+    max_concurrent_spawns: int = 4
+
+
+def _no_slot() -> None:
+    """The release of a start that took no slot."""
 
 
 @define(eq=False)
@@ -216,6 +223,8 @@ class SessionRegistry:
 
     :param spec_factory: ``(token, label) -> ChildSpec``; production passes
         ``lambda t, label: child_spec(children, token=t, label=label)``.
+    :param spawn_gate: bounds how many new owners' children start at once
+        (`SpawnGate`); without it every start is immediate.
     """
 
     _spawner: ISpawner
@@ -223,6 +232,7 @@ class SessionRegistry:
     _spec_factory: SpecFactory
     _clock: IReactorTime
     _settings: SessionSettings
+    _spawn_gate: SpawnGate | None = None
     _spawns: ISpawnObserver = field(default=NO_OBSERVER, kw_only=True)
     _owners: dict[OwnerKey, ChildOwner] = field(factory=dict)
     _by_user: dict[str, dict[OwnerKey, ChildOwner]] = field(factory=dict)
@@ -325,6 +335,13 @@ class SessionRegistry:
         if key in self._owners:  # created meanwhile (the token was not cached)
             self.release(identity.user)
             raise OwnerExistsError("this owner already has a child")
+        slot = await self._start_slot()
+        if key in self._owners or self.closing:  # meanwhile, while queued
+            slot()
+            self.release(identity.user)
+            if self.closing:
+                raise SpawnFailedError("the broker is shutting down")
+            raise OwnerExistsError("this owner already has a child")
         now = self._clock.seconds()
         owner = ChildOwner(
             key=key,
@@ -340,9 +357,11 @@ class SessionRegistry:
         receiver = GenerationReceiver(self, owner, 1)
         try:
             child = self._spawner.spawn(
-                self._spec_factory(token, self._label(owner)), receiver
+                self._spec_factory(token, self._label(owner)),
+                receiver if self._spawn_gate is None else GatedReceiver(receiver, slot),
             )
         except Exception:
+            slot()
             self.release(identity.user)
             self.log.failure(
                 "could not start the MCP server for {user}", user=identity.user
@@ -371,6 +390,12 @@ class SessionRegistry:
             owner.became_ready()
         self._spawns.spawned(self._clock.seconds() - began)
         return owner
+
+    async def _start_slot(self) -> Callable[[], None]:
+        """A place among the children starting now (its ``release``)."""
+        if self._spawn_gate is None:
+            return _no_slot
+        return await self._spawn_gate.acquire()
 
     async def obtain(
         self, key: OwnerKey, identity: Identity, router_factory: RouterFactory

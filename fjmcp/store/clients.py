@@ -25,6 +25,7 @@ __all__ = [
     "get_client_txn",
     "insert_client",
     "insert_client_txn",
+    "save_document_client_txn",
     "touch_client_txn",
 ]
 
@@ -112,6 +113,40 @@ def get_client_txn(cursor: Cursor, client_id: str) -> ClientRecord | None:
         (client_id,),
     ).fetchone()
     return None if row is None else _from_row(row)
+
+
+def save_document_client_txn(
+    cursor: Cursor, record: ClientRecord, expires_at: float | None
+) -> None:
+    """
+    Store or refresh a client known by its metadata document (``cimd``) or
+    an operator's record (``known``): what the document says is replaced,
+    its creation and last use are kept. A registered or built-in client of
+    the same id is never overwritten.
+    """
+    cursor.execute(
+        f"INSERT INTO clients ({_COLUMNS}, metadata_expires_at) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, "
+        "auth_method = excluded.auth_method, grant_types = excluded.grant_types, "
+        "redirect_uris = excluded.redirect_uris, "
+        "client_name = excluded.client_name, metadata = excluded.metadata, "
+        "metadata_expires_at = excluded.metadata_expires_at "
+        "WHERE clients.kind IN ('cimd', 'known')",
+        (
+            record.client_id,
+            record.kind,
+            record.auth_method,
+            json.dumps(list(record.grant_types)),
+            json.dumps(list(record.redirect_uris)),
+            record.client_name,
+            json.dumps(dict(record.metadata), sort_keys=True),
+            None,
+            record.created_at,
+            None,
+            expires_at,
+        ),
+    )
 
 
 def touch_client_txn(cursor: Cursor, client_id: str, now: float) -> None:

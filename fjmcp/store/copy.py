@@ -25,7 +25,7 @@ from fjmcp.store.upstream_tokens import SealedUpstream
 
 __all__ = ["TABLES", "CopyReport", "copy_rows_txn", "read_rows_txn", "target_rows_txn"]
 
-#: Every table of schema 6 with its columns, parents before children
+#: Every table of schema 7 with its columns, parents before children
 #: (``nodes``, who runs now, is not copied).
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "users": ("id", "login", "forgejo_id", "created_at", "last_login_at"),
@@ -117,10 +117,11 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "expires_at",
         "taken_at",
     ),
+    "client_assertions": ("client_id", "jti_hash", "expires_at"),
 }
 
 #: The schema version `TABLES` describes.
-COPY_SCHEMA_VERSION: Final = 6
+COPY_SCHEMA_VERSION: Final = 7
 
 #: Rows every fresh store holds already (the built-in client).
 _BUILTIN = "SELECT count(*) FROM clients WHERE kind <> 'builtin'"

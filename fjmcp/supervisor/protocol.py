@@ -26,6 +26,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fjmcp.fdwrite import direct_target, write_now
 from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
 from fjmcp.logs import REDACTED
 
@@ -341,7 +342,14 @@ class ChildProtocol(ProcessProtocol):
             raise error.ProcessExitedAlready()
         if self.transport is None:
             raise error.ProcessExitedAlready()
-        self.transport.writeSequence([line, b"\n"])
+        # Straight to the pipe when nothing is queued on it (`write_now`);
+        # a transport without a stdin pipe object (a test's fake) buffers.
+        pipes = getattr(self.transport, "pipes", None)
+        stdin = direct_target(pipes.get(0)) if isinstance(pipes, dict) else None
+        if stdin is None:
+            self.transport.writeSequence([line, b"\n"])
+        else:
+            write_now(stdin, [line, b"\n"])
 
     def stop(self) -> Deferred[None]:
         """

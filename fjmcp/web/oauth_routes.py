@@ -290,7 +290,12 @@ class OAuthRoutes:
         return _json(
             request,
             200,
-            authorization_server_metadata(self._server.settings.public_url),
+            authorization_server_metadata(
+                self._server.settings.public_url,
+                self._server.authentication.methods,
+                signing_algs=self._server.authentication.signing_algs,
+                client_documents=self._server.client_documents,
+            ),
         )
 
     @app.route("/.well-known/oauth-protected-resource", methods=["GET"])

@@ -25,25 +25,54 @@ its connection forever (the idle timeout restarts on every byte). Here:
   render never shows its traceback to the client (it is logged);
 - the per-request access-log line is not formatted at all (it cost ~7% of
   the per-call CPU of ``/mcp``); requests are logged by the components that
-  know what they mean.
+  know what they mean;
+- a response goes straight to the socket when nothing is queued on it
+  (`BrokerChannel`, `fjmcp.fdwrite`): headers are held until the first
+  body bytes (or the end of ``Request.write``) and sent with them in one
+  ``send``; ``EAGAIN`` or a partial send falls back to Twisted's buffer
+  (with ``TCP_NODELAY``, as a stream's closing chunk is a second ``send``);
+- the ``Date`` header is formatted once a second (`BrokerSite.http_date`),
+  and the connection's local address is asked of the kernel once per
+  connection, not once per request.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, Final
+from urllib.parse import unquote_to_bytes as _unquote
 
 from attrs import frozen
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IReactorTime,
+    ITCPTransport,
+)
 from twisted.logger import Logger
-from twisted.web.resource import IResource
+from twisted.python.failure import Failure
+from twisted.web.http import (
+    HTTPChannel,
+    _GenericHTTPChannelProtocol,
+    datetimeToString,
+)
+from twisted.web.http_headers import Headers
+from twisted.web.resource import IResource, _IEncodingResource
 from twisted.web.server import Request, Site
 
 from fjmcp.bridge.jsonrpc import INVALID_REQUEST, error_body
+from fjmcp.fdwrite import direct_target, write_now
 from fjmcp.interfaces import IResponseObserver
 from fjmcp.observers import NO_OBSERVER
 
-__all__ = ["BrokerSite", "LimitedRequest", "DEFAULT_IDLE_TIMEOUT", "SiteSettings"]
+__all__ = [
+    "BrokerChannel",
+    "BrokerSite",
+    "LimitedRequest",
+    "DEFAULT_IDLE_TIMEOUT",
+    "SiteSettings",
+]
 
 #: How long a keep-alive connection may sit idle between requests.
 DEFAULT_IDLE_TIMEOUT: Final = 75.0
@@ -74,6 +103,94 @@ def _raw_response(status: int, reason: bytes, body: dict[str, Any] | bytes) -> b
         b"Connection: close\r\n"
         b"\r\n" % (status, reason, len(payload))
     ) + payload
+
+
+class BrokerChannel(HTTPChannel):
+    """
+    An `HTTPChannel` that writes a response straight to its socket when
+    nothing is queued there, and remembers its local address.
+
+    ``writeHeaders`` only holds the header block; the next ``write`` or
+    ``writeSequence`` (the first body bytes) sends both in one go, and
+    `LimitedRequest.write` sends a header block that no body followed. One
+    ``send`` replaces Twisted's arm-for-writing, wait, write, disarm; on a
+    transport that is not a plain socket (TLS, a test's fake) every write
+    takes Twisted's ordinary path.
+    """
+
+    _held: list[bytes] | None = None
+    _local: IAddress | None = None
+
+    def connectionMade(self) -> None:
+        """
+        No Nagle delay: a stream's closing chunk follows its last event in a
+        second ``send``, which must not wait for the client's ACK.
+        """
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        """Hold the status line and headers for the first body bytes."""
+        if not isinstance(headers, Headers):
+            self.flush_held()
+            super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
+            return
+        block = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                block.extend((name, b": ", value, b"\r\n"))
+        block.append(b"\r\n")
+        self.flush_held()
+        self._held = block
+
+    def write(self, data: bytes) -> None:
+        """Response bytes (after any held headers), sent at once if possible."""
+        self._send([data])
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        """Response bytes (after any held headers), sent at once if possible."""
+        self._send(list(iovec))
+
+    def flush_held(self) -> None:
+        """Send a held header block now (a response without body bytes yet)."""
+        if self._held is not None:
+            self._send([])
+
+    def _send(self, chunks: list[bytes]) -> None:
+        if self._held is not None:
+            chunks = self._held + chunks
+            self._held = None
+        if not chunks:
+            return
+        target = direct_target(self.transport)
+        if target is None:
+            self.transport.writeSequence(chunks)  # type: ignore[union-attr]
+        else:
+            write_now(target, chunks)
+
+    def requestDone(self, request: Any) -> None:
+        """A response is complete: nothing of it may stay held."""
+        self.flush_held()
+        super().requestDone(request)  # type: ignore[no-untyped-call]
+
+    def loseConnection(self) -> None:
+        """Close after sending what is held (as Twisted sends its buffer)."""
+        self.flush_held()
+        super().loseConnection()  # type: ignore[no-untyped-call]
+
+    def getHost(self) -> IAddress:
+        """The local address, asked of the kernel once per connection."""
+        if self._local is None:
+            self._local = super().getHost()  # type: ignore[no-untyped-call]
+        return self._local
+
+
+def _broker_channel(factory: Any) -> _GenericHTTPChannelProtocol:
+    """`Site.protocol`: Twisted's protocol wrapper around a `BrokerChannel`."""
+    return _GenericHTTPChannelProtocol(BrokerChannel())  # type: ignore[no-untyped-call]
 
 
 def _is_mcp(target: bytes) -> bool:
@@ -192,10 +309,43 @@ class LimitedRequest(Request):
         self._cancel_deadline()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
+    def process(self) -> None:
+        """
+        Twisted's ``Request.process`` without the ``Server`` banner and with
+        the site's once-a-second ``Date``.
+        """
+        site = getattr(self.channel, "site", None)
+        if not isinstance(site, BrokerSite):
+            super().process()  # type: ignore[no-untyped-call]
+            return
+        self.site = site
+        self.responseHeaders.setRawHeaders(b"Date", [site.http_date()])
+        self.prepath = []
+        self.postpath = [_unquote(part) for part in self.path[1:].split(b"/")]
+        if self.path == b"*":
+            self._handleStar()  # type: ignore[no-untyped-call]
+            return
+        try:
+            resrc = site.getResourceFor(self)  # type: ignore[no-untyped-call]
+            if _IEncodingResource.providedBy(resrc):
+                encoder = resrc.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(resrc)
+        except BaseException:
+            self.processingFailed(Failure())  # type: ignore[no-untyped-call]
+
     def render(self, resrc: IResource) -> None:
         """Render without twisted.web's ``Server`` banner (set in ``process``)."""
         self.responseHeaders.removeHeader(b"server")
         super().render(resrc)  # type: ignore[no-untyped-call]
+
+    def write(self, data: bytes) -> None:
+        """Twisted's write; a header block no body followed goes out now."""
+        super().write(data)  # type: ignore[no-untyped-call]
+        channel = self.channel
+        if isinstance(channel, BrokerChannel):
+            channel.flush_held()
 
     @property
     def rejected(self) -> bool:
@@ -210,6 +360,7 @@ class BrokerSite(Site):
     """
 
     requestFactory = LimitedRequest
+    protocol = _broker_channel
     noisy = False
     displayTracebacks = False
 
@@ -226,6 +377,16 @@ class BrokerSite(Site):
         self.request_timeout = settings.request_timeout
         self.accepting = True
         self._responses = responses
+        self._date_second = -1
+        self._date = b""
+
+    def http_date(self) -> bytes:
+        """The ``Date`` header's value, formatted once a second."""
+        second = int(self.reactor.seconds())
+        if second != self._date_second:
+            self._date = datetimeToString(second)
+            self._date_second = second
+        return self._date
 
     def stop_accepting(self) -> None:
         """

@@ -6,16 +6,19 @@ the lazy import, and the endpoint check of ``metrics_listen``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
 from fjmcp.config import ConfigError
 from fjmcp.interfaces import Identity
 from fjmcp.metrics.collectors import BrokerMetrics
 from fjmcp.metrics.service import MetricsResource
+from fjmcp.sessions.spawn_gate import SpawnGate
 from tests.support import assert_python_succeeds, broker_config
 
 ALICE = Identity("alice", "client-1234")
@@ -61,6 +64,27 @@ def test_spawn_latency_and_oauth_outcomes_are_counted() -> None:
     assert _value(registry, "fjmcp_child_spawn_seconds_bucket", le="0.05") == 1
     oauth = "fjmcp_oauth_responses_total"
     assert _value(registry, oauth, endpoint="token", outcome="invalid_grant") == 1
+
+
+def test_spawn_gate_queueing_time_lands_in_its_histogram() -> None:
+    """A start that waited at the spawn gate is observed with its wait; one
+    that found a free slot with zero."""
+    registry = CollectorRegistry()
+    metrics = BrokerMetrics(registry)
+    clock = Clock()
+    gate = SpawnGate(clock, limit=1, observe=metrics.spawn_queued)
+    first: list[Callable[[], None]] = []
+    second: list[Callable[[], None]] = []
+    gate.acquire().addCallback(first.append)
+    gate.acquire().addCallback(second.append)
+    clock.advance(0.3)
+    first[0]()
+    assert second
+    name = "fjmcp_child_spawn_queue_seconds"
+    assert _value(registry, f"{name}_count") == 2
+    assert _value(registry, f"{name}_bucket", le="0.001") == 1
+    assert _value(registry, f"{name}_bucket", le="0.5") == 2
+    assert _value(registry, f"{name}_sum") == pytest.approx(0.3)
 
 
 def test_the_resource_renders_the_exposition_format() -> None:

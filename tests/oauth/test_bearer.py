@@ -308,3 +308,66 @@ def test_flush_forgets_every_cached_answer() -> None:
     _outcome(auth.authenticate(header))
     _refused(auth.authenticate(b"Bearer unknown"))
     assert auth.store_reads == 4
+
+
+def test_a_hit_hashes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a token was found valid, later checks of it compute no digest."""
+    import fjmcp.oauth.bearer as bearer
+
+    store = MemoryStore()
+    token = _mint(store)
+    auth = _auth(store)
+    hashed: list[str] = []
+
+    def counting(secret: str) -> str:
+        hashed.append(secret)
+        return hash_secret(secret)
+
+    monkeypatch.setattr(bearer, "hash_secret", counting)
+    for _ in range(5):
+        assert isinstance(
+            _outcome(auth.authenticate(b"Bearer " + token.encode())), Identity
+        )
+    assert len(hashed) <= 2
+
+
+@pytest.mark.parametrize("how", ["token", "user_client", "user"])
+def test_remembered_digest_still_refused_after_forget(how: str) -> None:
+    """A token checked often (its digest remembered) is refused once forgotten."""
+    store = MemoryStore()
+    token = _mint(store)
+    auth = _auth(store)
+    for _ in range(3):
+        assert isinstance(
+            _outcome(auth.authenticate(b"Bearer " + token.encode())), Identity
+        )
+    if how == "token":
+        auth.forget_token(hash_secret(token))
+    elif how == "user_client":
+        auth.forget_user_client("alice", "admin-cli")
+    else:
+        auth.forget_user("alice")
+    _refused(auth.authenticate(b"Bearer " + token.encode()))
+
+
+def test_remembered_digests_are_bounded() -> None:
+    """The token-to-digest memory keeps no more than the positive cache's bound."""
+    store = MemoryStore()
+    auth = BearerAuthenticator(store, Clock(), MCP_URL, max_positive=2)
+    tokens = [_mint(store) for _ in range(5)]
+    for t in tokens:
+        for _ in range(2):
+            assert isinstance(
+                _outcome(auth.authenticate(b"Bearer " + t.encode())), Identity
+            )
+    assert len(auth._digests) <= 2
+
+
+def test_remembered_tokens_never_shown() -> None:
+    """The token-to-digest memory is not part of the authenticator's repr."""
+    store = MemoryStore()
+    token = _mint(store)
+    auth = _auth(store)
+    for _ in range(2):
+        _outcome(auth.authenticate(b"Bearer " + token.encode()))
+    assert auth._digests and token not in repr(auth)

@@ -45,7 +45,7 @@ def test_error_codes_and_statuses(
 
 def test_metadata_is_built_from_the_public_url_only() -> None:
     """Both documents derive every URL from the given public URL."""
-    as_doc = authorization_server_metadata("https://mcp.example.org")
+    as_doc = authorization_server_metadata("https://mcp.example.org", ["none"])
     assert all(
         v.startswith("https://mcp.example.org")
         for k, v in as_doc.items()
@@ -54,6 +54,29 @@ def test_metadata_is_built_from_the_public_url_only() -> None:
     rs_doc = protected_resource_metadata("https://mcp.example.org")
     assert rs_doc["resource"] == "https://mcp.example.org/mcp"
     assert "offline_access" not in rs_doc["scopes_supported"]
+
+
+def test_metadata_lists_the_methods_and_document_support_it_is_given() -> None:
+    """
+    The auth methods come from the caller (the registry); signing algorithms
+    and ``client_id_metadata_document_supported`` appear only when given.
+    """
+    plain = authorization_server_metadata("https://mcp.example.org", ["none"])
+    assert plain["token_endpoint_auth_methods_supported"] == ["none"]
+    assert "client_id_metadata_document_supported" not in plain
+    assert "token_endpoint_auth_signing_alg_values_supported" not in plain
+    full = authorization_server_metadata(
+        "https://mcp.example.org",
+        ["none", "private_key_jwt"],
+        signing_algs=["ES256", "RS256"],
+        client_documents=True,
+    )
+    assert full["client_id_metadata_document_supported"] is True
+    assert full["token_endpoint_auth_signing_alg_values_supported"] == [
+        "ES256",
+        "RS256",
+    ]
+    assert "none" in full["token_endpoint_auth_methods_supported"]
 
 
 CANONICAL = "https://mcp.example.org/mcp"

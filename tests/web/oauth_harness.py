@@ -18,7 +18,10 @@ from twisted.internet.task import Clock
 
 from fjmcp.interfaces import UpstreamToken
 from fjmcp.oauth.bearer import BearerAuthenticator
+from fjmcp.oauth.document_clients import DocumentClients
+from fjmcp.oauth.document_fetch import GuardedFetcher
 from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.server import build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.settings import oauth_settings
@@ -26,6 +29,7 @@ from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.oauth_routes import OAuthRoutes
 from fjmcp.web.ratelimit import RateLimits, RateLimitSettings
 from tests.oauth.support import PUBLIC_URL, MemoryStore, make_config
+from tests.oauth.vendor_web import VendorWeb
 from tests.standin.support import (
     ALICE,
     CLIENT_ID,
@@ -84,6 +88,7 @@ class Broker:
         self,
         store: MemoryStore | None = None,
         limits: RateLimitSettings | None = None,
+        vendors: VendorWeb | None = None,
         **config: Any,
     ) -> None:
         self.clock = Clock()
@@ -104,6 +109,14 @@ class Broker:
         self.bearer = BearerAuthenticator(self.store, self.clock, self.config.mcp_url)
         self.sessions = RecordingSessions()
         self.settings = oauth_settings(self.config)
+        # The vendors' web, where client metadata documents and JWKS live.
+        self.vendors = vendors or VendorWeb()
+        self.documents = DocumentClients(
+            self.store,
+            self.clock,
+            KnownClients.build(self.config.known_clients),
+            GuardedFetcher(self.vendors.client(), self.clock),
+        )
         self.server = build_authorization_server(
             self.settings,
             self.store,
@@ -113,6 +126,7 @@ class Broker:
             self.upstream,
             self.bearer,
             self.sessions,
+            documents=self.documents,
         )
         self.limits = None if limits is None else RateLimits(limits, self.clock)
         self.routes = OAuthRoutes(self.server, limits=self.limits)

@@ -7,14 +7,17 @@ import json
 from typing import Any
 
 import pytest
+import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from fjmcp.web.site import BrokerSite, LimitedRequest, SiteSettings
 
@@ -354,3 +357,181 @@ def test_a_failed_render_shows_no_traceback(logged: list[Any]) -> None:
     assert b"internal detail" not in wire and b"Traceback" not in wire
     assert b"twisted" not in wire.lower()
     assert any(e.get("log_failure") is not None for e in logged)
+
+
+class Streaming(Resource):
+    """Sends its headers at once and the body later (as an SSE stream does)."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.open: list[Request] = []
+
+    def render_GET(self, request: Request) -> int:
+        """Headers now, body when the test says."""
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.write(b"")
+        self.open.append(request)
+        return NOT_DONE_YET
+
+    def render_POST(self, request: Request) -> bytes:
+        """An empty 202, as an accepted notification gets."""
+        request.setResponseCode(202)
+        return b""
+
+
+def _streaming(clock: Clock | None = None) -> tuple[Streaming, Any, StringTransport]:
+    resource = Streaming()
+    site = BrokerSite(
+        resource,
+        reactor=clock or Clock(),
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30.0),
+    )
+    channel: Any = site.buildProtocol(  # type: ignore[no-untyped-call]
+        IPv4Address("TCP", "127.0.0.1", 1234)
+    )
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return resource, channel, transport
+
+
+def test_headers_without_body_go_out_at_once() -> None:
+    """A stream's headers are sent before any of its body exists."""
+    resource, channel, transport = _streaming()
+    channel.dataReceived(b"GET /s HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = transport.value()
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+    resource.open[0].write(b"data: x\n\n")
+    resource.open[0].finish()
+    assert transport.value().endswith(b"0\r\n\r\n")
+
+
+def test_empty_response_is_complete() -> None:
+    """A response with no body bytes (202, Content-Length 0) is sent whole."""
+    _, channel, transport = _streaming()
+    channel.dataReceived(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    )
+    answers = transport.value().split(b"HTTP/1.1 202 ")
+    assert answers[0] == b"" and len(answers) == 3
+    assert all(b"content-length: 0\r\n\r\n" in a.lower() for a in answers[1:])
+
+
+def test_headers_and_body_leave_in_one_write() -> None:
+    """The header block and the first body bytes reach the transport together."""
+    _, _, channel, transport = _connect()
+    writes: list[list[bytes]] = []
+    original: Any = transport.writeSequence
+
+    def record(seq: Any) -> None:
+        writes.append(list(seq))
+        original(seq)
+
+    transport.writeSequence = record  # type: ignore[method-assign]
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert len(writes) == 1
+    assert b"".join(writes[0]).endswith(b"\r\n\r\nok")
+
+
+def test_date_formatted_once_a_second() -> None:
+    """Requests within one second share the Date; the next second has its own."""
+    clock = Clock()
+    clock.advance(1_700_000_000.25)
+    _, channel, transport = _streaming(clock)
+
+    def date() -> bytes:
+        channel.dataReceived(
+            b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        )
+        head: bytes = transport.value().split(b"\r\n\r\n")[-2]
+        transport.clear()
+        return next(
+            bytes(line.split(b": ", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"date:")
+        )
+
+    first = date()
+    assert first == b"Tue, 14 Nov 2023 22:13:20 GMT"
+    clock.advance(0.5)
+    assert date() == first
+    clock.advance(0.5)
+    assert date() == b"Tue, 14 Nov 2023 22:13:21 GMT"
+
+
+def test_local_address_asked_once_per_connection() -> None:
+    """The kernel is asked for the local address once, however many requests."""
+    _, channel, transport = _streaming()
+    asked: list[int] = []
+    original: Any = transport.getHost
+
+    def get_host() -> Any:
+        asked.append(1)
+        return original()
+
+    transport.getHost = get_host  # type: ignore[method-assign]
+    for _ in range(3):
+        channel.dataReceived(
+            b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        )
+    assert transport.value().count(b"HTTP/1.1 202 ") == 3
+    assert len(asked) == 1
+
+
+def test_tcp_connections_have_no_nagle_delay() -> None:
+    """A TCP connection is switched to TCP_NODELAY when it is made."""
+
+    class TcpTransport(StringTransport):
+        nodelay: bool | None = None
+
+        def setTcpNoDelay(self, enabled: bool) -> None:
+            self.nodelay = enabled
+
+    implementer(ITCPTransport)(TcpTransport)  # only the call the site makes
+
+    site = BrokerSite(
+        Streaming(),
+        reactor=Clock(),
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30.0),
+    )
+    channel: Any = site.buildProtocol(  # type: ignore[no-untyped-call]
+        IPv4Address("TCP", "127.0.0.1", 1234)
+    )
+    transport = TcpTransport()  # type: ignore[no-untyped-call]
+    channel.makeConnection(transport)
+    assert transport.nodelay is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_socket_keep_alive_and_streams() -> None:
+    """Over a real loopback socket: kept-alive answers and a stream's early headers."""
+    import treq
+    from twisted.internet import reactor as global_reactor
+    from twisted.web.client import HTTPConnectionPool
+
+    reactor: Any = global_reactor
+    resource = Streaming()
+    site = BrokerSite(
+        resource,
+        reactor=reactor,
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30.0),
+    )
+    port: Any = reactor.listenTCP(0, site, interface="127.0.0.1")
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    url = f"http://127.0.0.1:{port.getHost().port}/s"
+    try:
+        for _ in range(3):
+            response = await treq.post(url, b"", pool=pool)
+            assert response.code == 202
+            assert await treq.content(response) == b""
+        stream = await treq.get(url, pool=pool, unbuffered=True)
+        assert stream.code == 200 and resource.open
+        resource.open[0].write(b"data: x\n\n")
+        resource.open[0].finish()
+        assert await treq.content(stream) == b"data: x\n\n"
+    finally:
+        closing: Any = pool.closeCachedConnections()
+        await closing
+        await port.stopListening()

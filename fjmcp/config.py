@@ -183,6 +183,13 @@ class Config:
         kind="str",
         help="This broker's name as users see it on the consent page.",
     )
+    metrics_listen: str = _setting(
+        "",
+        kind="str",
+        help="Twisted endpoint for GET /metrics (Prometheus), apart from listen "
+        "and never public, e.g. tcp:9464:interface=127.0.0.1 (empty: no metrics). "
+        "A tcp endpoint must name its interface=.",
+    )
     # --- upstream Forgejo --------------------------------------------------
     forgejo_url: str = _setting(kind="url", help="Base URL of the Forgejo instance.")
     forgejo_client_id: str = _setting(
@@ -531,7 +538,59 @@ class Config:
         kind="list",
         help="Browser origins allowed besides public_url's (Origin check and CORS).",
     )
+    # --- rate limits (per node: behind N nodes they multiply) ----------------
+    trusted_proxies: tuple[str, ...] = _setting(
+        [],
+        kind="list",
+        help="Addresses or networks (CIDR) of reverse proxies whose "
+        "X-Forwarded-For names the client for the rate limits.",
+    )
+    rate_limit_authorize: float = _setting(
+        60.0,
+        kind="float",
+        positive=True,
+        help="/oauth/authorize requests per minute per client IP (429 past it).",
+    )
+    rate_limit_token: float = _setting(
+        120.0,
+        kind="float",
+        positive=True,
+        help="/oauth/token requests per minute per confidential client, or per "
+        "public client and IP.",
+    )
+    rate_limit_token_failures: float = _setting(
+        30.0,
+        kind="float",
+        positive=True,
+        help="Failed /oauth/token requests per minute per client IP.",
+    )
+    rate_limit_token_global: float = _setting(
+        6000.0,
+        kind="float",
+        positive=True,
+        help="/oauth/token requests per minute in all.",
+    )
+    rate_limit_register: float = _setting(
+        600.0,
+        kind="float",
+        positive=True,
+        help="/oauth/register requests per minute per client IP (clients "
+        "register again on every connect).",
+    )
     # --- logging ------------------------------------------------------------
+    audit_log: str = _setting(
+        "",
+        kind="str",
+        help="Audit log file (one JSON line per MCP request and OAuth grant, "
+        "refresh, revocation and consent; rotated by size), - for standard "
+        "output, empty for none.",
+    )
+    audit_log_rotate_bytes: int = _setting(
+        16 * MIB,
+        kind="int",
+        positive=True,
+        help="The audit file is rotated past this size (10 old files kept).",
+    )
     log_format: str = _setting(
         "text", kind="choice:text,json", help="Log as text lines or one JSON per line."
     )
@@ -1151,10 +1210,47 @@ def load_config(
     _check_client_documents(values, problems)
 
     _check_admin_socket(values, problems)
+    _check_metrics_listen(values.get("metrics_listen", ""), problems)
+    _check_networks(values.get("trusted_proxies", ()), problems)
+    if check_paths:
+        _check_audit_log(values.get("audit_log", ""), problems)
 
     if problems:
         raise ConfigError(problems)
     return Config(**values)
+
+
+def _check_metrics_listen(listen: str, problems: list[str]) -> None:
+    """A metrics endpoint on TCP must say its interface (Twisted's default is all)."""
+    kind = listen.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl") and "interface=" not in listen:
+        problems.append(
+            f"metrics_listen {listen!r} names no interface= and would listen on "
+            "every address; metrics are never public: add interface=127.0.0.1 "
+            "(or a private address)"
+        )
+
+
+def _check_audit_log(path: str, problems: list[str]) -> None:
+    """The audit file's directory must exist and be writable."""
+    if not path or path == "-":
+        return
+    directory = Path(path).absolute().parent
+    if not directory.is_dir():
+        problems.append(f"audit_log {path}: directory {directory} does not exist")
+    elif not os.access(directory, os.W_OK):
+        problems.append(f"audit_log {path}: directory {directory} is not writable")
+
+
+def _check_networks(values: Iterable[str], problems: list[str]) -> None:
+    """Every trusted proxy must be an address or a network."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            problems.append(
+                f"trusted_proxies: {value!r} is not an IP address or network"
+            )
 
 
 def _check_client_documents(values: Mapping[str, Any], problems: list[str]) -> None:

@@ -21,6 +21,10 @@ __all__ = [
     "ChildExit",
     "ChildReceiver",
     "ChildSpec",
+    "ICallObserver",
+    "IOAuthObserver",
+    "IResponseObserver",
+    "ISpawnObserver",
     "IAuthenticator",
     "IChild",
     "ISessionControl",
@@ -238,3 +242,57 @@ class ISessionControl(Protocol):
 
     def token_rotated(self, token: UpstreamToken) -> None:
         """A user's Forgejo token changed: respawn their children with it."""
+
+
+# --- what the broker tells metrics and the audit log -------------------------
+# Each is called where the event happens and must cost little: an increment,
+# an observation, a pre-formatted line. `fjmcp.observers.NO_OBSERVER` does
+# nothing; `fjmcp.metrics` and `fjmcp.audit` implement them.
+
+
+class ISpawnObserver(Protocol):
+    """Hears how long a new owner's first child took to come up."""
+
+    def spawned(self, seconds: float) -> None:
+        """A child was started for a new owner in ``seconds``."""
+
+
+class ICallObserver(Protocol):
+    """Hears of every MCP request a child answered (or failed to)."""
+
+    def call_done(
+        self,
+        identity: Identity,
+        session: str,
+        method: str,
+        tool: str | None,
+        outcome: str,
+        seconds: float,
+    ) -> None:
+        """
+        One request finished: ``outcome`` is ``ok`` (a result), ``error``
+        (a JSON-RPC error from the child) or ``failed`` (the broker answered
+        for a child that could not). Never given the arguments or the result.
+        """
+
+
+class IResponseObserver(Protocol):
+    """Hears of every HTTP response's status."""
+
+    def responded(self, status: int) -> None:
+        """A response with ``status`` was sent."""
+
+
+class IOAuthObserver(Protocol):
+    """Hears how OAuth endpoints answered and what grants changed."""
+
+    def endpoint_outcome(self, endpoint: str, outcome: str) -> None:
+        """``endpoint`` answered ``ok`` or an OAuth error code."""
+
+    def oauth_event(
+        self, event: str, user: str | None, client_id: str | None, outcome: str
+    ) -> None:
+        """
+        A grant, refresh, revocation or consent decision (``event``) of
+        ``user`` through ``client_id`` ended with ``outcome``.
+        """

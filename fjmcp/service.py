@@ -55,7 +55,7 @@ from fjmcp.buildinfo import BuildInfo, build_info
 from fjmcp.config import Config
 from fjmcp.interfaces import ISpawner
 from fjmcp.listening import listen_failure
-from fjmcp.oauth.keys import KeyFileError, load_keyring
+from fjmcp.oauth.keys import KeyFileError, LiveKeyRing, load_keyring
 from fjmcp.settings import broker_settings
 from fjmcp.store.store import Store
 from fjmcp.store.target import StoreTarget
@@ -232,7 +232,9 @@ class BrokerService(MultiService):
         # The key ring is loaded before anything that seals or opens tokens;
         # a missing or open key file stops the start (exit 2).
         try:
-            keys = load_keyring(config.token_keys_path)
+            keys = LiveKeyRing(
+                load_keyring(config.token_keys_path), config.token_keys_path
+            )
         except KeyFileError as e:
             self._failed(f"cannot use the token keys: {e}", EXIT_CONFIG)
             return

@@ -21,10 +21,12 @@ from __future__ import annotations
 from attrs import field, frozen
 
 from fjmcp.admin.settings import AdminSettings
+from fjmcp.audit.settings import AuditSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
 from fjmcp.config import Config, ConfigError
 from fjmcp.maintenance.settings import MaintenanceSettings
+from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.document_cache import CachePolicy
 from fjmcp.oauth.document_fetch import FetchLimits
 from fjmcp.oauth.document_settings import ClientDocumentSettings
@@ -37,11 +39,13 @@ from fjmcp.supervisor.environment import ChildSettings
 from fjmcp.supervisor.isolation import IsolationSettings
 from fjmcp.upstream.forgejo import ForgejoSettings
 from fjmcp.web.mcp_resource import McpSettings
+from fjmcp.web.ratelimit import RateLimitSettings, parse_networks
 from fjmcp.web.site import SiteSettings
 
 __all__ = [
     "BrokerSettings",
     "admin_settings",
+    "audit_settings",
     "broker_settings",
     "client_document_settings",
     "child_settings",
@@ -49,7 +53,9 @@ __all__ = [
     "isolation_settings",
     "maintenance_settings",
     "mcp_settings",
+    "metrics_settings",
     "oauth_settings",
+    "rate_limit_settings",
     "session_settings",
     "site_settings",
 ]
@@ -61,6 +67,13 @@ def admin_settings(config: Config) -> AdminSettings:
         socket_path=config.admin_socket_path,
         token_audience=config.mcp_url,
         token_ttl=config.access_token_ttl,
+    )
+
+
+def audit_settings(config: Config) -> AuditSettings:
+    """Where audit lines go and when the file rotates."""
+    return AuditSettings(
+        path=config.audit_log, rotate_bytes=config.audit_log_rotate_bytes
     )
 
 
@@ -149,6 +162,11 @@ def mcp_settings(config: Config) -> McpSettings:
     )
 
 
+def metrics_settings(config: Config) -> MetricsSettings:
+    """Where ``GET /metrics`` listens, if anywhere."""
+    return MetricsSettings(listen=config.metrics_listen)
+
+
 def oauth_settings(config: Config) -> OAuthSettings:
     """The authorization server's names, Forgejo scopes and token lifetimes."""
     return OAuthSettings(
@@ -163,6 +181,18 @@ def oauth_settings(config: Config) -> OAuthSettings:
         refresh_reuse_grace=config.refresh_reuse_grace,
         forgejo_scopes_read_only=tuple(config.forgejo_scopes_read_only),
         policy=config.policy,
+    )
+
+
+def rate_limit_settings(config: Config) -> RateLimitSettings:
+    """The OAuth endpoints' limits and the proxies trusted to name clients."""
+    return RateLimitSettings(
+        authorize_per_ip=config.rate_limit_authorize,
+        token_per_client=config.rate_limit_token,
+        token_failures_per_ip=config.rate_limit_token_failures,
+        token_global=config.rate_limit_token_global,
+        register_per_ip=config.rate_limit_register,
+        trusted_proxies=parse_networks(config.trusted_proxies),
     )
 
 
@@ -193,12 +223,15 @@ class BrokerSettings:
     """Every component's settings, for the composition root."""
 
     admin: AdminSettings
+    audit: AuditSettings
     child: ChildSettings
     isolation: IsolationSettings
     forgejo: ForgejoSettings
     maintenance: MaintenanceSettings
     mcp: McpSettings
+    metrics: MetricsSettings
     oauth: OAuthSettings
+    rate_limits: RateLimitSettings
     sessions: SessionSettings
     site: SiteSettings
     client_documents: ClientDocumentSettings = field(factory=ClientDocumentSettings)
@@ -233,12 +266,15 @@ def broker_settings(config: Config) -> BrokerSettings:
     """Cut ``config`` into every component's settings."""
     return BrokerSettings(
         admin=admin_settings(config),
+        audit=audit_settings(config),
         child=child_settings(config),
         isolation=isolation_settings(config),
         forgejo=forgejo_settings(config),
         maintenance=maintenance_settings(config),
         mcp=mcp_settings(config),
+        metrics=metrics_settings(config),
         oauth=oauth_settings(config),
+        rate_limits=rate_limit_settings(config),
         sessions=session_settings(config),
         site=site_settings(config),
         client_documents=client_document_settings(config),

@@ -24,32 +24,48 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
+from twisted.logger import globalLogPublisher
 from zope.interface import Interface
 
+from fjmcp.admin.inventory import clients_handler, sessions_handler, users_handler
 from fjmcp.admin.purge import purge_handler
-from fjmcp.admin.revoke import revoke_user_handler
+from fjmcp.admin.revoke import revoke_client_handler, revoke_user_handler
+from fjmcp.admin.rotation import rotate_key_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
+from fjmcp.audit.file import AuditFile
+from fjmcp.audit.log import AuditLog
 from fjmcp.awaitables import maybe_await
-from fjmcp.interfaces import ISpawner, UpstreamToken
+from fjmcp.interfaces import (
+    ICallObserver,
+    IOAuthObserver,
+    IResponseObserver,
+    ISpawner,
+    ISpawnObserver,
+    UpstreamToken,
+)
 from fjmcp.maintenance.cluster import ClusterSync
 from fjmcp.maintenance.node import NodePresence
 from fjmcp.maintenance.purge import ExpiredPurger
 from fjmcp.maintenance.reaper import IdleReaper
 from fjmcp.maintenance.refresher import StoreRefreshableTokens, TokenRefresher
 from fjmcp.maintenance.revocation import UserRevoker, store_revocation
+from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.document_settings import build_document_clients
-from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.keys import KeyRing, LiveKeyRing
+from fjmcp.oauth.rotation import KeyRotation
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.observers import NO_OBSERVER, Observers
 from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.sessions.spawn_gate import SpawnGate
@@ -63,8 +79,12 @@ from fjmcp.web.account import AccountRoutes
 from fjmcp.web.health import Health
 from fjmcp.web.mcp_resource import McpResource
 from fjmcp.web.oauth_routes import OAuthRoutes
+from fjmcp.web.ratelimit import RateLimits
 from fjmcp.web.root import build_root
 from fjmcp.web.site import BrokerSite
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "Broker",
@@ -161,13 +181,26 @@ class Broker:
     refresher: TokenRefresher
     presence: NodePresence
     purger: ExpiredPurger
+    keys: LiveKeyRing
+    """The keys every component seals with (rotate-key replaces them)."""
+    metrics: CollectorRegistry | None = None
+    """The metrics registry, when ``metrics_listen`` is set."""
+
+
+def _metrics_registry(settings: MetricsSettings) -> CollectorRegistry | None:
+    """A fresh registry when metrics are on (importing prometheus_client then)."""
+    if not settings.enabled:
+        return None
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
 
 
 def build_broker(
     settings: BrokerSettings,
     reactor: IBrokerReactor,
     store: Store,
-    keys: KeyRing,
+    keys: LiveKeyRing | KeyRing,
     *,
     status: Handler,
     isolation: Isolation,
@@ -184,6 +217,31 @@ def build_broker(
         `fjmcp.supervisor.startup.prepare_isolation` (which does I/O).
     :param draining: whether the node is shutting down (health fails first).
     """
+    # The components seal with the live ring: rotate-key swaps its keys.
+    live_keys = keys if isinstance(keys, LiveKeyRing) else LiveKeyRing(keys)
+
+    # --- metrics: prometheus_client is imported only when they are on -------
+    registry = _metrics_registry(settings.metrics)
+    spawns: ISpawnObserver = NO_OBSERVER
+    calls: ICallObserver = NO_OBSERVER
+    responses: IResponseObserver = NO_OBSERVER
+    oauth_events: IOAuthObserver = NO_OBSERVER
+    spawn_queued: Callable[[float], None] | None = None
+    if registry is not None:
+        from fjmcp.metrics.collectors import BrokerMetrics
+
+        metrics = BrokerMetrics(registry)
+        spawns = calls = responses = oauth_events = metrics
+        spawn_queued = metrics.spawn_queued
+
+    # --- the audit log: requests and grants, to their own file ---------------
+    audit = AuditLog(reactor) if settings.audit.enabled else None
+    if audit is not None:
+        parts_calls = (calls, audit) if registry is not None else (audit,)
+        parts_oauth = (oauth_events, audit) if registry is not None else (audit,)
+        calls = Observers(calls=parts_calls)
+        oauth_events = Observers(oauth=parts_oauth)
+
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
     # Every new Forgejo token reaches the sessions, not only the refresher's:
@@ -192,7 +250,7 @@ def build_broker(
     # The sessions read the token memory, so they come later: a relay.
     stored = TokenRelay()
     upstream_tokens = UpstreamTokens(
-        store, keys, reactor, oauth.forgejo_scopes, on_stored=stored
+        store, live_keys, reactor, oauth.forgejo_scopes, on_stored=stored
     )
     bearer = BearerAuthenticator(
         store, reactor, oauth.resource, trust_for=oauth.revocation_propagation
@@ -201,13 +259,16 @@ def build_broker(
 
     # --- children, the sessions that own them, and /mcp ---------------------
     supervisor = Supervisor(reactor, ledger=isolation.ledger, cgroups=isolation.cgroups)
-    spawn_gate = SpawnGate(reactor, limit=settings.sessions.max_concurrent_spawns)
+    spawn_gate = SpawnGate(
+        reactor, limit=settings.sessions.max_concurrent_spawns, observe=spawn_queued
+    )
     sessions = SessionRegistry(
         supervisor,
         upstream_tokens,
         isolation.spec_factory,
         reactor,
         settings.sessions,
+        spawns=spawns,
         spawn_gate=spawn_gate,
     )
     policies = PolicyBook(settings.policy)
@@ -219,6 +280,7 @@ def build_broker(
         clock=reactor,
         policies=policies,
         request_state_key=keys.derive("request-state"),
+        calls=calls,
     )
     stored.connect(sessions.token_rotated)
 
@@ -230,11 +292,12 @@ def build_broker(
         oauth,
         store,
         reactor,
-        keys,
+        live_keys,
         forgejo,
         upstream_tokens,
         bearer,
         sessions,
+        events=oauth_events,
         documents=documents,
         memberships=policies.set_orgs,
     )
@@ -245,9 +308,20 @@ def build_broker(
         draining=draining,
     )
     account = AccountRoutes(authorization.account, authorization.cookies.secure)
-    routes = (health.app, OAuthRoutes(authorization).app, account.app)
+    routes = (
+        health.app,
+        OAuthRoutes(
+            authorization,
+            observer=oauth_events,
+            limits=RateLimits(settings.rate_limits, reactor),
+        ).app,
+        account.app,
+    )
     site = BrokerSite(
-        build_root(routes, {b"mcp": mcp}), reactor=reactor, settings=settings.site
+        build_root(routes, {b"mcp": mcp}),
+        reactor=reactor,
+        settings=settings.site,
+        responses=responses,
     )
 
     # --- maintenance: one revoker, the idle reaper, the token refresher, the
@@ -291,11 +365,23 @@ def build_broker(
             "issue-token": issuer.handle,
             "revoke-user": revoke_user_handler(revoker),
             "purge-expired": purge_handler(purger),
+            "revoke-client": revoke_client_handler(
+                store,
+                bearer.forget_tokens,
+                sessions,
+                lambda client_id: {
+                    o.user for o in sessions.sessions() if o.client_id == client_id
+                },
+            ),
+            "users": users_handler(store, sessions, reactor),
+            "clients": clients_handler(store, reactor),
+            "sessions": sessions_handler(sessions),
+            "rotate-key": rotate_key_handler(KeyRotation(store, live_keys)),
         }
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
 
-    services: Sequence[IService] = (
+    services: list[IService] = [
         # The Forgejo client's pool closes after the timers that use it stop
         # (services stop in reverse order).
         CloseOnStop(forgejo.close),
@@ -305,7 +391,23 @@ def build_broker(
         admin_socket,
         presence,
         *(() if listener is None else (listener,)),
-    )
+    ]
+
+    if audit is not None:
+        services.append(AuditFile(settings.audit, reactor, globalLogPublisher))
+
+    # --- GET /metrics on its own listener -------------------------------------
+    if registry is not None:
+        from fjmcp.buildinfo import build_info
+        from fjmcp.metrics.collectors import BrokerState
+        from fjmcp.metrics.service import MetricsService, metrics_site
+
+        registry.register(BrokerState(sessions, refresher, store, build_info()))
+        services.append(
+            MetricsService(
+                reactor, settings.metrics.listen, metrics_site(registry, reactor)
+            )
+        )
     return Broker(
         site=site,
         services=tuple(services),
@@ -324,4 +426,6 @@ def build_broker(
         refresher=refresher,
         presence=presence,
         purger=purger,
+        keys=live_keys,
+        metrics=registry,
     )

@@ -409,6 +409,8 @@ COMPONENTS = (
     "bridge",
     "maintenance",
     "web",
+    "metrics",
+    "audit",
 )
 
 

@@ -126,10 +126,15 @@ def test_admin_commands_reach_the_store_the_caches_and_the_sessions(
     monkeypatch.setattr(SessionRegistry, "end_user", end_user)
     broker = _build(tmp_path, memory_store, MemoryReactorClock())
     assert broker.admin.names() == [
+        "clients",
         "issue-token",
         "purge-expired",
+        "revoke-client",
         "revoke-user",
+        "rotate-key",
+        "sessions",
         "status",
+        "users",
     ]
     assert _admin(broker, "status") == {"status": "fine"}
 

@@ -44,6 +44,7 @@ import inspect
 import json
 import pkgutil
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import IO, Any, Final
 
@@ -58,6 +59,8 @@ __all__ = [
     "AdminContext",
     "COMMANDS",
     "all_commands",
+    "format_table",
+    "read_through_daemon",
     "main",
 ]
 
@@ -166,6 +169,52 @@ class AdminContext:
                 print(f"{str(key).ljust(width)}  {value}", file=self.out)
         else:
             print(result, file=self.out)
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
+) -> str:
+    """
+    ``rows`` as a plain text table: ``columns`` are ``(key, heading)``;
+    ``None`` shows as ``-``, times (keys ending ``_at``) as UTC dates.
+    """
+    if not rows:
+        return "(none)"
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if key.endswith("_at") and isinstance(value, int | float):
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+        return str(value)
+
+    cells = [[cell(k, row.get(k)) for k, _ in columns] for row in rows]
+    widths = [
+        max(len(heading), *(len(r[i]) for r in cells))
+        for i, (_, heading) in enumerate(columns)
+    ]
+    lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True))]
+    lines.extend(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in cells
+    )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+async def read_through_daemon(
+    ctx: AdminContext,
+    cmd: str,
+    *,
+    offline: Callable[[Any], Awaitable[Any]],
+) -> Any:
+    """
+    Read-only commands: ask the daemon when it runs (it adds what only it
+    knows, such as live sessions), else read the store.
+    """
+    try:
+        return ctx.call(cmd, {})
+    except DaemonNotRunningError:
+        return await offline(await ctx.store())
 
 
 # --- status -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.admin.test_revoke -*-
 """
-``fjmcp admin revoke-user LOGIN``: cut a user off now.
+``fjmcp admin revoke-user LOGIN``: cut a user off now; ``fjmcp admin
+revoke-client ID``: cut a client off.
 
 An operator uses it when an account is compromised or a person leaves: every
 broker token of the user (every client, access and refresh) is revoked,
@@ -14,23 +15,36 @@ token memory, sessions; see `fjmcp.maintenance.revocation`). When it does
 not, the command changes the store directly (`revoke_user_offline`); there
 are no sessions or caches then, and a daemon started later reads the tokens
 as revoked on its first cache miss.
+
+``revoke-client`` forgets a client and everything issued to it (tokens,
+codes, logins in progress, consents), clears those tokens from the bearer
+cache and ends every session started through it. A dynamically registered
+client must register again (MCP clients do on their next connect, and their
+users consent again); use it when a client's secret or a user's device
+leaked.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from fjmcp.admin.client import AdminError
 from fjmcp.admin.commands import AdminCommand, AdminContext
 from fjmcp.admin.server import AdminCommandError, Handler
+from fjmcp.interfaces import ISessionControl
 from fjmcp.maintenance.refresher import IUserRevocation
 from fjmcp.maintenance.revocation import revoke_user_txn
+from fjmcp.store.clients import ADMIN_CLIENT_ID
+from fjmcp.store.inventory import revoke_client_txn
 from fjmcp.store.runner import TxnRunner
 
 __all__ = [
     "COMMANDS",
     "OPERATOR_REASON",
+    "revoke_client_handler",
+    "revoke_client_offline",
     "revoke_user_handler",
     "revoke_user_offline",
 ]
@@ -122,3 +136,112 @@ COMMANDS = [
         _arguments,
     )
 ]
+
+
+# --- revoke-client ------------------------------------------------------------------
+
+#: Client ids are URLs for metadata-document clients.
+_MAX_CLIENT_ID: Final = 2048
+
+
+def _client_arg(args: Mapping[str, Any]) -> str:
+    client_id = args.get("client_id")
+    if (
+        not isinstance(client_id, str)
+        or not client_id.strip()
+        or len(client_id) > _MAX_CLIENT_ID
+    ):
+        raise AdminCommandError('revoke-client needs {"client_id": ID}')
+    if client_id == ADMIN_CLIENT_ID:
+        raise AdminCommandError(
+            "admin-cli is the broker's own client; revoke its users instead"
+        )
+    return client_id
+
+
+async def revoke_client_offline(store: TxnRunner, client_id: str) -> dict[str, object]:
+    """``revoke-client`` on the store (no daemon: no session is live)."""
+    changed = await store.run(revoke_client_txn, client_id)
+    return {
+        "client_id": client_id,
+        "known": changed.known,
+        "broker_tokens_revoked": len(changed.token_hashes),
+        "users": list(changed.users),
+        "daemon": False,
+    }
+
+
+def revoke_client_handler(
+    store: TxnRunner,
+    forget_tokens: Callable[[tuple[str, ...]], object],
+    sessions: ISessionControl,
+    live_users_of: Callable[[str], set[str]],
+) -> Handler:
+    """
+    The daemon's ``revoke-client``: the store first, then the bearer cache,
+    then every session through the client (children stopped).
+
+    :param live_users_of: the users with a live session through a client.
+    """
+
+    async def handle(args: Mapping[str, Any]) -> dict[str, object]:
+        client_id = _client_arg(args)
+        changed = await store.run(revoke_client_txn, client_id)
+        forget_tokens(changed.token_hashes)
+        users = sorted(live_users_of(client_id) | set(changed.users))
+        for user in users:
+            await sessions.end_user_client(user, client_id, OPERATOR_REASON)
+        return {
+            "client_id": client_id,
+            "known": changed.known,
+            "broker_tokens_revoked": len(changed.token_hashes),
+            "users": users,
+            "daemon": True,
+        }
+
+    return handle
+
+
+def _client_text(result: Mapping[str, Any]) -> str:
+    client_id = result.get("client_id")
+    if not result.get("known"):
+        return f"fjmcp knows no client {client_id!r}; nothing was revoked"
+    users = ", ".join(result.get("users") or ()) or "no user"
+    where = (
+        "their sessions through it ended"
+        if result.get("daemon")
+        else "the daemon is not running, so no session was live"
+    )
+    return (
+        f"revoked client {client_id}: {result.get('broker_tokens_revoked')} broker "
+        f"token(s) of {users}; {where}"
+    )
+
+
+def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("client_id", help="The client id (see `fjmcp admin clients`).")
+
+
+async def _revoke_client(ctx: AdminContext, args: argparse.Namespace) -> int:
+    client_id: str = args.client_id
+    try:
+        _client_arg({"client_id": client_id})
+    except AdminCommandError as e:
+        raise AdminError(str(e)) from None
+    result = await ctx.write(
+        "revoke-client",
+        {"client_id": client_id},
+        offline=lambda store: revoke_client_offline(store, client_id),
+    )
+    ctx.emit(result, _client_text)
+    return 0 if result.get("known") else 1
+
+
+COMMANDS.append(
+    AdminCommand(
+        "revoke-client",
+        "Forget a client: revoke its tokens and end its sessions.",
+        _revoke_client,
+        _client_arguments,
+    )
+)

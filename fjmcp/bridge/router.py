@@ -50,7 +50,8 @@ from fjmcp.bridge.jsonrpc import (
 from fjmcp.bridge.policy import PolicyEnforcer
 from fjmcp.bridge.replay import Stream, parse_event_id
 from fjmcp.bridge.sse import SseWriter, StreamRequest
-from fjmcp.interfaces import ChildExit
+from fjmcp.interfaces import ChildExit, ICallObserver
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import describe_exit
 
@@ -147,6 +148,18 @@ class JsonReply:
         self.request.finish()
 
 
+#: Longest tool name kept for the audit log.
+MAX_TOOL_NAME: Final = 128
+
+
+def tool_name(msg: Message) -> str | None:
+    """The tool a ``tools/call`` request names (cut short), else None."""
+    if msg.method != "tools/call":
+        return None
+    name = msg.params.get("name")
+    return name[:MAX_TOOL_NAME] if isinstance(name, str) else None
+
+
 @define(eq=False)
 class Exchange:
     """One client request waiting for the child's answer."""
@@ -157,6 +170,9 @@ class Exchange:
     generation: int
     stream: Stream | None = None
     reply: JsonReply | None = None
+    started: float = 0.0
+    tool: str | None = None
+    """The tool a ``tools/call`` names (for the audit log; never its arguments)."""
 
     @property
     def open_stream(self) -> bool:
@@ -203,6 +219,7 @@ class SessionBridge:
     session: ChildOwner
     _clock: IReactorTime
     settings: BridgeSettings
+    calls: ICallObserver = field(default=NO_OBSERVER, kw_only=True)
     negotiated: Negotiated = field(factory=Negotiated)
     replay: ReplayState = field(factory=ReplayState)
     _in_flight: dict[str, Exchange] = field(factory=dict)
@@ -326,6 +343,7 @@ class SessionBridge:
         if reply is not None:
             reply.pending = {m.id_json for m in requests if m.id_json}
         generation = self.session.generation
+        now = self._clock.seconds()
         for msg in requests:
             if msg.id_json is None or msg.method is None:
                 continue
@@ -336,6 +354,8 @@ class SessionBridge:
                 generation=generation,
                 stream=stream,
                 reply=reply,
+                started=now,
+                tool=tool_name(msg),
             )
         if stream is not None and writer is not None:
             self._attach(stream, writer, None, prime)
@@ -356,7 +376,7 @@ class SessionBridge:
 
         def refuse(line: bytes) -> None:
             if ex is not None and self._in_flight.get(ex.id_json) is ex:
-                self._answer(ex, line)
+                self._answer(ex, line, "refused")
 
         enforcer.admit(msg, forward, refuse)
 
@@ -474,7 +494,7 @@ class SessionBridge:
             line = msg.line
             if enforcer is not None:
                 line = enforcer.filter_answer(ex.method, msg)
-            self._answer(ex, line)
+            self._answer(ex, line, "error" if "error" in msg.body else "ok")
             if ex.method == "initialize":
                 self._initialized(msg)
             return
@@ -548,8 +568,17 @@ class SessionBridge:
         if not self.negotiated.record(msg.body.get("result")):
             self.session.request_end(self.session, "initialize failed")
 
-    def _answer(self, ex: Exchange, line: bytes) -> None:
+    def _answer(self, ex: Exchange, line: bytes, outcome: str) -> None:
         self._in_flight.pop(ex.id_json, None)
+        session = self.session
+        self.calls.call_done(
+            session.identity,
+            session.short_id,
+            ex.method,
+            ex.tool,
+            outcome,
+            self._clock.seconds() - ex.started,
+        )
         if ex.stream is not None:
             ex.stream.send(line)
             ex.stream.mark_answered(ex.id_json)
@@ -560,7 +589,7 @@ class SessionBridge:
     def _fail(self, ex: Exchange | None, reason: str) -> None:
         if ex is None:
             return
-        self._answer(ex, error_body(ex.id_json, INTERNAL_ERROR, reason))
+        self._answer(ex, error_body(ex.id_json, INTERNAL_ERROR, reason), "failed")
 
     def child_exited(self, generation: int, exit: ChildExit) -> None:
         """Every request still waiting on that child gets a -32603 error."""

@@ -316,6 +316,10 @@ class TokenRefresher(LoopingService):
     _check_limit: DeferredSemaphore = field(init=False)
     refreshes: int = field(default=0, init=False)
     """Successful refreshes since start (for status and metrics)."""
+    outcomes: dict[str, int] = field(
+        factory=lambda: {o.value: 0 for o in RefreshOutcome}, init=False
+    )
+    """Refreshes ended, by `RefreshOutcome` value (for metrics)."""
 
     @_limit.default
     def _make_limit(self) -> DeferredSemaphore:
@@ -423,6 +427,11 @@ class TokenRefresher(LoopingService):
         return flight
 
     async def _refresh_flight(self, user: str) -> RefreshOutcome:
+        outcome = await self._refresh_counted(user)
+        self.outcomes[outcome.value] += 1
+        return outcome
+
+    async def _refresh_counted(self, user: str) -> RefreshOutcome:
         try:
             await self._limit.acquire()
             try:

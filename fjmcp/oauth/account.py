@@ -30,7 +30,7 @@ from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.consent_modes import ConsentModeForbidden, ConsentModes
 from fjmcp.oauth.fanout import RevocationListener
-from fjmcp.oauth.keys import KeyRing, SealError
+from fjmcp.oauth.keys import SealError, SealingKeys
 from fjmcp.oauth.login import ForgejoLike
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect
 from fjmcp.oauth.registration import display_name
@@ -76,7 +76,8 @@ class GrantSessions(Protocol):
         """The live session owners of ``user`` through ``client_id``."""
 
 
-def _context(state_hash: str) -> bytes:
+def account_login_aad(state_hash: str) -> bytes:
+    """The associated data of an account login's sealed verifier."""
     return b"fjmcp/account-login/" + state_hash.encode("ascii")
 
 
@@ -91,7 +92,7 @@ class AccountPage:
     _settings: OAuthSettings
     _store: TxnRunner
     _clock: IReactorTime
-    _keys: KeyRing
+    _keys: SealingKeys
     _forgejo: ForgejoLike
     _upstream: UpstreamTokens
     _cookies: BrowserCookies
@@ -174,7 +175,9 @@ class AccountPage:
         browser = new_secret()
         verifier = pkce.new_verifier()
         state_hash = hash_secret(state)
-        key_id, sealed = self._keys.seal(verifier.encode("ascii"), _context(state_hash))
+        key_id, sealed = self._keys.seal(
+            verifier.encode("ascii"), account_login_aad(state_hash)
+        )
         await self._store.run(
             insert_account_login_txn,
             AccountLogin(
@@ -224,7 +227,7 @@ class AccountPage:
             )
         try:
             verifier = self._keys.open(
-                login.key_id, login.verifier_sealed, _context(state_hash)
+                login.key_id, login.verifier_sealed, account_login_aad(state_hash)
             ).decode("ascii")
             tokens = await self._forgejo.exchange_code(
                 params["code"], self._settings.callback_url, verifier

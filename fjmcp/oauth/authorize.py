@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.challenge import MCP_SCOPE, READ_ONLY_SCOPE
@@ -49,6 +50,7 @@ from fjmcp.oauth.registration import (
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import new_secret
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.rules import Mode
 from fjmcp.store.clients import ClientRecord
 from fjmcp.store.grants import consent_mode_txn
@@ -111,6 +113,7 @@ class AuthorizeEndpoint:
     _clients: ClientLookup
     _cookies: BrowserCookies
     _login: LoginStarter
+    _events: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
 
     log = Logger()
 
@@ -298,6 +301,8 @@ class AuthorizeEndpoint:
         if client is None or not _registered(client, request.redirect_uri):
             return error_page("The application's registration has changed.")
         decision = form.get("decision")
+        if decision in ("allow", "deny"):
+            self._events.oauth_event("consent", None, client.client_id, decision)
         if decision == "deny":
             self.log.info(
                 "consent denied for client {client_id}", client_id=client.client_id

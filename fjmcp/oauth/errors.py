@@ -27,6 +27,7 @@ __all__ = [
     "InvalidTargetError",
     "LoginRequiredError",
     "OAuthError",
+    "RateLimitedError",
     "ServerError",
     "TemporarilyUnavailableError",
     "UnauthorizedClientError",
@@ -155,3 +156,17 @@ class TemporarilyUnavailableError(OAuthError):
 
     error = "temporarily_unavailable"
     status = 503
+
+
+class RateLimitedError(OAuthError):
+    """Too many requests from this client or address; ``Retry-After`` says when."""
+
+    error = "temporarily_unavailable"
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many requests; retry after {retry_after} seconds",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after

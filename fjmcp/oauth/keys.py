@@ -26,9 +26,9 @@ import secrets
 import stat
 import time
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -38,6 +38,8 @@ __all__ = [
     "KEY_BYTES",
     "KeyFileError",
     "KeyRing",
+    "LiveKeyRing",
+    "SealingKeys",
     "SealError",
     "generate_key_line",
     "load_keyring",
@@ -164,6 +166,10 @@ class KeyRing:
                 "sealed value does not open (tampered or wrong row)"
             ) from None
 
+    def reseal(self, kid: str, blob: bytes, aad: bytes) -> tuple[str, bytes]:
+        """Open a value sealed by ``kid`` and seal it with the active key."""
+        return self.seal(self.open(kid, blob, aad), aad)
+
     def derive(self, purpose: str) -> bytes:
         """
         A 32-byte key for ``purpose`` (e.g. cookie signing), derived from the
@@ -176,6 +182,69 @@ class KeyRing:
             salt=None,
             info=b"fjmcp/" + purpose.encode("utf-8"),
         ).derive(self._keys[0][1])
+
+
+class SealingKeys(Protocol):
+    """What the components that seal and open values need of the keys."""
+
+    @property
+    def active_id(self) -> str:
+        """The id of the key that seals."""
+
+    def seal(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
+        """Encrypt with the active key; ``(key_id, blob)``."""
+
+    def open(self, kid: str, blob: bytes, aad: bytes) -> bytes:
+        """Decrypt what `seal` gave."""
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for ``purpose`` derived from the active key."""
+
+
+@define(eq=False)
+class LiveKeyRing:
+    """
+    The daemon's keys: a `KeyRing` replaced whole when the key file is read
+    again (``fjmcp admin rotate-key``), so every component holding this sees
+    the new active key at once. Values sealed before stay readable as long
+    as the file still holds their key.
+    """
+
+    ring: KeyRing
+    path: Path | None = None
+    """The key file (None: keys made in memory, which cannot be re-read)."""
+
+    @property
+    def active_id(self) -> str:
+        """The id of the key that seals."""
+        return self.ring.active_id
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Every key id, active first."""
+        return self.ring.key_ids
+
+    def seal(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
+        """Encrypt with the current ring's active key."""
+        return self.ring.seal(plaintext, aad)
+
+    def open(self, kid: str, blob: bytes, aad: bytes) -> bytes:
+        """Decrypt with the current ring."""
+        return self.ring.open(kid, blob, aad)
+
+    def derive(self, purpose: str) -> bytes:
+        """A key derived from the current ring's active key."""
+        return self.ring.derive(purpose)
+
+    def read(self) -> KeyRing:
+        """The key file as it is now (not yet in use); `KeyFileError` if bad."""
+        if self.path is None:
+            raise KeyFileError("these keys were not read from a file")
+        return load_keyring(self.path)
+
+    def use(self, ring: KeyRing) -> None:
+        """Seal with ``ring`` from now on."""
+        self.ring = ring
 
 
 def load_keyring(path: str | os.PathLike[str]) -> KeyRing:

@@ -32,7 +32,7 @@ from fjmcp.oauth.errors import (
     ServerError,
     TemporarilyUnavailableError,
 )
-from fjmcp.oauth.keys import KeyRing, SealError
+from fjmcp.oauth.keys import SealError, SealingKeys
 from fjmcp.oauth.outcomes import (
     Cookie,
     Page,
@@ -66,6 +66,7 @@ __all__ = [
     "AuthRequest",
     "ForgejoLike",
     "ForgejoLogin",
+    "pending_aad",
 ]
 
 #: How long a login at Forgejo may take.
@@ -143,7 +144,11 @@ class AuthRequest:
         return cls(**values)
 
 
-def _verifier_context(state_hash: str) -> bytes:
+def pending_aad(state_hash: str) -> bytes:
+    """
+    The associated data of a pending login's sealed PKCE verifier: bound to
+    its state, so a blob moved to another login does not open.
+    """
     return b"fjmcp/pending/" + state_hash.encode("ascii")
 
 
@@ -154,7 +159,7 @@ class ForgejoLogin:
     _settings: OAuthSettings
     _store: TxnRunner
     _clock: IReactorTime
-    _keys: KeyRing
+    _keys: SealingKeys
     _forgejo: ForgejoLike
     _upstream: UpstreamTokens
     _cookies: BrowserCookies
@@ -190,7 +195,7 @@ class ForgejoLogin:
             )
         state_hash = hash_secret(state)
         key_id, sealed = self._keys.seal(
-            verifier.encode("ascii"), _verifier_context(state_hash)
+            verifier.encode("ascii"), pending_aad(state_hash)
         )
         status: str = await self._store.run(
             insert_pending_txn,
@@ -284,7 +289,7 @@ class ForgejoLogin:
             return fail(AccessDeniedError("Forgejo returned no code"))
         try:
             verifier = self._keys.open(
-                pending.key_id, pending.verifier_sealed, _verifier_context(state_hash)
+                pending.key_id, pending.verifier_sealed, pending_aad(state_hash)
             ).decode("ascii")
         except SealError:
             self.log.failure("a pending login's verifier does not open")

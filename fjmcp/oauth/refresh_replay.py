@@ -18,13 +18,14 @@ from typing import Any
 
 from attrs import frozen
 
-from fjmcp.oauth.keys import KeyRing, SealError
+from fjmcp.oauth.keys import SealError, SealingKeys
 from fjmcp.store.grants import SealedAnswer
 
 __all__ = ["RefreshAnswers"]
 
 
-def _context(refresh_hash: str) -> bytes:
+def replay_aad(refresh_hash: str) -> bytes:
+    """The associated data of a kept refresh answer: bound to its token."""
     return b"fjmcp/refresh-answer/" + refresh_hash.encode("ascii")
 
 
@@ -32,7 +33,7 @@ def _context(refresh_hash: str) -> bytes:
 class RefreshAnswers:
     """Seals a refresh's answer for its grace, and opens it for a retry."""
 
-    _keys: KeyRing
+    _keys: SealingKeys
     grace: float
     """Seconds a spent refresh token still gets its answer (0: never)."""
 
@@ -44,14 +45,14 @@ class RefreshAnswers:
             return None
         key_id, sealed = self._keys.seal(
             json.dumps(answer, sort_keys=True).encode("utf-8"),
-            _context(refresh_hash),
+            replay_aad(refresh_hash),
         )
         return SealedAnswer(key_id, sealed, now + self.grace)
 
     def open(self, refresh_hash: str, kept: SealedAnswer) -> dict[str, Any] | None:
         """The kept answer, or ``None`` if it does not open (a retired key)."""
         try:
-            plain = self._keys.open(kept.key_id, kept.sealed, _context(refresh_hash))
+            plain = self._keys.open(kept.key_id, kept.sealed, replay_aad(refresh_hash))
         except SealError:
             return None
         answer = json.loads(plain)

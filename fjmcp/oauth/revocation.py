@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth.client_auth import ClientAuthentication
 from fjmcp.oauth.errors import InvalidRequestError
 from fjmcp.oauth.fanout import RevocationListener
 from fjmcp.oauth.tokens import hash_secret
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.grants import GrantOutcome, revoke_token_txn
 from fjmcp.store.runner import TxnRunner
 
@@ -31,6 +33,7 @@ class RevocationEndpoint:
     _clock: IReactorTime
     _authentication: ClientAuthentication
     _fanout: RevocationListener
+    _events: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
 
     async def revoke(
         self, form: Mapping[str, str], authorization: bytes | None
@@ -46,6 +49,8 @@ class RevocationEndpoint:
             client.client_id,
             self._clock.seconds(),
         )
+        user = outcome.grant.user if outcome.grant is not None else None
+        self._events.oauth_event("revocation", user, client.client_id, outcome.status)
         if outcome.status == "ok":
             self._fanout.revoked(
                 outcome.grant, outcome.revoked, "revoked by the client"

@@ -25,6 +25,7 @@ from typing import Protocol
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth.account import AccountPage, GrantSessions
 from fjmcp.oauth.authorize import AuthorizeEndpoint
 from fjmcp.oauth.browser import BrowserCookies
@@ -37,7 +38,7 @@ from fjmcp.oauth.clients import ClientDirectory
 from fjmcp.oauth.consent_modes import ConsentModes
 from fjmcp.oauth.document_clients import DocumentClients
 from fjmcp.oauth.fanout import ClientSessions, RevocationFanout, TokenForgetter
-from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.keys import SealingKeys
 from fjmcp.oauth.login import ForgejoLike, ForgejoLogin
 from fjmcp.oauth.metadata import endpoint
 from fjmcp.oauth.private_key_jwt import PrivateKeyJwt
@@ -47,6 +48,7 @@ from fjmcp.oauth.revocation import RevocationEndpoint
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.token_endpoint import TokenEndpoint
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.runner import TxnRunner
 
 __all__ = ["AuthorizationServer", "BrokerSessions", "build_authorization_server"]
@@ -79,12 +81,13 @@ def build_authorization_server(
     settings: OAuthSettings,
     store: TxnRunner,
     clock: IReactorTime,
-    keys: KeyRing,
+    keys: SealingKeys,
     forgejo: ForgejoLike,
     upstream: UpstreamTokens,
     bearer: TokenForgetter,
     sessions: BrokerSessions,
     authentication: ClientAuthentication | None = None,
+    events: IOAuthObserver = NO_OBSERVER,
     documents: DocumentClients | None = None,
     *,
     memberships: Callable[[str, frozenset[str]], None],
@@ -98,6 +101,8 @@ def build_authorization_server(
     :param authentication: the client authentication registry (default: the
         secret-based and public methods, and ``private_key_jwt`` with
         ``documents``, over the directory's clients).
+    :param events: told of every grant, refresh, revocation and consent
+        decision (the audit log).
     :param documents: resolves ``client_id`` URLs (metadata documents and
         known-client records); without it only registered clients exist.
     """
@@ -137,7 +142,9 @@ def build_authorization_server(
         settings=settings,
         cookies=cookies,
         registrar=Registrar(clients, clock, authentication.registrable_methods),
-        authorize=AuthorizeEndpoint(settings, store, clock, clients, cookies, login),
+        authorize=AuthorizeEndpoint(
+            settings, store, clock, clients, cookies, login, events=events
+        ),
         login=login,
         tokens=TokenEndpoint(
             settings,
@@ -147,8 +154,11 @@ def build_authorization_server(
             clients,
             fanout,
             RefreshAnswers(keys, settings.refresh_reuse_grace),
+            events=events,
         ),
-        revocation=RevocationEndpoint(store, clock, authentication, fanout),
+        revocation=RevocationEndpoint(
+            store, clock, authentication, fanout, events=events
+        ),
         authentication=authentication,
         account=account,
         client_documents=documents is not None,

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth import pkce
 from fjmcp.oauth.challenge import MCP_SCOPE, READ_ONLY_SCOPE
 from fjmcp.oauth.client_auth import ClientAuthentication
@@ -36,6 +37,7 @@ from fjmcp.oauth.refresh_replay import RefreshAnswers
 from fjmcp.oauth.registration import redirect_matches
 from fjmcp.oauth.settings import OAuthSettings
 from fjmcp.oauth.tokens import hash_secret, new_secret, remaining, token_id
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.clients import ClientRecord
 from fjmcp.store.grants import (
     CodeGrant,
@@ -71,6 +73,7 @@ class TokenEndpoint:
     _fanout: RevocationListener
     _answers: RefreshAnswers | None = None
     """Keeps refresh answers for the reuse grace (``None``: no grace)."""
+    _events: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
 
     log = Logger()
 
@@ -156,7 +159,11 @@ class TokenEndpoint:
                 client_id=client.client_id,
                 token_id=token_id(mint.access_hash),
             )
+            self._events.oauth_event(
+                "grant", outcome.grant.user, client.client_id, "ok"
+            )
             return self._answer(mint, access, refresh, outcome.grant.scope)
+        self._events.oauth_event("grant", None, client.client_id, outcome.status)
         if outcome.status == "replayed":
             self._fanout.revoked(
                 outcome.grant, outcome.revoked, "authorization code replayed"
@@ -194,6 +201,10 @@ class TokenEndpoint:
             keep = self._answers.seal(spent, answer, mint.now)
         outcome: GrantOutcome = await self._store.run(
             refresh_txn, spent, client.client_id, mint, keep
+        )
+        grant_user = outcome.grant.user if outcome.grant is not None else None
+        self._events.oauth_event(
+            "refresh", grant_user, client.client_id, outcome.status
         )
         if outcome.status == "ok" and outcome.grant is not None:
             return self._answer(mint, access, refresh, outcome.grant.scope)

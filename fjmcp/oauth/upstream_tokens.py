@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import UpstreamToken
-from fjmcp.oauth.keys import KeyRing
+from fjmcp.oauth.keys import SealingKeys
 from fjmcp.store.grants import upsert_user_txn
 from fjmcp.store.runner import Cursor, TxnRunner
 from fjmcp.store.upstream_tokens import (
@@ -100,7 +100,7 @@ class UpstreamTokens:
     """
 
     _store: TxnRunner
-    _keys: KeyRing
+    _keys: SealingKeys
     _clock: IReactorTime
     scopes: tuple[str, ...] = field(default=(), converter=_scope_tuple)
     """The Forgejo scopes of the grant served (the configured ``forgejo_scopes``)."""

@@ -40,15 +40,18 @@ from fjmcp.interfaces import (
     IChild,
     Identity,
     ISpawner,
+    ISpawnObserver,
     IUpstreamTokens,
     UpstreamToken,
 )
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.sessions.handshake import Handshake, HandshakeFailedError
 from fjmcp.sessions.owner import ChildOwner, IdentityKey, OwnerKey, OwnerRouter
 from fjmcp.sessions.respawn import bring_up_child, respawn_owner
 from fjmcp.sessions.spawn_gate import GatedReceiver, SpawnGate
 
 __all__ = [
+    "END_KINDS",
     "SessionSettings",
     "CapExceededError",
     "GenerationReceiver",
@@ -64,6 +67,10 @@ __all__ = [
 ]
 
 SESSION_ID_BYTES: Final = 24  # 192 bits
+
+#: Why owners end, as counted for metrics: a bounded set, whatever the
+#: free-text reason logged with each end.
+END_KINDS: Final = ("deleted", "idle", "child_exit", "revoked", "shutdown", "other")
 
 SpecFactory = Callable[[UpstreamToken, str], ChildSpec]
 RouterFactory = Callable[[ChildOwner], OwnerRouter]
@@ -226,6 +233,7 @@ class SessionRegistry:
     _clock: IReactorTime
     _settings: SessionSettings
     _spawn_gate: SpawnGate | None = None
+    _spawns: ISpawnObserver = field(default=NO_OBSERVER, kw_only=True)
     _owners: dict[OwnerKey, ChildOwner] = field(factory=dict)
     _by_user: dict[str, dict[OwnerKey, ChildOwner]] = field(factory=dict)
     _by_grant: dict[tuple[str, str], dict[OwnerKey, ChildOwner]] = field(factory=dict)
@@ -234,6 +242,8 @@ class SessionRegistry:
     _newest_token: dict[str, int] = field(factory=dict)
     started: int = 0
     ended: int = 0
+    ended_by: dict[str, int] = field(factory=lambda: dict.fromkeys(END_KINDS, 0))
+    """Owners ended, by `END_KINDS` (for metrics)."""
     closing: bool = field(default=False, init=False)
     """Set by `drain` (shutdown): no new child is started from then on."""
 
@@ -309,6 +319,7 @@ class SessionRegistry:
         if key in self._owners:
             raise OwnerExistsError("this owner already has a child")
         self.reserve(identity.user)
+        began = self._clock.seconds()
         try:
             token = await self._tokens.current(identity.user)
         except Exception as e:
@@ -377,6 +388,7 @@ class SessionRegistry:
                 await self.end(owner, e.reason)
                 raise error from None
             owner.became_ready()
+        self._spawns.spawned(self._clock.seconds() - began)
         return owner
 
     async def _start_slot(self) -> Callable[[], None]:
@@ -485,11 +497,16 @@ class SessionRegistry:
 
     # -- ending --------------------------------------------------------------
 
-    def end(self, owner: ChildOwner, reason: str) -> Deferred[None]:
+    def end(
+        self, owner: ChildOwner, reason: str, kind: str = "other"
+    ) -> Deferred[None]:
         """
         End an owner: forget it (a session id now gets 404), fail what is in
         flight, close its streams and stop its children. Fires once every
         child is reaped.
+
+        :param kind: one of `END_KINDS`, counted for metrics (``shutdown``
+            once the drain has begun, whatever the caller says).
         """
         if owner.ended:
             return succeed(None)
@@ -497,6 +514,8 @@ class SessionRegistry:
         owner.end_reason = reason
         self._remove(owner)
         self.ended += 1
+        kind = "shutdown" if self.closing else kind
+        self.ended_by[kind if kind in self.ended_by else "other"] += 1
         self.log.info(
             "{owner} of {user} ended: {reason}",
             owner=owner.described,
@@ -519,9 +538,11 @@ class SessionRegistry:
         done = gatherResults(stops, consumeErrors=True).addBoth(reaped)
         return done.addCallback(lambda _: None)
 
-    def end_many(self, owners: list[ChildOwner], reason: str) -> Deferred[None]:
+    def end_many(
+        self, owners: list[ChildOwner], reason: str, kind: str = "other"
+    ) -> Deferred[None]:
         """End several owners; fires when all their children are reaped."""
-        ds = [self.end(s, reason) for s in owners]
+        ds = [self.end(s, reason, kind) for s in owners]
         if not ds:
             return succeed(None)
         return gatherResults(ds, consumeErrors=True).addCallback(lambda _: None)
@@ -536,7 +557,7 @@ class SessionRegistry:
             for s in self._owners.values()
             if not s.busy and now - s.last_activity > idle_timeout
         ]
-        return self.end_many(idle, "idle").addCallback(lambda _: len(idle))
+        return self.end_many(idle, "idle", "idle").addCallback(lambda _: len(idle))
 
     def drain(self) -> Deferred[None]:
         """
@@ -556,7 +577,7 @@ class SessionRegistry:
         if owner.router is not None:
             owner.router.child_exited(generation, exit)
         if not owner.ended and generation == owner.generation:
-            self.end(owner, describe_exit(exit))
+            self.end(owner, describe_exit(exit), "child_exit")
 
     # -- ISessionControl -----------------------------------------------------
 
@@ -566,11 +587,11 @@ class SessionRegistry:
 
     def end_user(self, user: str, reason: str) -> Deferred[None]:
         """End every owner of ``user``."""
-        return self.end_many(self.owners_of(user), reason)
+        return self.end_many(self.owners_of(user), reason, "revoked")
 
     def end_user_client(self, user: str, client_id: str, reason: str) -> Deferred[None]:
         """End the owners of ``user`` through ``client_id`` only."""
-        return self.end_many(self.owners_of_grant(user, client_id), reason)
+        return self.end_many(self.owners_of_grant(user, client_id), reason, "revoked")
 
     def token_rotated(self, token: UpstreamToken) -> None:
         """

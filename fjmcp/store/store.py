@@ -164,6 +164,8 @@ class Store:
     _conninfo: str | None = None
     _password: str | None = field(default=None, repr=False)
     _closing: Deferred[None] | None = field(default=None, init=False)
+    errors: int = field(default=0, init=False)
+    """Transactions that failed with `StoreError` since start (for metrics)."""
 
     log = Logger()
 
@@ -193,9 +195,13 @@ class Store:
                 raise wrap_sqlite_error(path, e, doing="connecting") from e
             return run_txn(dialect, conn, path, fn, *args, **kwargs)
 
-        return cast("Deferred[T]", pool.runWithConnection(on_thread)).addErrback(
-            _connection_lost, path
-        )
+        done = cast("Deferred[T]", pool.runWithConnection(on_thread))
+        return done.addErrback(_connection_lost, path).addErrback(self._count_error)
+
+    def _count_error(self, failure: Failure) -> Failure:
+        if failure.check(StoreError):
+            self.errors += 1
+        return failure
 
     def listener(
         self,

@@ -93,7 +93,8 @@ from fjmcp.bridge.sse import McpRequest
 from fjmcp.bridge.stateless import IdentityBridge, StatelessReply, StatelessSettings
 from fjmcp.bridge.versions import SUPPORTED_VERSIONS, version_at_least
 from fjmcp.config import is_loopback_host
-from fjmcp.interfaces import IAuthenticator, Identity, InvalidToken
+from fjmcp.interfaces import IAuthenticator, ICallObserver, Identity, InvalidToken
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import SessionError, SessionRegistry, new_session_id
@@ -233,6 +234,7 @@ class McpResource(Resource):
         clock: IReactorTime,
         policies: PolicyBook,
         request_state_key: bytes | None = None,
+        calls: ICallObserver = NO_OBSERVER,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._auth = authenticator
@@ -240,6 +242,7 @@ class McpResource(Resource):
         self._registry = registry
         self._clock = clock
         self._policies = policies
+        self._calls = calls
         self._settings = settings.streams
         self._node_id = settings.node_id
         self._loopback = settings.public_is_loopback
@@ -268,7 +271,9 @@ class McpResource(Resource):
             session.identity,
             lambda line: session.write(line),
         )
-        return SessionBridge(session, self._clock, self._settings, enforcer=enforcer)
+        return SessionBridge(
+            session, self._clock, self._settings, enforcer=enforcer, calls=self._calls
+        )
 
     def identity_bridge_for(self, owner: ChildOwner) -> IdentityBridge:
         """The router factory of identity owners: one bridge per identity child."""
@@ -781,7 +786,7 @@ class McpResource(Resource):
         session = self._session(request, identity)
         if session is None:
             return
-        self._registry.end(session, "deleted by the client")
+        self._registry.end(session, "deleted by the client", "deleted")
         request.setResponseCode(204)
         request.finish()
 

@@ -28,6 +28,7 @@ reading the metadata; the metadata names only the ``/oauth/`` ones.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,17 +36,19 @@ from importlib.resources import files
 from string import Template
 from typing import Any, Final
 
-from attrs import define
+from attrs import define, field
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from fjmcp.interfaces import IOAuthObserver
 from fjmcp.oauth.account import ACCOUNT_STATE_PREFIX
 from fjmcp.oauth.errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
     OAuthError,
+    RateLimitedError,
     TemporarilyUnavailableError,
 )
 from fjmcp.oauth.forms import parse_params, query_of
@@ -55,8 +58,10 @@ from fjmcp.oauth.metadata import (
 )
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect
 from fjmcp.oauth.server import AuthorizationServer
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.store.errors import StoreError
 from fjmcp.web.account_page import render_account
+from fjmcp.web.ratelimit import RateLimits, token_client_key
 
 __all__ = [
     "OAuthRoutes",
@@ -207,11 +212,53 @@ def answer_browser(
     return render_page(outcome)
 
 
+RouteMethod = Callable[["OAuthRoutes", IRequest], Awaitable[bytes]]
+
+
+def _counted(endpoint: str) -> Callable[[RouteMethod], RouteMethod]:
+    """
+    Tell the observer how ``endpoint`` answered: ``ok``, the OAuth error
+    code, ``error_page`` (a browser step's error page) or ``unavailable``.
+    Applied to the route function, so every path routed to it (aliases
+    included) counts under one name.
+    """
+
+    def wrap(route: RouteMethod) -> RouteMethod:
+        @functools.wraps(route)
+        async def counted(self: OAuthRoutes, request: IRequest) -> bytes:
+            observer = self._observer
+            try:
+                body = await route(self, request)
+            except RateLimitedError:
+                observer.endpoint_outcome(endpoint, "rate_limited")
+                raise
+            except OAuthError as e:
+                observer.endpoint_outcome(endpoint, e.error)
+                raise
+            except StoreError:
+                observer.endpoint_outcome(endpoint, "unavailable")
+                raise
+            code = getattr(request, "code", 200)
+            if code < 400:
+                outcome = "ok"
+            else:
+                outcome = "rate_limited" if code == 429 else "error_page"
+            observer.endpoint_outcome(endpoint, outcome)
+            return body
+
+        return counted
+
+    return wrap
+
+
 @define
 class OAuthRoutes:
     """The Klein app of the authorization server and the metadata."""
 
     _server: AuthorizationServer
+    _observer: IOAuthObserver = field(default=NO_OBSERVER, kw_only=True)
+    _limits: RateLimits | None = field(default=None, kw_only=True)
+    """The composition root always gives one; tests of other matters may not."""
 
     app = Klein()
     log = Logger()
@@ -281,10 +328,15 @@ class OAuthRoutes:
 
     @app.route("/oauth/register", methods=["POST"])
     @app.route("/register", methods=["POST"])
+    @_counted("register")
     async def register(self, request: IRequest) -> bytes:
         """RFC 7591 dynamic client registration (201 with the client)."""
         _cors(request)
         _no_store(request)
+        if self._limits is not None:
+            wait = self._limits.register.take(self._limits.client_ip(request))
+            if wait:
+                raise RateLimitedError(wait)
         if _media_type(request) != _JSON:
             raise InvalidClientMetadataError(
                 "the registration must be application/json"
@@ -306,17 +358,35 @@ class OAuthRoutes:
 
     @app.route("/oauth/token", methods=["POST"])
     @app.route("/token", methods=["POST"])
+    @_counted("token")
     async def token(self, request: IRequest) -> bytes:
         """The token endpoint (authorization_code, refresh_token)."""
         _cors(request)
         _no_store(request)
+        limits = self._limits
+        if limits is None:
+            form = self._form(request)
+            answer = await self._server.tokens.token(
+                form, request.getHeader(b"authorization")
+            )
+            return _json(request, 200, answer)
+        ip = limits.client_ip(request)
         form = self._form(request)
-        answer = await self._server.tokens.token(
-            form, request.getHeader(b"authorization")
-        )
+        authorization = request.getHeader(b"authorization")
+        key = token_client_key(form, authorization, ip)
+        wait = limits.before_token(ip, key)
+        if wait:
+            raise RateLimitedError(wait)
+        try:
+            answer = await self._server.tokens.token(form, authorization)
+        except OAuthError:
+            limits.after_token(ip, key, ok=False)
+            raise
+        limits.after_token(ip, key, ok=True)
         return _json(request, 200, answer)
 
     @app.route("/oauth/revoke", methods=["POST"])
+    @_counted("revoke")
     async def revoke(self, request: IRequest) -> bytes:
         """RFC 7009 revocation: 200 whether or not the token was known."""
         _cors(request)
@@ -369,13 +439,29 @@ class OAuthRoutes:
 
     @app.route("/oauth/authorize", methods=["GET"])
     @app.route("/authorize", methods=["GET"])
+    @_counted("authorize")
     async def authorize(self, request: IRequest) -> bytes:
         """The authorization endpoint: consent page, redirect or error page."""
+        if self._limits is not None:
+            wait = self._limits.authorize.take(self._limits.client_ip(request))
+            if wait:
+                request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+                page = Page(
+                    429,
+                    "error.html",
+                    {
+                        "title": "Too many requests",
+                        "message": f"Too many sign-ins from this address; try "
+                        f"again in {wait} seconds.",
+                    },
+                )
+                return self._answer(request, page, post=False)
         return await self._browser_step(
             request, self._server.authorize.authorize, post=False
         )
 
     @app.route("/oauth/consent", methods=["POST"])
+    @_counted("consent")
     async def consent(self, request: IRequest) -> bytes:
         """The consent form's Allow / Deny."""
         return await self._browser_step(
@@ -383,6 +469,7 @@ class OAuthRoutes:
         )
 
     @app.route("/oauth/callback", methods=["GET"])
+    @_counted("callback")
     async def callback(self, request: IRequest) -> bytes:
         """
         Forgejo's redirect back after the user logged in: for a client's

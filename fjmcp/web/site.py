@@ -63,6 +63,8 @@ from twisted.web.server import Request, Site
 
 from fjmcp.bridge.jsonrpc import INVALID_REQUEST, error_body
 from fjmcp.fdwrite import direct_target, write_now
+from fjmcp.interfaces import IResponseObserver
+from fjmcp.observers import NO_OBSERVER
 
 __all__ = [
     "BrokerChannel",
@@ -368,11 +370,13 @@ class BrokerSite(Site):
         *,
         reactor: IReactorTime,
         settings: SiteSettings,
+        responses: IResponseObserver = NO_OBSERVER,
     ) -> None:
         super().__init__(resource, timeout=settings.idle_timeout, reactor=reactor)  # type: ignore[no-untyped-call]
         self.max_request_bytes = settings.max_request_bytes
         self.request_timeout = settings.request_timeout
         self.accepting = True
+        self._responses = responses
         self._date_second = -1
         self._date = b""
 
@@ -392,4 +396,8 @@ class BrokerSite(Site):
         self.accepting = False
 
     def log(self, request: Any) -> None:
-        """No access-log line: formatting one per request is too costly."""
+        """
+        No access-log line (formatting one per request is too costly); the
+        status is counted (twisted.web calls this as each response ends).
+        """
+        self._responses.responded(request.code)

@@ -27,6 +27,7 @@ from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.settings import oauth_settings
 from fjmcp.upstream.forgejo import ForgejoClient
 from fjmcp.web.oauth_routes import OAuthRoutes
+from fjmcp.web.ratelimit import RateLimits, RateLimitSettings
 from tests.oauth.support import PUBLIC_URL, MemoryStore, make_config
 from tests.oauth.vendor_web import VendorWeb
 from tests.standin.support import (
@@ -86,6 +87,7 @@ class Broker:
     def __init__(
         self,
         store: MemoryStore | None = None,
+        limits: RateLimitSettings | None = None,
         vendors: VendorWeb | None = None,
         **config: Any,
     ) -> None:
@@ -128,7 +130,8 @@ class Broker:
             documents=self.documents,
             memberships=self.memberships.__setitem__,
         )
-        self.routes = OAuthRoutes(self.server)
+        self.limits = None if limits is None else RateLimits(limits, self.clock)
+        self.routes = OAuthRoutes(self.server, limits=self.limits)
         self.resource: Any = self.routes.app.resource()
         self.cookies: dict[str, str] = {}
 

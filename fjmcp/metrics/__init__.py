@@ -1,0 +1,2 @@
+# -*- test-case-name: tests.metrics -*-
+"""Prometheus metrics of the broker, served on their own listener."""

@@ -1,0 +1,2 @@
+# -*- test-case-name: tests.audit -*-
+"""Tests of the audit log."""

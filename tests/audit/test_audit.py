@@ -1,0 +1,118 @@
+# -*- test-case-name: tests.audit.test_audit -*-
+"""
+Tests for `fjmcp.audit`: lines are formatted once as JSON, written in
+batches (on the clock, past 64 KiB, at stop), rotated by size, and kept out
+of the main log.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from twisted.logger import Logger, LogPublisher
+
+from fjmcp.audit import AUDIT_NAMESPACE
+from fjmcp.audit.file import FLUSH_BYTES, AuditFile
+from fjmcp.audit.log import AuditLog
+from fjmcp.audit.settings import AuditSettings
+from fjmcp.interfaces import Identity
+from fjmcp.logs import make_observer
+
+ALICE = Identity("alice", "client-1")
+
+
+publisher = LogPublisher()
+
+
+def _setup(
+    tmp_path: Path, **settings: object
+) -> tuple[Clock, AuditLog, AuditFile, Path]:
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    path = tmp_path / "audit.log"
+    audit = AuditLog(clock, Logger(namespace=AUDIT_NAMESPACE, observer=publisher))
+    out = AuditFile(AuditSettings(path=str(path), **settings), clock, publisher)  # type: ignore[arg-type]
+    out.startService()
+    return clock, audit, out, path
+
+
+def test_lines_wait_for_the_interval_then_are_written(tmp_path: Path) -> None:
+    """Events are held until the flush interval passes, then written as
+    JSON lines; other namespaces are ignored."""
+    clock, audit, out, path = _setup(tmp_path)
+    audit.call_done(ALICE, "abcd1234", "tools/call", "list_repos", "ok", 0.0123)
+    audit.oauth_event("grant", "alice", "client-1", "ok")
+    Logger(namespace="other", observer=publisher).info("not audit")
+    assert path.read_text() == ""
+    clock.advance(1.0)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert records == [
+        {
+            "time": "2023-11-14T22:13:20.000+00:00",
+            "event": "mcp.request",
+            "user": "alice",
+            "client_id": "client-1",
+            "session": "abcd1234",
+            "method": "tools/call",
+            "tool": "list_repos",
+            "outcome": "ok",
+            "latency_ms": 12.3,
+        },
+        {
+            "time": "2023-11-14T22:13:20.000+00:00",
+            "event": "oauth.grant",
+            "user": "alice",
+            "client_id": "client-1",
+            "outcome": "ok",
+        },
+    ]
+    out.stopService()
+
+
+def test_a_full_buffer_is_written_at_once_and_stop_flushes(tmp_path: Path) -> None:
+    """Past 64 KiB waiting, lines are written without waiting for the clock;
+    stopping writes what is left and closes the file."""
+    _, audit, out, path = _setup(tmp_path)
+    long_tool = "t" * 100
+    count = FLUSH_BYTES // 200 + 2
+    for _ in range(count):
+        audit.call_done(ALICE, "s", "tools/call", long_tool, "ok", 0.001)
+    written = len(path.read_text().splitlines())
+    assert 0 < written < count + 1
+    audit.oauth_event("revocation", "alice", "client-1", "ok")
+    out.stopService()
+    assert len(path.read_text().splitlines()) == count + 1
+
+
+def test_the_file_rotates_by_size(tmp_path: Path) -> None:
+    """Past rotate_bytes the file is rotated to .1 and a new one begun."""
+    clock, audit, out, path = _setup(tmp_path, rotate_bytes=500)
+    for _ in range(3):
+        for _ in range(5):
+            audit.oauth_event("refresh", "alice", "client-1", "ok")
+        clock.advance(1.0)
+    out.stopService()
+    assert (tmp_path / "audit.log.1").exists()
+
+
+def test_names_are_cut_short(tmp_path: Path) -> None:
+    """A client-chosen method or tool name is cut at 128 characters."""
+    clock, audit, out, path = _setup(tmp_path)
+    audit.call_done(ALICE, "s", "m" * 500, "t" * 500, "error", 0.0)
+    out.stopService()
+    record = json.loads(path.read_text())
+    assert len(record["method"]) == 128 and len(record["tool"]) == 128
+
+
+def test_the_main_log_leaves_audit_events_out() -> None:
+    """An audit event never reaches the main log (it has its own file)."""
+    stream = io.StringIO()
+    observer = make_observer("json", "debug", stream)
+    Logger(namespace=AUDIT_NAMESPACE, observer=observer).info(
+        "{audit_line}", audit_line='{"event":"x"}'
+    )
+    Logger(namespace="fjmcp.other", observer=observer).info("kept")
+    assert "kept" in stream.getvalue() and '"event"' not in stream.getvalue()

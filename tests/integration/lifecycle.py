@@ -15,6 +15,7 @@ polls on the reactor until a condition holds or its deadline passes.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import hashlib
 import json
@@ -60,6 +61,40 @@ from tests.integration.test_oauth_walkthrough import (
 reactor: Any = _reactor
 
 CHILDREN = Path(__file__).resolve().parent.parent / "children"
+
+
+def _readable_by_anyone(path: Path) -> bool:
+    """Every folder above ``path`` lets others through and ``path`` lets them read."""
+    if not os.stat(path).st_mode & 0o005 == 0o005:
+        return False
+    return all(os.stat(p).st_mode & 0o001 for p in path.parents)
+
+
+_ANY_UID_CHILDREN: list[Path] = []
+
+
+def children_for_any_uid() -> Path:
+    """
+    The test children, where a child running under another uid can read
+    them: `CHILDREN` itself when its path is open to others, else a copy in
+    a world-readable folder (a checkout under a 0700 temporary folder, as a
+    fresh clone in ``mktemp -d`` is, hides them from every other uid).
+    """
+    if _readable_by_anyone(CHILDREN) and all(
+        os.stat(f).st_mode & 0o004 for f in CHILDREN.glob("*.py")
+    ):
+        return CHILDREN
+    if not _ANY_UID_CHILDREN:
+        copy = Path(tempfile.mkdtemp(prefix="fjmcp-children-", dir="/var/tmp"))
+        copy.chmod(0o755)
+        for source in CHILDREN.glob("*.py"):
+            shutil.copy(source, copy / source.name)
+            (copy / source.name).chmod(0o644)
+        atexit.register(shutil.rmtree, copy, True)
+        _ANY_UID_CHILDREN.append(copy)
+    return _ANY_UID_CHILDREN[0]
+
+
 FORGEJO_CLIENT = "fjmcp-lifecycle"
 FORGEJO_SECRET = "lifecycle-forgejo-secret"  # noqa: S105 - a test value
 REDIRECT = "http://127.0.0.1:45999/callback"

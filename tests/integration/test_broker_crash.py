@@ -27,7 +27,11 @@ import pytest
 
 from fjmcp.oauth.keys import prepend_new_key
 from tests.e2e.live import BIN, Process, clean_env, free_port
-from tests.integration.lifecycle import CHILDREN, short_socket_dir
+from tests.integration.lifecycle import (
+    CHILDREN,
+    children_for_any_uid,
+    short_socket_dir,
+)
 from tests.integration.test_hostile import _profile_skip
 
 pytestmark = pytest.mark.integration
@@ -83,7 +87,8 @@ def _config(tmp_path: Path, port: int, tag: str, profile: str) -> Path:
         python = "/usr/bin/python3"  # readable by nobody
         extra = ['child_user = "nobody"']
         profile = "none"
-    command = [python, "-B", str(CHILDREN / "orphaning_server.py"), tag]
+    children = CHILDREN if profile == "none" else children_for_any_uid()
+    command = [python, "-B", str(children / "orphaning_server.py"), tag]
     text = "\n".join(
         [
             f'public_url = "http://127.0.0.1:{port}"',

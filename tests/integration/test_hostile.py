@@ -33,12 +33,17 @@ from fjmcp.config import ChildLimits
 from fjmcp.supervisor.cgroups import find_limiter
 from fjmcp.supervisor.sandbox import find_tools
 from fjmcp.supervisor.startup import can_change_uid, probe_bubblewrap, under_systemd
-from tests.integration.lifecycle import CHILDREN, Deployment, McpClient, deploy
+from tests.integration.lifecycle import (
+    Deployment,
+    McpClient,
+    children_for_any_uid,
+    deploy,
+)
 
 pytestmark = pytest.mark.integration
 
 PYTHON = "/usr/bin/python3"  # readable by any uid (a venv under /root is not)
-HOSTILE = (PYTHON, "-B", str(CHILDREN / "hostile_server.py"))
+HOSTILE = (PYTHON, "-B", str(children_for_any_uid() / "hostile_server.py"))
 UID_FIRST = 231000
 PROCESSES = 48
 MEMORY = 192 << 20

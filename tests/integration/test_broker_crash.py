@@ -82,12 +82,13 @@ def _config(tmp_path: Path, port: int, tag: str, profile: str) -> Path:
     state.mkdir(mode=0o700)
     python = sys.executable
     extra = []
+    children = CHILDREN
     if profile == "none+child_user":
         # the parent-death signal must survive the uid change
         python = "/usr/bin/python3"  # readable by nobody
         extra = ['child_user = "nobody"']
         profile = "none"
-    children = CHILDREN if profile == "none" else children_for_any_uid()
+        children = children_for_any_uid()
     command = [python, "-B", str(children / "orphaning_server.py"), tag]
     text = "\n".join(
         [

@@ -31,12 +31,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
-from attrs import define, field, frozen
-from twisted.internet.defer import Deferred, succeed
+from attrs import Factory, define, field, frozen
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.bridge.handshake import Negotiated, ReplayHandshaker, ReplayState
+from fjmcp.bridge.idle import IdleWaiters
 from fjmcp.bridge.jsonrpc import (
     INTERNAL_ERROR,
     JsonRpcError,
@@ -231,7 +232,10 @@ class SessionBridge:
     _dropping: int = 0
     """Queued messages dropped since the last warning about it."""
     _server_requests: dict[str, tuple[int, Any]] = field(factory=dict)
-    _idle_waiters: list[tuple[int | None, Deferred[None]]] = field(factory=list)
+    _idle: IdleWaiters = field(
+        default=Factory(lambda self: IdleWaiters(self._in_flight), takes_self=True),
+        init=False,
+    )
     closed: bool = False
     dropped: int = 0
     """Messages dropped (queue overflow, unknown response ids)."""
@@ -584,7 +588,7 @@ class SessionBridge:
             ex.stream.mark_answered(ex.id_json)
         elif ex.reply is not None:
             ex.reply.add(ex.id_json, line)
-        self._check_idle()
+        self._idle.check()
 
     def _fail(self, ex: Exchange | None, reason: str) -> None:
         if ex is None:
@@ -613,39 +617,17 @@ class SessionBridge:
         self._queue.clear()
         self._queue_size = 0
         self._server_requests.clear()
-        self._check_idle()
+        self._idle.check()
 
     # -- waiting for quiet ---------------------------------------------------
 
     def when_idle(self) -> Deferred[None]:
         """Fires once no request is in flight."""
-        return self._waiter(None)
+        return self._idle.wait(None)
 
     def when_generation_idle(self, generation: int) -> Deferred[None]:
         """Fires once no request waits for the child of ``generation``."""
-        return self._waiter(generation)
-
-    def _waiter(self, generation: int | None) -> Deferred[None]:
-        if not self._waiting_on(generation):
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append((generation, d))
-        return d
-
-    def _waiting_on(self, generation: int | None) -> bool:
-        if generation is None:
-            return bool(self._in_flight)
-        return any(e.generation == generation for e in self._in_flight.values())
-
-    def _check_idle(self) -> None:
-        if not self._idle_waiters:
-            return
-        ready = [(g, d) for g, d in self._idle_waiters if not self._waiting_on(g)]
-        if not ready:
-            return
-        self._idle_waiters = [w for w in self._idle_waiters if w not in ready]
-        for _, d in ready:
-            d.callback(None)
+        return self._idle.wait(generation)
 
     def drain(self) -> Deferred[None]:
         """Shutdown: close the standalone stream now; fire once nothing is in flight."""

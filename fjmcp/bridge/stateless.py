@@ -48,8 +48,8 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from attrs import define, field, frozen
-from twisted.internet.defer import Deferred, succeed
+from attrs import Factory, define, field, frozen
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -63,6 +63,7 @@ from fjmcp.bridge.envelope import (
     status_for,
 )
 from fjmcp.bridge.handshake import BrokerInitializer, Negotiated
+from fjmcp.bridge.idle import IdleWaiters
 from fjmcp.bridge.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -335,7 +336,10 @@ class IdentityBridge:
     _child_level: tuple[int, str] | None = None
     """(generation, level) last set at the child with ``logging/setLevel``."""
     _handshaker: BrokerInitializer | None = None
-    _idle_waiters: list[tuple[int | None, Deferred[None]]] = field(factory=list)
+    _idle: IdleWaiters = field(
+        default=Factory(lambda self: IdleWaiters(self._in_flight), takes_self=True),
+        init=False,
+    )
     closed: bool = False
     dropped: int = 0
     subscriptions: Subscriptions = field(init=False)
@@ -910,7 +914,7 @@ class IdentityBridge:
             self._held.pop(ex.held.id, None)
         if not self.closed:
             self._set_child_level()
-        self._check_idle()
+        self._idle.check()
 
     def _fail(self, ex: StatelessExchange, reason: str) -> None:
         self._forget(ex)
@@ -933,17 +937,17 @@ class IdentityBridge:
         for ex in list(self._in_flight.values()):
             self._fail(ex, f"the MCP server process ended: {reason}")
         self.subscriptions.close_all()
-        self._check_idle()
+        self._idle.check()
 
     # -- waiting for quiet ---------------------------------------------------
 
     def when_idle(self) -> Deferred[None]:
         """Fires once no request is in flight."""
-        return self._waiter(None)
+        return self._idle.wait(None)
 
     def when_generation_idle(self, generation: int) -> Deferred[None]:
         """Fires once no request waits for the child of ``generation``."""
-        return self._waiter(generation)
+        return self._idle.wait(generation)
 
     def drain(self) -> Deferred[None]:
         """
@@ -955,23 +959,3 @@ class IdentityBridge:
             if held.ex.reply is None:
                 self._expire(held)
         return self.when_idle()
-
-    def _waiter(self, generation: int | None) -> Deferred[None]:
-        if not self._waiting_on(generation):
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append((generation, d))
-        return d
-
-    def _waiting_on(self, generation: int | None) -> bool:
-        if generation is None:
-            return bool(self._in_flight)
-        return any(e.generation == generation for e in self._in_flight.values())
-
-    def _check_idle(self) -> None:
-        if not self._idle_waiters:
-            return
-        ready = [(g, d) for g, d in self._idle_waiters if not self._waiting_on(g)]
-        self._idle_waiters = [w for w in self._idle_waiters if w not in ready]
-        for _, d in ready:
-            d.callback(None)

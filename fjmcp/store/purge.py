@@ -26,6 +26,8 @@ def purge_txn(cursor: Cursor, now: float, client_retention: float) -> dict[str, 
     counts["refresh_answers"] = cursor.rowcount
     cursor.execute("DELETE FROM account_logins WHERE expires_at <= ?", (now,))
     counts["account_logins"] = cursor.rowcount
+    cursor.execute("DELETE FROM client_assertions WHERE expires_at < ?", (now,))
+    counts["client_assertions"] = cursor.rowcount
     cursor.execute(
         "DELETE FROM clients WHERE kind = 'dcr' "
         "AND COALESCE(last_used_at, created_at) <= ? "

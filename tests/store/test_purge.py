@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from fjmcp.store import grants
+from fjmcp.store.assertions import spend_assertion_txn
 from fjmcp.store.grants import Mint
 from fjmcp.store.purge import purge_txn
 from fjmcp.store.store import SyncStore
@@ -76,8 +77,13 @@ def test_idle_registrations_go_and_the_rest_stay(store: SyncStore) -> None:
 
 
 def test_expired_rows_go(store: SyncStore) -> None:
-    """Expired tokens, kept refresh answers and account logins are deleted."""
+    """
+    Expired tokens, kept refresh answers, account logins and spent client
+    assertions are deleted; an assertion that could still be replayed stays.
+    """
     _client(store, "c", used=NOW)
+    store.run(spend_assertion_txn, "c", "old-jti", NOW - 1, NOW - 2)
+    store.run(spend_assertion_txn, "c", "live-jti", NOW + 60, NOW - 2)
     _token(store, "c", NOW - 1, "old")
     store.execute(
         "INSERT INTO refresh_replays VALUES ('r', 'c', 'k', ?, 1, ?)",
@@ -93,6 +99,9 @@ def test_expired_rows_go(store: SyncStore) -> None:
         1,
         1,
     )
+    assert counts["client_assertions"] == 1
+    left = {r[0] for r in store.execute("SELECT jti_hash FROM client_assertions")}
+    assert left == {"live-jti"}
     assert store.run(purge_txn, NOW, RETENTION)["tokens"] == 0
 
 

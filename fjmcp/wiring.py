@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from attrs import define, frozen
@@ -279,7 +280,7 @@ def build_broker(
         registry=sessions,
         clock=reactor,
         policies=policies,
-        request_state_key=keys.derive("request-state"),
+        request_state_keys=partial(keys.derive_each, "request-state"),
         calls=calls,
     )
     stored.connect(sessions.token_rotated)

@@ -4,7 +4,7 @@ The ``requestState`` of an input-required result, sealed.
 
 A stateless client that is asked for input (sampling, elicitation, roots)
 retries its call with the answers and the ``requestState`` it was given.
-The client is not trusted with it: the state is AES-256-GCM sealed (key
+The client is not trusted with it: the state is AES-256-GCM sealed (keys
 derived from the broker's token key ring, so there is one secret to
 guard) and names who may use it and for what: the identity (user and OAuth
 client), the original request (method, and a digest of its params), the
@@ -22,7 +22,7 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from attrs import frozen
@@ -81,10 +81,21 @@ def _b64(data: bytes) -> str:
 
 @frozen
 class RequestStateSealer:
-    """Seals and opens requestState tokens with one key, on one node."""
+    """
+    Seals requestState tokens with the active key and opens them with any
+    current key, on one node; keys from the token key ring, so a key
+    rotation voids no state in flight and every node opens every node's.
+    """
 
-    key: bytes
+    keys: Callable[[], tuple[bytes, ...]]
+    """The keys as they are now, active first."""
     node: str
+
+    @classmethod
+    def local(cls, node: str) -> RequestStateSealer:
+        """A sealer with a fresh key its states open only in this process."""
+        key = (os.urandom(32),)
+        return cls(lambda: key, node)
 
     def seal(self, claims: StateClaims) -> str:
         """The token for ``claims`` (random nonce; opaque to the client)."""
@@ -100,7 +111,17 @@ class RequestStateSealer:
             separators=(",", ":"),
         ).encode("utf-8")
         nonce = os.urandom(_NONCE_BYTES)
-        return _PREFIX + _b64(nonce + AESGCM(self.key).encrypt(nonce, plain, _AAD))
+        sealed = AESGCM(self.keys()[0]).encrypt(nonce, plain, _AAD)
+        return _PREFIX + _b64(nonce + sealed)
+
+    def _decrypt(self, raw: bytes) -> bytes:
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        for key in self.keys():
+            try:
+                return AESGCM(key).decrypt(nonce, sealed, _AAD)
+            except InvalidTag:
+                continue
+        raise RequestStateError("does not open (tampered or another key)")
 
     def open(
         self, token: Any, *, user: str, client_id: str, digest: str, now: float
@@ -121,10 +142,8 @@ class RequestStateSealer:
             raise RequestStateError("not base64") from None
         if len(raw) < _NONCE_BYTES + 16:
             raise RequestStateError("truncated")
+        plain = self._decrypt(raw)
         try:
-            plain = AESGCM(self.key).decrypt(
-                raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD
-            )
             values = json.loads(plain)
             claims = StateClaims(
                 user=str(values["u"]),
@@ -134,8 +153,6 @@ class RequestStateSealer:
                 node=str(values["n"]),
                 expires=float(values["e"]),
             )
-        except InvalidTag:
-            raise RequestStateError("does not open (tampered or another key)") from None
         except (ValueError, KeyError, TypeError):  # pragma: no cover - we sealed it
             raise RequestStateError("malformed claims") from None
         if claims.user != user or claims.client_id != client_id:

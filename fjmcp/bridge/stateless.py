@@ -43,7 +43,6 @@ A cap on requests in flight per child answers the ones past it with 429.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
@@ -324,7 +323,7 @@ class IdentityBridge:
     settings: BridgeSettings
     limits: StatelessSettings = field(factory=StatelessSettings)
     sealer: RequestStateSealer = field(
-        factory=lambda: RequestStateSealer(os.urandom(32), "local")
+        factory=lambda: RequestStateSealer.local("local")
     )
     negotiated: Negotiated = field(factory=Negotiated)
     _held: dict[str, HeldCall] = field(factory=dict)

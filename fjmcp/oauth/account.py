@@ -18,7 +18,6 @@ tokens and live sessions the same way, so no child keeps a wider view.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
@@ -35,7 +34,6 @@ from fjmcp.oauth.login import ForgejoLike
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect
 from fjmcp.oauth.registration import display_name
 from fjmcp.oauth.settings import OAuthSettings
-from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import hash_secret, new_secret
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.policy.rules import Mode
@@ -114,7 +112,7 @@ class AccountPage:
         value = cookies.get(self.session_name)
         if value is None:
             return None
-        payload = unsign(self._cookies.key, "account", value, self._clock.seconds())
+        payload = self._cookies.unsign("account", value)
         if payload is None:
             return None
         user, sid = payload.get("u"), payload.get("sid")
@@ -124,13 +122,10 @@ class AccountPage:
 
     def csrf(self, sid: str) -> str:
         """The CSRF token of the forms of session ``sid``."""
-        return mac(self._cookies.key, "account-csrf", sid)
+        return self._cookies.mac("account-csrf", sid)
 
     def _csrf_ok(self, sid: str, form: Mapping[str, str]) -> bool:
-        token = form.get("csrf", "")
-        return hmac.compare_digest(
-            self.csrf(sid).encode(), token.encode("utf-8", "replace")
-        )
+        return self._cookies.mac_matches(form.get("csrf", ""), "account-csrf", sid)
 
     # --- pages -------------------------------------------------------------------
 
@@ -248,8 +243,7 @@ class AccountPage:
             forgejo_id=user.id,
         )
         self.log.info("{user} logged in to the account page", user=user.login)
-        value = sign(
-            self._cookies.key,
+        value = self._cookies.sign(
             "account",
             {"u": user.login, "sid": new_secret()},
             now + ACCOUNT_SESSION_TTL,

@@ -15,7 +15,6 @@ the client by redirect.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Final, Protocol
 from urllib.parse import urlsplit
@@ -48,7 +47,6 @@ from fjmcp.oauth.registration import (
     redirect_matches,
 )
 from fjmcp.oauth.settings import OAuthSettings
-from fjmcp.oauth.signing import mac, sign, unsign
 from fjmcp.oauth.tokens import new_secret
 from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.rules import Mode
@@ -235,7 +233,7 @@ class AuthorizeEndpoint:
         native: bool,
     ) -> Page:
         now = self._clock.seconds()
-        blob = sign(self._cookies.key, "consent", request.as_dict(), now + CONSENT_TTL)
+        blob = self._cookies.sign("consent", request.as_dict(), now + CONSENT_TTL)
         csrf_name = self._cookies.name("fjmcp-csrf")
         nonce = cookies.get(csrf_name)
         set_cookies: tuple[Cookie, ...] = ()
@@ -280,7 +278,7 @@ class AuthorizeEndpoint:
         an intact request and a CSRF token bound to this browser's cookie.
         """
         blob = form.get("request", "")
-        payload = unsign(self._cookies.key, "consent", blob, self._clock.seconds())
+        payload = self._cookies.unsign("consent", blob)
         request = None if payload is None else AuthRequest.from_dict(payload)
         if request is None:
             return error_page(
@@ -289,10 +287,7 @@ class AuthorizeEndpoint:
             )
         nonce = cookies.get(self._cookies.name("fjmcp-csrf"), "")
         token = form.get("csrf", "")
-        if not nonce or not hmac.compare_digest(
-            self._cookies.csrf_token(nonce, blob).encode(),
-            token.encode("utf-8", "replace"),
-        ):
+        if not nonce or not self._cookies.csrf_matches(token, nonce, blob):
             return error_page("The approval could not be verified (CSRF check).", 403)
         try:
             client = await self._clients.find(request.client_id)
@@ -323,5 +318,5 @@ class AuthorizeEndpoint:
             )
         request = self._with_mode(client, request, mode)
         # One form in one browser is one login, however often it is sent.
-        seed = mac(self._cookies.key, "consent-flow", nonce, blob)
+        seed = self._cookies.mac("consent-flow", nonce, blob)
         return await self._login.start(request, consent_user=None, seed=seed)

@@ -13,7 +13,8 @@ readable by others is refused with a message saying what to run.
 Each sealed value carries the associated data of its row (for example
 ``fjmcp/upstream_tokens/42/access``), so a blob moved to another row or
 column does not open. The key ring also derives keys for other purposes
-(cookie signing) with HKDF, so the broker has one secret to guard.
+(cookie signing, requestState sealing) with HKDF, one per key, so the
+broker has one secret to guard and a rotation voids no cookie in flight.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class KeyRing:
 
     _keys: tuple[tuple[str, bytes], ...] = field(repr=False)
     source: str = "memory"
+    _derived: dict[str, tuple[bytes, ...]] = field(
+        factory=dict, init=False, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self._keys:
@@ -170,18 +174,25 @@ class KeyRing:
         """Open a value sealed by ``kid`` and seal it with the active key."""
         return self.seal(self.open(kid, blob, aad), aad)
 
-    def derive(self, purpose: str) -> bytes:
+    def derive_each(self, purpose: str) -> tuple[bytes, ...]:
         """
-        A 32-byte key for ``purpose`` (e.g. cookie signing), derived from the
-        active key with HKDF-SHA256: distinct per purpose, never the sealing
-        key itself.
+        32-byte keys for ``purpose`` (e.g. cookie signing), one derived from
+        each key of the ring with HKDF-SHA256, active first: distinct per
+        purpose, never a sealing key itself. New values are made with the
+        first and accepted under any, so prepending a key voids nothing in
+        flight, on this node or on another reading the same key file.
         """
-        return HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=b"fjmcp/" + purpose.encode("utf-8"),
-        ).derive(self._keys[0][1])
+        derived = self._derived.get(purpose)
+        if derived is None:
+            info = b"fjmcp/" + purpose.encode("utf-8")
+            derived = tuple(
+                HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+                    key
+                )
+                for _, key in self._keys
+            )
+            self._derived[purpose] = derived
+        return derived
 
 
 class SealingKeys(Protocol):
@@ -197,8 +208,8 @@ class SealingKeys(Protocol):
     def open(self, kid: str, blob: bytes, aad: bytes) -> bytes:
         """Decrypt what `seal` gave."""
 
-    def derive(self, purpose: str) -> bytes:
-        """A key for ``purpose`` derived from the active key."""
+    def derive_each(self, purpose: str) -> tuple[bytes, ...]:
+        """Keys for ``purpose`` derived from every key, active first."""
 
 
 @define(eq=False)
@@ -232,9 +243,9 @@ class LiveKeyRing:
         """Decrypt with the current ring."""
         return self.ring.open(kid, blob, aad)
 
-    def derive(self, purpose: str) -> bytes:
-        """A key derived from the current ring's active key."""
-        return self.ring.derive(purpose)
+    def derive_each(self, purpose: str) -> tuple[bytes, ...]:
+        """Keys derived from the current ring's keys, active first."""
+        return self.ring.derive_each(purpose)
 
     def read(self) -> KeyRing:
         """The key file as it is now (not yet in use); `KeyFileError` if bad."""

@@ -42,7 +42,6 @@ from fjmcp.oauth.outcomes import (
     with_query,
 )
 from fjmcp.oauth.settings import OAuthSettings
-from fjmcp.oauth.signing import mac
 from fjmcp.oauth.tokens import hash_secret, new_family_id, new_secret
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.store.grants import (
@@ -190,7 +189,7 @@ class ForgejoLogin:
             state, browser, verifier = new_secret(), new_secret(), pkce.new_verifier()
         else:
             state, browser, verifier = (
-                mac(self._cookies.key, "flow", part, seed)
+                self._cookies.mac("flow", part, seed)
                 for part in ("state", "browser", "verifier")
             )
         state_hash = hash_secret(state)

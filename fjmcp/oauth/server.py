@@ -20,6 +20,7 @@ dependency order, and `fjmcp.web.oauth_routes` routes HTTP to them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from attrs import frozen
@@ -121,7 +122,9 @@ def build_authorization_server(
             )
         authentication = default_client_authentication(clients, *extra)
     fanout = RevocationFanout(bearer, sessions)
-    cookies = BrowserCookies(keys.derive("cookies"), settings.secure_cookies, clock)
+    cookies = BrowserCookies(
+        partial(keys.derive_each, "cookies"), settings.secure_cookies, clock
+    )
     login = ForgejoLogin(
         settings, store, clock, keys, forgejo, upstream, cookies, memberships
     )

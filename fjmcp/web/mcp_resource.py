@@ -51,7 +51,6 @@ request.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -233,7 +232,7 @@ class McpResource(Resource):
         registry: SessionRegistry,
         clock: IReactorTime,
         policies: PolicyBook,
-        request_state_key: bytes | None = None,
+        request_state_keys: Callable[[], tuple[bytes, ...]] | None = None,
         calls: ICallObserver = NO_OBSERVER,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -250,11 +249,13 @@ class McpResource(Resource):
         origins = {origin_of(settings.public_url)}
         origins.update(origin_of(o) for o in allowed if not o.endswith(":*"))
         self._stateless = settings.stateless
-        # Without a key from the token key ring (tests), a random one: the
+        # Without keys from the token key ring (tests), a random one: the
         # states then only open in this process, which is all a node needs.
-        self._sealer = RequestStateSealer(
-            request_state_key or os.urandom(32),
-            self._stateless.node or socket.gethostname(),
+        node = self._stateless.node or socket.gethostname()
+        self._sealer = (
+            RequestStateSealer.local(node)
+            if request_state_keys is None
+            else RequestStateSealer(request_state_keys, node)
         )
         self._origins = frozenset(o.encode("ascii", "replace") for o in origins)
         self._any_port = frozenset(

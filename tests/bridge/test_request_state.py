@@ -21,7 +21,8 @@ from fjmcp.bridge.request_state import (
     request_digest,
 )
 
-SEALER = RequestStateSealer(os.urandom(32), "node-a")
+KEY = (os.urandom(32),)
+SEALER = RequestStateSealer(lambda: KEY, "node-a")
 DIGEST = request_digest("tools/call", {"name": "t", "arguments": {"x": 1}})
 CLAIMS = StateClaims("alice", "client-a", DIGEST, "held-1", "node-a", 100.0)
 
@@ -64,7 +65,7 @@ def test_a_state_opens_for_nothing_else(change: dict[str, Any], reason: str) -> 
 
 def test_a_state_held_on_another_node_names_it() -> None:
     """A state sealed on node-b (same key) is refused here, naming node-b."""
-    other = RequestStateSealer(SEALER.key, "node-b")
+    other = RequestStateSealer(SEALER.keys, "node-b")
     token = other.seal(StateClaims("alice", "client-a", DIGEST, "h", "node-b", 100.0))
     with pytest.raises(RequestStateError) as e:
         _open(token)
@@ -73,9 +74,34 @@ def test_a_state_held_on_another_node_names_it() -> None:
 
 def test_another_key_does_not_open_it() -> None:
     """A state from another broker (another key) does not open."""
-    token = RequestStateSealer(os.urandom(32), "node-a").seal(CLAIMS)
+    token = RequestStateSealer.local("node-a").seal(CLAIMS)
     with pytest.raises(RequestStateError):
         _open(token)
+
+
+def test_a_state_sealed_before_a_key_rotation_still_opens() -> None:
+    """
+    Sealed under the key that was active, a state opens once a new key is
+    prepended (this node rotated, or another node started with the new
+    file); new states are sealed with the new key, which the old ring
+    cannot open.
+    """
+    old = (os.urandom(32),)
+    ring = list(old)
+    sealer = RequestStateSealer(lambda: tuple(ring), "node-a")
+    before = sealer.seal(CLAIMS)
+    ring.insert(0, os.urandom(32))
+    after = sealer.seal(CLAIMS)
+    assert sealer.open(
+        before, user="alice", client_id="client-a", digest=DIGEST, now=1.0
+    )
+    assert sealer.open(
+        after, user="alice", client_id="client-a", digest=DIGEST, now=1.0
+    )
+    with pytest.raises(RequestStateError):
+        RequestStateSealer(lambda: old, "node-a").open(
+            after, user="alice", client_id="client-a", digest=DIGEST, now=1.0
+        )
 
 
 @given(st.integers(min_value=3, max_value=200), st.integers(0, 63))

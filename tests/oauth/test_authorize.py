@@ -68,7 +68,7 @@ def _setup() -> _Setup:
             client_name="App",
         ),
     )
-    cookies = BrowserCookies(b"k" * 32, True, clock)
+    cookies = BrowserCookies(lambda: (b"k" * 32,), True, clock)
     login = _Login()
     endpoint = AuthorizeEndpoint(
         SETTINGS, store, clock, ClientDirectory(store, clock), cookies, login

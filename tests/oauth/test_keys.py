@@ -13,6 +13,7 @@ import pytest
 from fjmcp.oauth.keys import (
     KeyFileError,
     KeyRing,
+    LiveKeyRing,
     SealError,
     generate_key_line,
     load_keyring,
@@ -126,9 +127,30 @@ def test_prepend_refuses_open_existing_file(tmp_path: Path) -> None:
 def test_derive_is_per_purpose_and_not_the_key() -> None:
     """Derived keys differ by purpose, are stable, and are not the sealing key."""
     ring = KeyRing(((("k1", b"k" * 32)),))
-    a, b = ring.derive("cookies"), ring.derive("other")
+    (a,), (b,) = ring.derive_each("cookies"), ring.derive_each("other")
     assert a != b and len(a) == 32 and a != b"k" * 32
-    assert ring.derive("cookies") == a
+    assert ring.derive_each("cookies") == (a,)
+
+
+def test_derive_gives_one_key_per_ring_key_active_first() -> None:
+    """
+    A prepended key's derived key comes first and the old one follows, the
+    same as the old ring derived: what the old key signed still verifies.
+    """
+    old = KeyRing((("k1", b"k" * 32),))
+    new = KeyRing((("k2", b"n" * 32), ("k1", b"k" * 32)))
+    assert new.derive_each("cookies")[1:] == old.derive_each("cookies")
+    assert new.derive_each("cookies")[0] not in old.derive_each("cookies")
+
+
+def test_a_live_ring_derives_from_the_ring_in_use() -> None:
+    """After `LiveKeyRing.use`, derived keys follow the new ring."""
+    old = KeyRing((("k1", b"k" * 32),))
+    new = KeyRing((("k2", b"n" * 32), ("k1", b"k" * 32)))
+    live = LiveKeyRing(old)
+    assert live.derive_each("cookies") == old.derive_each("cookies")
+    live.use(new)
+    assert live.derive_each("cookies") == new.derive_each("cookies")
 
 
 def test_repr_hides_keys() -> None:

@@ -6,6 +6,7 @@ request and finished at the callback, over a fake Forgejo.
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 from attrs import define, evolve, field
@@ -84,7 +85,7 @@ def _login(forgejo: _Forgejo) -> tuple[ForgejoLogin, MemoryStore, BrowserCookies
     store = MemoryStore()
     store.sync.run(insert_client_txn, CLIENT)
     keys = KeyRing.generate()
-    cookies = BrowserCookies(keys.derive("cookies"), False, clock)
+    cookies = BrowserCookies(partial(keys.derive_each, "cookies"), False, clock)
     upstream = UpstreamTokens(store, keys, clock)
     login = ForgejoLogin(
         SETTINGS,

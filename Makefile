@@ -94,9 +94,10 @@ haproxy:
 _haproxy:
 	$(call apt_install,HAProxy tests,haproxy)
 
-# The deployment tests' tools: podman, runc and debootstrap for the image test,
+# The deployment tests' tools: podman, runc, debootstrap and catatonit (the
+# init `podman run --init` puts first) for the image test,
 # caddy for `caddy validate`, systemd for `systemd-analyze verify`.
-IMAGE_TOOLS  := podman runc debootstrap
+IMAGE_TOOLS  := podman runc debootstrap catatonit
 DEPLOY_TOOLS := caddy systemd
 
 image-deps:

@@ -229,6 +229,7 @@ class Deployment:
             self.podman,
             "run",
             "--detach",
+            "--init",
             "--name",
             name,
             "--network",
@@ -431,6 +432,8 @@ async def test_the_image_serves_a_login_and_a_session_and_keeps_its_state(
         assert {user for _, user, _ in processes} == {UID}, processes
         assert any("fjmcp.demo_child" in args for _, _, args in processes), processes
         assert any("twistd" in args for _, _, args in processes), processes
+        # podman's --init (catatonit) is the container's PID 1.
+        assert any(a.startswith("/run/podman-init ") for _, _, a in processes)
 
         await client.close()
         took, exit_status = await deployment.stop(first)

@@ -165,7 +165,10 @@ def test_the_socket_unit_listens_on_loopback() -> None:
 def test_the_quadlet_unit_keeps_state_in_a_named_volume_and_outwaits_the_broker() -> (
     None
 ):
-    """Named volume on /data, env file for secrets, StopTimeout > shutdown_timeout."""
+    """
+    Named volume on /data, env file for secrets, StopTimeout >
+    shutdown_timeout, and an init as PID 1 to reap what children leave.
+    """
     unit = parse_unit(DEPLOY / "podman" / "fjmcp.container")
     volumes = values(unit, "Container", "Volume")
     assert "fjmcp-data.volume:/data" in volumes
@@ -178,6 +181,7 @@ def test_the_quadlet_unit_keeps_state_in_a_named_volume_and_outwaits_the_broker(
     assert seconds(stop_timeout) > SHUTDOWN_TIMEOUT
     (systemd_timeout,) = values(unit, "Service", "TimeoutStopSec")
     assert seconds(systemd_timeout) > seconds(stop_timeout)
+    assert values(unit, "Container", "RunInit") == ["true"]
     volume = parse_unit(DEPLOY / "podman" / "fjmcp-data.volume")
     assert values(volume, "Volume", "VolumeName") == ["fjmcp-data"]
 

@@ -81,7 +81,7 @@ from fjmcp.bridge.request_state import (
     StateClaims,
     request_digest,
 )
-from fjmcp.bridge.router import BridgeSettings
+from fjmcp.bridge.router import BridgeSettings, tool_name
 from fjmcp.bridge.sse import SseWriter, StreamRequest, encode_event
 from fjmcp.bridge.subscriptions import Subscriptions
 from fjmcp.bridge.translate import (
@@ -96,7 +96,8 @@ from fjmcp.bridge.translate import (
     severity,
 )
 from fjmcp.bridge.versions import HANDSHAKE_VERSIONS
-from fjmcp.interfaces import ChildExit
+from fjmcp.interfaces import ChildExit, ICallObserver
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.gate import POLICY_REFUSED
 from fjmcp.sessions.owner import ChildOwner
 from fjmcp.sessions.registry import describe_exit
@@ -265,6 +266,10 @@ class StatelessExchange:
     reply: StatelessReply | None
     capabilities: Mapping[str, Any]
     log_level: str | None
+    started: float = 0.0
+    """When the broker took the request (the reactor's clock)."""
+    tool: str | None = None
+    """The tool of a ``tools/call``, for the audit log and the metrics."""
     client_progress: Any = None
     params: Mapping[str, Any] = field(factory=dict)
     """The client's params (what a retry must repeat)."""
@@ -344,6 +349,8 @@ class IdentityBridge:
     subscriptions: Subscriptions = field(init=False)
     enforcer: PolicyEnforcer | None = None
     """The identity's tool policy (`fjmcp.bridge.policy`)."""
+    calls: ICallObserver = field(default=NO_OBSERVER, kw_only=True)
+    """Hears of every request the child answered or failed (audit, metrics)."""
 
     log = Logger()
 
@@ -467,6 +474,8 @@ class IdentityBridge:
             reply=reply,
             capabilities=envelope.capabilities,
             log_level=envelope.log_level,
+            started=self._clock.seconds(),
+            tool=tool_name(msg),
             client_progress=client_progress if has_progress else None,
             params=msg.params,
         )
@@ -555,6 +564,7 @@ class IdentityBridge:
             line = _dump({"jsonrpc": "2.0", "id": ex.client_id, "result": result})
             status = 200
         self._forget(ex)
+        self._done(ex, "error" if "error" in body else "ok")
         if ex.reply is not None:
             ex.reply.complete(line, status)
 
@@ -915,8 +925,19 @@ class IdentityBridge:
             self._set_child_level()
         self._idle.check()
 
+    def _done(self, ex: StatelessExchange, outcome: str) -> None:
+        self.calls.call_done(
+            self.owner.identity,
+            self.owner.short_id,
+            ex.method,
+            ex.tool,
+            outcome,
+            self._clock.seconds() - ex.started,
+        )
+
     def _fail(self, ex: StatelessExchange, reason: str) -> None:
         self._forget(ex)
+        self._done(ex, "failed")
         if ex.reply is not None:
             ex.reply.fail(id_key(ex.client_id), INTERNAL_ERROR, reason)
 

@@ -290,6 +290,7 @@ class McpResource(Resource):
             self._stateless,
             self._sealer,
             enforcer=enforcer,
+            calls=self._calls,
         )
 
     # -- entry ---------------------------------------------------------------

@@ -21,7 +21,14 @@ from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
 from fjmcp.config import Config
-from fjmcp.interfaces import ChildSpec, Identity, InvalidToken, UpstreamToken
+from fjmcp.interfaces import (
+    ChildSpec,
+    ICallObserver,
+    Identity,
+    InvalidToken,
+    UpstreamToken,
+)
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry
 from fjmcp.settings import mcp_settings, session_settings
@@ -215,6 +222,7 @@ class Harness:
     spawner: FakeSpawner = field(factory=FakeSpawner)
     tokens: FakeTokens = field(factory=FakeTokens)
     auth: FixedAuthenticator = field(factory=FixedAuthenticator)
+    calls: ICallObserver = NO_OBSERVER
     registry: SessionRegistry = field(init=False)
     resource: McpResource = field(init=False)
 
@@ -233,6 +241,7 @@ class Harness:
             registry=self.registry,
             clock=self.clock,
             policies=PolicyBook(self.config.policy),
+            calls=self.calls,
         )
 
     def request(

@@ -14,10 +14,12 @@ import json
 from typing import Any
 
 import pytest
+from attrs import define, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fjmcp.bridge.stateless import IdentityBridge
+from fjmcp.interfaces import ChildExit, Identity
 from fjmcp.sessions.owner import IdentityKey
 from tests.bridge.stateless_support import (
     LOG,
@@ -126,6 +128,57 @@ def test_a_stateless_request_gets_no_session_id() -> None:
     assert req.header(b"mcp-session-id") is None
     assert h.registry.identity_owners() == 1
     assert h.registry.counts().identities == 1
+
+
+@define
+class _Calls:
+    """Records what the bridge tells the audit log and the metrics."""
+
+    done: list[tuple[str, str, str, str | None, str]] = field(factory=list)
+
+    def call_done(
+        self,
+        identity: Identity,
+        session: str,
+        method: str,
+        tool: str | None,
+        outcome: str,
+        seconds: float,
+    ) -> None:
+        self.done.append((identity.user, session, method, tool, outcome))
+
+
+def test_every_request_a_child_answers_or_fails_is_heard_once() -> None:
+    """
+    The audit log and the metrics hear of each stateless request the child
+    answered (``ok`` or ``error``) or could not (``failed``), named by the
+    identity and the tool, as they do for session clients.
+    """
+    calls = _Calls()
+    h = Harness(calls=calls)
+    child = _up(h)
+    ok = send(h, envelope(2, *TOOLS_CALL))
+    answer(child, _calls(child)[-1]["id"], {"content": []})
+    assert ok.status == 200, ok.body
+    refused = send(h, envelope(3, *TOOLS_CALL))
+    error = {"code": -32602, "message": "bad arguments"}
+    child.emit(
+        json.dumps(
+            {"jsonrpc": "2.0", "id": _calls(child)[-1]["id"], "error": error}
+        ).encode()
+    )
+    assert b"bad arguments" in refused.body
+    lost = send(h, envelope(4, *TOOLS_CALL))
+    child.exit(ChildExit("exited", exit_code=1))
+    assert b"error" in lost.body
+    outcomes = [(m, t, o) for _, _, m, t, o in calls.done]
+    assert outcomes[-3:] == [
+        ("tools/call", "echo", "ok"),
+        ("tools/call", "echo", "error"),
+        ("tools/call", "echo", "failed"),
+    ]
+    assert {user for user, *_ in calls.done} == {"alice"}
+    assert len({session for _, session, *_ in calls.done}) == 1
 
 
 def test_stateless_meta_wins_over_a_stale_session_header() -> None:

@@ -11,8 +11,12 @@ client), the original request (method, and a digest of its params), the
 held call it resumes, the node that holds that call, and an expiry. A
 token that does not open, is past its expiry or was made for another
 identity or request is refused (`RequestStateError`, with a reason for the
-log only); one made on another node says so (`held_elsewhere`), so that a
-balancer or client can send the retry there.
+log only); one made on another node says so (`held_elsewhere`).
+
+The node is also written in clear, ``v2.<node>.<sealed>``, and bound to
+the sealed part as associated data: a balancer routes the retry to that
+node by reading the prefix (``deploy/haproxy/haproxy.cfg``), and a changed
+prefix makes the token refuse to open.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ __all__ = [
     "request_digest",
 ]
 
-_PREFIX: Final = "v1."
-_AAD: Final = b"fjmcp/request-state/v1"
+_PREFIX: Final = "v2."
+_AAD: Final = b"fjmcp/request-state/v2\x00"
 _NONCE_BYTES: Final = 12
 #: Longest token opened (a sealed state is about 300 characters).
 MAX_TOKEN_CHARS: Final = 4096
@@ -73,6 +77,11 @@ class StateClaims:
     """The id of the held call it resumes."""
     node: str
     expires: float
+
+
+def _aad(node: str) -> bytes:
+    """The associated data: the format and the node named in clear."""
+    return _AAD + node.encode("utf-8", "surrogatepass")
 
 
 def _b64(data: bytes) -> str:
@@ -111,14 +120,14 @@ class RequestStateSealer:
             separators=(",", ":"),
         ).encode("utf-8")
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = AESGCM(self.keys()[0]).encrypt(nonce, plain, _AAD)
-        return _PREFIX + _b64(nonce + sealed)
+        sealed = AESGCM(self.keys()[0]).encrypt(nonce, plain, _aad(claims.node))
+        return f"{_PREFIX}{claims.node}.{_b64(nonce + sealed)}"
 
-    def _decrypt(self, raw: bytes) -> bytes:
+    def _decrypt(self, raw: bytes, node: str) -> bytes:
         nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
         for key in self.keys():
             try:
-                return AESGCM(key).decrypt(nonce, sealed, _AAD)
+                return AESGCM(key).decrypt(nonce, sealed, _aad(node))
             except InvalidTag:
                 continue
         raise RequestStateError("does not open (tampered or another key)")
@@ -133,16 +142,17 @@ class RequestStateSealer:
         """
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
             raise RequestStateError("not a string of a sensible length")
-        if not token.startswith(_PREFIX):
+        if not token.startswith(_PREFIX) or "." not in token[len(_PREFIX) :]:
             raise RequestStateError("unknown format")
-        body = token[len(_PREFIX) :]
+        # The sealed part is base64url (no dots): the node is what is left.
+        node, body = token[len(_PREFIX) :].rsplit(".", 1)
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError):
             raise RequestStateError("not base64") from None
         if len(raw) < _NONCE_BYTES + 16:
             raise RequestStateError("truncated")
-        plain = self._decrypt(raw)
+        plain = self._decrypt(raw, node)
         try:
             values = json.loads(plain)
             claims = StateClaims(
@@ -155,6 +165,8 @@ class RequestStateSealer:
             )
         except (ValueError, KeyError, TypeError):  # pragma: no cover - we sealed it
             raise RequestStateError("malformed claims") from None
+        if claims.node != node:  # pragma: no cover - bound as associated data
+            raise RequestStateError("malformed claims")
         if claims.user != user or claims.client_id != client_id:
             raise RequestStateError("made for another identity")
         if claims.digest != digest:

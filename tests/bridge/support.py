@@ -11,7 +11,7 @@ exactly as the real one refuses unknown tokens.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from io import BytesIO
 from typing import Any
 
@@ -223,6 +223,8 @@ class Harness:
     tokens: FakeTokens = field(factory=FakeTokens)
     auth: FixedAuthenticator = field(factory=FixedAuthenticator)
     calls: ICallObserver = NO_OBSERVER
+    request_state_keys: Callable[[], tuple[bytes, ...]] | None = None
+    """The requestState keys (None: a random one); nodes of a cluster share them."""
     registry: SessionRegistry = field(init=False)
     resource: McpResource = field(init=False)
 
@@ -242,6 +244,7 @@ class Harness:
             clock=self.clock,
             policies=PolicyBook(self.config.policy),
             calls=self.calls,
+            request_state_keys=self.request_state_keys,
         )
 
     def request(

@@ -72,6 +72,24 @@ def test_a_state_held_on_another_node_names_it() -> None:
     assert e.value.node == "node-b"
 
 
+def test_the_node_is_readable_in_clear_and_bound() -> None:
+    """
+    A balancer reads the holding node from the token's second dot-separated
+    field; a token whose clear node was changed does not open (so a client
+    cannot make a node name another one).
+    """
+    token = SEALER.seal(CLAIMS)
+    version, node, sealed = token.split(".")
+    assert (version, node) == ("v2", "node-a")
+    forged = f"v2.node-b.{sealed}"
+    for sealer in (SEALER, RequestStateSealer(SEALER.keys, "node-b")):
+        with pytest.raises(RequestStateError) as e:
+            sealer.open(
+                forged, user="alice", client_id="client-a", digest=DIGEST, now=50.0
+            )
+        assert e.value.node is None
+
+
 def test_another_key_does_not_open_it() -> None:
     """A state from another broker (another key) does not open."""
     token = RequestStateSealer.local("node-a").seal(CLAIMS)
@@ -128,7 +146,9 @@ def test_anything_a_client_sends_is_refused_cleanly(value: Any) -> None:
     with pytest.raises(RequestStateError):
         _open(value)
     with pytest.raises(RequestStateError):
-        _open("v1." + str(value))
+        _open("v2." + str(value))
+    with pytest.raises(RequestStateError):
+        _open("v2.node-a." + str(value))
 
 
 def test_the_digest_ignores_meta_and_the_retry_fields() -> None:

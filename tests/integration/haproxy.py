@@ -5,9 +5,10 @@ The shipped HAProxy configuration, found and rewritten for a test.
 `render` keeps everything of ``deploy/haproxy/haproxy.cfg`` that routes
 (health checks, the session-prefix rules, the stick table, timeouts) and
 replaces only what names a place: the frontend's ``bind`` becomes a
-loopback port, the server lines point at the test's brokers, and the
-``peers`` section (validated with ``haproxy -c``, never run: one balancer
-here) goes with the table's reference to it.
+loopback port, the server lines point at the test's brokers (the shipped
+``use-server`` rules of the first server are repeated for each of them),
+and the ``peers`` section (validated with ``haproxy -c``, never run: one
+balancer here) goes with the table's reference to it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def render(text: str, port: int, servers: Mapping[str, int]) -> str:
     out: list[str] = []
     in_peers = False
     servers_written = False
+    rules = [
+        line for line in text.splitlines() if line.strip().startswith("use-server ")
+    ]
+    first = rules[0].split()[1] if rules else ""
+    templates = [line for line in rules if line.split()[1] == first]
     for line in text.splitlines():
         stripped = line.strip()
         if re.match(r"peers\s", stripped):
@@ -45,7 +51,7 @@ def render(text: str, port: int, servers: Mapping[str, int]) -> str:
                 in_peers = False
             else:
                 continue
-        if stripped.startswith("log stdout"):
+        if stripped.startswith(("log stdout", "option httplog")):
             continue  # the test reads no HAProxy log
         if stripped.startswith("bind "):
             line = f"    bind 127.0.0.1:{port}"
@@ -55,11 +61,8 @@ def render(text: str, port: int, servers: Mapping[str, int]) -> str:
             continue
         if stripped.startswith("server "):
             if not servers_written:
-                for name in servers:
-                    out.append(
-                        f"    use-server {name} if "
-                        f"{{ req.hdr(mcp-session-id),field(1,.) -m str {name} }}"
-                    )
+                for template in templates:
+                    out.extend(template.replace(first, name) for name in servers)
                 for name, server_port in servers.items():
                     out.append(f"    server {name} 127.0.0.1:{server_port}")
                 servers_written = True

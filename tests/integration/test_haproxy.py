@@ -41,13 +41,20 @@ def test_the_shipped_config_is_valid_with_its_peers(binary: str) -> None:
     result = _check(binary, SHIPPED, "-L", "lb1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Removing incomplete section" not in result.stderr
+    assert "[WARNING]" not in result.stderr, result.stderr
 
 
 def test_the_generated_config_is_valid(binary: str, tmp_path: Path) -> None:
     """The test's rendering (loopback ports, no peers) is valid too."""
     rendered = render(SHIPPED.read_text(), 18080, {"node-a": 18081, "node-b": 18082})
     assert "peer lb1" not in rendered and "127.0.0.1:18082" in rendered
+    for name in ("node-a", "node-b"):
+        assert f"req.hdr(mcp-session-id),field(1,.) -m str {name}" in rendered
+        assert (
+            f"json_query('$.params.requestState'),field(2,.) -m str {name}" in rendered
+        )
     path = tmp_path / "haproxy.cfg"
     path.write_text(rendered)
     result = _check(binary, path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stderr, result.stderr

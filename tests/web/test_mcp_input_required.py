@@ -181,6 +181,33 @@ def test_tampered_or_foreign_states_are_refused(mangle: str) -> None:
     assert len(child.written) == before
 
 
+def test_a_state_held_on_another_node_is_refused_naming_that_node() -> None:
+    """
+    Two nodes sharing the key ring: a retry whose call is held on node-a
+    but reaches node-b is refused there (400, -32602, the reason
+    ``held_elsewhere`` and the node), and nothing of it reaches node-b's
+    child; node-a still resumes the call. The state names its node in clear
+    for the balancer.
+    """
+    keys = (bytes(range(32)),)
+    a = Harness(config=make_config(node_id="node-a"), request_state_keys=lambda: keys)
+    b = Harness(config=make_config(node_id="node-b"), request_state_keys=lambda: keys)
+    child_a, call, req = _input_required(a)
+    state = req.json()["result"]["requestState"]
+    assert state.split(".")[1] == "node-a"
+    child_b = _up(b)
+    before = len(child_b.written)
+    wrong = _retry(b, state, {"user_name": ACCEPTED})
+    assert wrong.status == 400
+    error = wrong.json()["error"]
+    assert error["code"] == -32602
+    assert error["data"] == {"reason": "held_elsewhere", "node": "node-a"}
+    assert len(child_b.written) == before
+    right = _retry(a, state, {"user_name": ACCEPTED}, id=3)
+    answer(child_a, call["id"], {"content": []})
+    assert right.json()["id"] == 3
+
+
 def test_a_state_for_other_params_is_refused() -> None:
     """The state is bound to the original request's params."""
     h = Harness()

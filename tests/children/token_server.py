@@ -12,7 +12,9 @@ inside a PID namespace every child is pid 2).
 A token Forgejo no longer accepts makes the answer an error result (still
 with the digest), so a test knows both that the child holds the *current*
 token (digest) and that Forgejo accepts it (login). Tool ``digest`` answers
-the digest alone, without asking Forgejo. Exits 0 when stdin closes.
+the digest alone, without asking Forgejo. Tool ``echo`` answers its
+``text``; tool ``confirm`` asks the client (``elicitation/create``) and
+answers what it said, both with ``process``. Exits 0 when stdin closes.
 """
 
 from __future__ import annotations
@@ -88,6 +90,41 @@ def whoami(_rid: Any, _params: Json) -> Json:
         return result
     return text_result(
         str(login), login=login, digest=held, pid=os.getpid(), process=PROCESS
+    )
+
+
+@server.tool("echo", "Answer the given text back", {"text": {"type": "string"}})
+def echo(_rid: Any, params: Json) -> Json:
+    """Answer ``text`` (also as ``echoed``) and which process answered."""
+    text = str((params.get("arguments") or {}).get("text", ""))
+    return text_result(text, echoed=text, process=PROCESS)
+
+
+@server.tool(
+    "confirm",
+    "Ask the client to confirm (elicitation/create), answer what it said",
+    {"question": {"type": "string"}},
+)
+def confirm(_rid: Any, params: Json) -> Json:
+    """Ask the client mid-call; answer its action and content."""
+    question = str((params.get("arguments") or {}).get("question", "Go on?"))
+    reply = server.ask_client(
+        "elicitation/create",
+        {
+            "message": question,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}},
+                "required": ["ok"],
+            },
+        },
+    )
+    said = reply.get("result") or {}
+    return text_result(
+        f"{said.get('action')}: {said.get('content')!r}",
+        action=said.get("action"),
+        content=said.get("content"),
+        process=PROCESS,
     )
 
 

@@ -67,14 +67,21 @@ class Process:
 
     @classmethod
     def start(
-        cls, name: str, argv: list[str], *, cwd: Path, env: dict[str, str]
+        cls,
+        name: str,
+        argv: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        stdin: bool = False,
     ) -> Process:
-        """Start ``argv`` with stdout and stderr piped together."""
+        """Start ``argv`` with stdout and stderr piped together (and stdin
+        piped for `send` when ``stdin``)."""
         popen = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -91,6 +98,12 @@ class Process:
         for line in self.popen.stdout:
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
+
+    def send(self, line: str) -> None:
+        """Write one line to the process's stdin (started with ``stdin``)."""
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(line + "\n")
+        self.popen.stdin.flush()
 
     @property
     def output(self) -> str:
@@ -152,6 +165,8 @@ class Process:
                 self.reader.join(grace)
             if self.popen.stdout is not None:
                 self.popen.stdout.close()
+            if self.popen.stdin is not None:
+                self.popen.stdin.close()
         self.drain()
         return status
 

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance conformance-next bench bench-full soak clean e2e-deps chromium \
+.PHONY: install run test lint unit stress conformance conformance-next bench bench-full bench-cluster soak clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
 	bubblewrap _bubblewrap child-deps haproxy _haproxy
 
@@ -234,6 +234,14 @@ bench: $(STAMP) $(BENCH_STAMP)
 bench-full: $(STAMP) $(BENCH_STAMP)
 	$(MAKE) bench BENCH_ARGS="$(BENCH_FULL_ARGS)"
 	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) bench/one_broker.sh stateless
+
+# make bench-cluster: scenario b's load through HAProxy (the shipped config)
+# in front of one node, then two, on PostgreSQL (a fresh schema per run,
+# dropped afterwards; FJMCP_BENCH_POSTGRES_URL, default the local test
+# database), with the CPU of each part from /proc (bench/cluster.py).
+CLUSTER_ARGS ?= --reps 3
+bench-cluster: $(STAMP) $(BENCH_STAMP) haproxy
+	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) $(BIN)/python bench/cluster.py $(CLUSTER_ARGS)
 
 # make soak: one broker under scenario b's load for SOAK_SECONDS, its RSS
 # sampled from /proc; afterwards no session, child or descriptor may be left.

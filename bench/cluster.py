@@ -14,13 +14,16 @@ broker tokens are minted offline (``fjmcp admin issue-token``); the
 harness's ``loadgen.py`` then runs scenario b (16 sessions, 20 warm-up
 calls each, a barrier, 200 calls each) against HAProxy.
 
-CPU is accounted from ``/proc`` over the load generator's lifetime: each
-broker (``utime + stime``), its children (``cutime + cstime`` once they
-are reaped), HAProxy, the load generator (its own report), every
-``postgres`` process on the machine, and the machine's busy share of its
-cores. Everything shares this machine's cores, so the per-call CPU of each
-part says where the limit is. Raw records and a summary go to
-``$BENCH_OUT/cluster-<stamp>/``.
+CPU is accounted from ``/proc`` between the moment every session is open
+(the load generator's ready file) and its exit after the measured calls
+(the sessions stay open: ``--no-delete``): each broker, each of its
+children, HAProxy, the load generator, every ``postgres`` process on the
+machine, and the machine's busy share of its cores. The window holds the
+3200 measured calls and the warm-up calls not yet made when the last
+session opened; per-call figures divide by the 3200 (an overestimate of at
+most 10%, as the harness's). Everything shares this machine's cores, so
+each part's cores used say where the limit is. Raw records and a summary
+go to ``$BENCH_OUT/cluster-<stamp>/``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -275,42 +277,54 @@ class Cluster:
                 process.wait(timeout=5)
 
 
-class ChildCounter(threading.Thread):
-    """The most children each broker held at once (sampled every 0.2 s)."""
+class Snapshot:
+    """CPU seconds of every part at one moment (children read one by one)."""
 
-    def __init__(self, brokers: Mapping[str, int]) -> None:
-        super().__init__(daemon=True)
-        self.brokers = brokers
-        self.most = dict.fromkeys(brokers, 0)
-        self.done = threading.Event()
+    def __init__(self, nodes: Mapping[str, int], others: Mapping[str, int]) -> None:
+        self.at = time.monotonic()
+        self.machine = machine_cpu()
+        self.postgres = postgres_cpu()
+        self.brokers = {n: proc_cpu(pid)[0] for n, pid in nodes.items()}
+        self.children: dict[int, float] = {}
+        self.per_node = {n: len(children_of(pid)) for n, pid in nodes.items()}
+        for pid in nodes.values():
+            for child in children_of(pid):
+                try:
+                    self.children[child] = proc_cpu(child)[0]
+                except OSError:
+                    continue
+        self.others = {name: proc_cpu(pid)[0] for name, pid in others.items()}
 
-    def run(self) -> None:
-        """Sample until `done` is set."""
-        while not self.done.wait(0.2):
-            for node, pid in self.brokers.items():
-                self.most[node] = max(self.most[node], len(children_of(pid)))
+
+def _wait_for(path: Path, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the load generator never wrote {path}")
+        time.sleep(0.02)
 
 
 def one_run(base: str, out: Path, rep: int, count: int) -> dict[str, Any]:
-    """Scenario b through HAProxy in front of ``count`` nodes."""
+    """
+    Scenario b through HAProxy in front of ``count`` nodes. CPU is counted
+    from the moment every session is open (the load generator's ready file)
+    to its exit after the measured calls; the sessions stay open meanwhile
+    (``--no-delete``) so that every child can still be read.
+    """
     label = f"r{rep}-{count}node"
     state = out / label
     state.mkdir(mode=0o700)
     schema = f"fjmcp_bench_{os.getpid()}_{rep}_{count}"
     record: dict[str, Any] = {"rep": rep, "nodes": count}
+    report, ready = state / "loadgen.json", state / "loadgen.ready"
     with scratch_schema(base, schema) as store:
         cluster = Cluster(state, count, store)
         try:
             cluster.start()
             tokens = cluster.tokens(SESSIONS)
-            pids = cluster.pids
-            before = {name: proc_cpu(pid) for name, pid in pids.items()}
-            pg0, machine0 = postgres_cpu(), machine_cpu()
-            counter = ChildCounter({n: pids[n] for n in cluster.nodes})
-            counter.start()
-            report = state / "loadgen.json"
-            started = time.monotonic()
-            subprocess.run(
+            nodes = {n: cluster.brokers[n].pid for n in cluster.nodes}
+            if cluster.haproxy is None:
+                raise RuntimeError("HAProxy is not running")
+            loadgen = subprocess.Popen(
                 [
                     str(Path(os.environ["BENCH_DIR"]) / "run"),
                     "loadgen.py",
@@ -328,58 +342,69 @@ def one_run(base: str, out: Path, rep: int, count: int) -> dict[str, Any]:
                     str(MAX_TIME),
                     "--bearer-cmd",
                     f'sed -n "$((BENCH_SESSION_INDEX + 1))p" {tokens}',
+                    "--ready-file",
+                    str(ready),
+                    "--no-delete",
                     "--label",
                     label,
                     "--out",
                     str(report),
                 ],
                 stdout=subprocess.DEVNULL,
-                check=True,
-                timeout=MAX_TIME + 30,
             )
-            wall = time.monotonic() - started
-            machine1, pg1 = machine_cpu(), postgres_cpu()
-            # The children's CPU lands in the brokers' cutime once reaped.
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and any(
-                children_of(pids[n]) for n in cluster.nodes
-            ):
-                time.sleep(0.1)
-            counter.done.set()
-            counter.join()
-            after = {name: proc_cpu(pid) for name, pid in pids.items()}
+            try:
+                _wait_for(ready, loadgen, time.monotonic() + MAX_TIME)
+                others = {"haproxy": cluster.haproxy.pid, "loadgen": loadgen.pid}
+                before = Snapshot(nodes, others)
+                # Its exit is the end of the calls; the sessions stay open.
+                # Not reaped yet, so its /proc entry still has its CPU (its
+                # --max-time bounds the wait).
+                os.waitid(os.P_PID, loadgen.pid, os.WEXITED | os.WNOWAIT)
+                after = Snapshot(nodes, others)
+                loadgen.wait()
+                if loadgen.returncode != 0:
+                    raise RuntimeError(f"loadgen failed ({loadgen.returncode})")
+            finally:
+                if loadgen.poll() is None:
+                    loadgen.kill()
+                    loadgen.wait()
         finally:
             cluster.stop()
     load = json.loads(report.read_text())
-    calls = SESSIONS * (REQUESTS + WARMUP)
+    wall = after.at - before.at
     cpu = {
-        "brokers": sum(after[n][0] - before[n][0] for n in cluster.nodes),
-        "children": sum(after[n][1] - before[n][1] for n in cluster.nodes),
-        "haproxy": after["haproxy"][0] - before["haproxy"][0],
-        "loadgen": load.get("loadgen_cpu_s", 0.0),
-        "postgres (whole server)": pg1 - pg0,
+        "brokers": sum(after.brokers[n] - before.brokers[n] for n in nodes),
+        "children": sum(
+            after.children[c] - before.children[c]
+            for c in before.children
+            if c in after.children
+        ),
+        "haproxy": after.others["haproxy"] - before.others["haproxy"],
+        "loadgen": after.others["loadgen"] - before.others["loadgen"],
+        "postgres (whole server)": after.postgres - before.postgres,
     }
-    busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
+    busy = (after.machine[0] - before.machine[0]) / max(
+        1, after.machine[1] - before.machine[1]
+    )
     machine_cores = busy * (os.cpu_count() or 1)
     cores = {k: round(v / wall, 2) for k, v in cpu.items()}
     cores["rest of the machine"] = round(machine_cores - sum(cpu.values()) / wall, 2)
+    calls = SESSIONS * REQUESTS
     record.update(
         req_per_s=load["req_per_s"],
         errors=load.get("total_errors"),
         p50_ms=_percentile(load, "p50", "latency_ms"),
         p99_ms=_percentile(load, "p99", "latency_ms"),
         setup_p50_ms=_percentile(load, "p50", "setup_ms"),
-        wall_s=round(wall, 2),
+        window_s=round(wall, 2),
         machine_cpu_pct=round(100.0 * busy, 1),
         cores_used=cores,
-        cpu_ms_per_1k_calls={
-            k: round(1e6 * v / calls, 1) for k, v in cpu.items() if v is not None
-        },
+        cpu_ms_per_1k_calls={k: round(1e6 * v / calls, 1) for k, v in cpu.items()},
         per_broker_cpu_ms_per_1k_calls={
-            n: round(1e6 * (after[n][0] - before[n][0]) / calls, 1)
-            for n in cluster.nodes
+            n: round(1e6 * (after.brokers[n] - before.brokers[n]) / calls, 1)
+            for n in nodes
         },
-        most_children=counter.most,
+        children=before.per_node,
     )
     (state / "record.json").write_text(json.dumps(record, indent=1))
     return record
@@ -405,7 +430,7 @@ def summary(records: Sequence[Mapping[str, Any]]) -> str:
         "| nodes | req/s | p50 ms | p99 ms | setup p50 ms | machine CPU % | "
         "CPU ms per 1k calls: brokers / children / HAProxy / loadgen / postgres | "
         "cores used: brokers / children / HAProxy / loadgen / postgres / "
-        "rest of the machine | most children per node |",
+        "rest of the machine | children per node |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     medians: dict[int, dict[str, Any]] = {}
@@ -429,7 +454,7 @@ def summary(records: Sequence[Mapping[str, Any]]) -> str:
         }
         m = medians[count]
         spread = ", ".join(
-            "+".join(str(n) for n in r["most_children"].values()) for r in rows
+            "+".join(str(n) for n in r["children"].values()) for r in rows
         )
         lines.append(
             f"| {count} | {m['req_per_s']} | {m['p50_ms']} | {m['p99_ms']} | "

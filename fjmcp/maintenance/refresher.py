@@ -15,7 +15,11 @@ Refreshes are *single-flight per user*: several sessions, ticks, or callers
 asking for the same user share one refresh, so a Forgejo refresh token is
 never sent twice (in Forgejo's invalidate-on-use mode a second use would
 fail and log the user out). Concurrent refreshes of different users are
-bounded (``max_concurrent``).
+bounded (``max_concurrent``). Across nodes sharing a store, the grant's
+lease lets one node refresh; and a token found due or refused is refreshed
+only while it is still the stored one: a node that learns late of another
+node's refresh gives its sessions the stored token instead of refreshing
+that one again.
 
 Failures are split as the Forgejo client types them:
 
@@ -126,6 +130,12 @@ class IRefreshableTokens(Protocol):
     def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
         """Give the lease back after a refresh that stored nothing."""
 
+    def newest(self, user: str) -> Deferred[UpstreamToken | None]:
+        """
+        The user's stored token read afresh, its memory copy dropped
+        (another node may have replaced it); None if none is stored.
+        """
+
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
@@ -143,6 +153,9 @@ class IUpstreamTokenStore(Protocol):
 
     def current(self, user: str) -> Deferred[UpstreamToken]:
         """The user's current token (memory first)."""
+
+    def forget(self, user: str) -> None:
+        """Drop the memory copy of the user's token."""
 
     async def refresh_token(self, user: str) -> tuple[str | None, int]:
         """The stored refresh token (None if none) and its generation."""
@@ -212,6 +225,17 @@ class StoreRefreshableTokens:
     def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
         """Release the lease in the store."""
         return Deferred.fromCoroutine(self._upstream.release_refresh(grant.user, owner))
+
+    def newest(self, user: str) -> Deferred[UpstreamToken | None]:
+        """The stored token, read from the store again."""
+        return Deferred.fromCoroutine(self._newest(user))
+
+    async def _newest(self, user: str) -> UpstreamToken | None:
+        self._upstream.forget(user)
+        try:
+            return await self._upstream.current(user)
+        except LookupError:  # NoUpstreamTokenError: revoked meanwhile
+            return None
 
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
@@ -387,7 +411,7 @@ class TokenRefresher(LoopingService):
         for token in due:
             due_users.add(token.user)
             if token.user in live or token.has_live_grant:
-                self._start_refresh(token.user)
+                self._start_refresh(token.user, token.generation)
         for user in list(self._last_check):
             if user not in live:
                 del self._last_check[user]  # checked afresh when they return
@@ -409,11 +433,19 @@ class TokenRefresher(LoopingService):
         """
         return _observe(self._start_refresh(user))
 
-    def _start_refresh(self, user: str) -> Deferred[RefreshOutcome]:
+    def _start_refresh(
+        self, user: str, generation: int | None = None
+    ) -> Deferred[RefreshOutcome]:
+        """
+        The refresh of ``user``'s token, started or joined. With
+        ``generation`` (the token found due or refused), only while that
+        token is still the stored one: a newer one (another node's refresh,
+        its notification not heard yet) is not refreshed a second time.
+        """
         flight = self._flights.get(user)
         if flight is not None:
             return flight
-        flight = Deferred.fromCoroutine(self._refresh_flight(user))
+        flight = Deferred.fromCoroutine(self._refresh_flight(user, generation))
         if flight.called:  # finished synchronously (e.g. nothing stored)
             return flight
         self._flights[user] = flight
@@ -426,18 +458,22 @@ class TokenRefresher(LoopingService):
         flight.addCallback(_landed)
         return flight
 
-    async def _refresh_flight(self, user: str) -> RefreshOutcome:
-        outcome = await self._refresh_counted(user)
+    async def _refresh_flight(
+        self, user: str, generation: int | None
+    ) -> RefreshOutcome:
+        outcome = await self._refresh_counted(user, generation)
         self.outcomes[outcome.value] += 1
         return outcome
 
-    async def _refresh_counted(self, user: str) -> RefreshOutcome:
+    async def _refresh_counted(
+        self, user: str, generation: int | None
+    ) -> RefreshOutcome:
         try:
             await self._limit.acquire()
             try:
                 if not self.running:
                     return RefreshOutcome.STOPPED
-                return await self._refresh(user)
+                return await self._refresh(user, generation)
             finally:
                 self._limit.release()
         except CancelledError:
@@ -446,11 +482,25 @@ class TokenRefresher(LoopingService):
             self._panic(Failure(), user)
             return RefreshOutcome.FAILED
 
-    async def _refresh(self, user: str) -> RefreshOutcome:
+    async def _refresh(self, user: str, generation: int | None) -> RefreshOutcome:
         grant = await self._tokens.refresh_grant(user)
         if grant is None:
             self.log.info("no Forgejo refresh token stored for {user}", user=user)
             return RefreshOutcome.NO_TOKEN
+        if generation is not None and grant.generation != generation:
+            # Replaced since it was found due or refused: by another node's
+            # refresh (its notification may come later, or never) or a new
+            # login. The sessions get the stored token; Forgejo is not asked.
+            self.log.info(
+                "{user}'s Forgejo token was already replaced (generation "
+                "{stored}); not refreshing it again",
+                user=user,
+                stored=grant.generation,
+            )
+            newest = await self._tokens.newest(user)
+            if newest is not None:
+                self._sessions.token_rotated(newest)
+            return RefreshOutcome.SUPERSEDED
         # Nodes sharing the store refresh one grant once: the lease decides
         # which, and no transaction stays open across the call to Forgejo.
         if not await self._tokens.claim(
@@ -632,7 +682,7 @@ class TokenRefresher(LoopingService):
         except ForgejoAuthError as e:
             if not await self._still_current(token):
                 return
-            await self._token_refused(user, e)
+            await self._token_refused(token, e)
             return
         if who.login != user:
             if not await self._still_current(token):
@@ -663,17 +713,19 @@ class TokenRefresher(LoopingService):
             return
         self._memberships(user, orgs)
 
-    async def _token_refused(self, user: str, e: ForgejoAuthError) -> None:
+    async def _token_refused(self, token: UpstreamToken, e: ForgejoAuthError) -> None:
         """
-        Forgejo refused ``user``'s current access token: refresh it (or join
-        the refresh running); revoke the user only if it cannot be refreshed.
+        Forgejo refused ``token``, the user's current access token as this
+        node knows it: refresh it (or join the refresh running); revoke the
+        user only if it cannot be refreshed.
         """
+        user = token.user
         self.log.info(
             "Forgejo refused {user}'s token ({status}); refreshing it",
             user=user,
             status=e.status,
         )
-        outcome = await _observe(self._start_refresh(user))
+        outcome = await _observe(self._start_refresh(user, token.generation))
         if outcome is RefreshOutcome.NO_TOKEN:
             self.log.warn(
                 "Forgejo no longer accepts {user}'s token ({status}) and there is "

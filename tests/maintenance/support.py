@@ -118,6 +118,10 @@ class MemoryTokens:
             del self.leases[grant.user]
         return succeed(None)
 
+    def newest(self, user: str) -> Deferred[UpstreamToken | None]:
+        """The stored row as a token (None if there is none)."""
+        return succeed(self._token(user) if user in self.rows else None)
+
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:

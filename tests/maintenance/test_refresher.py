@@ -912,3 +912,66 @@ def test_two_nodes_refresh_one_grant_once(dialect: Dialect, tmp_path: Path) -> N
             refresher.stopService()
     finally:
         nodes.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_a_token_another_node_refreshed_is_not_refreshed_again(
+    dialect: Dialect, tmp_path: Path
+) -> None:
+    """
+    Node-a refreshes the user's Forgejo token; node-b, which has not heard
+    of it yet (its notification is late), finds the old token refused at
+    Forgejo. Node-b does not refresh the new token a second time: it gives
+    its sessions the stored one. One refresh reaches Forgejo, not two.
+    """
+    w = make_world()
+    nodes = open_two_nodes(dialect, tmp_path)
+    try:
+        keys = KeyRing.generate()
+        runners = (DeferringStore(nodes.a), DeferringStore(nodes.b))
+        upstreams = [UpstreamTokens(r, keys, w.clock) for r in runners]
+        sessions = (w.sessions, FakeSessions({"alice": ["s1"]}))
+        tokens = login(w.stub)
+        result_of(
+            Deferred.fromCoroutine(
+                upstreams[0].replace(
+                    "alice",
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    tokens.expires_at(START),
+                )
+            )
+        )
+        old = result_of(upstreams[1].current("alice"))  # node-b's memory copy
+        refreshers = [
+            TokenRefresher(
+                StoreRefreshableTokens(runner, upstream),
+                upstream,
+                w.forgejo,
+                node_sessions,
+                UserRevoker(node_sessions, store_revocation(runner, w.clock)),
+                w.clock,
+                evolve(SETTINGS, node_id=name),
+            )
+            for runner, upstream, node_sessions, name in zip(
+                runners, upstreams, sessions, ("node-a", "node-b"), strict=True
+            )
+        ]
+        for refresher in refreshers:
+            refresher.startService()
+        assert result_of(refreshers[0].refresh_user("alice")) is (
+            RefreshOutcome.REFRESHED
+        )
+        assert w.standin.refresh_count("alice") == 1
+        assert w.standin.expire_user_tokens("alice") >= 1
+        result_of(refreshers[1].check_user("alice"))
+        assert w.standin.refresh_count("alice") == 1
+        assert refreshers[1].outcomes["superseded"] == 1
+        [told] = sessions[1].rotated
+        assert told.generation == old.generation + 1
+        assert told.access_token != old.access_token
+        assert sessions[1].ended == []
+        for refresher in refreshers:
+            refresher.stopService()
+    finally:
+        nodes.close()

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# -*- test-case-name: tests.test_conventions -*-
 """
 Scenario b's load through HAProxy in front of one fjmcp node, then two.
 

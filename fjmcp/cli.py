@@ -154,8 +154,10 @@ def _check_config(args: argparse.Namespace, out: IO[str]) -> int:
         return 2
     print(render_config(config), file=out)
     from fjmcp.policy.rules import never_matching
+    from fjmcp.settings import known_client_names
 
-    for note in never_matching(config.policy):
+    known = known_client_names(config).names
+    for note in never_matching(config.policy, known):
         print(f"fjmcp check-config: warning: {note}", file=sys.stderr)
     return 0
 

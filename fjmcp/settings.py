@@ -32,7 +32,7 @@ from fjmcp.oauth.document_fetch import FetchLimits
 from fjmcp.oauth.document_settings import ClientDocumentSettings
 from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.oauth.settings import OAuthSettings
-from fjmcp.policy.rules import PolicyConfig
+from fjmcp.policy.rules import ClientNames, PolicyConfig
 from fjmcp.sessions.registry import SessionSettings
 from fjmcp.sessions.spawn_gate import default_spawn_limit
 from fjmcp.supervisor.environment import ChildSettings
@@ -167,6 +167,17 @@ def metrics_settings(config: Config) -> MetricsSettings:
     return MetricsSettings(listen=config.metrics_listen)
 
 
+def known_client_names(config: Config) -> ClientNames:
+    """
+    The known-client names policy rules match (the records' ``client_name``).
+    Raises `ConfigError` when a known-client record is not a valid document.
+    """
+    try:
+        return KnownClients.build(config.known_clients).client_names()
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
+
+
 def oauth_settings(config: Config) -> OAuthSettings:
     """The authorization server's names, Forgejo scopes and token lifetimes."""
     return OAuthSettings(
@@ -181,6 +192,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         refresh_reuse_grace=config.refresh_reuse_grace,
         forgejo_scopes_read_only=tuple(config.forgejo_scopes_read_only),
         policy=config.policy,
+        client_names=known_client_names(config),
     )
 
 
@@ -236,6 +248,8 @@ class BrokerSettings:
     site: SiteSettings
     client_documents: ClientDocumentSettings = field(factory=ClientDocumentSettings)
     policy: PolicyConfig = PolicyConfig()
+    client_names: ClientNames = ClientNames()
+    """The known-client names the policy's rules name clients by."""
 
 
 def client_document_settings(config: Config) -> ClientDocumentSettings:
@@ -279,4 +293,5 @@ def broker_settings(config: Config) -> BrokerSettings:
         site=site_settings(config),
         client_documents=client_document_settings(config),
         policy=config.policy,
+        client_names=known_client_names(config),
     )

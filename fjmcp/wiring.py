@@ -272,7 +272,7 @@ def build_broker(
         spawns=spawns,
         spawn_gate=spawn_gate,
     )
-    policies = PolicyBook(settings.policy)
+    policies = PolicyBook(settings.policy, settings.client_names)
     mcp = McpResource(
         settings=settings.mcp,
         authenticator=bearer,

@@ -5,7 +5,9 @@ through one client, in each consent mode, without a daemon or a child.
 
 The broker judges a tool by its name and its ``readOnlyHint``; a child's
 list is not at hand here, so ``--tool NAME`` (``NAME:ro`` for a tool the
-child marks read-only) asks for the verdict of given tools.
+child marks read-only) asks for the verdict of given tools. A client's
+known-client name comes from the known-client records of the
+configuration, as the broker finds it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from fjmcp.admin.commands import AdminCommand, AdminContext
 from fjmcp.policy.effective import EffectivePolicy, Subject, effective_policy
-from fjmcp.policy.rules import Mode, PolicyConfig
+from fjmcp.policy.rules import NO_CLIENT_NAMES, ClientNames, Mode, PolicyConfig
 
 __all__ = ["COMMANDS", "explain"]
 
@@ -26,9 +28,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["explain"])
     parser.add_argument("--user", required=True, help="Forgejo login.")
     parser.add_argument("--client", required=True, help="OAuth client id.")
-    parser.add_argument(
-        "--client-name", default=None, help="The client's known-client name."
-    )
     parser.add_argument(
         "--org", action="append", default=[], help="An organization of the user."
     )
@@ -65,17 +64,20 @@ def explain(
     user: str,
     client_id: str,
     *,
-    client_name: str | None = None,
+    client_names: ClientNames = NO_CLIENT_NAMES,
     orgs: Sequence[str] = (),
     tools: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The effective policy of ``user`` through ``client_id`` in each mode."""
+    known_name = client_names.name_of(client_id)
     modes = [Mode.READ_ONLY]
-    if config.full_access_allowed(client_id, client_name):
+    if config.full_access_allowed(client_id, known_name):
         modes.insert(0, Mode.FULL)
     out: dict[str, Any] = {"user": user, "client": client_id, "modes": {}}
+    if known_name is not None:
+        out["known_client"] = known_name
     for mode in modes:
-        subject = Subject(user, client_id, mode, frozenset(orgs), client_name)
+        subject = Subject(user, client_id, mode, frozenset(orgs), known_name)
         policy = effective_policy(config, subject)
         described = _describe(policy)
         verdicts = {}
@@ -95,6 +97,8 @@ def explain(
 
 def _text(result: Any) -> str:
     lines = [f"user {result['user']} through client {result['client']}"]
+    if "known_client" in result:
+        lines.append(f"  known client: {result['known_client']}")
     if "full_access" in result:
         lines.append(f"  full access: {result['full_access']}")
     for mode, described in result["modes"].items():
@@ -108,11 +112,19 @@ def _policy(ctx: AdminContext, args: argparse.Namespace) -> int:
     if ctx.config is None:
         print("fjmcp admin policy: needs --config", file=ctx.out)
         return 2
+    from fjmcp.config import ConfigError
+    from fjmcp.settings import known_client_names
+
+    try:
+        names = known_client_names(ctx.config)
+    except ConfigError as e:
+        print(e.render(), file=ctx.out)
+        return 2
     result = explain(
         ctx.config.policy,
         args.user,
         args.client,
-        client_name=args.client_name,
+        client_names=names,
         orgs=args.org,
         tools=args.tool,
     )

@@ -148,9 +148,7 @@ class AccountPage:
                 "live_tokens": c.live_tokens,
                 "sessions": len(self._sessions.owners_of_grant(user, c.client_id)),
                 "mode": c.mode,
-                "full_allowed": self._settings.policy.full_access_allowed(
-                    c.client_id, c.client_name
-                ),
+                "full_allowed": self._settings.full_access_allowed(c.client_id),
             }
             for c in connections
         ]
@@ -305,11 +303,10 @@ class AccountPage:
         connections: list[Connection] = await self._store.run(
             connections_txn, user, self._clock.seconds()
         )
-        names = {c.client_id: c.client_name for c in connections}
-        if client_id not in names:
+        if client_id not in {c.client_id for c in connections}:
             return Redirect("/account")
         try:
-            await self._modes.change(user, client_id, mode, names[client_id])
+            await self._modes.change(user, client_id, mode)
         except ConsentModeForbidden:
             return _page(
                 403,

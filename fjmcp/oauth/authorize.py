@@ -213,9 +213,7 @@ class AuthorizeEndpoint:
         return request, prompts
 
     def _full_allowed(self, client: ClientRecord) -> bool:
-        return self._settings.policy.full_access_allowed(
-            client.client_id, client.client_name
-        )
+        return self._settings.full_access_allowed(client.client_id)
 
     def _with_mode(
         self, client: ClientRecord, request: AuthRequest, mode: str

@@ -11,11 +11,11 @@ live sessions, so that no child keeps a wider view than the new mode.
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 
 from fjmcp.oauth.fanout import RevocationListener
-from fjmcp.policy.rules import Mode, PolicyConfig
+from fjmcp.policy.rules import ClientNames, Mode, PolicyConfig
 from fjmcp.store.grants import change_consent_mode_txn
 from fjmcp.store.runner import TxnRunner
 
@@ -34,16 +34,15 @@ class ConsentModes:
     _clock: IReactorTime
     _fanout: RevocationListener
     _policy: PolicyConfig
+    _client_names: ClientNames = field(default=ClientNames(), kw_only=True)
 
-    async def change(
-        self, user: str, client_id: str, mode: Mode, client_name: str | None = None
-    ) -> bool:
+    async def change(self, user: str, client_id: str, mode: Mode) -> bool:
         """
         Set ``mode``; False if ``user`` never approved ``client_id``.
         Raises `ConsentModeForbidden` for full access the operator forbids.
         """
         if mode is Mode.FULL and not self._policy.full_access_allowed(
-            client_id, client_name
+            client_id, self._client_names.name_of(client_id)
         ):
             raise ConsentModeForbidden(client_id)
         grant, hashes = await self._store.run(

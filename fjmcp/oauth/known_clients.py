@@ -28,6 +28,7 @@ from fjmcp.oauth.client_documents import (
     client_id_url_problem,
     validate_client_document,
 )
+from fjmcp.policy.rules import ClientNames
 
 __all__ = ["KnownClients", "shipped_records"]
 
@@ -111,3 +112,11 @@ class KnownClients:
     def get(self, client_id: str) -> ClientDocument | None:
         """The enabled record of ``client_id``, if any."""
         return self.documents.get(client_id)
+
+    def client_names(self) -> ClientNames:
+        """The records' names, which policy rules name known clients by."""
+        return ClientNames(
+            (url, document.client_name)
+            for url, document in self.documents.items()
+            if document.client_name
+        )

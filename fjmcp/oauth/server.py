@@ -128,7 +128,9 @@ def build_authorization_server(
     login = ForgejoLogin(
         settings, store, clock, keys, forgejo, upstream, cookies, memberships
     )
-    consent_modes = ConsentModes(store, clock, fanout, settings.policy)
+    consent_modes = ConsentModes(
+        store, clock, fanout, settings.policy, client_names=settings.client_names
+    )
     account = AccountPage(
         settings,
         store,

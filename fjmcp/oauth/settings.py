@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from attrs import frozen
 
 from fjmcp.oauth.metadata import endpoint, resource_url
-from fjmcp.policy.rules import PolicyConfig
+from fjmcp.policy.rules import ClientNames, PolicyConfig
 
 __all__ = ["OAuthSettings"]
 
@@ -41,6 +41,14 @@ class OAuthSettings:
     """Scopes asked of Forgejo for a read-only grant (empty: forgejo_scopes)."""
     policy: PolicyConfig = PolicyConfig()
     """The consent page's default mode and the clients denied full access."""
+    client_names: ClientNames = ClientNames()
+    """The known-client names ``full_access_forbidden`` may name clients by."""
+
+    def full_access_allowed(self, client_id: str) -> bool:
+        """Whether the operator lets ``client_id`` have full access."""
+        return self.policy.full_access_allowed(
+            client_id, self.client_names.name_of(client_id)
+        )
 
     def scopes_for(self, read_only: bool) -> tuple[str, ...]:
         """The Forgejo scopes of the upstream grant of one consent mode."""

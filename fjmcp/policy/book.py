@@ -11,14 +11,14 @@ database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from attrs import define, field
 
 from fjmcp.interfaces import Identity
 from fjmcp.policy.effective import EffectivePolicy, Subject, effective_policy
 from fjmcp.policy.gate import ToolGate
-from fjmcp.policy.rules import Mode, PolicyConfig
+from fjmcp.policy.rules import ClientNames, Mode, PolicyConfig
 
 __all__ = ["PolicyBook", "consent_mode"]
 
@@ -31,17 +31,13 @@ def consent_mode(value: str) -> Mode:
         return Mode.READ_ONLY
 
 
-def _no_name(client_id: str) -> str | None:
-    return None
-
-
 @define
 class PolicyBook:
     """The rules, each user's organizations, and the gate of each new owner."""
 
     config: PolicyConfig
-    client_name: Callable[[str], str | None] = _no_name
-    """The known-client name of a client id, if it has one."""
+    client_names: ClientNames = ClientNames()
+    """The known-client names rules may name clients by."""
     _orgs: dict[str, frozenset[str]] = field(factory=dict)
 
     def set_orgs(self, user: str, orgs: Iterable[str]) -> None:
@@ -59,7 +55,7 @@ class PolicyBook:
             client_id=identity.client_id,
             mode=consent_mode(identity.consent),
             orgs=self.orgs(identity.user),
-            client_name=self.client_name(identity.client_id),
+            known_name=self.client_names.name_of(identity.client_id),
         )
         return effective_policy(self.config, subject)
 

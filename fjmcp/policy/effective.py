@@ -41,8 +41,8 @@ class Subject:
     client_id: str
     mode: Mode
     orgs: frozenset[str] = frozenset()
-    client_name: str | None = None
-    """The known-client name of the client, when it has one."""
+    known_name: str | None = None
+    """The client's known-client name (`fjmcp.policy.rules.ClientNames`)."""
 
 
 @frozen
@@ -146,7 +146,7 @@ def effective_policy(config: PolicyConfig, subject: Subject) -> EffectivePolicy:
     prompts: dict[str, str] = {}
     for rule in config.rules:
         if not rule.applies(
-            subject.user, subject.orgs, subject.client_id, subject.client_name
+            subject.user, subject.orgs, subject.client_id, subject.known_name
         ):
             continue
         if rule.effect is Effect.DENY:

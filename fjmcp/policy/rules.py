@@ -24,6 +24,8 @@ from attrs import field, frozen
 __all__ = [
     "ALL_TOOLS",
     "METADATA_DOCUMENT_CLIENTS",
+    "ClientNames",
+    "NO_CLIENT_NAMES",
     "READ_ONLY_CLASS",
     "Effect",
     "Mode",
@@ -33,6 +35,7 @@ __all__ = [
     "is_metadata_document_client",
     "never_matching",
     "parse_policy",
+    "unknown_clients",
 ]
 
 #: Names every tool the read-only judgement allows (see `fjmcp.policy.effective`).
@@ -73,6 +76,46 @@ def is_metadata_document_client(client_id: str) -> bool:
     return client_id.startswith("https://")
 
 
+#: How the broker's own client ids look: dynamic registrations and the
+#: admin CLI's (`fjmcp.oauth.tokens.new_client_id`, schema 1).
+_ISSUED_CLIENT_ID: Final = re.compile(r"^(fjc_[A-Za-z0-9_-]+|admin-cli)$")
+
+
+def _name_pairs(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(pairs))
+
+
+@frozen
+class ClientNames:
+    """
+    The known-client names (``client_name`` of each enabled record of
+    ``fjmcp/oauth/known_clients.toml`` and the operator's ``known_clients``),
+    by client id: the only names a rule's ``clients`` or
+    ``full_access_forbidden`` match, exactly as written there. A client's
+    self-declared name never counts: anyone can register as "ChatGPT".
+    """
+
+    pairs: tuple[tuple[str, str], ...] = field(default=(), converter=_name_pairs)
+    """(client id, known name) of each record."""
+    _by_id: dict[str, str] = field(init=False, eq=False, repr=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", dict(self.pairs))
+
+    def name_of(self, client_id: str) -> str | None:
+        """The known-client name of ``client_id``, if it is a known client."""
+        return self._by_id.get(client_id)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every known-client name."""
+        return frozenset(self._by_id.values())
+
+
+#: No known clients at all.
+NO_CLIENT_NAMES: Final = ClientNames()
+
+
 def _frozenset(values: Iterable[str]) -> frozenset[str]:
     return frozenset(values)
 
@@ -94,17 +137,21 @@ class Rule:
     """Prompt names (deny rules only)."""
 
     def applies(
-        self, user: str, orgs: frozenset[str], client_id: str, client_name: str | None
+        self, user: str, orgs: frozenset[str], client_id: str, known_name: str | None
     ) -> bool:
-        """Whether every selector the rule has matches this caller."""
+        """
+        Whether every selector the rule has matches this caller; a client
+        matches by id, by its known-client name (`ClientNames`) or as a
+        metadata-document client.
+        """
         if self.users and user not in self.users:
             return False
         if self.orgs and self.orgs.isdisjoint(orgs):
             return False
         if self.clients:
             names = {client_id}
-            if client_name:
-                names.add(client_name)
+            if known_name:
+                names.add(known_name)
             if is_metadata_document_client(client_id):
                 names.add(METADATA_DOCUMENT_CLIENTS)
             if self.clients.isdisjoint(names):
@@ -126,11 +173,15 @@ class PolicyConfig:
     read_only_tools: frozenset[str] = field(default=frozenset(), converter=_frozenset)
     rules: tuple[Rule, ...] = ()
 
-    def full_access_allowed(self, client_id: str, client_name: str | None) -> bool:
-        """Whether the consent page may offer full access to this client."""
+    def full_access_allowed(self, client_id: str, known_name: str | None) -> bool:
+        """
+        Whether the consent page may offer full access to this client;
+        ``known_name`` is its known-client name (`ClientNames`), never the
+        name it declared itself.
+        """
         names = {client_id}
-        if client_name:
-            names.add(client_name)
+        if known_name:
+            names.add(known_name)
         if is_metadata_document_client(client_id):
             names.add(METADATA_DOCUMENT_CLIENTS)
         return self.full_access_forbidden.isdisjoint(names)
@@ -274,13 +325,57 @@ def parse_policy(table: Any) -> PolicyConfig:
     )
 
 
-def never_matching(policy: PolicyConfig) -> list[str]:
+def _client_problem(entry: str, known: frozenset[str]) -> str | None:
+    """Why a ``clients`` entry can name no client, or None if it can."""
+    if (
+        entry == METADATA_DOCUMENT_CLIENTS
+        or entry in known
+        or is_metadata_document_client(entry)
+        or _ISSUED_CLIENT_ID.match(entry)
+    ):
+        return None
+    near = sorted(n for n in known if n.casefold() == entry.casefold())
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    names = ", ".join(repr(n) for n in sorted(known)) or "none"
+    return (
+        f"{entry!r} is no known-client name{hint} (known clients: {names}; "
+        "names match exactly) and no client id this broker issues"
+    )
+
+
+def unknown_clients(policy: PolicyConfig, known: frozenset[str]) -> list[str]:
+    """
+    Client names in rules and ``full_access_forbidden`` that name no client,
+    for ``check-config``; a rule whose every client is one can never match.
+    """
+    notes: list[str] = []
+    for entry in sorted(policy.full_access_forbidden):
+        problem = _client_problem(entry, known)
+        if problem is not None:
+            notes.append(f"policy.full_access_forbidden: {problem}")
+    for rule in policy.rules:
+        problems = [
+            p for p in (_client_problem(c, known) for c in sorted(rule.clients)) if p
+        ]
+        if problems and len(problems) == len(rule.clients):
+            notes.append(f"rule {rule.name!r} can never match: {'; '.join(problems)}")
+        else:
+            notes.extend(f"rule {rule.name!r}: {p}" for p in problems)
+    return notes
+
+
+def never_matching(
+    policy: PolicyConfig, known_names: frozenset[str] | None = None
+) -> list[str]:
     """
     Rules (or parts of them) that can never take effect, for ``check-config``:
     tools an unconditional deny already removes, allow rules wholly shadowed
-    by one, and ``read-only`` rules while no tool can be judged read-only.
+    by one, ``read-only`` rules while no tool can be judged read-only, and
+    (given the known-client names) clients no rule can name.
     """
     notes: list[str] = []
+    if known_names is not None:
+        notes.extend(unknown_clients(policy, known_names))
     everyone_denied: set[str] = set()
     for rule in policy.rules:
         unconditional = not (rule.users or rule.orgs or rule.clients)

@@ -12,15 +12,17 @@ from twisted.internet.task import Clock
 from fjmcp.oauth.authorize import AuthorizeEndpoint
 from fjmcp.oauth.clients import ClientDirectory
 from fjmcp.oauth.outcomes import Page, Redirect
-from fjmcp.policy.rules import parse_policy
+from fjmcp.policy.rules import NO_CLIENT_NAMES, ClientNames, parse_policy
 from fjmcp.store.grants import consent_mode_txn, record_consent_txn, upsert_user_txn
 from tests.oauth.support import settle
 from tests.oauth.test_authorize import SETTINGS, _params, _Setup, _setup
 
 
-def _with_policy(table: dict[str, object]) -> _Setup:
+def _with_policy(
+    table: dict[str, object], names: ClientNames = NO_CLIENT_NAMES
+) -> _Setup:
     setup = _setup()
-    settings = evolve(SETTINGS, policy=parse_policy(table))
+    settings = evolve(SETTINGS, policy=parse_policy(table), client_names=names)
     clock = Clock()
     clock.advance(50_000)
     setup.endpoint = AuthorizeEndpoint(
@@ -78,7 +80,7 @@ def test_operator_default_applies_when_the_form_has_no_choice() -> None:
 
 def test_full_access_forbidden_for_a_client() -> None:
     """A forbidden full access is disabled on the page and refused if posted."""
-    setup = _with_policy({"full_access_forbidden": ["App"]})
+    setup = _with_policy({"full_access_forbidden": ["c1"]})
     page = settle(setup.endpoint.authorize(_params(), {}))
     assert isinstance(page, Page) and page.fields["full_disabled"] == "disabled"
     outcome = _choose(setup, "full")
@@ -86,9 +88,26 @@ def test_full_access_forbidden_for_a_client() -> None:
     assert setup.login.started == []
 
 
+def test_full_access_forbidden_names_known_clients_only() -> None:
+    """
+    A client's self-declared name is no known-client name: naming it forbids
+    nothing; the name of the client's known record does.
+    """
+    page = settle(
+        _with_policy({"full_access_forbidden": ["App"]}).endpoint.authorize(
+            _params(), {}
+        )
+    )
+    assert isinstance(page, Page) and page.fields["full_disabled"] == ""
+    known = ClientNames([("c1", "Known App")])
+    setup = _with_policy({"full_access_forbidden": ["Known App"]}, known)
+    page = settle(setup.endpoint.authorize(_params(), {}))
+    assert isinstance(page, Page) and page.fields["full_disabled"] == "disabled"
+
+
 def test_a_known_user_keeps_the_stored_mode() -> None:
     """Skipping the page reuses the stored mode (narrowed if full is forbidden)."""
-    setup = _with_policy({"full_access_forbidden": ["App"]})
+    setup = _with_policy({"full_access_forbidden": ["c1"]})
     user_id = setup.store.sync.run(upsert_user_txn, "alice", 7, 1.0)
     setup.store.sync.run(record_consent_txn, user_id, "c1", 1.0, "full")
     assert setup.store.sync.run(consent_mode_txn, "alice", "c1") == "full"

@@ -30,7 +30,9 @@ def test_built_from_the_oauth_fields_of_config() -> None:
         access_token_ttl=60.0,
         refresh_token_ttl=120.0,
         auth_code_ttl=30.0,
+        client_names=settings.client_names,
     )
+    assert "ChatGPT" in settings.client_names.names
 
 
 def test_derived_names_come_from_public_url() -> None:

@@ -102,3 +102,43 @@ def test_admin_policy_explain(tmp_path: Path) -> None:
     tools = result["modes"]["read-only"]["tools"]
     assert tools["get_file:ro"] == "allowed"
     assert tools["create_issue"].startswith("refused: the grant is read-only")
+
+
+def test_check_config_warns_of_clients_no_rule_can_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Known-client names are the records' own, exactly: a near miss is said."""
+    table = """
+[[policy.rules]]
+name = "gpt-ro"
+effect = "allow"
+clients = ["chatgpt"]
+tools = ["read-only"]
+"""
+    out = io.StringIO()
+    path = broker_toml(tmp_path, table)
+    assert cli.main(["check-config", "--config", str(path)], out=out) == 0
+    err = capsys.readouterr().err
+    assert "rule 'gpt-ro' can never match" in err
+    assert "did you mean 'ChatGPT'?" in err
+
+
+def test_admin_policy_explain_names_the_known_client(tmp_path: Path) -> None:
+    """A known client's rules apply by its record's name, found by its id."""
+    table = """
+[[policy.rules]]
+name = "gpt-ro"
+effect = "allow"
+clients = ["ChatGPT"]
+tools = ["read-only"]
+"""
+    out = io.StringIO()
+    args = ["--json", "policy", "explain", "--config"]
+    args += [str(broker_toml(tmp_path, table)), "--user", "alice", "--client"]
+    assert admin.main([*args, "https://chatgpt.com/oauth/client.json"], out=out) == 0
+    result = json.loads(out.getvalue())
+    assert result["known_client"] == "ChatGPT"
+    assert result["modes"]["full"]["allowed_tools"] == {"read-only": "gpt-ro"}
+    out = io.StringIO()
+    assert admin.main([*args, "fjc_someone"], out=out) == 0
+    assert json.loads(out.getvalue())["modes"]["full"]["allowed_tools"] is None

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from fjmcp.policy.effective import CONSENT_RULE, Subject, effective_policy
 from fjmcp.policy.rules import Effect, Mode, PolicyConfig, Rule, parse_policy
 
-ALICE_FULL = Subject("alice", "cid", Mode.FULL, frozenset({"ops"}), "chatgpt")
-ALICE_RO = Subject("alice", "cid", Mode.READ_ONLY, frozenset({"ops"}), "chatgpt")
+ALICE_FULL = Subject("alice", "cid", Mode.FULL, frozenset({"ops"}), "ChatGPT")
+ALICE_RO = Subject("alice", "cid", Mode.READ_ONLY, frozenset({"ops"}), "ChatGPT")
 
 
 def test_no_rules_full_grant_allows_everything() -> None:
@@ -48,7 +48,7 @@ def test_the_issue_examples() -> None:
                 {
                     "name": "chatgpt-read-only",
                     "effect": "allow",
-                    "clients": ["chatgpt"],
+                    "clients": ["ChatGPT"],
                     "tools": ["read-only"],
                 },
                 {
@@ -111,7 +111,7 @@ rules = st.builds(
     effect=st.sampled_from(list(Effect)),
     users=st.frozensets(st.sampled_from(["alice", "bob"]), max_size=2),
     orgs=st.frozensets(st.sampled_from(["ops", "dev"]), max_size=2),
-    clients=st.frozensets(st.sampled_from(["cid", "chatgpt", "other"]), max_size=2),
+    clients=st.frozensets(st.sampled_from(["cid", "ChatGPT", "other"]), max_size=2),
     tools=st.frozensets(names, min_size=1, max_size=3),
 )
 subjects = st.builds(
@@ -120,7 +120,7 @@ subjects = st.builds(
     client_id=st.sampled_from(["cid", "other"]),
     mode=st.sampled_from(list(Mode)),
     orgs=st.frozensets(st.sampled_from(["ops", "dev"]), max_size=2),
-    client_name=st.sampled_from([None, "chatgpt"]),
+    known_name=st.sampled_from([None, "ChatGPT"]),
 )
 configs = st.builds(
     PolicyConfig,
@@ -141,9 +141,7 @@ def test_deny_always_wins(
         r
         for r in config.rules
         if r.effect is Effect.DENY
-        and r.applies(
-            subject.user, subject.orgs, subject.client_id, subject.client_name
-        )
+        and r.applies(subject.user, subject.orgs, subject.client_id, subject.known_name)
         and (
             tool in r.tools or "*" in r.tools or (read_only and "read-only" in r.tools)
         )
@@ -162,7 +160,7 @@ def test_read_only_grant_never_reaches_an_unmarked_tool(
         subject.client_id,
         Mode.READ_ONLY,
         subject.orgs,
-        subject.client_name,
+        subject.known_name,
     )
     policy = effective_policy(config, ro_subject)
     marked = (hint and config.trust_child_annotations) or tool in config.read_only_tools

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 
 from fjmcp.policy.rules import (
+    ClientNames,
     Effect,
     Mode,
     PolicyConfig,
     PolicyError,
+    Rule,
     never_matching,
     parse_policy,
 )
@@ -146,3 +148,68 @@ def test_as_table_round_trips() -> None:
         }
     )
     assert parse_policy(policy.as_table()) == policy
+
+
+KNOWN = frozenset({"ChatGPT", "Claude", "Claude Code"})
+
+
+def test_rules_naming_no_known_client_are_reported() -> None:
+    """
+    A name that is no known-client name (exact, case and all) and no client
+    id this broker issues can name no client: said, with the near name.
+    """
+    policy = parse_policy(
+        {
+            "full_access_forbidden": ["metadata-document", "Claude", "claude code"],
+            "rules": [
+                {
+                    "name": "gpt-ro",
+                    "effect": "allow",
+                    "clients": ["chatgpt"],
+                    "tools": ["read-only"],
+                },
+                {
+                    "name": "mixed",
+                    "effect": "deny",
+                    "clients": ["ChatGPT", "fjc_abc", "nobody"],
+                    "tools": ["delete_repo"],
+                },
+                {
+                    "name": "fine",
+                    "effect": "deny",
+                    "clients": [
+                        "https://app.example/meta.json",
+                        "admin-cli",
+                        "Claude Code",
+                    ],
+                    "tools": ["delete_repo"],
+                },
+            ],
+        }
+    )
+    notes = never_matching(policy, KNOWN)
+    text = "\n".join(notes)
+    assert "rule 'gpt-ro' can never match: 'chatgpt' is no known-client name" in text
+    assert "did you mean 'ChatGPT'?" in text
+    assert "rule 'mixed': 'nobody' is no known-client name" in text
+    assert "'mixed' can never match" not in text
+    assert "'fine'" not in text
+    assert any(
+        n.startswith("policy.full_access_forbidden: 'claude code'") for n in notes
+    )
+    assert not any("'Claude' is" in n for n in notes)
+    # Without the known names (a caller that has none) nothing is said of clients.
+    assert never_matching(policy) == []
+
+
+def test_client_names_match_exactly() -> None:
+    """A rule naming a known client matches its id by the record's name only."""
+    names = ClientNames([("https://chatgpt.com/oauth/client.json", "ChatGPT")])
+    rule = Rule("r", Effect.DENY, clients={"ChatGPT"}, tools={"x"})
+    url = "https://chatgpt.com/oauth/client.json"
+    assert rule.applies("a", frozenset(), url, names.name_of(url))
+    # A registered client calling itself ChatGPT is not the known client.
+    assert not rule.applies("a", frozenset(), "fjc_x", names.name_of("fjc_x"))
+    assert names.names == frozenset({"ChatGPT"})
+    lower = Rule("r", Effect.DENY, clients={"chatgpt"}, tools={"x"})
+    assert not lower.applies("a", frozenset(), url, names.name_of(url))

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fjmcp.interfaces import Identity
+from fjmcp.oauth import registrar
 from fjmcp.oauth.account import ACCOUNT_SESSION_TTL
 from fjmcp.policy.rules import parse_policy
 from fjmcp.web.account import AccountRoutes
@@ -155,14 +156,19 @@ def test_shows_and_changes_a_grants_consent_mode(broker: Broker) -> None:
     assert _consent_of(broker, broker.tokens_for(one)["access_token"]) == "full"
 
 
-def test_full_access_the_operator_forbids_is_not_offered_nor_taken() -> None:
+def test_full_access_the_operator_forbids_is_not_offered_nor_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """
     For a client the operator holds to read-only, the page offers no switch
-    and a forged switch is refused (403) with the grant untouched.
+    and a forged switch is refused (403) with the grant untouched. (A
+    registered client's self-declared name is no known-client name: the
+    operator names it by its id.)
     """
+    monkeypatch.setattr(registrar, "new_client_id", lambda: "fjc_held")
     broker = _broker(
         policy=parse_policy(
-            {"default_mode": "read-only", "full_access_forbidden": ["Claude"]}
+            {"default_mode": "read-only", "full_access_forbidden": ["fjc_held"]}
         )
     )
     client = broker.register(client_name="Claude")

@@ -23,6 +23,7 @@ __all__ = [
     "ChildSpec",
     "ICallObserver",
     "IOAuthObserver",
+    "IPolicyObserver",
     "IResponseObserver",
     "ISpawnObserver",
     "IAuthenticator",
@@ -273,6 +274,19 @@ class ICallObserver(Protocol):
         One request finished: ``outcome`` is ``ok`` (a result), ``error``
         (a JSON-RPC error from the child) or ``failed`` (the broker answered
         for a child that could not). Never given the arguments or the result.
+        """
+
+
+class IPolicyObserver(Protocol):
+    """Hears of every call the policy refused (`fjmcp.bridge.policy`)."""
+
+    def policy_refused(
+        self, identity: Identity, session: str, what: str, name: str, rule: str
+    ) -> None:
+        """
+        A ``tools/call`` (``what`` = ``tool``), ``resources/read``
+        (``resource``) or ``prompts/get`` (``prompt``) of ``name`` was
+        refused by ``rule``. Never given the arguments.
         """
 
 

@@ -19,6 +19,7 @@ from fjmcp.interfaces import (
     ICallObserver,
     Identity,
     IOAuthObserver,
+    IPolicyObserver,
     IResponseObserver,
     ISpawnObserver,
 )
@@ -51,6 +52,11 @@ class NullObserver:
 
     def oauth_event(
         self, event: str, user: str | None, client_id: str | None, outcome: str
+    ) -> None:
+        """Nothing."""
+
+    def policy_refused(
+        self, identity: Identity, session: str, what: str, name: str, rule: str
     ) -> None:
         """Nothing."""
 
@@ -96,5 +102,6 @@ def _check_types() -> None:  # pragma: no cover - mypy checks the protocols
     _call: ICallObserver = NO_OBSERVER
     _resp: IResponseObserver = NO_OBSERVER
     _oauth: IOAuthObserver = NO_OBSERVER
+    _policy: IPolicyObserver = NO_OBSERVER
     _fan_call: ICallObserver = Observers()
     _fan_oauth: IOAuthObserver = Observers()

@@ -47,6 +47,7 @@ from fjmcp.awaitables import maybe_await
 from fjmcp.interfaces import (
     ICallObserver,
     IOAuthObserver,
+    IPolicyObserver,
     IResponseObserver,
     ISpawner,
     ISpawnObserver,
@@ -227,6 +228,7 @@ def build_broker(
     calls: ICallObserver = NO_OBSERVER
     responses: IResponseObserver = NO_OBSERVER
     oauth_events: IOAuthObserver = NO_OBSERVER
+    refusals: IPolicyObserver = NO_OBSERVER
     spawn_queued: Callable[[float], None] | None = None
     if registry is not None:
         from fjmcp.metrics.collectors import BrokerMetrics
@@ -242,6 +244,7 @@ def build_broker(
         parts_oauth = (oauth_events, audit) if registry is not None else (audit,)
         calls = Observers(calls=parts_calls)
         oauth_events = Observers(oauth=parts_oauth)
+        refusals = audit
 
     # --- tokens: the users' Forgejo tokens and the bearer check ------------
     oauth = settings.oauth
@@ -282,6 +285,7 @@ def build_broker(
         policies=policies,
         request_state_keys=partial(keys.derive_each, "request-state"),
         calls=calls,
+        refusals=refusals,
     )
     stored.connect(sessions.token_rotated)
 

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.audit.test_audit -*-
 """
-The audit events: one per MCP request that reached a child, and one per
-OAuth grant, refresh, revocation and consent decision.
+The audit events: one per MCP request that reached a child, one per call
+the policy refused, and one per OAuth grant, refresh, revocation and
+consent decision.
 
 Each is one JSON object, formatted here, once, and emitted as a
 `twisted.logger` event in the `AUDIT_NAMESPACE` namespace with the line in
@@ -10,7 +11,9 @@ else, and the main log leaves them out. A request's line holds the time,
 the Forgejo user, the OAuth client, the session's short id, the JSON-RPC
 method and, for ``tools/call``, the tool's name, the outcome and the
 latency: never the arguments or the result, which may hold anything the
-user's repositories hold.
+user's repositories hold. A refusal's line names the user, the client, the
+session, the tool (or resource or prompt) and the rule that refused it,
+never the arguments either.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ def _iso(when: float) -> str:
 @define
 class AuditLog:
     """
-    Formats audit events (implements `fjmcp.interfaces.ICallObserver` and
-    `IOAuthObserver`).
+    Formats audit events (implements `fjmcp.interfaces.ICallObserver`,
+    `IPolicyObserver` and `IOAuthObserver`).
     """
 
     _clock: IReactorTime
@@ -74,6 +77,21 @@ class AuditLog:
                 "tool": tool[:MAX_NAME] if tool is not None else None,
                 "outcome": outcome,
                 "latency_ms": round(seconds * 1000.0, 1),
+            }
+        )
+
+    def policy_refused(
+        self, identity: Identity, session: str, what: str, name: str, rule: str
+    ) -> None:
+        """A call the policy refused: who, what, and the rule; no arguments."""
+        self._emit(
+            {
+                "event": "policy.refused",
+                "user": identity.user,
+                "client_id": identity.client_id,
+                "session": session,
+                what: name[:MAX_NAME],
+                "rule": rule[:MAX_NAME],
             }
         )
 

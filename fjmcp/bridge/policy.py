@@ -13,8 +13,9 @@ the client's messages and the child, for session and stateless owners alike.
   filtered (``nextCursor`` kept); ``notifications/tools/list_changed`` makes
   the gate judge again from the next list.
 
-Each refusal is one line of the ``fjmcp.audit.policy`` logger: user, client,
-tool and the rule that refused it, never the arguments.
+Each refusal is told to the owner's `IPolicyObserver` (the audit log: one
+line with the user, the client, the session, the tool and the rule that
+refused it, never the arguments) and logged in the main log.
 """
 
 from __future__ import annotations
@@ -27,21 +28,18 @@ from attrs import define, field
 from twisted.logger import Logger
 
 from fjmcp.bridge.jsonrpc import Kind, Message, error_body, id_key
-from fjmcp.interfaces import Identity
+from fjmcp.interfaces import Identity, IPolicyObserver
+from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.effective import Verdict
 from fjmcp.policy.gate import ToolGate, refusal_error
 
-__all__ = ["AUDIT_NAMESPACE", "PolicyEnforcer"]
+__all__ = ["PolicyEnforcer"]
 
-AUDIT_NAMESPACE: Final = "fjmcp.audit.policy"
 #: The ids of the enforcer's own ``tools/list`` requests to the child.
 _FETCH_PREFIX: Final = "fjmcp-policy-"
 #: Pages fetched at most for one judgement (a child's list is bounded).
 MAX_PAGES: Final = 100
 _LISTS: Final = frozenset({"tools/list", "resources/list", "prompts/list"})
-
-#: Module-level: a Logger as a class attribute takes the class's namespace.
-_audit: Final = Logger(namespace=AUDIT_NAMESPACE)
 
 Forward = Callable[[], None]
 Refuse = Callable[[bytes], None]
@@ -55,10 +53,16 @@ class PolicyEnforcer:
     identity: Identity
     write: Callable[[bytes], bool]
     """Writes one line to the owner's current child."""
+    session: str = ""
+    """The owner's short id, for the audit line."""
+    observer: IPolicyObserver = NO_OBSERVER
+    """Told of each refusal (the audit log)."""
     _held: list[tuple[Message, str, Forward, Refuse]] = field(factory=list)
     _fetching: str | None = None
     _pages: int = 0
     _next_id: int = 1
+
+    log = Logger()
 
     # -- client -> child ---------------------------------------------------------
 
@@ -110,7 +114,7 @@ class PolicyEnforcer:
         if verdict.allowed:
             forward()
             return
-        _audit.info(
+        self.log.info(
             "policy refused {what} {name!r}: user={user} client={client} rule={rule}",
             what=what,
             name=name[:200],
@@ -118,6 +122,9 @@ class PolicyEnforcer:
             client=self.identity.client_id,
             rule=verdict.rule,
             token=self.identity.token_id,
+        )
+        self.observer.policy_refused(
+            self.identity, self.session, what, name, verdict.rule
         )
         code, message, data = refusal_error(what, name, verdict)
         refuse(error_body(msg.id_json, code, message, data))

@@ -92,7 +92,13 @@ from fjmcp.bridge.sse import McpRequest
 from fjmcp.bridge.stateless import IdentityBridge, StatelessReply, StatelessSettings
 from fjmcp.bridge.versions import SUPPORTED_VERSIONS, version_at_least
 from fjmcp.config import is_loopback_host
-from fjmcp.interfaces import IAuthenticator, ICallObserver, Identity, InvalidToken
+from fjmcp.interfaces import (
+    IAuthenticator,
+    ICallObserver,
+    Identity,
+    InvalidToken,
+    IPolicyObserver,
+)
 from fjmcp.observers import NO_OBSERVER
 from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.owner import ChildOwner, IdentityKey
@@ -218,6 +224,8 @@ class McpResource(Resource):
 
     :param challenge: builds the ``WWW-Authenticate`` value of a 401 from
         whether a token was sent.
+    :param calls: told of every request a child answered (metrics, audit).
+    :param refusals: told of every call the policy refused (the audit log).
     """
 
     isLeaf = True
@@ -234,6 +242,7 @@ class McpResource(Resource):
         policies: PolicyBook,
         request_state_keys: Callable[[], tuple[bytes, ...]] | None = None,
         calls: ICallObserver = NO_OBSERVER,
+        refusals: IPolicyObserver = NO_OBSERVER,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._auth = authenticator
@@ -242,6 +251,7 @@ class McpResource(Resource):
         self._clock = clock
         self._policies = policies
         self._calls = calls
+        self._refusals = refusals
         self._settings = settings.streams
         self._node_id = settings.node_id
         self._loopback = settings.public_is_loopback
@@ -271,6 +281,8 @@ class McpResource(Resource):
             self._policies.gate_for(session.identity),
             session.identity,
             lambda line: session.write(line),
+            session.short_id,
+            self._refusals,
         )
         return SessionBridge(
             session, self._clock, self._settings, enforcer=enforcer, calls=self._calls
@@ -282,6 +294,8 @@ class McpResource(Resource):
             self._policies.gate_for(owner.identity),
             owner.identity,
             lambda line: owner.write(line),
+            owner.short_id,
+            self._refusals,
         )
         return IdentityBridge(
             owner,

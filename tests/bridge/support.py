@@ -225,6 +225,8 @@ class Harness:
     calls: ICallObserver = NO_OBSERVER
     request_state_keys: Callable[[], tuple[bytes, ...]] | None = None
     """The requestState keys (None: a random one); nodes of a cluster share them."""
+    refusals: Any = NO_OBSERVER
+    """Told of the calls the policy refused (an `IPolicyObserver`)."""
     registry: SessionRegistry = field(init=False)
     resource: McpResource = field(init=False)
 
@@ -245,6 +247,7 @@ class Harness:
             policies=PolicyBook(self.config.policy),
             calls=self.calls,
             request_state_keys=self.request_state_keys,
+            refusals=self.refusals,
         )
 
     def request(

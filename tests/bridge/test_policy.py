@@ -7,11 +7,16 @@ in-memory child, a read-only grant and operator rules.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from fjmcp.bridge.policy import AUDIT_NAMESPACE
+from fjmcp.audit import AUDIT_NAMESPACE
+from fjmcp.audit.log import AuditLog
 from fjmcp.interfaces import Identity
 from fjmcp.policy.rules import parse_policy
 from fjmcp.testing import FakeChild
@@ -45,7 +50,22 @@ PAGE_2 = {"tools": [_tool("create_issue"), _tool("list_issues", True)]}
 
 def _harness(policy: dict[str, Any] | None = None) -> Harness:
     config = make_config(policy=parse_policy(policy or {}))
-    return Harness(config=config, auth=FixedAuthenticator(known=TOKENS))
+    clock = Clock()
+    return Harness(
+        config=config,
+        clock=clock,
+        auth=FixedAuthenticator(known=TOKENS),
+        refusals=AuditLog(clock),
+    )
+
+
+def _audit_lines(events: Sequence[Any]) -> list[dict[str, Any]]:
+    """The audit lines among captured log events (what the audit file writes)."""
+    return [
+        json.loads(e["audit_line"])
+        for e in events
+        if e.get("log_namespace") == AUDIT_NAMESPACE
+    ]
 
 
 def _start(h: Harness, token: bytes = b"Bearer ro") -> tuple[str, FakeChild]:
@@ -92,10 +112,16 @@ def test_a_refused_call_is_an_error_and_the_session_keeps_working() -> None:
     assert "'delete_repo' is not allowed: the grant is read-only" in error["message"]
     assert error["data"] == {"reason": "policy", "rule": "consent:read-only"}
     assert len(child.written) == before
-    audit = [e for e in events if e.get("log_namespace") == AUDIT_NAMESPACE]
-    assert len(audit) == 1
-    assert audit[0]["user"] == "alice" and audit[0]["rule"] == "consent:read-only"
-    assert "arguments" not in json.dumps({k: str(v) for k, v in audit[0].items()})
+    (audit,) = _audit_lines(events)
+    assert audit == {
+        "time": audit["time"],
+        "event": "policy.refused",
+        "user": "alice",
+        "client_id": "client-a",
+        "session": sid[:8],
+        "tool": "delete_repo",
+        "rule": "consent:read-only",
+    }
     allowed = _post(h, sid, rpc(3, "tools/call", {"name": "get_file"}))
     assert _written(child)[-1]["params"]["name"] == "get_file"
     child.emit(result(3, {"content": []}))
@@ -194,3 +220,45 @@ def test_a_list_lost_with_its_child_is_asked_of_the_next() -> None:
     assert _written(child)[-1]["params"]["name"] == "get_file"
     child.emit(result(7, {"content": []}))
     assert call.json()["result"] == {"content": []}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arguments=st.dictionaries(
+        st.text(min_size=1, max_size=12),
+        st.one_of(st.text(max_size=40), st.integers(), st.lists(st.text(max_size=8))),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_refusals_audit_line_never_holds_the_arguments(
+    arguments: dict[str, Any],
+) -> None:
+    """Whatever the arguments hold, the refusal's audit line names none of it."""
+    marked = {"x-marker": "ARGUMENT-MARKER", **arguments}
+    h = _harness({"rules": [{"name": "no-del", "effect": "deny", "tools": ["del"]}]})
+    sid, child = _start(h, b"Bearer full")
+    req = _post(h, sid, rpc(1, "tools/list"), b"Bearer full")
+    child.emit(result(1, {"tools": [_tool("del"), _tool("get_file", True)]}))
+    req.json()
+    with capturedLogs() as events:
+        refused = _post(
+            h,
+            sid,
+            rpc(2, "tools/call", {"name": "del", "arguments": marked}),
+            b"Bearer full",
+        )
+    assert refused.json()["error"]["data"]["rule"] == "no-del"
+    lines = [e["audit_line"] for e in events if "audit_line" in e]
+    assert len(lines) == 1
+    assert "ARGUMENT-MARKER" not in lines[0]
+    assert json.loads(lines[0])["tool"] == "del"
+    assert set(json.loads(lines[0])) == {
+        "time",
+        "event",
+        "user",
+        "client_id",
+        "session",
+        "tool",
+        "rule",
+    }

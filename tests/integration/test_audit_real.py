@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
+from fjmcp.policy.rules import parse_policy
 from tests.integration.lifecycle import deploy, wait_for
 
 pytestmark = pytest.mark.integration
@@ -90,3 +91,48 @@ async def test_audit_lines_after_a_scripted_session(tmp_path: Path) -> None:
     for value in structured.values():
         if isinstance(value, str) and len(value) > 8:
             assert value not in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_call_is_one_audit_line(tmp_path: Path) -> None:
+    """
+    A call the policy refuses is answered with an error, and is one line of
+    the configured audit file naming the user, the client, the tool and the
+    rule, without its arguments; the session goes on.
+    """
+    audit = tmp_path / "audit.log"
+    policy = parse_policy(
+        {"rules": [{"name": "no-whoami", "effect": "deny", "tools": ["whoami"]}]}
+    )
+    d = await deploy(tmp_path / "d", audit_log=str(audit), policy=policy)
+    try:
+        tokens = await d.sign_in("alice")
+        client = d.mcp(tokens.access_token)
+        sid = await client.initialize()
+        refused = await client.request(
+            "tools/call", {"name": "whoami", "arguments": {"note": MARKER}}, sid
+        )
+        assert refused.body["error"]["data"] == {
+            "reason": "policy",
+            "rule": "no-whoami",
+        }
+        listed = await client.request("tools/list", {}, sid)
+        assert "whoami" not in [t["name"] for t in listed.result["tools"]]
+    finally:
+        await d.stop()
+
+    text = audit.read_text()
+    assert MARKER not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    refusals = [r for r in records if r["event"] == "policy.refused"]
+    assert refusals == [
+        {
+            "time": refusals[0]["time"],
+            "event": "policy.refused",
+            "user": "alice",
+            "client_id": tokens.client_id,
+            "session": sid[:8],
+            "tool": "whoami",
+            "rule": "no-whoami",
+        }
+    ]

@@ -35,21 +35,26 @@ __all__ = ["ChildOwner", "IdentityKey", "OwnerKey", "OwnerRouter"]
 class IdentityKey:
     """
     The key of children owned by an identity rather than a session: one
-    child per grant (Forgejo user through one OAuth client).
+    child per grant (Forgejo user through one OAuth client) and consent
+    mode, so a child started under one mode never serves the other: a
+    changed mode (read-only after full access, say) starts a new child
+    with the new mode's policy and Forgejo token.
     """
 
     user: str
     client_id: str
+    consent: str = "full"
+    """The grant's consent mode (`Identity.consent`)."""
 
     @classmethod
     def of(cls, identity: Identity) -> IdentityKey:
-        """The key of ``identity``'s grant."""
-        return cls(identity.user, identity.client_id)
+        """The key of ``identity``'s grant in its consent mode."""
+        return cls(identity.user, identity.client_id, identity.consent)
 
     @property
     def label(self) -> str:
         """For logs and status (no secret in it)."""
-        return f"identity:{self.user}/{self.client_id}"
+        return f"identity:{self.user}/{self.client_id}/{self.consent}"
 
 
 OwnerKey: TypeAlias = "str | IdentityKey"

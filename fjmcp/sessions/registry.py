@@ -441,6 +441,19 @@ class SessionRegistry:
             raise SessionForbiddenError(
                 "this session belongs to another user or client"
             )
+        if owner.identity.consent != identity.consent:
+            # The grant's consent mode changed since the owner started (its
+            # tokens were revoked and its owners ended, but a session may
+            # have been starting meanwhile): its policy is the old mode's.
+            self.log.info(
+                "{owner} was started under {old} access, presented with {new}",
+                owner=owner.described,
+                old=owner.identity.consent,
+                new=identity.consent,
+            )
+            raise SessionNotFoundError(
+                "the access granted to this application changed; initialize again"
+            )
         return owner
 
     def get(self, key: OwnerKey) -> ChildOwner | None:
@@ -622,7 +635,7 @@ class SessionRegistry:
     def _label(self, owner: ChildOwner) -> str:
         if isinstance(owner.key, str):
             return f"session={owner.short_id} user={owner.user}"
-        return f"identity={owner.user}/{owner.client_id}"
+        return f"identity={owner.user}/{owner.client_id}/{owner.identity.consent}"
 
     def _start_respawn(self, owner: ChildOwner) -> None:
         if (

@@ -16,6 +16,7 @@ import treq
 
 from fjmcp.interfaces import Identity
 from fjmcp.policy.rules import parse_policy
+from tests.bridge.stateless_support import envelope
 from tests.bridge.support import FixedAuthenticator
 from tests.integration.test_bridge_real import (
     Broker,
@@ -24,15 +25,19 @@ from tests.integration.test_bridge_real import (
     open_session,
     post,
 )
+from tests.integration.test_stateless_real import first_answer, stateless
 
 pytestmark = pytest.mark.integration
 
 JSON = b"application/json"
 
 
+def _identity(consent: str) -> Identity:
+    return Identity("alice", "client-a", token_id="t-it", consent=consent)
+
+
 def _as(consent: str) -> FixedAuthenticator:
-    identity = Identity("alice", "client-a", token_id="t-it", consent=consent)
-    return FixedAuthenticator(known={b"Bearer alice-token": identity})
+    return FixedAuthenticator(known={b"Bearer alice-token": _identity(consent)})
 
 
 async def _json(broker: Broker, message: Any, sid: str) -> Any:
@@ -106,3 +111,36 @@ async def test_operator_rules_narrow_a_full_grant() -> None:
         }
     )
     await _with_broker("forge_tools_server.py", run, auth=_as("full"), policy=policy)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_changed_consent_mode_replaces_a_stateless_clients_child() -> None:
+    """
+    A 2026-07-28 client with full access calls a destructive tool; the user
+    makes the grant read-only (its owners end, as the account page's change
+    does); the client's next call, with its read-only token, runs on a new
+    child process and is refused, and the old process is gone.
+    """
+    auth = _as("full")
+
+    async def run(broker: Broker) -> None:
+        call = envelope(1, "tools/call", {"name": "create_issue", "arguments": {}})
+        answer = await first_answer(await stateless(broker, call))
+        assert answer["result"]["content"][0]["text"] == "called create_issue"
+        (full_owner,) = broker.registry.owners_of("alice")
+        full_child = full_owner.child
+        assert full_child is not None
+        full_pid = full_child.pid
+
+        await broker.registry.end_user_client("alice", "client-a", "mode changed")
+        auth.known = {b"Bearer alice-token": _identity("read-only")}
+        call = envelope(2, "tools/call", {"name": "create_issue", "arguments": {}})
+        refused = await first_answer(await stateless(broker, call))
+        assert refused["error"]["data"]["rule"] == "consent:read-only"
+        (owner,) = broker.registry.owners_of("alice")
+        assert owner.identity.consent == "read-only"
+        assert owner.child is not None and owner.child is not full_child
+        assert owner.child.pid != full_pid
+        assert full_child.pid is None  # reaped: end_user_client waited for it
+
+    await _with_broker("forge_tools_server.py", run, auth=auth, policy=parse_policy({}))

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -21,6 +22,7 @@ from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import (
     OwnerExistsError,
     SessionForbiddenError,
+    SessionNotFoundError,
     new_session_id,
 )
 from tests.bridge.support import (
@@ -442,6 +444,22 @@ def test_an_owner_of_another_identity_is_forbidden(key: str | IdentityKey) -> No
     assert h.registry.lookup(key, ALICE).user == "alice"
     with pytest.raises(SessionForbiddenError):
         h.registry.lookup(key, ALICE_OTHER_CLIENT)
+
+
+def test_a_session_of_another_consent_mode_is_not_found() -> None:
+    """
+    A session started under full access, presented with a read-only token
+    of the same grant (the mode changed meanwhile), is a 404: the client
+    initializes again and gets the new mode's policy.
+    """
+    h = Harness()
+    Deferred.fromCoroutine(
+        h.registry.create("a-session-id", ALICE, h.resource.bridge_for)
+    )
+    read_only = evolve(ALICE, consent="read-only")
+    with pytest.raises(SessionNotFoundError, match="access granted"):
+        h.registry.lookup("a-session-id", read_only)
+    assert h.registry.lookup("a-session-id", ALICE).identity.consent == "full"
 
 
 def test_session_ids_name_their_node() -> None:

@@ -303,8 +303,9 @@ class AccountPage:
         connections: list[Connection] = await self._store.run(
             connections_txn, user, self._clock.seconds()
         )
-        if client_id not in {c.client_id for c in connections}:
-            return Redirect("/account")
+        current = {c.client_id: c.mode for c in connections}
+        if current.get(client_id, mode.value) == mode.value:
+            return Redirect("/account")  # not granted, or no change: nothing ends
         try:
             await self._modes.change(user, client_id, mode)
         except ConsentModeForbidden:

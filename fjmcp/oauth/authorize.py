@@ -154,9 +154,11 @@ class AuthorizeEndpoint:
         user = self._cookies.logged_in_user(cookies)
         native = is_native_redirect(redirect_uri)
         stored: str | None = None
-        if user is not None and not native:
+        if user is not None:
             stored = await self._store.run(consent_mode_txn, user, client.client_id)
-        known = stored is not None
+        # A loopback or private-use redirect never skips the page (any local
+        # program can present one); the stored mode is still preselected.
+        known = stored is not None and not native
         if "none" in prompts:
             if user is None:
                 error: OAuthError = LoginRequiredError("the user must log in")
@@ -164,10 +166,10 @@ class AuthorizeEndpoint:
             if not known:
                 error = ConsentRequiredError("the user must approve this application")
                 return self._redirect_error(redirect_uri, state, error)
-        if stored is not None and "consent" not in prompts:
+        if known and stored is not None and "consent" not in prompts:
             request = self._with_mode(client, request, stored)
             return await self._login.start(request, consent_user=user)
-        return self._consent_page(client, request, cookies, native)
+        return self._consent_page(client, request, cookies, native, stored)
 
     def _validate(
         self, client: ClientRecord, params: Mapping[str, str]
@@ -229,7 +231,13 @@ class AuthorizeEndpoint:
         request: AuthRequest,
         cookies: Mapping[str, str],
         native: bool,
+        stored: str | None = None,
     ) -> Page:
+        """
+        The page, preselecting the mode this browser's user chose for the
+        client before (``stored``), else the operator's default; never full
+        access where the operator forbids it.
+        """
         now = self._clock.seconds()
         blob = self._cookies.sign("consent", request.as_dict(), now + CONSENT_TTL)
         csrf_name = self._cookies.name("fjmcp-csrf")
@@ -240,9 +248,8 @@ class AuthorizeEndpoint:
             set_cookies = (Cookie(csrf_name, nonce, int(CONSENT_TTL * 6)),)
         parts = urlsplit(request.redirect_uri)
         full_allowed = self._full_allowed(client)
-        read_only = not full_allowed or (
-            self._settings.policy.default_mode is Mode.READ_ONLY
-        )
+        preselected = stored or self._settings.policy.default_mode.value
+        read_only = not full_allowed or preselected == Mode.READ_ONLY.value
         return Page(
             200,
             "consent.html",

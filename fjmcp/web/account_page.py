@@ -47,20 +47,36 @@ _MODE_NAMES = {"full": "Full access", "read-only": "Read-only"}
 
 
 def _mode_form(row: Mapping[str, Any], csrf: str) -> str:
-    """The form switching a grant to its other mode (if the operator allows it)."""
-    if row["mode"] == "read-only" and not row["full_allowed"]:
+    """
+    The grant's consent mode as the consent page's choice, its stored mode
+    preselected, with full access disabled where the operator forbids it.
+    """
+    mode = str(row["mode"])
+    full_allowed = bool(row["full_allowed"])
+
+    def choice(value: str, label: str, disabled: bool) -> str:
+        checked = " checked" if value == mode else ""
+        off = " disabled" if disabled else ""
         return (
-            '<p class="mode-note"><small>The operator allows this application '
-            "read-only access only.</small></p>"
+            f'<label><input type="radio" name="mode" value="{value}"{checked}{off}> '
+            f"{label}</label> "
         )
-    other = "full" if row["mode"] == "read-only" else "read-only"
-    label = "Allow full access" if other == "full" else "Make read-only"
+
+    note = (
+        ""
+        if full_allowed
+        else '<p class="mode-note"><small>The operator allows this application '
+        "read-only access only.</small></p>"
+    )
     return (
-        '<form method="post" action="/account/mode">'
+        '<form method="post" action="/account/mode" class="mode-form">'
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<input type="hidden" name="client_id" value="{_e(row["client_id"])}">'
-        f'<input type="hidden" name="mode" value="{other}">'
-        f'<button class="switch-mode" type="submit">{label}</button></form>'
+        "<fieldset><legend>What may it do?</legend>"
+        f"{choice('read-only', 'Read-only', False)}"
+        f"{choice('full', 'Full access', not full_allowed)}"
+        '<button class="switch-mode" type="submit">Change access</button>'
+        f"</fieldset>{note}</form>"
     )
 
 

@@ -4,9 +4,11 @@
 // It registers a client (DCR) and connects it the way a user does (consent,
 // sign-in at the stand-in Forgejo, code exchange), then, in the same
 // profile: opens /account (the login view), logs in through Forgejo, finds
-// the client listed with full access, clicks its "Make read-only" button
-// (the mode shown changes, the client's token is refused by /mcp at once),
-// connects the client again, clicks its Revoke button, sees the list empty
+// the client listed with full access (its choice preselected), chooses
+// Read-only and clicks "Change access" (the mode shown and preselected
+// changes, the client's token is refused by /mcp at once), connects the
+// client again (the consent page preselects Read-only), clicks its Revoke
+// button, sees the list empty
 // and the new token refused by /mcp, logs out, and checks the page refuses
 // to be framed. It prints one JSON object (no tokens).
 //
@@ -100,6 +102,8 @@ async function connect(context, clientId) {
     resource: `${publicUrl}/mcp`,
   }).toString();
   await page.goto(url.href);
+  const checked = page.locator('input[name=mode]:checked');
+  connect.preselected = (await checked.count()) === 1 ? await checked.getAttribute('value') : null;
   await page.getByRole('button', { name: /allow/i }).click();
   await reach(page, `${forgejoUrl}/`);
   await signIn(page);
@@ -193,12 +197,17 @@ async function main() {
 
     const row = page.locator('.connection', { hasText: clientId });
     out.mode_before = await row.locator('dd.mode').innerText();
-    await row.getByRole('button', { name: /make read-only/i }).click();
+    out.mode_before_preselected = await row.locator('input[name=mode]:checked').getAttribute('value');
+    await row.getByLabel(/read-only/i).check();
+    await row.getByRole('button', { name: /change access/i }).click();
     await page.waitForLoadState('domcontentloaded');
-    out.mode_after = await page.locator('.connection', { hasText: clientId }).locator('dd.mode').innerText();
+    const after = page.locator('.connection', { hasText: clientId });
+    out.mode_after = await after.locator('dd.mode').innerText();
+    out.mode_after_preselected = await after.locator('input[name=mode]:checked').getAttribute('value');
     out.mcp_after_mode = await initialize(accessToken);
 
     const again = await connect(context, clientId);
+    out.reconnect_preselected = connect.preselected;
     out.mcp_reconnected = await initialize(again);
     await page.reload();
     await page.locator('.connection', { hasText: clientId }).getByRole('button', { name: /revoke/i }).click();

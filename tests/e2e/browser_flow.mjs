@@ -8,6 +8,9 @@
 //          redirect URI with a code, which it exchanges (PKCE) for a token
 //          that /mcp accepts for initialize;
 //   deny:  clicks Deny and reaches the redirect URI with access_denied;
+//   read-only: asked again, the stored mode preselected, chooses Read-only;
+//          the token carries it, /mcp enforces it, and the page asked once
+//          more preselects Read-only;
 //   frame: embeds both pages in an iframe of another origin, which the
 //          browser must refuse to render.
 // It saves a screenshot of each page and prints one JSON object (no tokens).
@@ -103,6 +106,12 @@ async function reach(page, prefix) {
   }
 }
 
+// The consent mode the page offers checked (null: none).
+async function preselected(page) {
+  const checked = page.locator('input[name=mode]:checked');
+  return (await checked.count()) === 1 ? await checked.getAttribute('value') : null;
+}
+
 // Land on the redirect URI without a server there: the browser's request is
 // answered here, and its URL is what a client app would read.
 async function catchRedirect(page) {
@@ -120,6 +129,7 @@ async function allowFlow(context, clientId, out) {
   out.consent_headers = framingHeaders(consent);
   out.consent_title = await page.title();
   out.consent_text = (await page.locator('body').innerText()).slice(0, 2000);
+  out.new_preselected = await preselected(page);
   await page.screenshot({ path: join(shots, 'consent.png'), fullPage: true });
 
   const loginResponse = page.waitForResponse((r) => r.url().startsWith(forgejoUrl) && r.request().method() === 'GET');
@@ -207,6 +217,7 @@ async function readOnlyFlow(context, clientId, out) {
   await catchRedirect(page);
   const auth = authorization(clientId);
   await page.goto(`${auth.url}&prompt=consent`);
+  out.ro_before_preselected = await preselected(page);
   await page.getByLabel(/read-only/i).check();
   out.ro_checked = await page.getByLabel(/read-only/i).isChecked();
   await page.getByRole('button', { name: /allow|approve/i }).click();
@@ -253,6 +264,13 @@ async function readOnlyFlow(context, clientId, out) {
     jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'whoami', arguments: {} },
   });
   out.ro_whoami_ok = Boolean(who.json?.result);
+
+  // Asked again (a loopback redirect always shows the page): the stored
+  // read-only mode is preselected, not the operator's default.
+  const again = await context.newPage();
+  await again.goto(authorization(clientId).url);
+  out.ro_again_preselected = await preselected(again);
+  await again.close();
 }
 
 async function denyFlow(context, clientId, out) {

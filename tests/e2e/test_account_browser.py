@@ -3,9 +3,10 @@
 The ``/account`` page in a real headless browser (Debian's ``chromium``
 driven by ``playwright-core``, `account_flow.mjs`) against ``fjmcp demo``:
 a user who connected a client logs in through Forgejo, sees it listed
-with full access, makes it read-only (its token is refused by ``/mcp`` at
-once), revokes it after it connected again (the new token is refused at
-once), logs out, and the page refuses to be framed.
+with full access preselected, makes it read-only (its token is refused by
+``/mcp`` at once; read-only is then preselected there and on the consent
+page when the client connects again), revokes it (the new token is refused
+at once), logs out, and the page refuses to be framed.
 ``FJMCP_E2E_SCREENSHOTS=docs`` writes the screenshot over ``docs/account.png``.
 """
 
@@ -56,7 +57,10 @@ def test_account_page_in_chromium(
     assert result["user"] == demo.user
     assert result["listed"] is True
     assert result["mode_before"] == "Full access"
+    assert result["mode_before_preselected"] == "full"
     assert result["mode_after"] == "Read-only"
+    assert result["mode_after_preselected"] == "read-only"
+    assert result["reconnect_preselected"] == "read-only"
     assert result["mcp_after_mode"] == 401
     assert result["mcp_reconnected"] == 200
     assert result["after_revoke_listed"] is False

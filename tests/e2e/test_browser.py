@@ -92,6 +92,11 @@ def test_consent_and_login_pages_in_chromium(
     assert result["deny_code"] is False
     # Read-only chosen by a click on the consent page: carried by the token,
     # enforced on /mcp (the demo child marks only whoami readOnlyHint).
+    # A new consent preselects the operator's default (the demo's: full);
+    # asking again preselects what the user chose before.
+    assert result["new_preselected"] == "full"
+    assert result["ro_before_preselected"] == "full"
+    assert result["ro_again_preselected"] == "read-only"
     assert result["ro_checked"] is True
     assert result["ro_scope"].split() == ["mcp", "mcp:read-only"]
     assert result["ro_tools"] == ["whoami"]

@@ -15,7 +15,7 @@ from fjmcp.oauth.outcomes import Page, Redirect
 from fjmcp.policy.rules import NO_CLIENT_NAMES, ClientNames, parse_policy
 from fjmcp.store.grants import consent_mode_txn, record_consent_txn, upsert_user_txn
 from tests.oauth.support import settle
-from tests.oauth.test_authorize import SETTINGS, _params, _Setup, _setup
+from tests.oauth.test_authorize import NATIVE, SETTINGS, _params, _Setup, _setup
 
 
 def _with_policy(
@@ -124,3 +124,45 @@ def test_a_bad_mode_is_a_page() -> None:
     outcome = _choose(setup, "admin")
     assert isinstance(outcome, Page)
     assert setup.login.started == []
+
+
+def _stored(setup: _Setup, mode: str) -> dict[str, str]:
+    """Alice approved c1 with ``mode``; her browser's cookie names her."""
+    user_id = setup.store.sync.run(upsert_user_txn, "alice", 7, 1.0)
+    setup.store.sync.run(record_consent_txn, user_id, "c1", 1.0, mode)
+    cookie = setup.cookies.user_cookie("alice")
+    return {cookie.name: cookie.value}
+
+
+def test_asking_again_preselects_the_stored_mode() -> None:
+    """
+    When the page is shown to a user who approved the client before
+    (prompt=consent, or a loopback redirect, which never skips it), the mode
+    they chose is preselected, not the operator's default.
+    """
+    for params in (_params(prompt="consent"), _params(redirect_uri=NATIVE)):
+        setup = _setup()
+        cookies = _stored(setup, "read-only")
+        page = settle(setup.endpoint.authorize(params, cookies))
+        assert isinstance(page, Page) and page.template == "consent.html"
+        assert page.fields["read_only_checked"] == "checked"
+        assert page.fields["full_checked"] == ""
+        assert setup.login.started == []
+    setup = _with_policy({"default_mode": "read-only"})
+    page = settle(
+        setup.endpoint.authorize(_params(prompt="consent"), _stored(setup, "full"))
+    )
+    assert isinstance(page, Page) and page.fields["full_checked"] == "checked"
+
+
+def test_a_new_consent_preselects_the_operators_default() -> None:
+    """Another user's cookie, or none: the default; never a forbidden full access."""
+    setup = _with_policy({"default_mode": "read-only"})
+    page = settle(setup.endpoint.authorize(_params(), {}))
+    assert isinstance(page, Page) and page.fields["read_only_checked"] == "checked"
+    setup = _with_policy({"full_access_forbidden": ["c1"]})
+    page = settle(
+        setup.endpoint.authorize(_params(prompt="consent"), _stored(setup, "full"))
+    )
+    assert isinstance(page, Page) and page.fields["read_only_checked"] == "checked"
+    assert page.fields["full_disabled"] == "disabled"

@@ -129,7 +129,8 @@ def test_shows_and_changes_a_grants_consent_mode(broker: Broker) -> None:
     page = _log_in(broker)
     text = broker.text_of(page)
     assert text.count('<dd class="mode">Full access</dd>') == 2
-    assert text.count("Make read-only") == 2
+    assert text.count('value="full" checked') == 2  # the stored mode, preselected
+    assert 'value="read-only" checked' not in text
     changed = broker.post_form(
         "/account/mode",
         {
@@ -145,7 +146,9 @@ def test_shows_and_changes_a_grants_consent_mode(broker: Broker) -> None:
     assert (user, client_id) == ("alice", one["client_id"])
     assert "read-only" in reason
     after = broker.text_of(broker.get("/account"))
-    assert '<dd class="mode">Read-only</dd>' in after and "Allow full access" in after
+    assert '<dd class="mode">Read-only</dd>' in after
+    assert after.count('value="read-only" checked') == 1
+    assert after.count('value="full" checked') == 1
     again = broker.tokens_for(one)
     assert _consent_of(broker, again["access_token"]) == "read-only"
     back = broker.post_form(
@@ -176,7 +179,8 @@ def test_full_access_the_operator_forbids_is_not_offered_nor_taken(
     page = _log_in(broker)
     text = broker.text_of(page)
     assert '<dd class="mode">Read-only</dd>' in text
-    assert "Allow full access" not in text and "read-only access only" in text
+    assert 'value="read-only" checked' in text
+    assert 'value="full" disabled' in text and "read-only access only" in text
     refused = broker.post_form(
         "/account/mode",
         {"csrf": _csrf(broker, page), "client_id": client["client_id"], "mode": "full"},
@@ -189,7 +193,10 @@ def test_full_access_the_operator_forbids_is_not_offered_nor_taken(
 def test_a_mode_change_needs_a_known_mode_and_a_granted_client(
     broker: Broker,
 ) -> None:
-    """An unknown mode is a 400 page; a client never granted changes nothing."""
+    """
+    An unknown mode is a 400 page; a client never granted, or the mode it
+    has already, changes nothing.
+    """
     client = broker.register()
     tokens = broker.tokens_for(client)
     page = _log_in(broker)
@@ -203,7 +210,11 @@ def test_a_mode_change_needs_a_known_mode_and_a_granted_client(
         "/account/mode", {"csrf": csrf, "client_id": "nope", "mode": "read-only"}
     )
     assert unknown.code == 303
+    form = {"csrf": csrf, "client_id": client["client_id"], "mode": "full"}
+    same = broker.post_form("/account/mode", form)
+    assert same.code == 303  # the stored mode again: nothing ends
     assert broker.bearer_ok(tokens["access_token"])
+    assert broker.sessions.ended == []
     assert broker.sessions.ended == []
 
 

@@ -153,11 +153,14 @@ def _check_config(args: argparse.Namespace, out: IO[str]) -> int:
         print(e.render(), file=sys.stderr)
         return 2
     print(render_config(config), file=out)
+    from fjmcp.config import full_scope_warnings
     from fjmcp.policy.rules import never_matching
     from fjmcp.settings import known_client_names
 
     known = known_client_names(config).names
-    for note in never_matching(config.policy, known):
+    notes = [*full_scope_warnings(config.forgejo_scopes)]
+    notes += never_matching(config.policy, known)
+    for note in notes:
         print(f"fjmcp check-config: warning: {note}", file=sys.stderr)
     return 0
 

@@ -201,13 +201,30 @@ class Config:
         help="Client secret of that application (or forgejo_client_secret_file).",
     )
     forgejo_scopes: tuple[str, ...] = _setting(
-        [], kind="list", help="Scopes asked of Forgejo (empty: Forgejo's default)."
+        [],
+        kind="list",
+        help="Scopes asked of Forgejo for full-access grants (empty: Forgejo's "
+        "default, everything the user may do).",
     )
     forgejo_scopes_read_only: tuple[str, ...] = _setting(
         [],
         kind="list",
-        help="Scopes asked of Forgejo for read-only grants (empty: forgejo_scopes); "
-        "see docs/policy.md for what Forgejo enforces.",
+        help="Scopes asked of Forgejo for read-only grants, e.g. read:repository "
+        "read:issue read:user read:organization (empty: read-only grants share the "
+        "full-access grant). Needs forgejo_ro_client_id: Forgejo keeps one "
+        "grant per user and application. See docs/policy.md.",
+    )
+    forgejo_ro_client_id: str = _setting(
+        "",
+        kind="str",
+        help="Client id of a second OAuth2 application at Forgejo, through which "
+        "read-only grants are made (with forgejo_scopes_read_only).",
+    )
+    forgejo_ro_client_secret: str = _setting(
+        "",
+        kind="str",
+        secret=True,
+        help="Client secret of that application (or forgejo_ro_client_secret_file).",
     )
     forgejo_timeout: float = _setting(
         10.0, kind="float", positive=True, help="Timeout for each call to Forgejo."
@@ -1208,6 +1225,7 @@ def load_config(
         )
     problems.extend(_check_child_ids(values))
     _check_client_documents(values, problems)
+    _check_read_only_grant(values, problems)
 
     _check_admin_socket(values, problems)
     _check_metrics_listen(values.get("metrics_listen", ""), problems)
@@ -1274,6 +1292,120 @@ def _check_client_documents(values: Mapping[str, Any], problems: list[str]) -> N
         problems.append(
             f"client_document_cache_min ({low:g}s) must not exceed "
             f"client_document_cache_max ({high:g}s)"
+        )
+
+
+#: Forgejo's OAuth2 token scope groups (Forgejo 9.0+: `read:` allows GET,
+#: `write:` every method, as for personal access tokens) and the scopes it
+#: reads as OpenID Connect ones, not as limits (services/auth/oauth2.go,
+#: grantAdditionalScopes).
+FORGEJO_SCOPE_GROUPS: Final = (
+    "activitypub",
+    "admin",
+    "issue",
+    "misc",
+    "notification",
+    "organization",
+    "package",
+    "repository",
+    "user",
+)
+FORGEJO_OIDC_SCOPES: Final = frozenset({"openid", "profile", "email", "groups"})
+FORGEJO_TOKEN_SCOPES: Final = frozenset(
+    {"all", "public-only"}
+    | {
+        f"{level}:{group}"
+        for level in ("read", "write")
+        for group in FORGEJO_SCOPE_GROUPS
+    }
+)
+
+
+def forgejo_scope_problems(name: str, scopes: Iterable[str]) -> list[str]:
+    """
+    Why a read-only grant's scope set would not be read-only at Forgejo:
+    Forgejo drops a name it does not know and grants everything when no
+    token scope is left, and the broker reads ``/api/v1/user`` and
+    ``/api/v1/user/orgs`` with the token (``read:user``, ``read:organization``).
+    """
+    given = set(scopes)
+    problems = [
+        f"{name}: {scope!r} is not a Forgejo token scope (Forgejo ignores it)"
+        for scope in sorted(given - FORGEJO_TOKEN_SCOPES - FORGEJO_OIDC_SCOPES)
+    ]
+    widening = sorted(s for s in given if s == "all" or s.startswith("write:"))
+    if widening:
+        problems.append(
+            f"{name}: {', '.join(widening)} would let a read-only grant's token write"
+        )
+    if not given & FORGEJO_TOKEN_SCOPES:
+        problems.append(
+            f"{name} names no Forgejo token scope: Forgejo would give the token "
+            "full access"
+        )
+    for needed in ("read:user", "read:organization"):
+        if given & FORGEJO_TOKEN_SCOPES and needed not in given:
+            problems.append(
+                f"{name} lacks {needed}: the broker reads the user and their "
+                "organizations with the token at login and at each user check"
+            )
+    return problems
+
+
+def full_scope_warnings(scopes: Iterable[str]) -> list[str]:
+    """
+    What ``forgejo_scopes`` lacks where Forgejo 9.0+ narrows its tokens: the
+    broker reads the user (``read:user``) and their organizations (and
+    ``read:organization``) at login; for ``check-config``, warnings only (a
+    Forgejo before 9.0 does not narrow OAuth2 tokens at all).
+    """
+    given = set(scopes)
+    if not given & FORGEJO_TOKEN_SCOPES or "all" in given:
+        return []
+    notes = [
+        f"forgejo_scopes: {s!r} is not a Forgejo token scope (Forgejo ignores it)"
+        for s in sorted(given - FORGEJO_TOKEN_SCOPES - FORGEJO_OIDC_SCOPES)
+    ]
+    for group in ("user", "organization"):
+        if not {f"read:{group}", f"write:{group}"} & given:
+            notes.append(
+                f"forgejo_scopes lacks read:{group}: Forgejo 9.0 and later will "
+                "refuse the broker's login (it reads the user and their "
+                "organizations with the token)"
+            )
+    return notes
+
+
+def _check_read_only_grant(values: Mapping[str, Any], problems: list[str]) -> None:
+    """
+    Read-only grants with scopes of their own need an OAuth2 application of
+    their own at Forgejo, which keeps one grant per user and application
+    with the scopes of the first consent: through one application a second
+    scope set would silently get the first grant's token.
+    """
+    full = set(values.get("forgejo_scopes", ()))
+    narrow = set(values.get("forgejo_scopes_read_only", ()))
+    client_id = values.get("forgejo_ro_client_id", "")
+    secret = values.get("forgejo_ro_client_secret", "")
+    separate = bool(narrow) and narrow != full
+    if separate:
+        problems.extend(forgejo_scope_problems("forgejo_scopes_read_only", narrow))
+        if not client_id or not secret:
+            problems.append(
+                "forgejo_scopes_read_only needs forgejo_ro_client_id and "
+                "forgejo_ro_client_secret: an OAuth2 application of its "
+                "own at Forgejo (Forgejo keeps one grant per user and application)"
+            )
+        elif client_id == values.get("forgejo_client_id"):
+            problems.append(
+                "forgejo_ro_client_id must name another application than "
+                "forgejo_client_id (Forgejo keeps one grant per user and application)"
+            )
+    elif client_id or secret:
+        problems.append(
+            "forgejo_ro_client_id is set but read-only grants have no "
+            "scopes of their own: set forgejo_scopes_read_only (different from "
+            "forgejo_scopes)"
         )
 
 

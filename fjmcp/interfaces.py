@@ -33,7 +33,9 @@ __all__ = [
     "IUpstreamTokens",
     "Identity",
     "InvalidToken",
+    "FULL_CONSENT",
     "UpstreamGrant",
+    "UpstreamGrants",
     "UpstreamToken",
 ]
 
@@ -109,6 +111,61 @@ class UpstreamGrant:
     scopes: tuple[str, ...] = field(default=(), converter=_scope_set)
     """Sorted and unique, so that equal sets make equal grants."""
 
+    @property
+    def key(self) -> str:
+        """The scope set as the store keys it (sorted, space-joined)."""
+        return " ".join(self.scopes)
+
+
+#: The consent mode that keeps the full-access upstream grant; any other
+#: (read-only, or a mode this version does not know) is the narrow one.
+FULL_CONSENT = "full"
+
+
+def _optional_scope_set(scopes: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if scopes is None else _scope_set(scopes)
+
+
+@frozen
+class UpstreamGrants:
+    """
+    The grants at Forgejo the broker keeps for each user: one for full
+    access (``forgejo_scopes``), and one for read-only consents when the
+    operator gives them a scope set of their own (``forgejo_scopes_read_only``,
+    made through an OAuth2 application of its own: Forgejo keeps one grant
+    per user and application). Otherwise read-only consents share the
+    full-access grant and the broker alone narrows them.
+    """
+
+    full: tuple[str, ...] = field(default=(), converter=_scope_set)
+    read_only: tuple[str, ...] | None = field(
+        default=None, converter=_optional_scope_set
+    )
+    """None (or the same set as ``full``): read-only shares the full grant."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.read_only == self.full:
+            object.__setattr__(self, "read_only", None)
+
+    @property
+    def separate(self) -> bool:
+        """Whether read-only consents have an upstream grant of their own."""
+        return self.read_only is not None
+
+    def scopes(self, consent: str) -> tuple[str, ...]:
+        """The Forgejo scopes of the grant a consent mode uses."""
+        if consent != FULL_CONSENT and self.read_only is not None:
+            return self.read_only
+        return self.full
+
+    def of(self, user: str, consent: str = FULL_CONSENT) -> UpstreamGrant:
+        """``user``'s upstream grant for a consent mode."""
+        return UpstreamGrant(user, self.scopes(consent))
+
+    def is_read_only(self, grant: UpstreamGrant) -> bool:
+        """Whether ``grant`` is the read-only consents' own grant."""
+        return self.read_only is not None and grant.scopes == self.read_only
+
 
 @frozen
 class UpstreamToken:
@@ -135,10 +192,10 @@ class UpstreamToken:
 
 
 class IUpstreamTokens(Protocol):
-    """The broker's view of each user's current Forgejo token."""
+    """The broker's view of the current Forgejo token of each upstream grant."""
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
-        """The user's current token (memory first; the store once on a miss)."""
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
+        """The grant's current token (memory first; the store once on a miss)."""
 
 
 # --- children -------------------------------------------------------------------
@@ -235,6 +292,9 @@ class ISessionControl(Protocol):
     def live_users(self) -> frozenset[str]:
         """Forgejo logins with at least one live session or child."""
 
+    def live_grants(self) -> frozenset[UpstreamGrant]:
+        """The upstream grants whose tokens live children hold."""
+
     def end_user(self, user: str, reason: str) -> Deferred[None]:
         """End every session of a user (revoke-user, Forgejo said 401/4xx)."""
 
@@ -242,7 +302,7 @@ class ISessionControl(Protocol):
         """End the sessions of one user through one client (token revoked)."""
 
     def token_rotated(self, token: UpstreamToken) -> None:
-        """A user's Forgejo token changed: respawn their children with it."""
+        """A grant's Forgejo token changed: respawn the children holding it."""
 
 
 # --- what the broker tells metrics and the audit log -------------------------

@@ -25,6 +25,7 @@ from fjmcp.audit.settings import AuditSettings
 from fjmcp.bridge.router import BridgeSettings
 from fjmcp.bridge.stateless import StatelessSettings
 from fjmcp.config import Config, ConfigError
+from fjmcp.interfaces import UpstreamGrants
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.metrics.settings import MetricsSettings
 from fjmcp.oauth.document_cache import CachePolicy
@@ -114,13 +115,29 @@ def isolation_settings(config: Config) -> IsolationSettings:
     )
 
 
+def upstream_grants(config: Config) -> UpstreamGrants:
+    """
+    The grants at Forgejo the broker keeps per user: read-only consents get
+    their own only with scopes and an OAuth2 application of their own
+    (`fjmcp.config` refuses scopes without the application).
+    """
+    separate = bool(config.forgejo_scopes_read_only and config.forgejo_ro_client_id)
+    return UpstreamGrants(
+        full=config.forgejo_scopes,
+        read_only=config.forgejo_scopes_read_only if separate else None,
+    )
+
+
 def forgejo_settings(config: Config) -> ForgejoSettings:
-    """Which Forgejo the broker calls, as which OAuth application."""
+    """Which Forgejo the broker calls, as which OAuth application(s)."""
+    separate = upstream_grants(config).separate
     return ForgejoSettings(
         base_url=config.forgejo_url,
         client_id=config.forgejo_client_id,
         client_secret=config.forgejo_client_secret,
         timeout=config.forgejo_timeout,
+        read_only_client_id=config.forgejo_ro_client_id if separate else "",
+        read_only_client_secret=(config.forgejo_ro_client_secret if separate else ""),
     )
 
 
@@ -190,7 +207,7 @@ def oauth_settings(config: Config) -> OAuthSettings:
         display_name=config.display_name,
         revocation_propagation=config.revocation_propagation,
         refresh_reuse_grace=config.refresh_reuse_grace,
-        forgejo_scopes_read_only=tuple(config.forgejo_scopes_read_only),
+        forgejo_scopes_read_only=upstream_grants(config).read_only or (),
         policy=config.policy,
         client_names=known_client_names(config),
     )

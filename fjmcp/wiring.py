@@ -253,13 +253,22 @@ def build_broker(
     # before the refresher, which looks at the newest token only, renews it.
     # The sessions read the token memory, so they come later: a relay.
     stored = TokenRelay()
+    grants = oauth.grants
     upstream_tokens = UpstreamTokens(
-        store, live_keys, reactor, oauth.forgejo_scopes, on_stored=stored
+        store, live_keys, reactor, grants, on_stored=stored
     )
     bearer = BearerAuthenticator(
         store, reactor, oauth.resource, trust_for=oauth.revocation_propagation
     )
+    # One OAuth2 application at Forgejo per upstream grant kind: Forgejo
+    # keeps one grant per user and application.
     forgejo = ForgejoClient.from_reactor(reactor, settings.forgejo)
+    read_only_app = settings.forgejo.read_only
+    read_only_forgejo = (
+        None
+        if read_only_app is None or not grants.separate
+        else ForgejoClient.from_reactor(reactor, read_only_app)
+    )
 
     # --- children, the sessions that own them, and /mcp ---------------------
     supervisor = Supervisor(reactor, ledger=isolation.ledger, cgroups=isolation.cgroups)
@@ -274,6 +283,7 @@ def build_broker(
         settings.sessions,
         spawns=spawns,
         spawn_gate=spawn_gate,
+        grant_of=lambda identity: grants.of(identity.user, identity.consent),
     )
     policies = PolicyBook(settings.policy, settings.client_names)
     mcp = McpResource(
@@ -305,6 +315,7 @@ def build_broker(
         events=oauth_events,
         documents=documents,
         memberships=policies.set_orgs,
+        read_only_forgejo=read_only_forgejo,
     )
     health = Health(
         lambda: maybe_await(store.check()),
@@ -347,6 +358,8 @@ def build_broker(
         reactor,
         settings.maintenance,
         memberships=policies.set_orgs,
+        grants=grants,
+        read_only_forgejo=read_only_forgejo,
     )
     refresher.setName("token-refresher")  # type: ignore[no-untyped-call]
     purger = ExpiredPurger(
@@ -387,9 +400,10 @@ def build_broker(
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)
 
     services: list[IService] = [
-        # The Forgejo client's pool closes after the timers that use it stop
+        # The Forgejo clients' pools close after the timers that use them stop
         # (services stop in reverse order).
         CloseOnStop(forgejo.close),
+        *(() if read_only_forgejo is None else (CloseOnStop(read_only_forgejo.close),)),
         reaper,
         refresher,
         purger,

@@ -117,7 +117,9 @@ class AdminTokenIssuer:
     ) -> list[str]:
         """Store the user's Forgejo token and mint ``count`` access tokens."""
         _check(user, forgejo_token, ttl, count)
-        await self._upstream.replace(user, forgejo_token, None, None)
+        await self._upstream.replace(
+            self._upstream.grant(user), forgejo_token, None, None
+        )
         user_id = await self._store.run(user_id_txn, user)
         if user_id is None:  # pragma: no cover - replace just created it
             raise AdminCommandError(f"user {user!r} vanished")

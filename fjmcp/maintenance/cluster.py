@@ -2,14 +2,14 @@
 """
 Acting on what another node changed in the shared store.
 
-A revocation or a new Forgejo token committed on one node reaches the
-others as a `StoreEvent` (`fjmcp.store.listen`). `ClusterSync` does there
-what the node that made the change did for itself: a revocation drops the
-user's (or the grant's) cached bearer tokens and ends the matching
-sessions; a new Forgejo token is read from the store and the user's
-children are respawned with it. Events from this node come back too and
-change nothing a second time (every step is idempotent). After the
-listening connection was re-established every cache is dropped, since
+A revocation or a new Forgejo token committed on one node reaches the others
+as a `StoreEvent` (`fjmcp.store.listen`). `ClusterSync` does there what the
+node that made the change did for itself: a revocation drops the user's (or
+the grant's) cached bearer tokens and ends the matching sessions; a new
+Forgejo token of an upstream grant is read from the store and the children
+holding that grant's token are respawned with it. Events from this node come
+back too and change nothing a second time (every step is idempotent). After
+the listening connection was re-established every cache is dropped, since
 events sent meanwhile are lost.
 """
 
@@ -21,7 +21,7 @@ from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fjmcp.interfaces import ISessionControl, UpstreamToken
+from fjmcp.interfaces import ISessionControl, UpstreamGrant, UpstreamToken
 from fjmcp.store.events import StoreEvent
 
 __all__ = ["ClusterSync"]
@@ -47,13 +47,16 @@ class TokenMemory(Protocol):
     """What `ClusterSync` needs of `fjmcp.oauth.upstream_tokens.UpstreamTokens`."""
 
     def forget(self, user: str) -> None:
-        """Drop the user's cached Forgejo token."""
+        """Drop the cached Forgejo tokens of every grant of the user."""
+
+    def forget_grant(self, grant: UpstreamGrant) -> None:
+        """Drop the grant's cached Forgejo token."""
 
     def forget_all(self) -> None:
         """Drop every cached Forgejo token."""
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
-        """The user's current token (read from the store after `forget`)."""
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
+        """The grant's current token (read from the store after a forget)."""
 
 
 @frozen
@@ -71,7 +74,7 @@ class ClusterSync:
         if event.kind == "revoked":
             self._revoked(event.user, event.client_id)
         elif event.kind == "upstream":
-            self._upstream(event.user, event.generation)
+            self._upstream(event.user, event.scopes, event.generation)
 
     def reconnected(self) -> None:
         """Events may have been missed: nothing cached is trusted any more."""
@@ -89,11 +92,15 @@ class ClusterSync:
             ending = self._sessions.end_user_client(user, client_id, REVOKED_ELSEWHERE)
         ending.addErrback(lambda f: self.log.failure("ending sessions failed", f))
 
-    def _upstream(self, user: str, generation: int) -> None:
-        self._tokens.forget(user)
+    def _upstream(self, user: str, scopes: str | None, generation: int) -> None:
+        if scopes is None:  # an older node's event: any of the user's grants
+            self._tokens.forget(user)
+            return
+        grant = UpstreamGrant(user, scopes.split())
+        self._tokens.forget_grant(grant)
         if generation <= 0:
             return
-        reading = self._tokens.current(user)
+        reading = self._tokens.current(grant)
         reading.addCallback(self._sessions.token_rotated)
         reading.addErrback(
             lambda f: self.log.failure(

@@ -1,25 +1,31 @@
 # -*- test-case-name: tests.maintenance.test_refresher -*-
 """
-Keeping every user's Forgejo token alive, so nobody notices it expiring.
+Keeping every upstream grant's Forgejo token alive, so nobody notices it
+expiring.
 
-Children run with the user's Forgejo access token in their environment, and
-Forgejo's access tokens live an hour. Every ``refresh_interval`` seconds the
-`TokenRefresher` asks the store which stored tokens expire within
-``refresh_margin`` and refreshes each one that is still needed: its user has
-a live session, or a live broker refresh token (a client that will come
-back). The new pair replaces the old one atomically in the store (sealed, its
-generation one higher) and the sessions are told (`ISessionControl.token_rotated`),
-so each of that user's children is respawned with the new token.
+Children run with the Forgejo access token of their user's upstream grant
+(`fjmcp.interfaces.UpstreamGrants`: full access, and read-only when
+read-only consents have scopes and an OAuth2 application of their own) in their
+environment, and Forgejo's access tokens live an hour. Every
+``refresh_interval`` seconds the `TokenRefresher` asks the store which
+stored tokens expire within ``refresh_margin`` and refreshes each one that
+is still needed: children hold the grant's token, or its user has a live
+broker refresh token of a consent mode the grant serves (a client that will
+come back). Each grant is refreshed with the OAuth2 application it was made
+through. The new pair replaces the old one atomically in the store (sealed,
+its generation one higher) and the sessions are told
+(`ISessionControl.token_rotated`), so each child holding that grant's token
+is respawned with the new one.
 
-Refreshes are *single-flight per user*: several sessions, ticks, or callers
-asking for the same user share one refresh, so a Forgejo refresh token is
-never sent twice (in Forgejo's invalidate-on-use mode a second use would
-fail and log the user out). Concurrent refreshes of different users are
-bounded (``max_concurrent``). Across nodes sharing a store, the grant's
-lease lets one node refresh; and a token found due or refused is refreshed
-only while it is still the stored one: a node that learns late of another
-node's refresh gives its sessions the stored token instead of refreshing
-that one again.
+Refreshes are *single-flight per upstream grant*: several sessions, ticks,
+or callers asking for the same grant share one refresh, so a Forgejo refresh
+token is never sent twice (in Forgejo's invalidate-on-use mode a second use
+would fail and log the user out); a user's two grants are refreshed apart.
+Concurrent refreshes are bounded (``max_concurrent``). Across nodes sharing
+a store, the grant's lease lets one node refresh; and a token found due or
+refused is refreshed only while it is still the stored one: a node that
+learns late of another node's refresh gives its sessions the stored token
+instead of refreshing that one again.
 
 Failures are split as the Forgejo client types them:
 
@@ -29,23 +35,23 @@ Failures are split as the Forgejo client types them:
   token has already expired while Forgejo stays unreachable, ``_panic`` is
   called (txacme's escalation hook; by default a critical log line).
 - `ForgejoAuthError` (a 4xx OAuth error: ``invalid_grant``,
-  ``unauthorized_client``, ...) means the user must log in again: the user is
-  revoked everywhere (`UserRevoker`: broker tokens, caches, sessions). A
+  ``unauthorized_client``, ...) means the user must log in again: the user
+  is revoked everywhere (`UserRevoker`: broker tokens, caches, sessions). A
   refusal of a refresh token that is no longer the stored one (the user
   logged in again meanwhile) is ignored instead.
 
-The same loop checks, for each user with live sessions and at most once per
-``user_check_interval``, that Forgejo still accepts their token
-(``/api/v1/user``). A 401 says the access token is dead, not why: the grant
-may have been revoked at Forgejo, or the token may have ended sooner than it
-said (Forgejo restarted with a new signing key, clocks disagree). So the
-token is refreshed first (joining any refresh already running): if Forgejo
-refuses the refresh too, the grant is gone and the user is revoked as above;
-if it succeeds, the sessions get the new token and nobody is logged out,
-unless Forgejo refuses the fresh token as well (asked once, at once): then
-the refresh proves nothing (an account blocked at Forgejo may still refresh)
-and the user is revoked. This is a deliberate deviation from issue 6, which
-revokes on the first 401 (see ``docs/architecture.md``). A
+The same loop checks, for each upstream grant whose token live children hold
+and at most once per ``user_check_interval``, that Forgejo still accepts the
+token (``/api/v1/user``). A 401 says the access token is dead, not why: the
+grant may have been revoked at Forgejo, or the token may have ended sooner
+than it said (Forgejo restarted with a new signing key, clocks disagree). So
+the token is refreshed first (joining any refresh already running): if
+Forgejo refuses the refresh too, the grant is gone and the user is revoked
+as above; if it succeeds, the sessions get the new token and nobody is
+logged out, unless Forgejo refuses the fresh token as well (asked once, at
+once): then the refresh proves nothing (an account blocked at Forgejo may
+still refresh) and the user is revoked. This is a deliberate deviation from
+issue 6, which revokes on the first 401 (see ``docs/architecture.md``). A
 token stored without a refresh token (``fjmcp admin issue-token``) cannot be
 refreshed, and its user is revoked at once. A connection error is transient
 and only logged. The check never runs on the session set-up path, and never
@@ -71,12 +77,23 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from fjmcp.interfaces import ISessionControl, IUpstreamTokens, UpstreamToken
+from fjmcp.interfaces import (
+    ISessionControl,
+    IUpstreamTokens,
+    UpstreamGrant,
+    UpstreamGrants,
+    UpstreamToken,
+)
 from fjmcp.maintenance.loop import LoopingService
 from fjmcp.maintenance.revocation import RevokeResult
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.store.runner import TxnRunner
-from fjmcp.store.upstream_tokens import DueToken, due_tokens, due_tokens_txn
+from fjmcp.store.upstream_tokens import (
+    LEGACY_SCOPES,
+    DueToken,
+    due_tokens,
+    due_tokens_txn,
+)
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoError, ForgejoUnavailable
 from fjmcp.upstream.forgejo import ForgejoTokens, ForgejoUser
 
@@ -99,13 +116,18 @@ __all__ = [
 
 @frozen
 class RefreshGrant:
-    """The user's current Forgejo refresh token, unsealed, with its generation."""
+    """An upstream grant's Forgejo refresh token, unsealed, with its generation."""
 
-    user: str
+    grant: UpstreamGrant
     refresh_token: str = field(repr=False)
     generation: int
     expires_at: float
     """When the access token stored with it expires."""
+
+    @property
+    def user(self) -> str:
+        """The grant's Forgejo login."""
+        return self.grant.user
 
 
 class IRefreshableTokens(Protocol):
@@ -115,11 +137,11 @@ class IRefreshableTokens(Protocol):
         """
         Every stored Forgejo token whose access token expires before
         ``before``, with whether its user has a broker refresh token alive
-        at ``now``.
+        at ``now`` (of each consent mode).
         """
 
-    def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
-        """The user's stored Forgejo refresh token (None if there is none)."""
+    def refresh_grant(self, grant: UpstreamGrant) -> Deferred[RefreshGrant | None]:
+        """The grant's stored Forgejo refresh token (None if there is none)."""
 
     def claim(self, grant: RefreshGrant, owner: str, seconds: float) -> Deferred[bool]:
         """
@@ -130,9 +152,9 @@ class IRefreshableTokens(Protocol):
     def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
         """Give the lease back after a refresh that stored nothing."""
 
-    def newest(self, user: str) -> Deferred[UpstreamToken | None]:
+    def newest(self, grant: UpstreamGrant) -> Deferred[UpstreamToken | None]:
         """
-        The user's stored token read afresh, its memory copy dropped
+        The grant's stored token read afresh, its memory copy dropped
         (another node may have replaced it); None if none is stored.
         """
 
@@ -140,7 +162,7 @@ class IRefreshableTokens(Protocol):
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
         """
-        Replace ``grant.user``'s Forgejo tokens with ``tokens`` (answered at
+        Replace ``grant``'s Forgejo tokens with ``tokens`` (answered at
         ``now``; sealed, generation one higher; the old refresh token kept if
         Forgejo sent none) in one transaction, and the memory copy with
         them, if the stored generation is still ``grant.generation``; None
@@ -151,26 +173,26 @@ class IRefreshableTokens(Protocol):
 class IUpstreamTokenStore(Protocol):
     """What `StoreRefreshableTokens` needs of `fjmcp.oauth.upstream_tokens`."""
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
-        """The user's current token (memory first)."""
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
+        """The grant's current token (memory first)."""
 
-    def forget(self, user: str) -> None:
-        """Drop the memory copy of the user's token."""
+    def forget_grant(self, grant: UpstreamGrant) -> None:
+        """Drop the memory copy of the grant's token."""
 
-    async def refresh_token(self, user: str) -> tuple[str | None, int]:
+    async def refresh_token(self, grant: UpstreamGrant) -> tuple[str | None, int]:
         """The stored refresh token (None if none) and its generation."""
 
     async def claim_refresh(
-        self, user: str, owner: str, generation: int, seconds: float
+        self, grant: UpstreamGrant, owner: str, generation: int, seconds: float
     ) -> bool:
-        """Take the refresh lease of the user's grant."""
+        """Take the refresh lease of the grant."""
 
-    async def release_refresh(self, user: str, owner: str) -> None:
+    async def release_refresh(self, grant: UpstreamGrant, owner: str) -> None:
         """Give the refresh lease back."""
 
     async def replace(
         self,
-        user: str,
+        grant: UpstreamGrant,
         access_token: str,
         refresh_token: str | None,
         expires_at: float | None,
@@ -199,41 +221,43 @@ class StoreRefreshableTokens:
     async def _due(self, before: float, now: float) -> Sequence[DueToken]:
         return await due_tokens(self._store, before, now)
 
-    def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
+    def refresh_grant(self, grant: UpstreamGrant) -> Deferred[RefreshGrant | None]:
         """The stored refresh token, its generation and the access expiry."""
-        return Deferred.fromCoroutine(self._refresh_grant(user))
+        return Deferred.fromCoroutine(self._refresh_grant(grant))
 
-    async def _refresh_grant(self, user: str) -> RefreshGrant | None:
+    async def _refresh_grant(self, grant: UpstreamGrant) -> RefreshGrant | None:
         try:
-            refresh_token, generation = await self._upstream.refresh_token(user)
+            refresh_token, generation = await self._upstream.refresh_token(grant)
         except LookupError:  # NoUpstreamTokenError: nothing stored
             return None
         if refresh_token is None:
             return None
         try:
-            expires_at = (await self._upstream.current(user)).expires_at
+            expires_at = (await self._upstream.current(grant)).expires_at
         except LookupError:
             return None
-        return RefreshGrant(user, refresh_token, generation, expires_at)
+        return RefreshGrant(grant, refresh_token, generation, expires_at)
 
     def claim(self, grant: RefreshGrant, owner: str, seconds: float) -> Deferred[bool]:
         """The lease in the store (`claim_refresh_lease_txn`)."""
         return Deferred.fromCoroutine(
-            self._upstream.claim_refresh(grant.user, owner, grant.generation, seconds)
+            self._upstream.claim_refresh(grant.grant, owner, grant.generation, seconds)
         )
 
     def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
         """Release the lease in the store."""
-        return Deferred.fromCoroutine(self._upstream.release_refresh(grant.user, owner))
+        return Deferred.fromCoroutine(
+            self._upstream.release_refresh(grant.grant, owner)
+        )
 
-    def newest(self, user: str) -> Deferred[UpstreamToken | None]:
+    def newest(self, grant: UpstreamGrant) -> Deferred[UpstreamToken | None]:
         """The stored token, read from the store again."""
-        return Deferred.fromCoroutine(self._newest(user))
+        return Deferred.fromCoroutine(self._newest(grant))
 
-    async def _newest(self, user: str) -> UpstreamToken | None:
-        self._upstream.forget(user)
+    async def _newest(self, grant: UpstreamGrant) -> UpstreamToken | None:
+        self._upstream.forget_grant(grant)
         try:
-            return await self._upstream.current(user)
+            return await self._upstream.current(grant)
         except LookupError:  # NoUpstreamTokenError: revoked meanwhile
             return None
 
@@ -243,7 +267,7 @@ class StoreRefreshableTokens:
         """Replace the tokens if the stored generation is still the grant's."""
         return Deferred.fromCoroutine(
             self._upstream.replace(
-                grant.user,
+                grant.grant,
                 tokens.access_token,
                 tokens.refresh_token or grant.refresh_token,
                 tokens.expires_at(now),
@@ -277,7 +301,7 @@ class IUserRevocation(Protocol):
 
 
 class RefreshOutcome(enum.Enum):
-    """How one user's refresh ended."""
+    """How one grant's refresh ended."""
 
     REFRESHED = "refreshed"
     """New tokens stored; the sessions were told."""
@@ -311,8 +335,11 @@ class TokenRefresher(LoopingService):
     The Forgejo token refresher and user checker (see the module docstring),
     ticking every ``settings.refresh_interval`` seconds.
 
-    :param panic: called with the failure and the login when a token has
-        expired and cannot be refreshed, or a refresh failed unexpectedly.
+    :param panic: called with the failure and the grant (its login, and
+        its kind) when a token has expired and cannot be refreshed, or a
+        refresh failed unexpectedly.
+    :param grants: the upstream grants kept per user (which one is the
+        read-only consents' own, refreshed through ``read_only_forgejo``).
     """
 
     log: ClassVar[Logger] = Logger()
@@ -331,10 +358,15 @@ class TokenRefresher(LoopingService):
     )
     """Told each checked user's organizations (the policy's rules), read
     with the ``forgejo`` given, which must then have `IOrganizations`."""
+    _grants: UpstreamGrants = field(factory=UpstreamGrants, kw_only=True)
+    _read_only_forgejo: IForgejoRefresh | None = field(default=None, kw_only=True)
+    """The application read-only grants were made through, if their own."""
 
-    _flights: dict[str, Deferred[RefreshOutcome]] = field(factory=dict, init=False)
-    _checks: dict[str, Deferred[None]] = field(factory=dict, init=False)
-    _last_check: dict[str, float] = field(factory=dict, init=False)
+    _flights: dict[UpstreamGrant, Deferred[RefreshOutcome]] = field(
+        factory=dict, init=False
+    )
+    _checks: dict[UpstreamGrant, Deferred[None]] = field(factory=dict, init=False)
+    _last_check: dict[UpstreamGrant, float] = field(factory=dict, init=False)
     _waits: set[Deferred[None]] = field(factory=set, init=False)
     _limit: DeferredSemaphore = field(init=False)
     _check_limit: DeferredSemaphore = field(init=False)
@@ -400,92 +432,129 @@ class TokenRefresher(LoopingService):
     async def check_once(self) -> None:
         """
         One tick: start a refresh for every due token that is still needed,
-        and a user check for every live user whose last one is old enough.
+        and a check for every live grant whose last one is old enough.
         Returns once they are started; they finish on their own (single
-        flight per user, so a slow one is never started twice).
+        flight per grant, so a slow one is never started twice).
         """
         now = self._clock.seconds()
-        live = self._sessions.live_users()
+        live = self._sessions.live_grants()
         due = await self._tokens.due(now + self.margin, now)
-        due_users: set[str] = set()
+        due_grants: set[UpstreamGrant] = set()
         for token in due:
-            due_users.add(token.user)
-            if token.user in live or token.has_live_grant:
-                self._start_refresh(token.user, token.generation)
-        for user in list(self._last_check):
-            if user not in live:
-                del self._last_check[user]  # checked afresh when they return
-        for user in sorted(live):
-            if user in due_users or user in self._flights or user in self._checks:
+            grant = self._due_grant(token)
+            due_grants.add(grant)
+            if grant in live or self._still_wanted(grant, token):
+                self._start_refresh(grant, token.generation)
+        for grant in list(self._last_check):
+            if grant not in live:
+                del self._last_check[grant]  # checked afresh when it returns
+        for grant in sorted(live, key=_grant_order):
+            if grant in due_grants or grant in self._flights or grant in self._checks:
                 continue
-            last = self._last_check.get(user)
+            last = self._last_check.get(grant)
             if last is not None and now - last < self._settings.user_check_interval:
                 continue
-            self._last_check[user] = now
-            self._start_check(user)
+            self._last_check[grant] = now
+            self._start_check(grant)
 
-    # --- refresh, single flight per user ------------------------------------------
+    def _due_grant(self, token: DueToken) -> UpstreamGrant:
+        """The grant of a due row; a row of schema 1 is the full-access one's."""
+        if token.scopes == LEGACY_SCOPES:
+            return self._grants.of(token.user)
+        return UpstreamGrant(token.user, token.scopes.split())
+
+    def _still_wanted(self, grant: UpstreamGrant, token: DueToken) -> bool:
+        """Whether a client that will come back uses the grant's token."""
+        if not self._grants.separate:
+            return token.has_live_grant
+        if self._grants.is_read_only(grant):
+            return token.live_read_only
+        if grant == self._grants.of(grant.user):
+            return token.live_full
+        return False  # a scope set no longer configured: let it expire
+
+    def _app(self, grant: UpstreamGrant) -> IForgejoRefresh:
+        """The application ``grant`` was made through (its refresh goes there)."""
+        if self._read_only_forgejo is not None and self._grants.is_read_only(grant):
+            return self._read_only_forgejo
+        return self._forgejo
+
+    def _who(self, grant: UpstreamGrant) -> str:
+        """The grant for a log line (no secret in it)."""
+        if self._grants.is_read_only(grant):
+            return f"{grant.user} [read-only grant]"
+        return grant.user
+
+    # --- refresh, single flight per grant -------------------------------------------
 
     def refresh_user(self, user: str) -> Deferred[RefreshOutcome]:
+        """Refresh ``user``'s full-access grant now (see `refresh`)."""
+        return self.refresh(self._grants.of(user))
+
+    def refresh(self, grant: UpstreamGrant) -> Deferred[RefreshOutcome]:
         """
-        Refresh ``user``'s Forgejo token now, or join the refresh already
-        running for them. Never fails: the outcome says what happened.
+        Refresh ``grant``'s Forgejo token now, or join the refresh already
+        running for it. Never fails: the outcome says what happened.
         """
-        return _observe(self._start_refresh(user))
+        return _observe(self._start_refresh(grant))
 
     def _start_refresh(
-        self, user: str, generation: int | None = None
+        self, grant: UpstreamGrant, generation: int | None = None
     ) -> Deferred[RefreshOutcome]:
         """
-        The refresh of ``user``'s token, started or joined. With
+        The refresh of ``grant``'s token, started or joined. With
         ``generation`` (the token found due or refused), only while that
         token is still the stored one: a newer one (another node's refresh,
         its notification not heard yet) is not refreshed a second time.
         """
-        flight = self._flights.get(user)
+        flight = self._flights.get(grant)
         if flight is not None:
             return flight
-        flight = Deferred.fromCoroutine(self._refresh_flight(user, generation))
+        flight = Deferred.fromCoroutine(self._refresh_flight(grant, generation))
         if flight.called:  # finished synchronously (e.g. nothing stored)
             return flight
-        self._flights[user] = flight
+        self._flights[grant] = flight
 
         def _landed(outcome: RefreshOutcome) -> RefreshOutcome:
-            if self._flights.get(user) is flight:
-                del self._flights[user]
+            if self._flights.get(grant) is flight:
+                del self._flights[grant]
             return outcome
 
         flight.addCallback(_landed)
         return flight
 
     async def _refresh_flight(
-        self, user: str, generation: int | None
+        self, grant: UpstreamGrant, generation: int | None
     ) -> RefreshOutcome:
-        outcome = await self._refresh_counted(user, generation)
+        outcome = await self._refresh_counted(grant, generation)
         self.outcomes[outcome.value] += 1
         return outcome
 
     async def _refresh_counted(
-        self, user: str, generation: int | None
+        self, grant: UpstreamGrant, generation: int | None
     ) -> RefreshOutcome:
         try:
             await self._limit.acquire()
             try:
                 if not self.running:
                     return RefreshOutcome.STOPPED
-                return await self._refresh(user, generation)
+                return await self._refresh(grant, generation)
             finally:
                 self._limit.release()
         except CancelledError:
             return RefreshOutcome.STOPPED
         except Exception:
-            self._panic(Failure(), user)
+            self._panic(Failure(), self._who(grant))
             return RefreshOutcome.FAILED
 
-    async def _refresh(self, user: str, generation: int | None) -> RefreshOutcome:
-        grant = await self._tokens.refresh_grant(user)
+    async def _refresh(
+        self, upstream: UpstreamGrant, generation: int | None
+    ) -> RefreshOutcome:
+        grant = await self._tokens.refresh_grant(upstream)
         if grant is None:
-            self.log.info("no Forgejo refresh token stored for {user}", user=user)
+            self.log.info(
+                "no Forgejo refresh token stored for {user}", user=self._who(upstream)
+            )
             return RefreshOutcome.NO_TOKEN
         if generation is not None and grant.generation != generation:
             # Replaced since it was found due or refused: by another node's
@@ -494,10 +563,10 @@ class TokenRefresher(LoopingService):
             self.log.info(
                 "{user}'s Forgejo token was already replaced (generation "
                 "{stored}); not refreshing it again",
-                user=user,
+                user=self._who(upstream),
                 stored=grant.generation,
             )
-            newest = await self._tokens.newest(user)
+            newest = await self._tokens.newest(upstream)
             if newest is not None:
                 self._sessions.token_rotated(newest)
             return RefreshOutcome.SUPERSEDED
@@ -507,7 +576,8 @@ class TokenRefresher(LoopingService):
             grant, self._settings.node_id, self._settings.lease_seconds
         ):
             self.log.info(
-                "another node is refreshing {user}'s Forgejo token", user=user
+                "another node is refreshing {user}'s Forgejo token",
+                user=self._who(upstream),
             )
             return RefreshOutcome.ELSEWHERE
         outcome = RefreshOutcome.FAILED
@@ -523,16 +593,17 @@ class TokenRefresher(LoopingService):
             await self._tokens.release(grant, self._settings.node_id)
         except Exception:  # the lease lapses by itself
             self.log.failure(
-                "releasing the refresh lease of {user} failed", user=grant.user
+                "releasing the refresh lease of {user} failed",
+                user=self._who(grant.grant),
             )
 
     async def _refresh_leased(self, grant: RefreshGrant) -> RefreshOutcome:
-        user = grant.user
+        user = self._who(grant.grant)
         attempt = 0
         while True:
             attempt += 1
             try:
-                tokens = await self._forgejo.refresh(grant.refresh_token)
+                tokens = await self._app(grant.grant).refresh(grant.refresh_token)
                 break
             except ForgejoAuthError as e:
                 return await self._refused(grant, e)
@@ -575,20 +646,20 @@ class TokenRefresher(LoopingService):
     async def _refused(
         self, grant: RefreshGrant, e: ForgejoAuthError
     ) -> RefreshOutcome:
-        current = await self._tokens.refresh_grant(grant.user)
+        current = await self._tokens.refresh_grant(grant.grant)
         if current is not None and current.generation != grant.generation:
             # The user logged in again while we refreshed: in invalidate-on-use
             # mode that spends the old refresh token. The new one stands.
             self.log.info(
                 "Forgejo refused {user}'s superseded refresh token; keeping the "
                 "newer one",
-                user=grant.user,
+                user=self._who(grant.grant),
             )
             return RefreshOutcome.SUPERSEDED
         self.log.warn(
             "Forgejo refused to refresh {user}'s token ({error}); the user must "
             "log in again",
-            user=grant.user,
+            user=self._who(grant.grant),
             error=e.error,
         )
         await self._revoker.revoke_user(
@@ -604,12 +675,12 @@ class TokenRefresher(LoopingService):
         attempts: int,
     ) -> RefreshOutcome:
         if grant.expires_at <= self._clock.seconds():
-            self._panic(failure, grant.user)
+            self._panic(failure, self._who(grant.grant))
         else:
             self.log.warn(
                 "Forgejo unavailable for {user}'s refresh after {attempts} "
                 "tries ({reason}); trying again next tick",
-                user=grant.user,
+                user=self._who(grant.grant),
                 attempts=attempts,
                 reason=e.reason,
             )
@@ -627,55 +698,60 @@ class TokenRefresher(LoopingService):
             self._waits.discard(wait)
         return bool(self.running)
 
-    # --- user checks ------------------------------------------------------------
+    # --- checks at Forgejo ----------------------------------------------------------
+
+    def check(self, grant: UpstreamGrant) -> Deferred[None]:
+        """Ask Forgejo now whether ``grant``'s token is still accepted."""
+        return _observe(self._start_check(grant))
 
     def check_user(self, user: str) -> Deferred[None]:
-        """Ask Forgejo now whether ``user``'s token is still accepted."""
-        return _observe(self._start_check(user))
+        """Ask Forgejo now about ``user``'s full-access grant (see `check`)."""
+        return self.check(self._grants.of(user))
 
-    def _start_check(self, user: str) -> Deferred[None]:
-        check = self._checks.get(user)
+    def _start_check(self, grant: UpstreamGrant) -> Deferred[None]:
+        check = self._checks.get(grant)
         if check is not None:
             return check
-        check = Deferred.fromCoroutine(self._check_quietly(user))
+        check = Deferred.fromCoroutine(self._check_quietly(grant))
         if check.called:
             return check
-        self._checks[user] = check
+        self._checks[grant] = check
 
         def _landed(result: None) -> None:
-            if self._checks.get(user) is check:
-                del self._checks[user]
+            if self._checks.get(grant) is check:
+                del self._checks[grant]
 
         check.addCallback(_landed)
         return check
 
-    async def _check_quietly(self, user: str) -> None:
+    async def _check_quietly(self, grant: UpstreamGrant) -> None:
         try:
             await self._check_limit.acquire()
             try:
                 if self.running:
-                    await self._check(user)
+                    await self._check(grant)
             finally:
                 self._check_limit.release()
         except CancelledError:
             pass
         except Exception:
-            self.log.failure("checking {user} at Forgejo failed", user=user)
+            self.log.failure("checking {user} at Forgejo failed", user=self._who(grant))
 
-    async def _check(self, user: str) -> None:
+    async def _check(self, grant: UpstreamGrant) -> None:
+        user = grant.user
         try:
-            token = await self._upstream.current(user)
+            token = await self._upstream.current(grant)
         except Exception:
-            self.log.info("no Forgejo token to check for {user}", user=user)
+            self.log.info("no Forgejo token to check for {user}", user=self._who(grant))
             return
         if token.expires_at - self.margin <= self._clock.seconds():
             return  # due for refresh: an expired token's 401 would say nothing
         try:
-            who = await self._forgejo.get_user(token.access_token)
+            who = await self._app(grant).get_user(token.access_token)
         except ForgejoUnavailable as e:
             self.log.info(
                 "could not check {user} at Forgejo ({reason}); trying later",
-                user=user,
+                user=self._who(grant),
                 reason=e.reason,
             )
             return
@@ -689,43 +765,44 @@ class TokenRefresher(LoopingService):
                 return
             self.log.error(
                 "Forgejo says {user}'s token belongs to {other}; revoking",
-                user=user,
+                user=self._who(grant),
                 other=who.login,
             )
             await self._revoker.revoke_user(user, "forgejo-token-of-another-user")
             return
-        await self._check_orgs(user, token.access_token)
+        await self._check_orgs(grant, token.access_token)
 
-    async def _check_orgs(self, user: str, access_token: str) -> None:
-        """Read ``user``'s organizations again; on failure keep the last ones."""
+    async def _check_orgs(self, grant: UpstreamGrant, access_token: str) -> None:
+        """Read the user's organizations again; on failure keep the last ones."""
         if self._memberships is None:
             return
-        forgejo: Any = self._forgejo
+        forgejo: Any = self._app(grant)
         try:
             orgs = await cast(IOrganizations, forgejo).get_orgs(access_token)
         except ForgejoError as e:
             self.log.info(
                 "could not read {user}'s organizations ({reason}); keeping the "
                 "last ones",
-                user=user,
+                user=self._who(grant),
                 reason=str(e),
             )
             return
-        self._memberships(user, orgs)
+        self._memberships(grant.user, orgs)
 
     async def _token_refused(self, token: UpstreamToken, e: ForgejoAuthError) -> None:
         """
-        Forgejo refused ``token``, the user's current access token as this
+        Forgejo refused ``token``, its grant's current access token as this
         node knows it: refresh it (or join the refresh running); revoke the
         user only if it cannot be refreshed.
         """
-        user = token.user
+        grant = token.grant
+        user = self._who(grant)
         self.log.info(
             "Forgejo refused {user}'s token ({status}); refreshing it",
             user=user,
             status=e.status,
         )
-        outcome = await _observe(self._start_refresh(user, token.generation))
+        outcome = await _observe(self._start_refresh(grant, token.generation))
         if outcome is RefreshOutcome.NO_TOKEN:
             self.log.warn(
                 "Forgejo no longer accepts {user}'s token ({status}) and there is "
@@ -733,7 +810,7 @@ class TokenRefresher(LoopingService):
                 user=user,
                 status=e.status,
             )
-            await self._revoker.revoke_user(user, "forgejo-refused-token")
+            await self._revoker.revoke_user(grant.user, "forgejo-refused-token")
         elif outcome is RefreshOutcome.FAILED:
             self.log.warn(
                 "Forgejo refused {user}'s token and could not refresh it now; "
@@ -741,41 +818,46 @@ class TokenRefresher(LoopingService):
                 user=user,
             )
         elif outcome is RefreshOutcome.REFRESHED:
-            await self._check_fresh(user)
+            await self._check_fresh(grant)
         # SUPERSEDED: a newer login's token stands; REVOKED: already done.
 
-    async def _check_fresh(self, user: str) -> None:
+    async def _check_fresh(self, grant: UpstreamGrant) -> None:
         """
         After a 401 and a successful refresh, ask Forgejo once about the new
         token: refused again, the user cannot use Forgejo any more (blocked,
         say) however often the token is refreshed, so they are revoked.
         """
         try:
-            token = await self._upstream.current(user)
+            token = await self._upstream.current(grant)
         except Exception:
             return  # revoked or logged out meanwhile
         try:
-            await self._forgejo.get_user(token.access_token)
+            await self._app(grant).get_user(token.access_token)
         except ForgejoAuthError as e:
             if not await self._still_current(token):
                 return
             self.log.warn(
                 "Forgejo refused {user}'s freshly refreshed token too ({status}); "
                 "ending the user's sessions",
-                user=user,
+                user=self._who(grant),
                 status=e.status,
             )
-            await self._revoker.revoke_user(user, "forgejo-refused-fresh-token")
+            await self._revoker.revoke_user(grant.user, "forgejo-refused-fresh-token")
         except ForgejoUnavailable:
             pass  # the next check asks again
 
     async def _still_current(self, token: UpstreamToken) -> bool:
-        """Whether ``token`` is still the user's newest (not refreshed meanwhile)."""
+        """Whether ``token`` is still its grant's newest (not refreshed meanwhile)."""
         try:
-            current = await self._upstream.current(token.user)
+            current = await self._upstream.current(token.grant)
         except Exception:
             return False
         return current.generation == token.generation
+
+
+def _grant_order(grant: UpstreamGrant) -> tuple[str, tuple[str, ...]]:
+    """Live grants are checked in a stable order (user, then scope set)."""
+    return (grant.user, grant.scopes)
 
 
 def _observe(d: Deferred[Any]) -> Deferred[Any]:

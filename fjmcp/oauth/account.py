@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -30,7 +30,7 @@ from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.consent_modes import ConsentModeForbidden, ConsentModes
 from fjmcp.oauth.fanout import RevocationListener
 from fjmcp.oauth.keys import SealError, SealingKeys
-from fjmcp.oauth.login import ForgejoLike
+from fjmcp.oauth.login import ForgejoLike, app_for_consent, check_apps
 from fjmcp.oauth.outcomes import Cookie, Page, Redirect
 from fjmcp.oauth.registration import display_name
 from fjmcp.oauth.settings import OAuthSettings
@@ -97,8 +97,25 @@ class AccountPage:
     _fanout: RevocationListener
     _sessions: GrantSessions
     _modes: ConsentModes
+    _read_only_forgejo: ForgejoLike | None = field(default=None, kw_only=True)
+    """The application read-only grants are made through, if they have one."""
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        check_apps(self._settings, self._read_only_forgejo)
+
+    # The page only needs to know who the user is: it logs in for the
+    # narrowest grant there is (read-only when it has one of its own).
+    _LOGIN_CONSENT = "read-only"
+
+    def _login_app(self) -> ForgejoLike:
+        return app_for_consent(
+            self._settings,
+            self._LOGIN_CONSENT,
+            self._forgejo,
+            self._read_only_forgejo,
+        )
 
     # --- the session ------------------------------------------------------------
 
@@ -182,11 +199,11 @@ class AccountPage:
                 expires_at=now + ACCOUNT_LOGIN_TTL,
             ),
         )
-        location = self._forgejo.authorize_url(
+        location = self._login_app().authorize_url(
             self._settings.callback_url,
             state,
             pkce.s256(verifier),
-            self._settings.forgejo_scopes,
+            self._settings.grants.scopes(self._LOGIN_CONSENT),
         )
         flow = Cookie(
             self._cookies.flow_name(state_hash), browser, int(ACCOUNT_LOGIN_TTL)
@@ -222,10 +239,11 @@ class AccountPage:
             verifier = self._keys.open(
                 login.key_id, login.verifier_sealed, account_login_aad(state_hash)
             ).decode("ascii")
-            tokens = await self._forgejo.exchange_code(
+            app = self._login_app()
+            tokens = await app.exchange_code(
                 params["code"], self._settings.callback_url, verifier
             )
-            user = await self._forgejo.get_user(tokens.access_token)
+            user = await app.get_user(tokens.access_token)
         except (SealError, ForgejoAuthError):
             return _page(400, view="error", message="Forgejo refused the login.")
         except ForgejoUnavailable:
@@ -234,7 +252,7 @@ class AccountPage:
             )
         await self._store.run(upsert_user_txn, user.login, user.id, now)
         await self._upstream.replace(
-            user.login,
+            self._settings.grants.of(user.login, self._LOGIN_CONSENT),
             tokens.access_token,
             tokens.refresh_token,
             tokens.expires_at(now),

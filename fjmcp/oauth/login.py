@@ -10,6 +10,13 @@ sealed, bound to this browser by a cookie, and good for one callback. At
 the callback the code is exchanged, the user fetched, their Forgejo tokens
 stored, the consent recorded for them, and a broker code sent to the
 client with ``state`` and ``iss`` (RFC 9207).
+
+The login asks Forgejo for the upstream grant of the chosen consent mode
+(`fjmcp.interfaces.UpstreamGrants`): a read-only consent, when read-only
+grants have scopes of their own, logs in through the read-only OAuth2
+application with ``forgejo_scopes_read_only``, and its tokens are stored as
+that grant's; the consent mode rides in the pending login's scope, so the
+callback exchanges the code with the same application.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from fjmcp.interfaces import FULL_CONSENT
 from fjmcp.oauth import pkce
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.challenge import READ_ONLY_SCOPE
@@ -65,6 +73,8 @@ __all__ = [
     "AuthRequest",
     "ForgejoLike",
     "ForgejoLogin",
+    "app_for_consent",
+    "check_apps",
     "pending_aad",
 ]
 
@@ -98,7 +108,30 @@ class ForgejoLike(Protocol):
 
 def consent_of_scope(scope: str) -> str:
     """The consent mode a broker scope string carries."""
-    return "read-only" if READ_ONLY_SCOPE in scope.split() else "full"
+    return "read-only" if READ_ONLY_SCOPE in scope.split() else FULL_CONSENT
+
+
+def app_for_consent(
+    settings: OAuthSettings,
+    consent: str,
+    full: ForgejoLike,
+    read_only: ForgejoLike | None,
+) -> ForgejoLike:
+    """The OAuth2 application at Forgejo the grant of ``consent`` is made with."""
+    if consent != FULL_CONSENT and settings.grants.separate:
+        if read_only is None:  # pragma: no cover - refused at construction
+            raise ValueError("read-only grants have no application of their own")
+        return read_only
+    return full
+
+
+def check_apps(settings: OAuthSettings, read_only: ForgejoLike | None) -> None:
+    """Refuse read-only grants of their own without their own application."""
+    if settings.grants.separate and read_only is None:
+        raise ValueError(
+            "read-only grants have scopes of their own but no OAuth2 "
+            "application at Forgejo to be made through"
+        )
 
 
 @frozen
@@ -164,8 +197,18 @@ class ForgejoLogin:
     _cookies: BrowserCookies
     _memberships: Callable[[str, frozenset[str]], None]
     """Told each user's Forgejo organizations at login (the policy's rules)."""
+    _read_only_forgejo: ForgejoLike | None = field(default=None, kw_only=True)
+    """The application read-only grants are made through, if they have one."""
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        check_apps(self._settings, self._read_only_forgejo)
+
+    def _app(self, consent: str) -> ForgejoLike:
+        return app_for_consent(
+            self._settings, consent, self._forgejo, self._read_only_forgejo
+        )
 
     async def start(
         self,
@@ -220,11 +263,12 @@ class ForgejoLogin:
                 "Return to your application.",
                 409,
             )
-        location = self._forgejo.authorize_url(
+        consent = consent_of_scope(request.scope)
+        location = self._app(consent).authorize_url(
             self._settings.callback_url,
             state,
             pkce.s256(verifier),
-            self._settings.forgejo_scopes,
+            self._settings.grants.scopes(consent),
         )
         flow = Cookie(self._cookies.flow_name(state_hash), browser, int(LOGIN_TTL))
         return Redirect(location, (flow,))
@@ -293,12 +337,14 @@ class ForgejoLogin:
         except SealError:
             self.log.failure("a pending login's verifier does not open")
             return fail(ServerError("the login could not be completed"))
+        consent = consent_of_scope(pending.scope)
+        app = self._app(consent)
         try:
-            tokens = await self._forgejo.exchange_code(
+            tokens = await app.exchange_code(
                 code, self._settings.callback_url, verifier
             )
-            user = await self._forgejo.get_user(tokens.access_token)
-            orgs = await self._forgejo.get_orgs(tokens.access_token)
+            user = await app.get_user(tokens.access_token)
+            orgs = await app.get_orgs(tokens.access_token)
         except ForgejoAuthError:
             return fail(AccessDeniedError("Forgejo refused the login"))
         except ForgejoUnavailable:
@@ -333,14 +379,14 @@ class ForgejoLogin:
         """Keep the user, their Forgejo tokens and consent; a new broker code."""
         now = self._clock.seconds()
         user_id: int = await self._store.run(upsert_user_txn, user.login, user.id, now)
+        mode = consent_of_scope(pending.scope)
         await self._upstream.replace(
-            user.login,
+            self._settings.grants.of(user.login, mode),
             tokens.access_token,
             tokens.refresh_token,
             tokens.expires_at(now),
             forgejo_id=user.id,
         )
-        mode = consent_of_scope(pending.scope)
         await self._store.run(record_consent_txn, user_id, pending.client_id, now, mode)
         code_value = new_secret()
         await self._store.run(

@@ -92,6 +92,7 @@ def build_authorization_server(
     documents: DocumentClients | None = None,
     *,
     memberships: Callable[[str, frozenset[str]], None],
+    read_only_forgejo: ForgejoLike | None = None,
 ) -> AuthorizationServer:
     """
     Build the authorization server's objects.
@@ -99,6 +100,8 @@ def build_authorization_server(
     :param bearer: the bearer cache, told about revoked tokens.
     :param sessions: the session layer, told to end a revoked grant's sessions.
     :param memberships: told each user's Forgejo organizations at login.
+    :param read_only_forgejo: the OAuth2 application at Forgejo read-only
+        grants are made through, when they have scopes of their own.
     :param authentication: the client authentication registry (default: the
         secret-based and public methods, and ``private_key_jwt`` with
         ``documents``, over the directory's clients).
@@ -126,7 +129,15 @@ def build_authorization_server(
         partial(keys.derive_each, "cookies"), settings.secure_cookies, clock
     )
     login = ForgejoLogin(
-        settings, store, clock, keys, forgejo, upstream, cookies, memberships
+        settings,
+        store,
+        clock,
+        keys,
+        forgejo,
+        upstream,
+        cookies,
+        memberships,
+        read_only_forgejo=read_only_forgejo,
     )
     consent_modes = ConsentModes(
         store, clock, fanout, settings.policy, client_names=settings.client_names
@@ -142,6 +153,7 @@ def build_authorization_server(
         fanout,
         sessions,
         consent_modes,
+        read_only_forgejo=read_only_forgejo,
     )
     return AuthorizationServer(
         settings=settings,

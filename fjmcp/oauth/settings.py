@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 
+from fjmcp.interfaces import UpstreamGrants
 from fjmcp.oauth.metadata import endpoint, resource_url
 from fjmcp.policy.rules import ClientNames, PolicyConfig
 
@@ -38,7 +39,8 @@ class OAuthSettings:
     refresh_reuse_grace: float = 30.0
     """How long a spent refresh token still gets its answer again (0: never)."""
     forgejo_scopes_read_only: tuple[str, ...] = ()
-    """Scopes asked of Forgejo for a read-only grant (empty: forgejo_scopes)."""
+    """Scopes of the read-only consents' own upstream grant (empty: they share
+    the full-access grant); set only with an application of their own."""
     policy: PolicyConfig = PolicyConfig()
     """The consent page's default mode and the clients denied full access."""
     client_names: ClientNames = ClientNames()
@@ -50,11 +52,12 @@ class OAuthSettings:
             client_id, self.client_names.name_of(client_id)
         )
 
-    def scopes_for(self, read_only: bool) -> tuple[str, ...]:
-        """The Forgejo scopes of the upstream grant of one consent mode."""
-        if read_only and self.forgejo_scopes_read_only:
-            return self.forgejo_scopes_read_only
-        return self.forgejo_scopes
+    @property
+    def grants(self) -> UpstreamGrants:
+        """The upstream grants the broker keeps per user."""
+        return UpstreamGrants(
+            self.forgejo_scopes, self.forgejo_scopes_read_only or None
+        )
 
     @property
     def issuer(self) -> str:

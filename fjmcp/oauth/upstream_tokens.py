@@ -1,10 +1,13 @@
 # -*- test-case-name: tests.oauth.test_upstream_tokens -*-
 """
-Each user's current Forgejo token, as the rest of the broker sees it.
+The current Forgejo token of each upstream grant, as the rest of the broker
+sees it.
 
-Tokens are stored per upstream grant (user and Forgejo scope set); this
-object serves the broker's configured grant (``forgejo_scopes``), today's
-only one, and stamps every token it hands out with that scope set.
+A user may hold several grants at Forgejo (`fjmcp.interfaces.UpstreamGrants`:
+full access, and read-only when the operator gives read-only consents a
+scope set and an OAuth2 application of their own); each has its own token,
+stored, cached and refreshed on its own, keyed by `UpstreamGrant` (user and
+scope set).
 
 `UpstreamTokens` implements `fjmcp.interfaces.IUpstreamTokens`: memory
 first, the store once on a miss (concurrent misses share one read), the
@@ -12,20 +15,27 @@ sealed row opened with the key ring. `replace` stores new tokens atomically
 (sealed, ``generation`` + 1, optionally only if the row is still at the
 generation the caller refreshed from) and tells the listeners, so that the
 lifecycle code can respawn children. The refresh token is never cached: it
-is read and opened only when a refresh needs it.
+is read and opened only when a refresh needs it. Only the full-access
+grant adopts a token stored before grants recorded their scopes (schema 1):
+such a token was made with the configured, full, scopes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fjmcp.interfaces import UpstreamToken
+from fjmcp.interfaces import (
+    FULL_CONSENT,
+    UpstreamGrant,
+    UpstreamGrants,
+    UpstreamToken,
+)
 from fjmcp.oauth.keys import SealingKeys
 from fjmcp.store.grants import upsert_user_txn
 from fjmcp.store.runner import Cursor, TxnRunner
@@ -37,7 +47,6 @@ from fjmcp.store.upstream_tokens import (
     get_upstream_txn,
     put_upstream_txn,
     release_refresh_lease_txn,
-    scope_key,
     upstream_aad,
 )
 
@@ -65,6 +74,7 @@ def _replace_txn(
     now: float,
     expected_generation: int | None,
     scopes: str,
+    adopt: bool,
 ) -> _Replaced | None:
     user_id = upsert_user_txn(cursor, user, forgejo_id, now)
     generation = put_upstream_txn(
@@ -77,12 +87,9 @@ def _replace_txn(
         now,
         expected_generation,
         scopes,
+        adopt,
     )
     return None if generation is None else _Replaced(user_id, generation)
-
-
-def _scope_tuple(scopes: Iterable[str]) -> tuple[str, ...]:
-    return tuple(scopes)
 
 
 def _tell_nobody(token: UpstreamToken) -> None:
@@ -92,8 +99,10 @@ def _tell_nobody(token: UpstreamToken) -> None:
 @define
 class UpstreamTokens:
     """
-    The broker's view of each user's current Forgejo token.
+    The broker's view of the current Forgejo token of each upstream grant.
 
+    :param grants: the grants the broker keeps per user (which scope sets
+        there are, and which one is the full-access grant).
     :param on_stored: called with every token stored from now on (refresh,
         fresh login, ``issue-token``), so the sessions respawn their children
         with it; an exception from it is logged.
@@ -102,10 +111,11 @@ class UpstreamTokens:
     _store: TxnRunner
     _keys: SealingKeys
     _clock: IReactorTime
-    scopes: tuple[str, ...] = field(default=(), converter=_scope_tuple)
-    """The Forgejo scopes of the grant served (the configured ``forgejo_scopes``)."""
-    _cache: dict[str, UpstreamToken] = field(factory=dict, init=False)
-    _waiting: dict[str, list[Deferred[UpstreamToken]]] = field(factory=dict, init=False)
+    grants: UpstreamGrants = field(factory=UpstreamGrants)
+    _cache: dict[UpstreamGrant, UpstreamToken] = field(factory=dict, init=False)
+    _waiting: dict[UpstreamGrant, list[Deferred[UpstreamToken]]] = field(
+        factory=dict, init=False
+    )
     _on_stored: Callable[[UpstreamToken], None] = field(
         default=_tell_nobody, kw_only=True
     )
@@ -113,58 +123,66 @@ class UpstreamTokens:
 
     log = Logger()
 
-    @property
-    def _key(self) -> str:
-        return scope_key(self.scopes)
+    def grant(self, user: str, consent: str = FULL_CONSENT) -> UpstreamGrant:
+        """``user``'s upstream grant for a consent mode (`UpstreamGrants.of`)."""
+        return self.grants.of(user, consent)
+
+    def _adopts(self, grant: UpstreamGrant) -> bool:
+        """Whether ``grant`` takes over a schema-1 row (the full-access one)."""
+        return not self.grants.is_read_only(grant)
 
     # --- reading ----------------------------------------------------------------
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
         """
-        The user's current token: fired at once from memory, else read from
+        The grant's current token: fired at once from memory, else read from
         the store once. Fails with `NoUpstreamTokenError` if there is none.
         """
-        hit = self._cache.get(user)
+        hit = self._cache.get(grant)
         if hit is not None:
             return succeed(hit)
         waiter: Deferred[UpstreamToken] = Deferred()
-        waiters = self._waiting.get(user)
+        waiters = self._waiting.get(grant)
         if waiters is not None:
             waiters.append(waiter)
         else:
-            self._waiting[user] = [waiter]
-            Deferred.fromCoroutine(self._miss(user))
+            self._waiting[grant] = [waiter]
+            Deferred.fromCoroutine(self._miss(grant))
         return waiter
 
-    async def _miss(self, user: str) -> None:
+    async def _miss(self, grant: UpstreamGrant) -> None:
         outcome: UpstreamToken | Exception
         try:
-            outcome = await self._load(user)
+            outcome = await self._load(grant)
         except Exception as e:
             outcome = e
-        for waiter in self._waiting.pop(user, []):
+        for waiter in self._waiting.pop(grant, []):
             if isinstance(outcome, Exception):
                 waiter.errback(outcome)
             else:
                 waiter.callback(outcome)
 
-    async def _read(self, user: str) -> SealedUpstream:
+    async def _read(self, grant: UpstreamGrant) -> SealedUpstream:
         self.store_reads += 1
-        row = await self._store.run(get_upstream_txn, user, self._key)
+        row = await self._store.run(
+            get_upstream_txn, grant.user, grant.key, self._adopts(grant)
+        )
         if row is None:
-            raise NoUpstreamTokenError(f"no Forgejo token stored for {user!r}")
+            raise NoUpstreamTokenError(
+                f"no Forgejo token stored for {grant.user!r} ({grant.key or 'default'})"
+            )
         return row
 
-    async def _load(self, user: str) -> UpstreamToken:
-        row = await self._read(user)
-        token = self._open(row)
-        cached = self._cache.get(user)
+    async def _load(self, grant: UpstreamGrant) -> UpstreamToken:
+        row = await self._read(grant)
+        token = self._open(grant, row)
+        cached = self._cache.get(grant)
         if cached is None or cached.generation < token.generation:
-            self._cache[user] = token
+            self._cache[grant] = token
             return token
         return cached
 
-    def _open(self, row: SealedUpstream) -> UpstreamToken:
+    def _open(self, grant: UpstreamGrant, row: SealedUpstream) -> UpstreamToken:
         access = self._keys.open(
             row.key_id, row.access_sealed, upstream_aad(row.user_id, "access")
         )
@@ -173,15 +191,15 @@ class UpstreamTokens:
             access_token=access.decode("utf-8"),
             expires_at=math.inf if row.expires_at is None else row.expires_at,
             generation=row.generation,
-            scopes=self.scopes,
+            scopes=grant.scopes,
         )
 
-    async def refresh_token(self, user: str) -> tuple[str | None, int]:
+    async def refresh_token(self, grant: UpstreamGrant) -> tuple[str | None, int]:
         """
-        The user's Forgejo refresh token (``None`` if there is none) and the
+        The grant's Forgejo refresh token (``None`` if there is none) and the
         generation it belongs to, read from the store (never cached).
         """
-        row = await self._read(user)
+        row = await self._read(grant)
         if row.refresh_sealed is None:
             return None, row.generation
         refresh = self._keys.open(
@@ -193,7 +211,7 @@ class UpstreamTokens:
 
     async def replace(
         self,
-        user: str,
+        grant: UpstreamGrant,
         access_token: str,
         refresh_token: str | None,
         expires_at: float | None,
@@ -202,7 +220,8 @@ class UpstreamTokens:
         expected_generation: int | None = None,
     ) -> UpstreamToken | None:
         """
-        Store new Forgejo tokens for ``user`` (created if unknown), sealed.
+        Store new Forgejo tokens for ``grant`` (its user created if
+        unknown), sealed.
 
         With ``expected_generation`` nothing is written unless the stored
         tokens are still of that generation; ``None`` is returned then.
@@ -211,7 +230,7 @@ class UpstreamTokens:
         now = self._clock.seconds()
         done = await self._store.run(
             _replace_txn,
-            user,
+            grant.user,
             forgejo_id,
             self._keys.seal,
             access_token,
@@ -219,23 +238,25 @@ class UpstreamTokens:
             expires_at,
             now,
             expected_generation,
-            self._key,
+            grant.key,
+            self._adopts(grant),
         )
         if done is None:
             return None
         token = UpstreamToken(
-            user=user,
+            user=grant.user,
             access_token=access_token,
             expires_at=math.inf if expires_at is None else expires_at,
             generation=done.generation,
-            scopes=self.scopes,
+            scopes=grant.scopes,
         )
-        cached = self._cache.get(user)
+        cached = self._cache.get(grant)
         if cached is None or cached.generation < token.generation:
-            self._cache[user] = token
+            self._cache[grant] = token
         self.log.info(
-            "Forgejo token of {user} replaced (generation {generation})",
-            user=user,
+            "Forgejo token of {user} ({grant}) replaced (generation {generation})",
+            user=grant.user,
+            grant="read-only grant" if self.grants.is_read_only(grant) else "grant",
             generation=token.generation,
         )
         try:
@@ -245,31 +266,38 @@ class UpstreamTokens:
         return token
 
     async def claim_refresh(
-        self, user: str, owner: str, generation: int, seconds: float
+        self, grant: UpstreamGrant, owner: str, generation: int, seconds: float
     ) -> bool:
         """
-        Take the refresh lease of the user's grant for node ``owner`` (see
+        Take the refresh lease of ``grant`` for node ``owner`` (see
         `claim_refresh_lease_txn`): whether this node may refresh it now.
         """
         claimed: bool = await self._store.run(
-            claim_refresh_lease_txn, user, self._key, owner, generation, seconds
+            claim_refresh_lease_txn, grant.user, grant.key, owner, generation, seconds
         )
         return claimed
 
-    async def release_refresh(self, user: str, owner: str) -> None:
+    async def release_refresh(self, grant: UpstreamGrant, owner: str) -> None:
         """Give back a lease whose refresh stored nothing."""
-        await self._store.run(release_refresh_lease_txn, user, self._key, owner)
+        await self._store.run(release_refresh_lease_txn, grant.user, grant.key, owner)
 
     def forget(self, user: str) -> None:
-        """Drop the cached token of ``user`` (the next `current` reads the store)."""
-        self._cache.pop(user, None)
+        """Drop the cached tokens of every grant of ``user``."""
+        for grant in [g for g in self._cache if g.user == user]:
+            del self._cache[grant]
+
+    def forget_grant(self, grant: UpstreamGrant) -> None:
+        """Drop the cached token of ``grant`` (the next `current` reads the store)."""
+        self._cache.pop(grant, None)
 
     def forget_all(self) -> None:
         """Drop every cached token (another node may have replaced any)."""
         self._cache.clear()
 
-    async def delete(self, user: str) -> bool:
-        """Remove the user's Forgejo tokens of this grant from store and memory."""
-        self.forget(user)
-        deleted: bool = await self._store.run(delete_upstream_txn, user, self._key)
+    async def delete(self, grant: UpstreamGrant) -> bool:
+        """Remove the grant's Forgejo tokens from store and memory."""
+        self.forget_grant(grant)
+        deleted: bool = await self._store.run(
+            delete_upstream_txn, grant.user, grant.key
+        )
         return deleted

@@ -7,9 +7,9 @@ Children belong to *owners*. Today an owner is an MCP session (its key is
 the session id); the stateless protocol's children are owned by an identity
 (an `IdentityKey`), in the same table. An owner is bound to an `Identity`
 (Forgejo user + OAuth client), never to one access token. Its child runs
-with the user's Forgejo token; when that token is refreshed the owner gets
-a new child (a new *generation*) while requests in flight finish on the old
-one.
+with the Forgejo token of the user's upstream grant for the identity's
+consent mode; when that token is refreshed the owner gets a new child (a
+new *generation*) while requests in flight finish on the old one.
 
 This package knows nothing of MCP: what the child writes goes to the
 owner's *router* (the bridge's per-owner state, the `OwnerRouter` protocol
@@ -25,7 +25,7 @@ from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from fjmcp.interfaces import ChildExit, IChild, Identity
+from fjmcp.interfaces import ChildExit, IChild, Identity, UpstreamGrant
 from fjmcp.sessions.handshake import Handshaker
 
 __all__ = ["ChildOwner", "IdentityKey", "OwnerKey", "OwnerRouter"]
@@ -101,6 +101,9 @@ class ChildOwner:
     last_activity: float
     token_generation: int
     """The generation of the Forgejo token the current child runs with."""
+    upstream: UpstreamGrant | None = None
+    """The upstream grant whose Forgejo token the children hold (by the
+    identity's consent mode); None: the user's grant of no scopes."""
     generation: int = 1
     """The current child generation: new requests go to this child."""
     children: dict[int, IChild] = field(factory=dict)
@@ -143,6 +146,11 @@ class ChildOwner:
     def client_id(self) -> str:
         """The OAuth client the owner was started through."""
         return self.identity.client_id
+
+    @property
+    def grant(self) -> UpstreamGrant:
+        """The upstream grant whose Forgejo token the children hold."""
+        return self.upstream or UpstreamGrant(self.identity.user)
 
     @property
     def child(self) -> IChild | None:

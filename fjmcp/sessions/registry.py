@@ -2,8 +2,8 @@
 """
 The table of child owners: creation under caps, lookup bound to an identity
 (by owner key, by user, by user and client), ending them (DELETE, idle,
-child exit, revocation, shutdown), and the child swap when a user's Forgejo
-token is refreshed.
+child exit, revocation, shutdown), and the child swap when the Forgejo token
+of an owner's upstream grant is refreshed.
 
 An owner is an MCP session today (keyed by its session id) and an identity
 for the stateless protocol (keyed by `IdentityKey`); both live in the same
@@ -42,6 +42,7 @@ from fjmcp.interfaces import (
     ISpawner,
     ISpawnObserver,
     IUpstreamTokens,
+    UpstreamGrant,
     UpstreamToken,
 )
 from fjmcp.observers import NO_OBSERVER
@@ -74,6 +75,12 @@ END_KINDS: Final = ("deleted", "idle", "child_exit", "revoked", "shutdown", "oth
 
 SpecFactory = Callable[[UpstreamToken, str], ChildSpec]
 RouterFactory = Callable[[ChildOwner], OwnerRouter]
+GrantOf = Callable[[Identity], UpstreamGrant]
+
+
+def _grant_of_no_scopes(identity: Identity) -> UpstreamGrant:
+    """The default `GrantOf`: every consent on the user's one grant."""
+    return UpstreamGrant(identity.user)
 
 
 class SessionError(Exception):
@@ -225,6 +232,9 @@ class SessionRegistry:
         ``lambda t, label: child_spec(children, token=t, label=label)``.
     :param spawn_gate: bounds how many new owners' children start at once
         (`SpawnGate`); without it every start is immediate.
+    :param grant_of: the upstream grant whose Forgejo token an identity's
+        children hold (`fjmcp.interfaces.UpstreamGrants.of` by its consent
+        mode): a read-only grant's children never get the full grant's token.
     """
 
     _spawner: ISpawner
@@ -234,12 +244,13 @@ class SessionRegistry:
     _settings: SessionSettings
     _spawn_gate: SpawnGate | None = None
     _spawns: ISpawnObserver = field(default=NO_OBSERVER, kw_only=True)
+    _grant_of: GrantOf = field(default=_grant_of_no_scopes, kw_only=True)
     _owners: dict[OwnerKey, ChildOwner] = field(factory=dict)
     _by_user: dict[str, dict[OwnerKey, ChildOwner]] = field(factory=dict)
     _by_grant: dict[tuple[str, str], dict[OwnerKey, ChildOwner]] = field(factory=dict)
     _children_total: int = 0
     _children_by_user: dict[str, int] = field(factory=dict)
-    _newest_token: dict[str, int] = field(factory=dict)
+    _newest_token: dict[UpstreamGrant, int] = field(factory=dict)
     started: int = 0
     ended: int = 0
     ended_by: dict[str, int] = field(factory=lambda: dict.fromkeys(END_KINDS, 0))
@@ -309,7 +320,7 @@ class SessionRegistry:
     ) -> ChildOwner:
         """
         Start an owner ``key`` for ``identity``: reserve a child, get the
-        user's Forgejo token, spawn the child. Raises a `SessionError`
+        Forgejo token of its upstream grant, spawn the child. Raises a `SessionError`
         subclass (`OwnerExistsError` when ``key`` is live).
 
         :param bring_up: run the router's `Handshaker` on the first child
@@ -320,8 +331,9 @@ class SessionRegistry:
             raise OwnerExistsError("this owner already has a child")
         self.reserve(identity.user)
         began = self._clock.seconds()
+        grant = self._grant_of(identity)
         try:
-            token = await self._tokens.current(identity.user)
+            token = await self._tokens.current(grant)
         except Exception as e:
             self.release(identity.user)
             self.log.info(
@@ -349,6 +361,7 @@ class SessionRegistry:
             created_at=now,
             last_activity=now,
             token_generation=token.generation,
+            upstream=grant,
         )
         owner.request_end = self.end
         owner.ready = not bring_up
@@ -598,6 +611,10 @@ class SessionRegistry:
         """Forgejo logins with at least one live owner."""
         return frozenset(self._by_user)
 
+    def live_grants(self) -> frozenset[UpstreamGrant]:
+        """The upstream grants whose tokens live owners' children hold."""
+        return frozenset(o.grant for o in self._owners.values())
+
     def end_user(self, user: str, reason: str) -> Deferred[None]:
         """End every owner of ``user``."""
         return self.end_many(self.owners_of(user), reason, "revoked")
@@ -608,12 +625,14 @@ class SessionRegistry:
 
     def token_rotated(self, token: UpstreamToken) -> None:
         """
-        ``token.user``'s Forgejo token changed: give each of their owners a
-        new child running with it (the client notices nothing).
+        The Forgejo token of ``token.grant`` changed: give each owner whose
+        children hold that grant's token a new child running with it (the
+        client notices nothing). Owners on the user's other grant keep theirs.
         """
         self._note_token(token)
+        grant = token.grant
         for owner in self.owners_of(token.user):
-            if owner.token_generation < token.generation:
+            if owner.grant == grant and owner.token_generation < token.generation:
                 self._start_respawn(owner)
 
     # -- respawn -------------------------------------------------------------
@@ -621,16 +640,16 @@ class SessionRegistry:
     def respawn_if_stale(self, owner: ChildOwner) -> None:
         """
         Called by the bridge when it dispatches a message to ``owner``: if
-        its child predates the newest token seen for the user, start a
-        respawn (the message still goes to the current child).
+        its child predates the newest token seen for its upstream grant,
+        start a respawn (the message still goes to the current child).
         """
-        newest = self._newest_token.get(owner.user)
+        newest = self._newest_token.get(owner.grant)
         if newest is not None and newest > owner.token_generation:
             self._start_respawn(owner)
 
     def _note_token(self, token: UpstreamToken) -> None:
-        if token.generation > self._newest_token.get(token.user, -1):
-            self._newest_token[token.user] = token.generation
+        if token.generation > self._newest_token.get(token.grant, -1):
+            self._newest_token[token.grant] = token.generation
 
     def _label(self, owner: ChildOwner) -> str:
         if isinstance(owner.key, str):
@@ -655,7 +674,7 @@ class SessionRegistry:
         )
 
     async def _respawn(self, owner: ChildOwner) -> None:
-        started_for = self._newest_token.get(owner.user, -1)
+        started_for = self._newest_token.get(owner.grant, -1)
         try:
             await respawn_owner(self, owner)
         finally:
@@ -665,7 +684,7 @@ class SessionRegistry:
         # idle owner does not keep a token older than the newest. A failed
         # handshake with no newer token is not retried here (the next
         # request or rotation retries it), so this cannot loop.
-        newest = self._newest_token.get(owner.user, -1)
+        newest = self._newest_token.get(owner.grant, -1)
         if newest > started_for and owner.token_generation < newest:
             self._start_respawn(owner)
 
@@ -687,5 +706,5 @@ class SessionRegistry:
 
     @property
     def tokens(self) -> IUpstreamTokens:
-        """Where the users' current Forgejo tokens come from."""
+        """Where the upstream grants' current Forgejo tokens come from."""
         return self._tokens

@@ -53,8 +53,8 @@ async def bring_up_child(
 
 
 async def respawn_owner(registry: SessionRegistry, owner: ChildOwner) -> None:
-    """Give ``owner`` a child with the user's current token (module docstring)."""
-    token = await registry.tokens.current(owner.user)
+    """Give ``owner`` a child with its grant's current token (module docstring)."""
+    token = await registry.tokens.current(owner.grant)
     if registry.closing or owner.ended or token.generation <= owner.token_generation:
         return
     router = owner.router

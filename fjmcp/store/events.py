@@ -34,21 +34,28 @@ Kind = Literal["revoked", "upstream"]
 class StoreEvent:
     """
     ``revoked``: the tokens of ``user`` (through ``client_id``, or all of
-    them when it is ``None``) were revoked. ``upstream``: ``user``'s
-    Forgejo token is now at ``generation`` (0: deleted).
+    them when it is ``None``) were revoked. ``upstream``: the Forgejo token
+    of ``user``'s upstream grant ``scopes`` (its scope key; ``None``: every
+    grant of the user) is now at ``generation`` (0: deleted).
     """
 
     kind: Kind
     user: str
     client_id: str | None = None
     generation: int = 0
+    scopes: str | None = None
 
     def encode(self) -> str:
         """The notification payload."""
-        return json.dumps(
-            {"k": self.kind, "u": self.user, "c": self.client_id, "g": self.generation},
-            separators=(",", ":"),
-        )
+        payload: dict[str, object] = {
+            "k": self.kind,
+            "u": self.user,
+            "c": self.client_id,
+            "g": self.generation,
+        }
+        if self.scopes is not None:
+            payload["s"] = self.scopes
+        return json.dumps(payload, separators=(",", ":"))
 
     @classmethod
     def decode(cls, payload: str) -> StoreEvent | None:
@@ -66,7 +73,10 @@ class StoreEvent:
             return None
         if not isinstance(generation, int) or isinstance(generation, bool):
             return None
-        return cls(kind, user, client, generation)
+        scopes = data.get("s")
+        if scopes is not None and not isinstance(scopes, str):
+            return None
+        return cls(kind, user, client, generation, scopes)
 
 
 def publish_txn(cursor: Cursor, event: StoreEvent) -> None:

@@ -13,6 +13,7 @@ replaces (compare-and-swap), so two refreshes of one user cannot both win.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from attrs import field, frozen
 
@@ -40,7 +41,7 @@ __all__ = [
 Sealer = Callable[[bytes, bytes], tuple[str, bytes]]
 
 #: The grant key of rows stored before grants recorded their scopes; the
-#: first grant of the user read or written adopts it.
+#: user's full-access grant adopts it the first time it is read or written.
 LEGACY_SCOPES = ""
 
 
@@ -86,13 +87,19 @@ def _adopt_legacy(cursor: Cursor, user_id: int, scopes: str) -> None:
 
 
 def get_upstream_txn(
-    cursor: Cursor, login: str, scopes: str = LEGACY_SCOPES
+    cursor: Cursor, login: str, scopes: str = LEGACY_SCOPES, adopt: bool = True
 ) -> SealedUpstream | None:
-    """The sealed tokens of ``login``'s grant ``scopes``, or ``None``."""
+    """
+    The sealed tokens of ``login``'s grant ``scopes``, or ``None``. With
+    ``adopt`` the grant first takes over a row of schema 1 (only the
+    full-access grant may: such a row holds a token of the configured,
+    full, scopes).
+    """
     found = cursor.execute("SELECT id FROM users WHERE login = ?", (login,)).fetchone()
     if found is None:
         return None
-    _adopt_legacy(cursor, int(found[0]), scopes)
+    if adopt:
+        _adopt_legacy(cursor, int(found[0]), scopes)
     row = cursor.execute(
         "SELECT u.user_id, users.login, u.key_id, u.access_sealed, u.refresh_sealed, "
         "u.expires_at, u.generation, u.updated_at, u.scopes FROM upstream_tokens AS u "
@@ -124,14 +131,17 @@ def put_upstream_txn(
     now: float,
     expected_generation: int | None = None,
     scopes: str = LEGACY_SCOPES,
+    adopt: bool = True,
 ) -> int | None:
     """
     Replace the tokens of the user's grant ``scopes``; the new generation.
 
     With ``expected_generation`` the write happens only if the row is still
     at that generation (``None`` is returned otherwise, nothing written).
+    ``adopt``: as in `get_upstream_txn`.
     """
-    _adopt_legacy(cursor, user_id, scopes)
+    if adopt:
+        _adopt_legacy(cursor, user_id, scopes)
     row = cursor.execute(
         "SELECT generation FROM upstream_tokens WHERE user_id = ? AND scopes = ?",
         (user_id, scopes),
@@ -169,7 +179,9 @@ def put_upstream_txn(
         "SELECT login FROM users WHERE id = ?", (user_id,)
     ).fetchone()
     if login is not None:
-        publish_txn(cursor, StoreEvent("upstream", str(login[0]), None, generation))
+        publish_txn(
+            cursor, StoreEvent("upstream", str(login[0]), None, generation, scopes)
+        )
     return generation
 
 
@@ -260,6 +272,15 @@ class DueToken:
     """Whether the user holds an unrevoked, unexpired broker refresh token."""
     scopes: str = LEGACY_SCOPES
     """The upstream grant's scope key: refresh is once per grant."""
+    live_full: bool = False
+    """Whether one of those refresh tokens is of a full-access grant."""
+    live_read_only: bool = False
+    """Whether one of those refresh tokens is of a read-only grant."""
+
+
+#: A broker token of a read-only grant: its scope holds ``mcp:read-only``
+#: (`fjmcp.oauth.challenge.READ_ONLY_SCOPE`), matched as a whole word.
+_READ_ONLY_SCOPE_PATTERN: Final = "% mcp:read-only %"
 
 
 def due_tokens_txn(cursor: Cursor, before: float, now: float) -> list[DueToken]:
@@ -267,20 +288,33 @@ def due_tokens_txn(cursor: Cursor, before: float, now: float) -> list[DueToken]:
     Every stored Forgejo token with a refresh token whose access token
     expires before ``before``, soonest first, with whether its user holds a
     broker refresh token that is alive at ``now`` (not revoked, not yet
-    rotated, not expired).
+    rotated, not expired), of a full-access and of a read-only grant.
     """
+    live = (
+        "SELECT 1 FROM tokens AS t WHERE t.user_id = u.user_id"
+        " AND t.kind = 'refresh' AND t.revoked_at IS NULL"
+        " AND t.rotated_at IS NULL AND t.expires_at > ?"
+        " AND (' ' || t.scope || ' ') {} LIKE ?"
+    )
     rows = cursor.execute(
-        "SELECT users.login, u.generation, u.expires_at, EXISTS ("
-        "  SELECT 1 FROM tokens AS t WHERE t.user_id = u.user_id"
-        "  AND t.kind = 'refresh' AND t.revoked_at IS NULL"
-        "  AND t.rotated_at IS NULL AND t.expires_at > ?"
-        "), u.scopes FROM upstream_tokens AS u JOIN users ON users.id = u.user_id "
+        "SELECT users.login, u.generation, u.expires_at, u.scopes, "  # noqa: S608
+        f"EXISTS ({live.format('NOT')}), EXISTS ({live.format('')}) "
+        "FROM upstream_tokens AS u JOIN users ON users.id = u.user_id "
         "WHERE u.expires_at IS NOT NULL AND u.expires_at < ? "
         "AND u.refresh_sealed IS NOT NULL ORDER BY u.expires_at",
-        (now, before),
+        (now, _READ_ONLY_SCOPE_PATTERN, now, _READ_ONLY_SCOPE_PATTERN, before),
     ).fetchall()
     return [
-        DueToken(str(r[0]), float(r[2]), int(r[1]), bool(r[3]), str(r[4])) for r in rows
+        DueToken(
+            user=str(r[0]),
+            expires_at=float(r[2]),
+            generation=int(r[1]),
+            has_live_grant=bool(r[4]) or bool(r[5]),
+            scopes=str(r[3]),
+            live_full=bool(r[4]),
+            live_read_only=bool(r[5]),
+        )
+        for r in rows
     ]
 
 

@@ -80,13 +80,28 @@ class IHTTPReactor(
 
 @frozen(kw_only=True)
 class ForgejoSettings:
-    """Which Forgejo, as which OAuth application, with what patience."""
+    """Which Forgejo, as which OAuth application(s), with what patience."""
 
     base_url: str
     client_id: str
     client_secret: str = field(repr=False)
     timeout: float = DEFAULT_TIMEOUT
     """Seconds each call (connect, send, read the answer) may take."""
+    read_only_client_id: str = ""
+    """The application read-only grants are made through ("": none of their own)."""
+    read_only_client_secret: str = field(default="", repr=False)
+
+    @property
+    def read_only(self) -> ForgejoSettings | None:
+        """The read-only grants' application, if they have one of their own."""
+        if not self.read_only_client_id:
+            return None
+        return ForgejoSettings(
+            base_url=self.base_url,
+            client_id=self.read_only_client_id,
+            client_secret=self.read_only_client_secret,
+            timeout=self.timeout,
+        )
 
 
 @frozen

@@ -23,7 +23,7 @@ from fjmcp.admin.commands import AdminContext, all_commands
 from fjmcp.admin.server import AdminCommandError, AdminHandlers
 from fjmcp.admin.settings import AdminSettings
 from fjmcp.admin.tokens import AdminTokenIssuer, read_forgejo_token
-from fjmcp.interfaces import Identity
+from fjmcp.interfaces import Identity, UpstreamGrant
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing, load_keyring, prepend_new_key
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
@@ -79,7 +79,9 @@ def test_issued_tokens_pass_the_bearer_check() -> None:
         identity = _outcome(auth.authenticate(b"Bearer " + token.encode()))
         assert isinstance(identity, Identity)
         assert (identity.user, identity.client_id) == ("alice", "admin-cli")
-    upstream = _outcome(UpstreamTokens(store, ring, clock).current("alice"))
+    upstream = _outcome(
+        UpstreamTokens(store, ring, clock).current(UpstreamGrant("alice"))
+    )
     assert upstream.access_token == "pat"
     dump = store.all_bytes()
     assert b"pat\x00" not in dump
@@ -200,7 +202,9 @@ def test_issue_token_offline_uses_the_store_and_key_file(tmp_path: Path) -> None
         _outcome(auth.authenticate(b"Bearer " + token.encode())), Identity
     )
     upstream = UpstreamTokens(store, load_keyring(keys), clock)
-    assert _outcome(upstream.current("alice")).access_token == "pat-secret"
+    assert (
+        _outcome(upstream.current(UpstreamGrant("alice"))).access_token == "pat-secret"
+    )
 
 
 def test_issue_token_offline_without_key_file_is_clear(tmp_path: Path) -> None:

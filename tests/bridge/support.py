@@ -26,6 +26,8 @@ from fjmcp.interfaces import (
     ICallObserver,
     Identity,
     InvalidToken,
+    UpstreamGrant,
+    UpstreamGrants,
     UpstreamToken,
 )
 from fjmcp.observers import NO_OBSERVER
@@ -88,23 +90,34 @@ class FixedAuthenticator:
 
 @define
 class FakeTokens:
-    """Each user's current Forgejo token (generation grows on `rotate`)."""
+    """
+    Each upstream grant's current Forgejo token (generation grows on
+    `rotate`): ``forgejo-<user>-<generation>`` for a grant of no scopes,
+    ``forgejo-<user>-<scopes>-<generation>`` for another.
+    """
 
-    generations: dict[str, int] = field(factory=dict)
+    generations: dict[UpstreamGrant, int] = field(factory=dict)
     missing: set[str] = field(factory=set)
+    """Users with no token at all."""
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
-        """The user's token now."""
-        if user in self.missing:
-            return fail(KeyError(user))
-        gen = self.generations.setdefault(user, 1)
-        return succeed(UpstreamToken(user, f"forgejo-{user}-{gen}", 1e12, gen))
+    @staticmethod
+    def _token(grant: UpstreamGrant, gen: int) -> UpstreamToken:
+        tag = "-".join((grant.user, *(s.replace(":", "_") for s in grant.scopes)))
+        return UpstreamToken(
+            grant.user, f"forgejo-{tag}-{gen}", 1e12, gen, grant.scopes
+        )
 
-    def rotate(self, user: str) -> UpstreamToken:
-        """A new token for ``user``."""
-        self.generations[user] = self.generations.get(user, 1) + 1
-        gen = self.generations[user]
-        return UpstreamToken(user, f"forgejo-{user}-{gen}", 1e12, gen)
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
+        """The grant's token now."""
+        if grant.user in self.missing:
+            return fail(KeyError(grant.user))
+        return succeed(self._token(grant, self.generations.setdefault(grant, 1)))
+
+    def rotate(self, user: str, scopes: tuple[str, ...] = ()) -> UpstreamToken:
+        """A new token for ``user``'s grant ``scopes``."""
+        grant = UpstreamGrant(user, scopes)
+        self.generations[grant] = self.generations.get(grant, 1) + 1
+        return self._token(grant, self.generations[grant])
 
 
 def spec_factory(token: UpstreamToken, label: str) -> ChildSpec:
@@ -227,6 +240,8 @@ class Harness:
     """The requestState keys (None: a random one); nodes of a cluster share them."""
     refusals: Any = NO_OBSERVER
     """Told of the calls the policy refused (an `IPolicyObserver`)."""
+    grants: UpstreamGrants = field(factory=UpstreamGrants)
+    """The upstream grants per user (default: one, for every consent mode)."""
     registry: SessionRegistry = field(init=False)
     resource: McpResource = field(init=False)
 
@@ -237,6 +252,7 @@ class Harness:
             spec_factory,
             self.clock,
             session_settings(self.config),
+            grant_of=lambda identity: self.grants.of(identity.user, identity.consent),
         )
         self.resource = McpResource(
             settings=mcp_settings(self.config),

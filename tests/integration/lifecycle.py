@@ -377,10 +377,11 @@ class Deployment:
         assert self.service.broker is not None
         return self.service.broker.supervisor.live
 
-    async def current(self, user: str) -> UpstreamToken:
-        """The user's current Forgejo token, as the broker holds it."""
+    async def current(self, user: str, consent: str = "full") -> UpstreamToken:
+        """The Forgejo token of ``user``'s grant for ``consent``, as held."""
         assert self.service.broker is not None
-        token: UpstreamToken = await self.service.broker.upstream_tokens.current(user)
+        upstream = self.service.broker.upstream_tokens
+        token: UpstreamToken = await upstream.current(upstream.grant(user, consent))
         return token
 
     def mcp(self, token: str) -> McpClient:

@@ -25,7 +25,7 @@ import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent
 
-from fjmcp.interfaces import UpstreamToken
+from fjmcp.interfaces import UpstreamGrant, UpstreamToken
 from fjmcp.policy.book import PolicyBook
 from fjmcp.sessions.registry import SessionRegistry, SessionSettings
 from fjmcp.settings import child_settings, mcp_settings, site_settings
@@ -55,9 +55,9 @@ def _reactor() -> Any:
 class _Tokens:
     """The user's Forgejo token (one, fixed)."""
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
         d: Deferred[UpstreamToken] = Deferred()
-        d.callback(UpstreamToken(user, FORGEJO_TOKEN, 1e12, 1))
+        d.callback(UpstreamToken(grant.user, FORGEJO_TOKEN, 1e12, 1, grant.scopes))
         return d
 
 

@@ -84,7 +84,8 @@ async def _exercise(d: Any) -> dict[str, str]:
     first = await d.current("alice")
     secrets["forgejo access token"] = first.access_token
     assert d.service.broker is not None
-    refresh, _ = await d.service.broker.upstream_tokens.refresh_token("alice")
+    upstream = d.service.broker.upstream_tokens
+    refresh, _ = await upstream.refresh_token(upstream.grant("alice"))
     assert refresh is not None
     secrets["forgejo refresh token"] = refresh
 

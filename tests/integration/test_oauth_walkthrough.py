@@ -31,7 +31,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from fjmcp.config import Config
-from fjmcp.interfaces import Identity, InvalidToken
+from fjmcp.interfaces import Identity, InvalidToken, UpstreamGrant
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.pkce import new_verifier, s256
@@ -328,7 +328,7 @@ async def test_walkthrough(deployment: Deployment, browser: Browser) -> None:
         ("mcp",),
     )
     # ... and the user's Forgejo token is stored, current and accepted by Forgejo.
-    upstream = await deployment.upstream.current("alice")
+    upstream = await deployment.upstream.current(UpstreamGrant("alice"))
     assert upstream.generation == 1
     user = deployment.standin._user_of_token(upstream.access_token)
     assert user is not None and user.login == "alice"

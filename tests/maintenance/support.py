@@ -23,7 +23,7 @@ from twisted.internet.task import Clock
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
-from fjmcp.interfaces import UpstreamToken
+from fjmcp.interfaces import UpstreamGrant, UpstreamToken
 from fjmcp.maintenance.refresher import DueToken, RefreshGrant
 from fjmcp.maintenance.settings import MaintenanceSettings
 from fjmcp.standin.app import StandinForgejo, StandinUser
@@ -50,39 +50,51 @@ class _Row:
     generation: int
 
 
+def _grant(who: str | UpstreamGrant) -> UpstreamGrant:
+    return who if isinstance(who, UpstreamGrant) else UpstreamGrant(who)
+
+
 @define
 class MemoryTokens:
     """
-    The users' stored Forgejo tokens, in memory: the store side of the
-    refresh and the broker's `IUpstreamTokens` view in one.
+    The upstream grants' stored Forgejo tokens, in memory: the store side of
+    the refresh and the broker's `IUpstreamTokens` view in one. A login
+    names the user's grant of no scopes.
     """
 
-    rows: dict[str, _Row] = field(factory=dict)
+    rows: dict[UpstreamGrant, _Row] = field(factory=dict)
     live_grants: set[str] = field(factory=set)
-    """Users holding a live broker refresh token."""
+    """Users holding a live broker refresh token (of any consent mode)."""
+    live_read_only: set[str] = field(factory=set)
+    """Users holding one of a read-only grant."""
     fail_due: list[Exception] = field(factory=list)
     """Errors the next `due` calls fail with, one per call."""
     stored: list[UpstreamToken] = field(factory=list)
-    leases: dict[str, str] = field(factory=dict)
-    """Refresh leases held: user -> node."""
+    leases: dict[UpstreamGrant, str] = field(factory=dict)
+    """Refresh leases held: grant -> node."""
     leased_elsewhere: set[str] = field(factory=set)
     """Users whose lease another node holds (claims are refused)."""
 
-    def put(self, user: str, tokens: ForgejoTokens, now: float) -> UpstreamToken:
+    def put(
+        self, who: str | UpstreamGrant, tokens: ForgejoTokens, now: float
+    ) -> UpstreamToken:
         """Store a login's tokens (as the OAuth callback does): generation + 1."""
-        old = self.rows.get(user)
+        grant = _grant(who)
+        old = self.rows.get(grant)
         generation = old.generation + 1 if old else 1
-        self.rows[user] = _Row(
+        self.rows[grant] = _Row(
             tokens.access_token,
             tokens.refresh_token,
             tokens.expires_at(now),
             generation,
         )
-        return self._token(user)
+        return self._token(grant)
 
-    def _token(self, user: str) -> UpstreamToken:
-        row = self.rows[user]
-        return UpstreamToken(user, row.access_token, row.expires_at, row.generation)
+    def _token(self, grant: UpstreamGrant) -> UpstreamToken:
+        row = self.rows[grant]
+        return UpstreamToken(
+            grant.user, row.access_token, row.expires_at, row.generation, grant.scopes
+        )
 
     def due(self, before: float, now: float) -> Deferred[Sequence[DueToken]]:
         """Tokens expiring before ``before`` (fails once per queued error)."""
@@ -90,65 +102,77 @@ class MemoryTokens:
             return fail(self.fail_due.pop(0))
         return succeed(
             [
-                DueToken(user, row.expires_at, row.generation, user in self.live_grants)
-                for user, row in sorted(self.rows.items())
+                DueToken(
+                    grant.user,
+                    row.expires_at,
+                    row.generation,
+                    grant.user in self.live_grants,
+                    grant.key,
+                    live_full=grant.user in self.live_grants,
+                    live_read_only=grant.user in self.live_read_only,
+                )
+                for grant, row in sorted(
+                    self.rows.items(), key=lambda i: (i[0].user, i[0].scopes)
+                )
                 if row.expires_at < before
             ]
         )
 
-    def refresh_grant(self, user: str) -> Deferred[RefreshGrant | None]:
+    def refresh_grant(self, grant: UpstreamGrant) -> Deferred[RefreshGrant | None]:
         """The stored refresh token and its generation."""
-        row = self.rows.get(user)
+        row = self.rows.get(grant)
         if row is None or row.refresh_token is None:
             return succeed(None)
         return succeed(
-            RefreshGrant(user, row.refresh_token, row.generation, row.expires_at)
+            RefreshGrant(grant, row.refresh_token, row.generation, row.expires_at)
         )
 
     def claim(self, grant: RefreshGrant, owner: str, seconds: float) -> Deferred[bool]:
         """The lease, unless `leased_elsewhere` names the user."""
         if grant.user in self.leased_elsewhere:
             return succeed(False)
-        self.leases[grant.user] = owner
+        self.leases[grant.grant] = owner
         return succeed(True)
 
     def release(self, grant: RefreshGrant, owner: str) -> Deferred[None]:
         """Drop the lease if ``owner`` holds it."""
-        if self.leases.get(grant.user) == owner:
-            del self.leases[grant.user]
+        if self.leases.get(grant.grant) == owner:
+            del self.leases[grant.grant]
         return succeed(None)
 
-    def newest(self, user: str) -> Deferred[UpstreamToken | None]:
+    def newest(self, grant: UpstreamGrant) -> Deferred[UpstreamToken | None]:
         """The stored row as a token (None if there is none)."""
-        return succeed(self._token(user) if user in self.rows else None)
+        return succeed(self._token(grant) if grant in self.rows else None)
 
     def store_refreshed(
         self, grant: RefreshGrant, tokens: ForgejoTokens, now: float
     ) -> Deferred[UpstreamToken | None]:
         """Replace the row if its generation is still the grant's."""
-        user = grant.user
-        row = self.rows.get(user)
+        row = self.rows.get(grant.grant)
         if row is None or row.generation != grant.generation:
             return succeed(None)
         row.access_token = tokens.access_token
         row.refresh_token = tokens.refresh_token or row.refresh_token
         row.expires_at = tokens.expires_at(now)
         row.generation += 1
-        self.leases.pop(user, None)  # a new token ends the lease, as in the store
-        token = self._token(user)
+        self.leases.pop(grant.grant, None)  # a new token ends the lease
+        token = self._token(grant.grant)
         self.stored.append(token)
         return succeed(token)
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
-        """The user's current token; KeyError when none is stored."""
-        if user not in self.rows:
-            return fail(KeyError(user))
-        return succeed(self._token(user))
+    def current(self, who: str | UpstreamGrant) -> Deferred[UpstreamToken]:
+        """The grant's current token; KeyError when none is stored."""
+        grant = _grant(who)
+        if grant not in self.rows:
+            return fail(KeyError(grant.user))
+        return succeed(self._token(grant))
 
     def drop(self, user: str) -> None:
-        """Forget the user's token (what revocation does to the store)."""
-        self.rows.pop(user, None)
+        """Forget the user's tokens (what revocation does to the store)."""
+        for grant in [g for g in self.rows if g.user == user]:
+            del self.rows[grant]
         self.live_grants.discard(user)
+        self.live_read_only.discard(user)
 
 
 @define
@@ -179,9 +203,20 @@ class FakeSessions:
     ended_clients: list[tuple[str, str, str]] = field(factory=list)
     reap_calls: list[tuple[float, float]] = field(factory=list)
 
+    grants: dict[str, tuple[UpstreamGrant, ...]] = field(factory=dict)
+    """The grants a live user's children hold (default: their no-scope grant)."""
+
     def live_users(self) -> frozenset[str]:
         """Users with at least one session."""
         return frozenset(u for u, s in self.sessions.items() if s)
+
+    def live_grants(self) -> frozenset[UpstreamGrant]:
+        """The grants of the live users' children."""
+        return frozenset(
+            g
+            for u in self.live_users()
+            for g in self.grants.get(u, (UpstreamGrant(u),))
+        )
 
     def end_user(self, user: str, reason: str) -> Deferred[None]:
         """End every session of ``user``."""

@@ -14,7 +14,7 @@ import pytest_twisted
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
 
-from fjmcp.interfaces import UpstreamToken
+from fjmcp.interfaces import UpstreamGrant, UpstreamToken
 from fjmcp.maintenance.cluster import REVOKED_ELSEWHERE, ClusterSync
 from fjmcp.store.events import StoreEvent
 from fjmcp.store.grants import upsert_user_txn
@@ -50,14 +50,20 @@ class Caches:
         """Token memory: one user."""
         self.calls.append(("tokens-forget", user))
 
+    def forget_grant(self, grant: UpstreamGrant) -> None:
+        """Token memory: one grant."""
+        self.calls.append(("tokens-forget-grant", grant.user, grant.key))
+
     def forget_all(self) -> None:
         """Token memory: everything."""
         self.calls.append(("tokens-flush",))
 
-    def current(self, user: str) -> Deferred[UpstreamToken]:
+    def current(self, grant: UpstreamGrant) -> Deferred[UpstreamToken]:
         """Token memory: read from the store."""
-        self.calls.append(("tokens-read", user))
-        return succeed(UpstreamToken(user, "fresh", 9e9, self.generation))
+        self.calls.append(("tokens-read", grant.user, grant.key))
+        return succeed(
+            UpstreamToken(grant.user, "fresh", 9e9, self.generation, grant.scopes)
+        )
 
 
 def _sync() -> tuple[ClusterSync, Caches, FakeSessions]:
@@ -82,17 +88,32 @@ def test_a_user_revoked_elsewhere_is_cut_off_here() -> None:
 
 
 def test_a_token_rotated_elsewhere_respawns_the_children_here() -> None:
-    """A new Forgejo token is read from the store and handed to the sessions."""
+    """
+    A new Forgejo token of one upstream grant is read from the store and
+    handed to the sessions; the user's other grant is left alone.
+    """
     sync, caches, sessions = _sync()
-    sync.event(StoreEvent("upstream", "alice", None, 5))
-    assert caches.calls == [("tokens-forget", "alice"), ("tokens-read", "alice")]
-    assert [t.generation for t in sessions.rotated] == [5]
+    scopes = "read:organization read:repository read:user"
+    sync.event(StoreEvent("upstream", "alice", None, 5, scopes))
+    assert caches.calls == [
+        ("tokens-forget-grant", "alice", scopes),
+        ("tokens-read", "alice", scopes),
+    ]
+    assert [(t.generation, t.grant.key) for t in sessions.rotated] == [(5, scopes)]
 
 
 def test_a_deleted_token_is_only_forgotten() -> None:
     """Generation 0 (deleted): nothing to read, nothing to respawn."""
     sync, caches, sessions = _sync()
-    sync.event(StoreEvent("upstream", "alice", None, 0))
+    sync.event(StoreEvent("upstream", "alice", None, 0, ""))
+    assert caches.calls == [("tokens-forget-grant", "alice", "")]
+    assert sessions.rotated == []
+
+
+def test_an_event_that_names_no_grant_forgets_the_users_tokens() -> None:
+    """An older node's event names no grant: every grant of the user is re-read."""
+    sync, caches, sessions = _sync()
+    sync.event(StoreEvent("upstream", "alice", None, 3))
     assert caches.calls == [("tokens-forget", "alice")]
     assert sessions.rotated == []
 

@@ -22,6 +22,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
+from fjmcp.interfaces import UpstreamGrant
 from fjmcp.maintenance.refresher import (
     RefreshOutcome,
     StoreRefreshableTokens,
@@ -486,7 +487,7 @@ def test_spent_refresh_token_in_invalidate_mode_revokes() -> None:
     is refused with unauthorized_client, and the user is revoked."""
     w = make_world(invalidate_refresh_tokens=True)
     w.log_in()
-    grant = result_of(w.tokens.refresh_grant("alice"))
+    grant = result_of(w.tokens.refresh_grant(UpstreamGrant("alice")))
     assert grant is not None
     status, _ = refresh(w.stub, grant.refresh_token)  # spent behind our back
     assert status == 200
@@ -561,7 +562,11 @@ def test_user_check_401_with_a_live_grant_refreshes_instead(world: World) -> Non
     assert world.sessions.ended == [] and world.revoked_in_store == []
     assert world.standin.refresh_count("alice") == 1
     assert [t.generation for t in world.sessions.rotated] == [2]
-    assert accepted(world.standin, world.stub, world.tokens.rows["alice"].access_token)
+    assert accepted(
+        world.standin,
+        world.stub,
+        world.tokens.rows[UpstreamGrant("alice")].access_token,
+    )
 
 
 @define
@@ -598,7 +603,7 @@ def test_user_check_401_without_refresh_token_revokes(world: World) -> None:
     cannot be renewed: the user is revoked at once."""
     world.standin.set_token_lifetime(3600)
     world.log_in()
-    world.tokens.rows["alice"].refresh_token = None
+    world.tokens.rows[UpstreamGrant("alice")].refresh_token = None
     refresher = world.start()
     world.standin.expire_user_tokens("alice")
     result_of(refresher.check_user("alice"))
@@ -653,7 +658,7 @@ def test_user_check_for_someone_else_revokes(world: World) -> None:
     world.log_in("bob", session=False)
     bob = result_of(world.tokens.current("bob"))
     world.log_in()
-    world.tokens.rows["alice"].access_token = bob.access_token
+    world.tokens.rows[UpstreamGrant("alice")].access_token = bob.access_token
     refresher = world.start()
     result_of(refresher.check_user("alice"))
     assert [u for u, _ in world.sessions.ended] == ["alice"]
@@ -670,13 +675,13 @@ def test_no_token_reaches_the_log() -> None:
     try:
         w = make_world()
         w.log_in()
-        seen = {w.tokens.rows["alice"].access_token}
-        seen.add(w.tokens.rows["alice"].refresh_token or "")
+        seen = {w.tokens.rows[UpstreamGrant("alice")].access_token}
+        seen.add(w.tokens.rows[UpstreamGrant("alice")].refresh_token or "")
         w.start()
         for _ in range(3):
             current = result_of(w.tokens.current("alice"))
             w.advance_to(current.expires_at - MARGIN + INTERVAL)
-            row = w.tokens.rows["alice"]
+            row = w.tokens.rows[UpstreamGrant("alice")]
             seen |= {row.access_token, row.refresh_token or ""}
         w.gate.down = True
         w.advance_to(w.clock.seconds() + INTERVAL * 2)
@@ -734,7 +739,9 @@ def test_due_query_reports_live_broker_grants() -> None:
         ]:
             result_of(
                 Deferred.fromCoroutine(
-                    upstream.replace(user, f"at-{user}", refresh_token, expires)
+                    upstream.replace(
+                        UpstreamGrant(user), f"at-{user}", refresh_token, expires
+                    )
                 )
             )
         _live_refresh_token(store, "alice", START)
@@ -766,7 +773,7 @@ def test_refresh_through_the_real_token_store() -> None:
         result_of(
             Deferred.fromCoroutine(
                 upstream.replace(
-                    "alice",
+                    UpstreamGrant("alice"),
                     tokens.access_token,
                     tokens.refresh_token,
                     tokens.expires_at(START),
@@ -785,7 +792,7 @@ def test_refresh_through_the_real_token_store() -> None:
         )
         refresher.startService()
         w.advance_to(START + LIFETIME - MARGIN + INTERVAL)
-        current = result_of(upstream.current("alice"))
+        current = result_of(upstream.current(UpstreamGrant("alice")))
         assert current.generation == 2
         assert current.access_token != tokens.access_token
         assert accepted(w.standin, w.stub, current.access_token) == "alice"
@@ -812,7 +819,7 @@ def test_revocation_through_the_real_store() -> None:
         result_of(
             Deferred.fromCoroutine(
                 upstream.replace(
-                    "alice",
+                    UpstreamGrant("alice"),
                     tokens.access_token,
                     tokens.refresh_token,
                     tokens.expires_at(START),
@@ -838,7 +845,9 @@ def test_revocation_through_the_real_store() -> None:
         record = store.run(lookup_access_txn, "alice-at")
         assert record is not None and record.revoked
         assert store.run(get_upstream_txn, "alice") is None
-        assert isinstance(_failure_of(upstream.current("alice")), NoUpstreamTokenError)
+        assert isinstance(
+            _failure_of(upstream.current(UpstreamGrant("alice"))), NoUpstreamTokenError
+        )
         assert w.sessions.ended == [("alice", "forgejo-refused-refresh:invalid_grant")]
         refresher.stopService()
     finally:
@@ -872,7 +881,7 @@ def test_two_nodes_refresh_one_grant_once(dialect: Dialect, tmp_path: Path) -> N
         result_of(
             Deferred.fromCoroutine(
                 upstreams[0].replace(
-                    "alice",
+                    UpstreamGrant("alice"),
                     tokens.access_token,
                     tokens.refresh_token,
                     tokens.expires_at(START),
@@ -905,7 +914,7 @@ def test_two_nodes_refresh_one_grant_once(dialect: Dialect, tmp_path: Path) -> N
         assert held.refresh_calls == 1
         assert w.standin.refresh_count("alice") == 1
         upstreams[1].forget("alice")
-        seen = result_of(upstreams[1].current("alice"))
+        seen = result_of(upstreams[1].current(UpstreamGrant("alice")))
         assert seen.generation == 2 and seen.access_token != tokens.access_token
         assert w.sessions.ended == []
         for refresher in refreshers:
@@ -935,14 +944,16 @@ def test_a_token_another_node_refreshed_is_not_refreshed_again(
         result_of(
             Deferred.fromCoroutine(
                 upstreams[0].replace(
-                    "alice",
+                    UpstreamGrant("alice"),
                     tokens.access_token,
                     tokens.refresh_token,
                     tokens.expires_at(START),
                 )
             )
         )
-        old = result_of(upstreams[1].current("alice"))  # node-b's memory copy
+        old = result_of(
+            upstreams[1].current(UpstreamGrant("alice"))
+        )  # node-b's memory copy
         refreshers = [
             TokenRefresher(
                 StoreRefreshableTokens(runner, upstream),

@@ -16,7 +16,13 @@ from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from fjmcp.interfaces import ChildExit, ISessionControl
+from fjmcp.interfaces import (
+    ChildExit,
+    Identity,
+    ISessionControl,
+    UpstreamGrant,
+    UpstreamGrants,
+)
 from fjmcp.maintenance.reaper import IIdleSessions
 from fjmcp.sessions.owner import ChildOwner, IdentityKey
 from fjmcp.sessions.registry import (
@@ -28,6 +34,7 @@ from fjmcp.sessions.registry import (
 from tests.bridge.support import (
     ALICE,
     ALICE_OTHER_CLIENT,
+    FixedAuthenticator,
     Harness,
     line,
     note,
@@ -469,3 +476,52 @@ def test_session_ids_name_their_node() -> None:
     for sid in ids:
         node, _, secret = sid.partition(".")
         assert node == "node-a" and len(secret) == 32 and "." not in secret
+
+
+READ_ONLY_SCOPES = ("read:organization", "read:repository", "read:user")
+
+
+def _two_grants() -> Harness:
+    """Alice with full access through client-a and read-only through client-b."""
+    tokens = {
+        b"Bearer full": ALICE,
+        b"Bearer ro": Identity(
+            "alice", "client-b", token_id="t-ro", consent="read-only"
+        ),
+    }
+    return Harness(
+        auth=FixedAuthenticator(known=tokens),
+        grants=UpstreamGrants((), READ_ONLY_SCOPES),
+    )
+
+
+def test_each_consent_modes_children_hold_their_own_grants_token() -> None:
+    """
+    Read-only consents with a grant of their own: a read-only session's
+    child runs with that grant's Forgejo token, never the full grant's.
+    """
+    h = _two_grants()
+    full_sid, full_child = _ready(h, token=b"Bearer full")
+    ro_sid, ro_child = _ready(h, token=b"Bearer ro")
+    assert full_child.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-1"
+    assert ro_child.spec.env["FORGEJO_ACCESS_TOKEN"] == (
+        "forgejo-alice-read_organization-read_repository-read_user-1"
+    )
+    grants = {o.id: o.grant for o in h.registry.owners_of("alice")}
+    assert grants[full_sid] == UpstreamGrant("alice")
+    assert grants[ro_sid] == UpstreamGrant("alice", READ_ONLY_SCOPES)
+    assert h.registry.live_grants() == set(grants.values())
+
+
+def test_a_grants_new_token_respawns_only_the_children_holding_it() -> None:
+    """The read-only grant refreshed: its session respawns; the full one stays."""
+    h = _two_grants()
+    full_sid, full_child = _ready(h, token=b"Bearer full")
+    ro_sid, ro_child = _ready(h, token=b"Bearer ro")
+    spawned = len(h.spawner.children)
+    h.registry.token_rotated(h.tokens.rotate("alice", READ_ONLY_SCOPES))
+    assert len(h.spawner.children) == spawned + 1
+    assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"].endswith("read_user-2")
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    assert len(h.spawner.children) == spawned + 2
+    assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"

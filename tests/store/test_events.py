@@ -14,12 +14,13 @@ from fjmcp.store.events import StoreEvent
     st.text(max_size=40),
     st.none() | st.text(max_size=40),
     st.integers(min_value=0, max_value=2**40),
+    st.none() | st.text(max_size=60),
 )
 def test_events_round_trip(
-    kind: str, user: str, client: str | None, generation: int
+    kind: str, user: str, client: str | None, generation: int, scopes: str | None
 ) -> None:
-    """Every event decodes back to itself."""
-    event = StoreEvent(kind, user, client, generation)  # type: ignore[arg-type]
+    """Every event, naming an upstream grant's scopes or not, decodes back to itself."""
+    event = StoreEvent(kind, user, client, generation, scopes)  # type: ignore[arg-type]
     assert StoreEvent.decode(event.encode()) == event
 
 
@@ -38,5 +39,6 @@ def test_payloads_that_are_not_events_are_ignored() -> None:
         '{"k":"revoked","u":1,"c":null,"g":0}',
         '{"k":"revoked","u":"a","c":2,"g":0}',
         '{"k":"upstream","u":"a","c":null,"g":true}',
+        '{"k":"upstream","u":"a","c":null,"g":1,"s":3}',
     ):
         assert StoreEvent.decode(payload) is None

@@ -167,3 +167,78 @@ def test_due_tokens_wrapper(memory_store: SyncStore) -> None:
     assert [(d.user, d.scopes, d.has_live_grant) for d in due] == [
         ("alice", FULL, False)
     ]
+
+
+def test_a_grant_that_may_not_adopt_leaves_the_old_row(dialect: Dialect) -> None:
+    """
+    The read-only grant reads and writes without adopting: a token of
+    schema 1 (the full scopes') stays for the full-access grant.
+    """
+    ring = KeyRing.generate()
+    with open_memory_store(dialect) as store:
+        uid = store.run(upsert_user_txn, "alice", 1, 0.0)
+        store.run(put_upstream_txn, uid, ring.seal, "old", "r", 10.0, 1.0)
+        assert store.run(get_upstream_txn, "alice", READ, False) is None
+        put = put_upstream_txn
+        assert store.run(put, uid, ring.seal, "ro", "r2", 20.0, 2.0, None, READ, False)
+        assert store.run(get_upstream_txn, "alice", LEGACY_SCOPES) is not None
+        adopted = store.run(get_upstream_txn, "alice", FULL)
+        assert adopted is not None and adopted.generation == 1
+
+
+def test_due_tokens_tell_which_consent_modes_are_alive(dialect: Dialect) -> None:
+    """
+    Each due row says whether the user holds a live broker refresh token of
+    a full-access grant and of a read-only one (``mcp:read-only`` in its
+    scope), so the refresher keeps each upstream grant alive only for the
+    clients that will use it.
+    """
+    ring = KeyRing.generate()
+    with open_memory_store(dialect) as store:
+        for user in ("alice", "bob", "carol"):
+            uid = store.run(upsert_user_txn, user, None, 0.0)
+            for key in (FULL, READ):
+                store.run(
+                    put_upstream_txn, uid, ring.seal, "a", "r", 50.0, 1.0, None, key
+                )
+        _refresh_token(store, "alice", "mcp mcp:read-only")
+        _refresh_token(store, "bob", "mcp")
+        due = store.run(due_tokens_txn, 100.0, 0.0)
+        flags = {
+            (d.user, d.scopes): (d.has_live_grant, d.live_full, d.live_read_only)
+            for d in due
+        }
+        for key in (FULL, READ):
+            assert flags[("alice", key)] == (True, False, True)
+            assert flags[("bob", key)] == (True, True, False)
+            assert flags[("carol", key)] == (False, False, False)
+
+
+def _refresh_token(store: SyncStore, login: str, scope: str) -> None:
+    """Give ``login`` a live broker refresh token of ``scope`` (a redeemed code)."""
+    from fjmcp.store.grants import (
+        CodeGrant,
+        Mint,
+        insert_code_txn,
+        redeem_code_txn,
+        user_id_txn,
+    )
+
+    uid = store.run(user_id_txn, login)
+    assert uid is not None
+    code = CodeGrant(
+        f"{login}-code",
+        "admin-cli",
+        uid,
+        "http://127.0.0.1/cb",
+        "x" * 43,
+        scope,
+        "http://127.0.0.1:8080/mcp",
+        f"{login}-family",
+        0.0,
+        600.0,
+    )
+    store.run(insert_code_txn, code)
+    mint = Mint(f"{login}-at", 3600.0, f"{login}-rt", 86400.0, 0.0)
+    outcome = store.run(redeem_code_txn, code.code_hash, lambda c: None, mint)
+    assert outcome.status == "ok"

@@ -16,7 +16,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from fjmcp.interfaces import UpstreamToken
+from fjmcp.interfaces import UpstreamGrant, UpstreamToken
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.document_clients import DocumentClients
 from fjmcp.oauth.document_fetch import GuardedFetcher
@@ -63,6 +63,9 @@ class RecordingSessions:
         self.live: dict[tuple[str, str], int] = {}
 
     def live_users(self) -> frozenset[str]:
+        return frozenset()
+
+    def live_grants(self) -> frozenset[UpstreamGrant]:
         return frozenset()
 
     def end_user(self, user: str, reason: str) -> Deferred[None]:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from fjmcp.interfaces import UpstreamGrant
 from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.keys import KeyRing
 from fjmcp.oauth.tokens import hash_secret, new_secret
@@ -71,7 +72,9 @@ def _wired() -> tuple[Harness, ArmedStore, bytes]:
     store = ArmedStore()
     ring = KeyRing.generate()
     Deferred.fromCoroutine(
-        UpstreamTokens(store, ring, clock).replace("alice", "fj-alice", None, None)
+        UpstreamTokens(store, ring, clock).replace(
+            UpstreamGrant("alice"), "fj-alice", None, None
+        )
     )
     h = Harness(
         config=make_config(public_url=PUBLIC_URL),

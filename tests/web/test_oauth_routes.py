@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 
+from fjmcp.interfaces import UpstreamGrant
 from fjmcp.oauth.authorize import CONSENT_TTL
 from tests.standin.support import BOB, ISSUER, pkce_pair, result_of
 from tests.web.oauth_harness import Broker, query_of
@@ -1036,8 +1037,10 @@ def test_secrets_absent_from_logs_and_rows(broker: Broker) -> None:
         )
     finally:
         globalLogPublisher.removeObserver(observer)
-    upstream = result_of(broker.upstream.current("alice"))
-    refresh, _ = result_of(_deferred(broker.upstream.refresh_token("alice")))
+    upstream = result_of(broker.upstream.current(UpstreamGrant("alice")))
+    refresh, _ = result_of(
+        _deferred(broker.upstream.refresh_token(UpstreamGrant("alice")))
+    )
     secrets = [
         client["client_secret"],
         code,

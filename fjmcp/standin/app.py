@@ -20,8 +20,20 @@ imports it. What it models, because the broker must cope with it:
   as in Forgejo, and both refresh modes: reusable refresh tokens (Forgejo's
   default) and ``INVALIDATE_REFRESH_TOKENS``, where reusing a spent refresh
   token gets 400 ``unauthorized_client``;
-- ``/api/v1/user`` (``Authorization: token X`` or ``Bearer X``, else 401) and
-  the public ``/api/v1/version``;
+- the grant's scope, as Forgejo 9.0 and later keep and enforce it: the
+  scope of the first consent stays the grant's (a confidential client with
+  a grant is sent back at once with a code of that grant, whatever it asks
+  for; a public client asking for another scope gets ``server_error`` "a
+  grant exists with different scope"), and its tokens are limited to the
+  grant's token scopes (``read:repository``, ``write:issue``, ...: ``read:``
+  allows GET, ``write:`` every method; OpenID Connect scopes and unknown
+  names are ignored, and a grant with no token scope left may do
+  everything), refused with Forgejo's 403 "token does not have at least one
+  of required scope(s): [...]" (`token_scopes`, `token_allows`);
+- ``/api/v1/user`` (``Authorization: token X`` or ``Bearer X``, else 401),
+  ``/api/v1/user/orgs`` (paginated), the user's repositories (list, get,
+  delete) and their issues (list, create), and the public
+  ``/api/v1/version``;
 - test hooks, as Python methods and as loopback-only HTTP endpoints under
   ``/_standin/``: expire a user's access tokens now, revoke all of a user's
   grants, count refreshes, change the token lifetime.
@@ -64,6 +76,8 @@ __all__ = [
     "StandinUser",
     "loopback_bind_address",
     "start_standin",
+    "token_allows",
+    "token_scopes",
 ]
 
 DEFAULT_VERSION: Final = "11.0.0+standin"
@@ -108,6 +122,8 @@ class StandinUser:
     is_admin: bool = False
     orgs: tuple[str, ...] = ()
     """The organizations the account is a member of (``/api/v1/user/orgs``)."""
+    repos: tuple[str, ...] = ()
+    """The account's (private) repositories, by name."""
 
 
 @frozen
@@ -174,16 +190,19 @@ class _Code:
     challenge_method: str
     scope: str
     expires_at: float
+    grant_id: int = 0
 
 
 @define
 class _Grant:
-    """Forgejo's ``oauth2_grant``: one per user and application."""
+    """Forgejo's ``oauth2_grant``: one per user and application, with its scope."""
 
     grant_id: int
     login: str
     client_id: str
     counter: int = 0
+    scope: str = ""
+    """The scope of the first consent: the grant keeps it."""
 
 
 @define
@@ -339,6 +358,61 @@ _AUTHORIZE_PARAMS: Final = (
 )
 
 
+# --- token scopes (Forgejo 9.0+) ---------------------------------------------------
+
+#: Forgejo's token scope groups; ``read:G`` allows a group's GET routes,
+#: ``write:G`` every method (models/auth/access_token_scope.go).
+SCOPE_GROUPS: Final = (
+    "activitypub",
+    "admin",
+    "issue",
+    "misc",
+    "notification",
+    "organization",
+    "package",
+    "repository",
+    "user",
+)
+_TOKEN_SCOPES: Final = frozenset(
+    {"all", "public-only"}
+    | {f"{level}:{group}" for level in ("read", "write") for group in SCOPE_GROUPS}
+)
+#: Scopes Forgejo reads as OpenID Connect ones, never as limits.
+_OIDC_SCOPES: Final = frozenset({"openid", "profile", "email", "groups"})
+
+
+def token_scopes(grant_scope: str) -> frozenset[str]:
+    """
+    What a token of a grant made with ``grant_scope`` may do, as Forgejo
+    reads it (services/auth/oauth2.go, ``grantAdditionalScopes``): the
+    space-separated names less the OpenID Connect ones, those Forgejo knows
+    as token scopes kept; none left means ``all``.
+    """
+    names = {n for n in grant_scope.split(" ") if n and n not in _OIDC_SCOPES}
+    kept = frozenset(names & _TOKEN_SCOPES)
+    return kept or frozenset({"all"})
+
+
+def token_allows(scopes: frozenset[str], required: tuple[str, ...]) -> bool:
+    """Whether ``scopes`` hold all of ``required`` (``write:`` implies ``read:``)."""
+    if "all" in scopes:
+        return True
+    for need in required:
+        group = need.partition(":")[2]
+        if need not in scopes and not (
+            need.startswith("read:") and f"write:{group}" in scopes
+        ):
+            return False
+    return True
+
+
+def _required(method: bytes, groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Forgejo's ``GetRequiredScopes``: the level by the request's method."""
+    write = method.upper() in (b"POST", b"PUT", b"PATCH", b"DELETE")
+    level = "write" if write else "read"
+    return tuple(f"{level}:{group}" for group in groups)
+
+
 # --- the application ----------------------------------------------------------------
 
 
@@ -371,10 +445,19 @@ class StandinForgejo:
     _refreshes: Counter[str] = field(init=False, factory=Counter)
     _exchanges: Counter[str] = field(init=False, factory=Counter)
     _next_grant: int = field(init=False, default=1)
+    _repos: dict[tuple[str, str], dict[str, Any]] = field(init=False, factory=dict)
+    _issues: dict[tuple[str, str], list[dict[str, Any]]] = field(
+        init=False, factory=dict
+    )
+    refusals: Counter[str] = field(init=False, factory=Counter)
+    """Requests refused for a token's scope, by the scope they lacked."""
 
     def __attrs_post_init__(self) -> None:
         self._users = {u.login: u for u in self._config.users}
         self._clients = {c.client_id: c for c in self._config.clients}
+        for user in self._config.users:
+            for name in user.repos:
+                self._repos[(user.login, name)] = {"name": name}
         if self.token_lifetime < 0:
             self.token_lifetime = self._config.token_lifetime
 
@@ -484,21 +567,36 @@ class StandinForgejo:
             "refresh_token": refresh,
         }
 
-    def _grant_for(self, login: str, client_id: str) -> _Grant:
+    def _grant_for(self, login: str, client_id: str, scope: str) -> _Grant:
+        """The user's grant to the application, made with ``scope`` if new."""
         key = (login, client_id)
         grant = self._grants.get(key)
         if grant is None:
-            grant = self._grants[key] = _Grant(self._next_grant, login, client_id)
+            grant = self._grants[key] = _Grant(
+                self._next_grant, login, client_id, scope=scope
+            )
             self._next_grant += 1
         return grant
 
-    def _user_of_token(self, token: str) -> StandinUser | None:
+    def grant_scope(self, login: str, client_id: str) -> str | None:
+        """The scope ``login``'s grant to ``client_id`` keeps (None: no grant)."""
+        grant = self._grants.get((login, client_id))
+        return None if grant is None else grant.scope
+
+    def _token_of(self, token: str) -> tuple[StandinUser, frozenset[str]] | None:
+        """The owner of a live access token and what its grant's scope allows."""
         record = self._access.get(token)
         if record is None or record.expires_at <= self._now():
             return None
-        if not self._grant_alive(record.grant_id):
+        grant = self._grant_by_id(record.grant_id)
+        user = self._users.get(record.login)
+        if grant is None or user is None:
             return None
-        return self._users.get(record.login)
+        return user, token_scopes(grant.scope)
+
+    def _user_of_token(self, token: str) -> StandinUser | None:
+        found = self._token_of(token)
+        return None if found is None else found[0]
 
     # --- error rendering -----------------------------------------------------------
 
@@ -640,6 +738,27 @@ class StandinForgejo:
     def _approve(
         self, request: IRequest, params: Mapping[str, str], login: str
     ) -> bytes:
+        """
+        The user consented: a code of their grant to the application. The
+        grant keeps the scope it was first made with, as Forgejo's does: a
+        confidential client with a grant gets a code of it at once whatever
+        scope it asks for now (AuthorizeOAuth); a public client's consent to
+        another scope is refused (GrantApplicationOAuth).
+        """
+        client = self._clients[params["client_id"]]
+        existing = self._grants.get((login, client.client_id))
+        if (
+            existing is not None
+            and existing.scope != params["scope"]
+            and not client.confidential
+        ):
+            raise _RedirectError(
+                params["redirect_uri"],
+                "server_error",
+                "a grant exists with different scope",
+                params["state"],
+            )
+        grant = self._grant_for(login, client.client_id, params["scope"])
         code = secrets.token_urlsafe(32)
         self._codes[code] = _Code(
             client_id=params["client_id"],
@@ -647,8 +766,9 @@ class StandinForgejo:
             login=login,
             challenge=params["code_challenge"],
             challenge_method=params["code_challenge_method"],
-            scope=params["scope"],
+            scope=grant.scope,
             expires_at=self._now() + CODE_LIFETIME,
+            grant_id=grant.grant_id,
         )
         self.log.info(
             "stand-in Forgejo: {login} authorized {client_id}",
@@ -794,7 +914,9 @@ class StandinForgejo:
                 )
             if not ok:
                 raise _TokenError("unauthorized_client", "failed PKCE code challenge")
-        grant = self._grant_for(code.login, client.client_id)
+        grant = self._grant_by_id(code.grant_id)
+        if grant is None:  # revoked since the consent
+            raise _TokenError("unauthorized_client", "client is not authorized")
         self._exchanges[code.login] += 1
         return self._issue(grant)
 
@@ -820,12 +942,45 @@ class StandinForgejo:
 
     # --- API ---------------------------------------------------------------
 
+    def _authorized(
+        self, request: IRequest, *groups: str
+    ) -> tuple[StandinUser | None, bytes | None]:
+        """
+        The token's owner, or the answer Forgejo gives: 401 without a valid
+        token, 403 when its grant's scope lacks the route's scope groups at
+        the request's level (routers/api/v1/api.go, ``tokenRequiresScopes``).
+        """
+        header = _request_header(request, b"authorization").strip()
+        scheme, _, raw = header.partition(b" ")
+        found = None
+        if scheme.lower() in (b"token", b"bearer") and raw.strip():
+            try:
+                found = self._token_of(raw.strip().decode("utf-8"))
+            except UnicodeDecodeError:
+                found = None
+        if found is None:
+            return None, self._token_required(request)
+        user, scopes = found
+        required = _required(request.method, groups)
+        if not token_allows(scopes, required):
+            self.refusals.update(required)
+            return None, _json(
+                request,
+                403,
+                {
+                    "message": "token does not have at least one of required "
+                    f"scope(s): [{' '.join(required)}]",
+                    "url": f"{self.base_url}/api/swagger",
+                },
+            )
+        return user, None
+
     @app.route("/api/v1/user", methods=["GET"])
     def api_user(self, request: IRequest) -> bytes:
-        """The token's owner, as Forgejo's ``User`` JSON; 401 without a valid token."""
-        user = self._api_user(request)
+        """The token's owner, as Forgejo's ``User`` JSON (scope: ``read:user``)."""
+        user, refused = self._authorized(request, "user")
         if user is None:
-            return self._token_required(request)
+            return refused or b""
         return _json(request, 200, self._user_json(user))
 
     def _api_user(self, request: IRequest) -> StandinUser | None:
@@ -848,14 +1003,15 @@ class StandinForgejo:
     @app.route("/api/v1/user/orgs", methods=["GET"])
     def api_user_orgs(self, request: IRequest) -> bytes:
         """
-        The token owner's organizations, paginated as Forgejo does: ``page``
-        from 1, ``limit`` up to 50 (default 30; Forgejo's ``[api]``
+        The token owner's organizations (scopes: ``read:user`` and
+        ``read:organization``), paginated as Forgejo does: ``page`` from 1,
+        ``limit`` up to 50 (default 30; Forgejo's ``[api]``
         ``DEFAULT_PAGING_NUM`` and ``MAX_RESPONSE_ITEMS``), ``X-Total-Count``
         and a ``Link`` header with ``next`` and ``last``.
         """
-        user = self._api_user(request)
+        user, refused = self._authorized(request, "user", "organization")
         if user is None:
-            return self._token_required(request)
+            return refused or b""
         try:
             page = max(1, int(_param(request, "page") or 1))
             limit = int(_param(request, "limit") or ORG_PAGE_DEFAULT)
@@ -874,6 +1030,103 @@ class StandinForgejo:
         if links:
             _header(request, b"Link", ",".join(links).encode())
         return _json(request, 200, [self._org_json(name) for name in chunk])
+
+    # --- repositories and issues (all private to their owner) ---------------------
+
+    def _not_found(self, request: IRequest) -> bytes:
+        return _json(
+            request,
+            404,
+            {
+                "errors": ["The target couldn't be found."],
+                "message": "The target couldn't be found.",
+                "url": f"{self.base_url}/api/swagger",
+            },
+        )
+
+    def _repo_of(
+        self, user: StandinUser, owner: str, name: str
+    ) -> tuple[str, str] | None:
+        """The repository, if ``user`` may see it (its owner, or an admin)."""
+        key = (owner, name)
+        if key not in self._repos or (owner != user.login and not user.is_admin):
+            return None
+        return key
+
+    def _repo_json(self, owner: str, name: str) -> dict[str, object]:
+        return {
+            "id": zlib.crc32(f"{owner}/{name}".encode()),
+            "owner": {"login": owner, "username": owner},
+            "name": name,
+            "full_name": f"{owner}/{name}",
+            "private": True,
+            "html_url": f"{self.base_url}/{owner}/{name}",
+            "default_branch": "main",
+        }
+
+    @app.route("/api/v1/user/repos", methods=["GET"])
+    def api_user_repos(self, request: IRequest) -> bytes:
+        """The token owner's repositories (``read:user`` and ``read:repository``)."""
+        user, refused = self._authorized(request, "user", "repository")
+        if user is None:
+            return refused or b""
+        mine = sorted(name for owner, name in self._repos if owner == user.login)
+        return _json(request, 200, [self._repo_json(user.login, n) for n in mine])
+
+    @app.route("/api/v1/repos/<string:owner>/<string:name>", methods=["GET", "DELETE"])
+    def api_repo(self, request: IRequest, owner: str, name: str) -> bytes:
+        """
+        One repository (``read:repository``), or its deletion by its owner
+        (``write:repository``; 204). The scope is checked before the
+        repository is looked up, as Forgejo's route group does.
+        """
+        user, refused = self._authorized(request, "repository")
+        if user is None:
+            return refused or b""
+        key = self._repo_of(user, owner, name)
+        if key is None:
+            return self._not_found(request)
+        if request.method.upper() == b"DELETE":
+            del self._repos[key]
+            self._issues.pop(key, None)
+            _status(request, 204)
+            return b""
+        return _json(request, 200, self._repo_json(owner, name))
+
+    @app.route(
+        "/api/v1/repos/<string:owner>/<string:name>/issues", methods=["GET", "POST"]
+    )
+    def api_issues(self, request: IRequest, owner: str, name: str) -> bytes:
+        """A repository's issues (``read:issue``), or a new one (``write:issue``)."""
+        user, refused = self._authorized(request, "issue")
+        if user is None:
+            return refused or b""
+        key = self._repo_of(user, owner, name)
+        if key is None:
+            return self._not_found(request)
+        issues = self._issues.setdefault(key, [])
+        if request.method.upper() == b"GET":
+            return _json(request, 200, issues)
+        try:
+            body = json.loads(request.content.read(MAX_PARAM_CHARS + 1) or b"{}")
+        except ValueError:
+            body = None
+        title = body.get("title") if isinstance(body, dict) else None
+        if not isinstance(title, str) or not title.strip():
+            return _json(
+                request,
+                422,
+                {"message": "[Title]: Required", "url": f"{self.base_url}/api/swagger"},
+            )
+        issue = {
+            "id": len(issues) + 1,
+            "number": len(issues) + 1,
+            "title": title[:255],
+            "state": "open",
+            "user": {"login": user.login},
+        }
+        issues.append(issue)
+        return _json(request, 201, issue)
 
     def _org_json(self, name: str) -> dict[str, object]:
         return {

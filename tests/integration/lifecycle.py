@@ -97,14 +97,18 @@ def children_for_any_uid() -> Path:
 
 FORGEJO_CLIENT = "fjmcp-lifecycle"
 FORGEJO_SECRET = "lifecycle-forgejo-secret"  # noqa: S105 - a test value
+#: The second application read-only grants are made through, when a test
+#: gives read-only consents scopes of their own.
+FORGEJO_RO_CLIENT = "fjmcp-lifecycle-read-only"
+FORGEJO_RO_SECRET = "lifecycle-read-only-secret"  # noqa: S105 - a test value
 REDIRECT = "http://127.0.0.1:45999/callback"
 WAIT = 30.0
 PROTOCOL = "2025-11-25"
 
 
-def make_user(login: str) -> StandinUser:
+def make_user(login: str, repos: tuple[str, ...] = ()) -> StandinUser:
     """A stand-in account whose password is derived from the login."""
-    return StandinUser(login, f"{login}-password", full_name=login.title())
+    return StandinUser(login, f"{login}-password", full_name=login.title(), repos=repos)
 
 
 def digest(token: str) -> str:
@@ -411,10 +415,14 @@ class Deployment:
         client_id: str = json.loads(body)["client_id"]
         return client_id
 
-    async def sign_in(self, login: str, client_id: str | None = None) -> Tokens:
+    async def sign_in(
+        self, login: str, client_id: str | None = None, mode: str | None = None
+    ) -> Tokens:
         """
         The whole OAuth flow for ``login`` through ``client_id`` (a new
-        client if none): consent, the stand-in's login form, callback, token.
+        client if none): consent (``mode``: the consent page's choice, the
+        operator's default if None), the stand-in's login form, callback,
+        token.
         """
         if client_id is None:
             client_id = await self.register(f"client of {login}")
@@ -442,6 +450,7 @@ class Deployment:
                 "request": _field(body, "request"),
                 "csrf": _field(body, "csrf"),
                 "decision": "allow",
+                **({} if mode is None else {"mode": mode}),
             },
         )
         assert response.code == 303, body
@@ -523,26 +532,34 @@ async def deploy(
     users: tuple[str, ...] = ("alice", "bob"),
     invalidate: bool = False,
     token_lifetime: int = 3600,
+    repos: tuple[str, ...] = (),
+    read_only_scopes: tuple[str, ...] = (),
     **settings: Any,
 ) -> Deployment:
     """
     Start the stand-in (``invalidate``: Forgejo's invalidate-on-use refresh
-    tokens) and a broker configured with ``settings`` over the defaults
-    below; fires once both listen.
+    tokens; each user owns ``repos``) and a broker configured with
+    ``settings`` over the defaults below; fires once both listen. With
+    ``read_only_scopes`` read-only consents have scopes of their own, made
+    through a second application at the stand-in.
     """
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"
+    callback = (public_url + "/oauth/callback",)
+    clients = [StandinClient(FORGEJO_CLIENT, FORGEJO_SECRET, callback)]
+    if read_only_scopes:
+        clients.append(StandinClient(FORGEJO_RO_CLIENT, FORGEJO_RO_SECRET, callback))
+        settings = {
+            "forgejo_scopes_read_only": read_only_scopes,
+            "forgejo_ro_client_id": FORGEJO_RO_CLIENT,
+            "forgejo_ro_client_secret": FORGEJO_RO_SECRET,
+            **settings,
+        }
     standin, standin_port = await start_standin(
         reactor,
         StandinConfig(
-            users=tuple(make_user(u) for u in users),
-            clients=(
-                StandinClient(
-                    FORGEJO_CLIENT,
-                    FORGEJO_SECRET,
-                    (public_url + "/oauth/callback",),
-                ),
-            ),
+            users=tuple(make_user(u, repos) for u in users),
+            clients=tuple(clients),
             token_lifetime=token_lifetime,
             invalidate_refresh_tokens=invalidate,
         ),

@@ -22,7 +22,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from fjmcp.interfaces import UpstreamGrant
+from fjmcp.interfaces import UpstreamGrant, UpstreamGrants
 from fjmcp.maintenance.refresher import (
     RefreshOutcome,
     StoreRefreshableTokens,
@@ -986,3 +986,72 @@ def test_a_token_another_node_refreshed_is_not_refreshed_again(
             refresher.stopService()
     finally:
         nodes.close()
+
+
+@define
+class _App:
+    """A Forgejo application that records the refresh tokens sent to it."""
+
+    name: str
+    refreshed: list[str] = field(factory=list)
+
+    async def refresh(self, refresh_token: str) -> ForgejoTokens:
+        self.refreshed.append(refresh_token)
+        return ForgejoTokens(f"{self.name}-at", "bearer", LIFETIME, f"{self.name}-rt")
+
+    async def get_user(self, access_token: str) -> Any:
+        raise AssertionError("no check in this test")
+
+
+RO_SCOPES = ("read:organization", "read:repository", "read:user")
+
+
+async def _never_revoked(user: str, reason: str) -> Any:
+    raise AssertionError(f"{user} revoked: {reason}")
+
+
+def test_each_grant_is_refreshed_for_its_own_clients_through_its_application() -> None:
+    """
+    A user's two due grants: each is refreshed once, through the application
+    it was made with, and only while a client of its consent mode (or a
+    child holding its token) will use it.
+    """
+    clock = Clock()
+    clock.advance(START)
+    grants = UpstreamGrants((), RO_SCOPES)
+    tokens, sessions = MemoryTokens(), FakeSessions()
+    full, read_only = grants.of("alice"), grants.of("alice", "read-only")
+    expiring = {
+        full: ("full-0", "full-r0"),
+        read_only: ("ro-0", "ro-r0"),
+        grants.of("bob"): ("bob-0", "bob-r0"),
+    }
+    for grant, (access, refreshing) in expiring.items():
+        tokens.put(grant, ForgejoTokens(access, "bearer", 60, refreshing), START)
+    tokens.live_read_only.add("alice")  # alice's only client is read-only
+    sessions.sessions["bob"] = ["s1"]  # bob's child holds his full grant's token
+    full_app, ro_app = _App("full"), _App("ro")
+    refresher = TokenRefresher(
+        tokens,
+        tokens,
+        full_app,
+        sessions,
+        UserRevoker(sessions, _never_revoked),
+        clock,
+        SETTINGS,
+        grants=grants,
+        read_only_forgejo=ro_app,
+    )
+    refresher.startService()
+    try:
+        result_of(Deferred.fromCoroutine(refresher.check_once()))
+        assert ro_app.refreshed == ["ro-r0"]
+        assert full_app.refreshed == ["bob-r0"]
+        assert {(t.user, t.scopes) for t in tokens.stored} == {
+            ("alice", RO_SCOPES),
+            ("bob", ()),
+        }
+        assert result_of(tokens.current(read_only)).access_token == "ro-at"
+        assert result_of(tokens.current(full)).access_token == "full-0"
+    finally:
+        refresher.stopService()

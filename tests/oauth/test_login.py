@@ -7,10 +7,14 @@ request and finished at the callback, over a fake Forgejo.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from attrs import define, evolve, field
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from fjmcp.oauth.browser import BrowserCookies
 from fjmcp.oauth.keys import KeyRing
@@ -192,3 +196,91 @@ def test_callback_without_state_is_an_error_page() -> None:
     login, _, _ = _login(_Forgejo())
     outcome = settle(login.callback({"code": "c"}, {}))
     assert isinstance(outcome, Page) and outcome.status == 400
+
+
+RO_SCOPES = ("read:organization", "read:repository", "read:user")
+
+
+def _fired(d: Deferred[Any]) -> Any:
+    """What an already-fired Deferred holds (a result or a Failure)."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    return out[0]
+
+
+def _two_apps() -> tuple[ForgejoLogin, _Forgejo, _Forgejo, UpstreamTokens]:
+    settings = evolve(SETTINGS, forgejo_scopes=(), forgejo_scopes_read_only=RO_SCOPES)
+    full, read_only = _Forgejo(), _Forgejo()
+    clock = Clock()
+    clock.advance(10_000)
+    store = MemoryStore()
+    store.sync.run(insert_client_txn, CLIENT)
+    keys = KeyRing.generate()
+    upstream = UpstreamTokens(store, keys, clock, settings.grants)
+    login = ForgejoLogin(
+        settings,
+        store,
+        clock,
+        keys,
+        full,
+        upstream,
+        BrowserCookies(partial(keys.derive_each, "cookies"), False, clock),
+        full.orgs_seen.__setitem__,
+        read_only_forgejo=read_only,
+    )
+    return login, full, read_only, upstream
+
+
+def test_a_read_only_consent_logs_in_for_the_read_only_grant() -> None:
+    """
+    With read-only scopes of their own, a read-only consent goes to Forgejo
+    through the read-only application with those scopes, the code is
+    exchanged there, and the tokens are stored as the read-only grant's.
+    """
+    login, full, read_only, upstream = _two_apps()
+    request = evolve(REQUEST, scope="mcp mcp:read-only")
+    redirect = settle(login.start(request, consent_user=None))
+    assert isinstance(redirect, Redirect)
+    state = _query(redirect.location)["state"]
+    assert _query(redirect.location)["scope"] == " ".join(RO_SCOPES)
+    (flow,) = redirect.cookies
+    done = settle(
+        login.callback({"state": state, "code": "c"}, {flow.name: flow.value})
+    )
+    assert isinstance(done, Redirect) and "code=" in done.location
+    assert read_only.asked and not full.asked
+    grant = upstream.grant("alice", "read-only")
+    assert grant.scopes == RO_SCOPES
+    assert _fired(upstream.current(grant)).access_token == "forgejo-access"
+    failure = _fired(upstream.current(upstream.grant("alice")))
+    assert isinstance(failure, Failure)
+
+
+def test_a_full_consent_logs_in_for_the_full_grant() -> None:
+    """Full access goes through the full application with forgejo_scopes."""
+    login, full, read_only, upstream = _two_apps()
+    redirect = settle(login.start(REQUEST, consent_user=None))
+    assert isinstance(redirect, Redirect)
+    assert _query(redirect.location).get("scope", "") == ""
+    (flow,) = redirect.cookies
+    state = _query(redirect.location)["state"]
+    settle(login.callback({"state": state, "code": "c"}, {flow.name: flow.value}))
+    assert full.asked and not read_only.asked
+    assert _fired(upstream.current(upstream.grant("alice"))).generation == 1
+
+
+def test_read_only_scopes_without_their_application_are_refused() -> None:
+    """No login asks for one grant's scopes through the other grant's application."""
+    settings = evolve(SETTINGS, forgejo_scopes_read_only=RO_SCOPES)
+    clock, store, keys = Clock(), MemoryStore(), KeyRing.generate()
+    with pytest.raises(ValueError, match="no OAuth2 application"):
+        ForgejoLogin(
+            settings,
+            store,
+            clock,
+            keys,
+            _Forgejo(),
+            UpstreamTokens(store, keys, clock, settings.grants),
+            BrowserCookies(partial(keys.derive_each, "cookies"), False, clock),
+            lambda user, orgs: None,
+        )

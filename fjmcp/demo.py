@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEMO_CLIENT_ID",
+    "DEMO_READ_ONLY_CLIENT_ID",
     "DemoError",
     "DemoOptions",
     "DemoState",
@@ -62,6 +63,16 @@ __all__ = [
 ]
 
 DEMO_CLIENT_ID: Final = "fjmcp-demo"
+#: The second application at the stand-in, through which read-only grants
+#: are made (Forgejo keeps one grant per user and application).
+DEMO_READ_ONLY_CLIENT_ID: Final = "fjmcp-demo-read-only"
+#: What a read-only grant may do at the stand-in (as at Forgejo 9.0+).
+DEMO_READ_ONLY_SCOPES: Final = (
+    "read:repository",
+    "read:issue",
+    "read:user",
+    "read:organization",
+)
 #: MCP Inspector's web UI, which talks to the broker from the browser.
 INSPECTOR_ORIGINS: Final = ("http://localhost:6274", "http://127.0.0.1:6274")
 STORE_NAME: Final = "fjmcp.sqlite3"
@@ -318,6 +329,11 @@ def standin_config(options: DemoOptions, state: DemoState) -> StandinConfig:
                 state.client_secret,
                 (options.public_url + "/oauth/callback",),
             ),
+            StandinClient(
+                DEMO_READ_ONLY_CLIENT_ID,
+                state.client_secret,
+                (options.public_url + "/oauth/callback",),
+            ),
         ),
         token_lifetime=options.token_lifetime,
     )
@@ -338,6 +354,12 @@ def demo_config_text(options: DemoOptions, state: DemoState, forgejo_url: str) -
         f"forgejo_url = {_toml(forgejo_url)}",
         f"forgejo_client_id = {_toml(DEMO_CLIENT_ID)}",
         "forgejo_client_secret_file = "
+        + _toml(str(state.client_secret_file.resolve())),
+        "# Read-only consents get a grant of their own at the stand-in, which",
+        "# refuses its token every write (as Forgejo 9.0+ does).",
+        f"forgejo_scopes_read_only = {_toml(list(DEMO_READ_ONLY_SCOPES))}",
+        f"forgejo_ro_client_id = {_toml(DEMO_READ_ONLY_CLIENT_ID)}",
+        "forgejo_ro_client_secret_file = "
         + _toml(str(state.client_secret_file.resolve())),
         f"child_command = {_toml([sys.executable, '-m', 'fjmcp.demo_child'])}",
         *demo_isolation_lines(),

@@ -17,6 +17,7 @@ from fjmcp import demo
 from fjmcp.config import load_config
 from fjmcp.demo import (
     DEMO_CLIENT_ID,
+    DEMO_READ_ONLY_CLIENT_ID,
     DemoError,
     DemoOptions,
     demo_config_text,
@@ -190,6 +191,9 @@ def test_generated_config_loads_and_is_what_the_demo_promises(tmp_path: Path) ->
     assert config.forgejo_url == "http://127.0.0.1:18124"
     assert config.forgejo_client_id == DEMO_CLIENT_ID
     assert config.forgejo_client_secret == state.client_secret
+    assert config.forgejo_ro_client_id == DEMO_READ_ONLY_CLIENT_ID
+    assert config.forgejo_ro_client_secret == state.client_secret
+    assert "read:user" in config.forgejo_scopes_read_only
     assert config.child_command[1:] == ("-m", "fjmcp.demo_child")
     assert os.path.samefile(config.child_command[0], sys.executable)
     assert "http://localhost:6274" in config.allowed_origins
@@ -212,13 +216,20 @@ def test_ipv6_listen_address_is_escaped(tmp_path: Path) -> None:
 def test_standin_registers_the_broker_callback_and_the_demo_user(
     tmp_path: Path,
 ) -> None:
-    """The stand-in knows the demo user and the broker's exact callback URL."""
+    """
+    The stand-in knows the demo user and, with the broker's exact callback
+    URL, its two applications: full access and read-only grants.
+    """
     options = options_for("--state-dir", str(tmp_path), "--user", "kim")
     state = prepare_state(options)
     config = standin_config(options, state)
     [user] = config.users
     assert (user.login, user.password) == ("kim", state.password)
-    [client] = config.clients
-    assert client.client_id == DEMO_CLIENT_ID
-    assert client.client_secret == state.client_secret
-    assert client.redirect_uris == ("http://127.0.0.1:8080/oauth/callback",)
+    full, read_only = config.clients
+    assert (full.client_id, read_only.client_id) == (
+        DEMO_CLIENT_ID,
+        DEMO_READ_ONLY_CLIENT_ID,
+    )
+    for client in (full, read_only):
+        assert client.client_secret == state.client_secret
+        assert client.redirect_uris == ("http://127.0.0.1:8080/oauth/callback",)

@@ -220,8 +220,14 @@ async function readOnlyFlow(context, clientId, out) {
   out.ro_before_preselected = await preselected(page);
   await page.getByLabel(/read-only/i).check();
   out.ro_checked = await page.getByLabel(/read-only/i).isChecked();
+  const toForgejo = page.waitForRequest((r) => r.url().startsWith(`${forgejoUrl}/login/oauth/authorize`), { timeout: STEP_TIMEOUT });
   await page.getByRole('button', { name: /allow|approve/i }).click();
   await page.waitForURL((u) => u.href.startsWith(REDIRECT_URI) || u.href.startsWith(forgejoUrl), { timeout: STEP_TIMEOUT });
+  // Which application at Forgejo the read-only grant is made through, and
+  // with which scopes (never a token: the authorize request carries none).
+  const asked = new URL((await toForgejo).url());
+  out.ro_forgejo_client = asked.searchParams.get('client_id');
+  out.ro_forgejo_scope = asked.searchParams.get('scope');
   if (!page.url().startsWith(REDIRECT_URI)) {
     const field = page.locator('input[type=password]');
     await field.waitFor({ timeout: STEP_TIMEOUT });

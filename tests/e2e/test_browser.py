@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from fjmcp.demo import DEMO_READ_ONLY_CLIENT_ID
 from tests.e2e.live import CHROMIUM, E2E, NODE_MODULES, REPO, Live, node, run_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -99,6 +100,15 @@ def test_consent_and_login_pages_in_chromium(
     assert result["ro_again_preselected"] == "read-only"
     assert result["ro_checked"] is True
     assert result["ro_scope"].split() == ["mcp", "mcp:read-only"]
+    # ...and made its own grant at Forgejo, through the read-only application
+    # with the read-only scopes (the demo's forgejo_scopes_read_only).
+    assert result["ro_forgejo_client"] == DEMO_READ_ONLY_CLIENT_ID
+    assert set(result["ro_forgejo_scope"].split()) == {
+        "read:issue",
+        "read:organization",
+        "read:repository",
+        "read:user",
+    }
     assert result["ro_tools"] == ["whoami"]
     assert "'echo' is not allowed: the grant is read-only" in result["ro_echo_error"]
     assert result["ro_whoami_ok"] is True

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance conformance-next bench bench-full bench-cluster soak clean e2e-deps chromium \
+.PHONY: install run test lint unit stress conformance conformance-next bench bench-full bench-cluster bench-policy soak clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
 	bubblewrap _bubblewrap child-deps haproxy _haproxy
 
@@ -226,8 +226,14 @@ conformance-next: $(STAMP) $(BENCH_STAMP) $(NEXT_STAMP)
 # make bench: fjmcp against the peers, then the ratio table (fjmcp / best peer).
 bench: $(STAMP) $(BENCH_STAMP)
 	bench/prepare.sh
-	$(BENCH_ENV) $(BENCH_DIR)/run bench.py --extra-config bench/fjmcp.toml --enable fjmcp $(BENCH_ARGS)
+	$(BENCH_ENV) $(BENCH_DIR)/run bench.py --extra-config bench/fjmcp.toml --enable fjmcp,fjmcp-policy $(BENCH_ARGS)
 	$(BENCH_ENV) $(BENCH_DIR)/run bench.py --compare "$(BENCH_LAST)" --subject fjmcp
+
+# make bench-policy: scenario a through fjmcp with and without a 50-rule
+# policy (bench/policy-50.toml) and one peer, once: the policy's per-call cost.
+BENCH_POLICY_ARGS ?= --targets fjmcp,fjmcp-policy,supergateway --children echo --scenarios a --reps 1
+bench-policy:
+	$(MAKE) bench BENCH_ARGS="$(BENCH_POLICY_ARGS)"
 
 # make bench-full: the everything child too, then the 2026-07-28 mode (64
 # stateless conversations of one user on one broker, bench/stateless_load.py).

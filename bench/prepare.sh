@@ -5,7 +5,9 @@
 # token offline with `fjmcp admin issue-token`. Run from the checkout, before
 # `../shared/bench/run bench.py|conformance_run.py --extra-config bench/fjmcp.toml`.
 # Idempotent: an existing key and store are kept; minted token files of
-# earlier runs are removed.
+# earlier runs are removed. It also writes .bench-state/fjmcp-policy.conf.in,
+# the template of the `fjmcp-policy` target: bench/fjmcp.conf.in with the
+# 50-rule [policy] of bench/policy-50.toml (`make bench-policy`).
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,6 +26,10 @@ python_bin=$(command -v python3)
 sed -e "s|{host}|127.0.0.1|g" -e "s|{port}|1|g" -e "s|{cwd}|$root|g" \
     -e "s|{child_cmd}|$python_bin|g" -e "s|{{|{|g" -e "s|}}|}|g" \
     "$root/bench/fjmcp.conf.in" > "$conf"
+
+# The fjmcp-policy target's template: the same broker under a 50-rule policy.
+{ cat "$root/bench/fjmcp.conf.in"; echo; cat "$root/bench/policy-50.toml"; } \
+    > "$state/fjmcp-policy.conf.in"
 
 if [ ! -s "$state/token-keys" ]; then
     "$fjmcp" admin --config "$conf" gen-key

@@ -236,6 +236,7 @@ def test_respawn_is_lazy_on_the_next_request() -> None:
     assert json.loads(old.written[-1])["id"] == 1  # served by the old child meanwhile
     assert len(h.spawner.children) == spawned + 1
     assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
+    _answer_initialize(h.spawner.last)  # the respawn ends within the test
 
 
 def test_token_rotation_respawns_every_session_of_that_user_only() -> None:
@@ -247,6 +248,8 @@ def test_token_rotation_respawns_every_session_of_that_user_only() -> None:
     h.registry.token_rotated(h.tokens.rotate("alice"))
     fresh = [c.spec.env["FORGEJO_ACCESS_TOKEN"] for c in h.spawner.children[3:]]
     assert fresh == ["forgejo-alice-2", "forgejo-alice-2"]
+    for child in h.spawner.children[3:]:
+        _answer_initialize(child)  # the respawns end within the test
 
 
 def test_old_child_exit_during_drain_does_not_end_the_session() -> None:
@@ -522,6 +525,11 @@ def test_a_grants_new_token_respawns_only_the_children_holding_it() -> None:
     h.registry.token_rotated(h.tokens.rotate("alice", READ_ONLY_SCOPES))
     assert len(h.spawner.children) == spawned + 1
     assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"].endswith("read_user-2")
+    _answer_initialize(h.spawner.last)
     h.registry.token_rotated(h.tokens.rotate("alice"))
     assert len(h.spawner.children) == spawned + 2
     assert h.spawner.last.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
+    _answer_initialize(h.spawner.last)
+    owners = {o.id: o for o in h.registry.owners_of("alice")}
+    assert owners[ro_sid].token_generation == owners[full_sid].token_generation == 2
+    assert not ro_child.alive and not full_child.alive  # both replaced, in turn

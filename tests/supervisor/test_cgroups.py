@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from fjmcp.config import ChildLimits
@@ -22,7 +23,7 @@ def v1_root(tmp_path: Path) -> Path:
 
 def test_v1_child_cgroup_gets_its_limits_and_a_join_prefix(tmp_path: Path) -> None:
     """pids.max and memory.limit_in_bytes are written; the argv prefix makes
-    the child write its own pid into each cgroup.procs before it runs."""
+    the child move itself into each v1 ``tasks`` file before it runs."""
     limiter = find_limiter(LIMITS, v1_root(tmp_path))
     assert limiter is not None and limiter.memory_file == "memory.limit_in_bytes"
     cgroup = limiter.create(1)
@@ -34,8 +35,8 @@ def test_v1_child_cgroup_gets_its_limits_and_a_join_prefix(tmp_path: Path) -> No
     prefix = cgroup.prefix()
     assert prefix[:3] == ["/bin/sh", "-c", JOIN_SCRIPT]
     assert prefix[-3:] == [
-        str(pids_dir / "cgroup.procs"),
-        str(memory_dir / "cgroup.procs"),
+        str(pids_dir / "tasks"),
+        str(memory_dir / "tasks"),
         "--",
     ]
 
@@ -85,3 +86,30 @@ def test_sweep_spares_running_brokers(tmp_path: Path) -> None:
     ).sweep()
     assert sorted(killed) == [77, 78]
     assert mine.directories[0].exists()
+
+
+def test_v2_child_joins_by_cgroup_procs(tmp_path: Path) -> None:
+    """cgroup v2 has no per-thread join file outside threaded subtrees: the
+    child moves itself through cgroup.procs."""
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    limiter = find_limiter(LIMITS, root)
+    assert limiter is not None and limiter.memory_file == "memory.max"
+    cgroup = limiter.create(1)
+    assert cgroup is not None
+    assert cgroup.prefix()[-2:] == [str(cgroup.directories[0] / "cgroup.procs"), "--"]
+
+
+def test_the_join_script_moves_the_shell_itself(tmp_path: Path) -> None:
+    """Each file named before ``--`` gets ``0`` (the writer itself), then the
+    rest of the argv runs in place of the shell."""
+    joins = [tmp_path / "a", tmp_path / "b"]
+    out = subprocess.run(  # noqa: S603 - our own argv
+        ["/bin/sh", "-c", JOIN_SCRIPT, "x", *map(str, joins), "--", "echo", "ran"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    assert out.stdout == b"ran\n"
+    assert [p.read_text() for p in joins] == ["0\n", "0\n"]

@@ -11,41 +11,33 @@ handle. The supervisor knows no HTTP.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
-from attrs import define, field
+from attrs import Factory, define, field
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
 from fjmcp.supervisor.cgroups import CgroupLimiter, ChildCgroup
+from fjmcp.supervisor.leader import spawn_session_leader
 from fjmcp.supervisor.leftovers import ChildLedger
 from fjmcp.supervisor.protocol import ChildProtocol, default_kill_group
 
-__all__ = ["SETSID_SEARCH_PATH", "Supervisor", "find_setsid"]
-
-#: Where ``setsid(1)`` is looked for (not the broker's own PATH).
-SETSID_SEARCH_PATH: Final = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
+__all__ = ["Supervisor"]
 
 #: Exactly stdin, stdout and stderr; every other descriptor is closed in
 #: the child (Twisted closes all fds not named here, with spawn or fork).
 CHILD_FDS: Final = {0: "w", 1: "r", 2: "r"}
 
 
-def find_setsid() -> str:
-    """
-    The absolute path of ``setsid(1)``; `RuntimeError` if it is missing.
-    """
-    path = shutil.which("setsid", path=SETSID_SEARCH_PATH)
-    if path is None:
-        raise RuntimeError(
-            "setsid(1) (util-linux) was not found in "
-            f"{SETSID_SEARCH_PATH}; children must run in their own session"
-        )
-    return path
+def _default_start(supervisor: Supervisor) -> Callable[..., Any]:
+    reactor = supervisor._reactor
+    if supervisor.leads_session:
+        return partial(spawn_session_leader, reactor)
+    return reactor.spawnProcess
 
 
 @define(eq=False, repr=False)
@@ -53,21 +45,18 @@ class Supervisor:
     """
     Spawns children and keeps the live ones.
 
-    **Why ``setsid`` as argv[0].** A child must lead a session of its own,
-    so a Ctrl-C or a signal to the broker's process group reaches it only
-    through the broker. ``reactor.spawnProcess`` has no ``preexec_fn`` hook
-    (and prefers ``posix_spawn``, which cannot call ``setsid()``), so the
-    argv is prefixed with ``setsid(1)`` resolved to an absolute path. The
-    child starts outside our process group (not a group leader), so
-    ``setsid`` calls ``setsid()`` and *execs* the real command without
-    forking: the pid Twisted holds is the real child's, and ``stop()``'s
-    SIGTERM reaches the server itself, not a middleman (an integration test
+    **Each child leads a session of its own**, so a Ctrl-C or a signal to
+    the broker's process group reaches it only through the broker: it is
+    spawned with ``POSIX_SPAWN_SETSID`` (`fjmcp.supervisor.leader`), so the
+    pid Twisted holds is the server's (after the wrappers' execs) and
+    ``stop()``'s SIGTERM reaches the server itself (an integration test
     checks ``os.getsid(pid) == pid`` and that the process is the server).
     Leading its own process group also lets the final SIGKILL reach the
     whole group, so a wrapper's or server's descendants die with it.
 
-    ``setsid=None`` turns this off (tests with a fake reactor;
-    ``kill_group`` then does nothing either).
+    ``leads_session=False`` turns this off (``kill_group`` then does
+    nothing either); ``start`` replaces the spawn (tests with a fake
+    reactor pass its ``spawnProcess``).
 
     With a ``ledger``, every live child is recorded under the runtime
     directory (so a broker restarted after a crash stops what this one
@@ -79,8 +68,10 @@ class Supervisor:
 
     _reactor: IReactorProcess
     """A reactor that also provides ``IReactorTime`` (for the KILL timer)."""
-    _setsid: str | None = field(factory=find_setsid)
+    leads_session: bool = True
     _kill_group: Callable[[int, int], None] | None = default_kill_group
+    _start: Callable[..., Any] = Factory(_default_start, takes_self=True)
+    """``reactor.spawnProcess``'s signature: starts one process."""
     _children: set[ChildProtocol] = field(factory=set)
     _ledger: ChildLedger | None = None
     _cgroups: CgroupLimiter | None = None
@@ -110,13 +101,11 @@ class Supervisor:
             cgroup = self._cgroups.create(self._serial)
             if cgroup is not None:
                 argv[:0] = cgroup.prefix()
-        if self._setsid is not None:
-            argv.insert(0, self._setsid)
         proto = ChildProtocol(
             spec=spec,
             receiver=receiver,
             clock=IReactorTime(self._reactor),
-            kill_group=self._kill_group if self._setsid is not None else None,
+            kill_group=self._kill_group if self.leads_session else None,
         )
         try:
             self._spawn(proto, spec, argv)
@@ -127,16 +116,14 @@ class Supervisor:
         self._children.add(proto)
         proto.ended.addCallback(self._reaped, proto, cgroup)
         if self._ledger is not None and proto.pid is not None:
-            self._ledger.record(
-                proto.pid, spec.label, leads_group=self._setsid is not None
-            )
+            self._ledger.record(proto.pid, spec.label, leads_group=self.leads_session)
         self.log.info(
             "child {label} started: pid {pid}", label=spec.label, pid=proto.pid
         )
         return proto
 
     def _spawn(self, proto: ChildProtocol, spec: ChildSpec, argv: list[str]) -> None:
-        self._reactor.spawnProcess(
+        self._start(
             proto,
             argv[0],
             argv,

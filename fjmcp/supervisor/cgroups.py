@@ -6,11 +6,12 @@ memory limit) bound a child's whole tree, whatever its uid.
 ``RLIMIT_NPROC`` counts processes per uid and does not bind uid 0, so a
 fork bomb of a child that shares the broker's uid (or runs as root in a
 user namespace) is bounded here instead. The child joins its cgroup itself,
-race-free, before anything else runs: the argv is prefixed with a
-three-line ``sh`` that writes ``0`` (itself) into each cgroup's join file
-and execs the rest. Where no controller is writable (an unprivileged
-broker, a read-only ``/sys/fs/cgroup``) nothing is done and the PID
-namespace, per-user uids or systemd's ``TasksMax`` are what remain.
+race-free, before anything else runs: its preamble shell
+(`fjmcp.supervisor.preamble`, shared with the rlimits) writes ``0``
+(itself) into each cgroup's join file, then execs the rest. Where no
+controller is writable (an unprivileged broker, a read-only
+``/sys/fs/cgroup``) nothing is done and the PID namespace, per-user uids
+or systemd's ``TasksMax`` are what remain.
 
 **Why ``tasks`` on cgroup v1.** Moving a whole process (``cgroup.procs``)
 takes the kernel's global threadgroup lock for writing, which waits for an
@@ -35,18 +36,12 @@ from twisted.logger import Logger
 from fjmcp.config import ChildLimits
 from fjmcp.supervisor.leftovers import read_stat
 
-__all__ = ["CgroupLimiter", "ChildCgroup", "JOIN_SCRIPT", "find_limiter"]
+__all__ = ["CgroupLimiter", "ChildCgroup", "find_limiter"]
 
-#: Moves the shell itself (``0``) into each join file named before ``--``,
-#: then execs the rest of the argv.
-JOIN_SCRIPT: Final = (
-    'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; exec "$@"'
-)
 #: The join file of a v1 hierarchy (per thread: no global lock) and of v2.
 V1_JOIN: Final = "tasks"
 V2_JOIN: Final = "cgroup.procs"
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
-SH: Final = "/bin/sh"
 
 
 @frozen
@@ -56,10 +51,9 @@ class ChildCgroup:
     directories: tuple[Path, ...]
     join_file: str = V2_JOIN
 
-    def prefix(self) -> list[str]:
-        """The argv that joins them before the child runs."""
-        joins = [str(d / self.join_file) for d in self.directories]
-        return [SH, "-c", JOIN_SCRIPT, "fjmcp-cgroup", *joins, "--"]
+    def joins(self) -> list[str]:
+        """The files the child writes itself into (its preamble's joins)."""
+        return [str(d / self.join_file) for d in self.directories]
 
 
 def broker_tag(pid: int | None = None, proc: Path = Path("/proc")) -> str:

@@ -24,6 +24,7 @@ from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
 from fjmcp.supervisor.cgroups import CgroupLimiter, ChildCgroup
 from fjmcp.supervisor.leader import spawn_session_leader
 from fjmcp.supervisor.leftovers import ChildLedger
+from fjmcp.supervisor.preamble import with_joins
 from fjmcp.supervisor.protocol import ChildProtocol, default_kill_group
 
 __all__ = ["Supervisor"]
@@ -100,7 +101,7 @@ class Supervisor:
             self._serial += 1
             cgroup = self._cgroups.create(self._serial)
             if cgroup is not None:
-                argv[:0] = cgroup.prefix()
+                argv = with_joins(argv, cgroup.joins())
         proto = ChildProtocol(
             spec=spec,
             receiver=receiver,

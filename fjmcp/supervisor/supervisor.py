@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from attrs import Factory, define, field
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
@@ -62,7 +62,10 @@ class Supervisor:
     With a ``ledger``, every live child is recorded under the runtime
     directory (so a broker restarted after a crash stops what this one
     left); with ``cgroups``, each child joins a cgroup of its own (its
-    ``pids.max`` bounds the whole tree) before anything of it runs.
+    ``pids.max`` bounds the whole tree) before anything of it runs. Making
+    a cgroup (a ``mkdir`` and a limit per controller; a memory cgroup is
+    the costly one) is done for the *next* child once a child has started,
+    so a session start only takes the spare.
     """
 
     log = Logger()
@@ -77,6 +80,9 @@ class Supervisor:
     _ledger: ChildLedger | None = None
     _cgroups: CgroupLimiter | None = None
     _serial: int = 0
+    _spare: ChildCgroup | None = field(default=None, init=False)
+    _refill: IDelayedCall | None = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
 
     def __repr__(self) -> str:
         return f"<Supervisor live={len(self._children)}>"
@@ -96,12 +102,9 @@ class Supervisor:
         argv = list(spec.argv)
         if not argv:
             raise ValueError("a child needs an argv")
-        cgroup: ChildCgroup | None = None
-        if self._cgroups is not None:
-            self._serial += 1
-            cgroup = self._cgroups.create(self._serial)
-            if cgroup is not None:
-                argv = with_joins(argv, cgroup.joins())
+        cgroup = self._take_cgroup()
+        if cgroup is not None:
+            argv = with_joins(argv, cgroup.joins())
         proto = ChildProtocol(
             spec=spec,
             receiver=receiver,
@@ -136,8 +139,37 @@ class Supervisor:
             childFDs={**CHILD_FDS, **dict.fromkeys(spec.inputs, "w")},
         )
 
+    def _take_cgroup(self) -> ChildCgroup | None:
+        """The next child's cgroup: the spare, else a new one; then a new
+        spare is made once this reactor turn is over."""
+        if self._cgroups is None:
+            return None
+        cgroup, self._spare = self._spare, None
+        if cgroup is None:
+            cgroup = self._new_cgroup(self._cgroups)
+        if self._refill is None and not self._stopping:
+            self._refill = IReactorTime(self._reactor).callLater(0, self._make_spare)
+        return cgroup
+
+    def _new_cgroup(self, cgroups: CgroupLimiter) -> ChildCgroup | None:
+        self._serial += 1
+        return cgroups.create(self._serial)
+
+    def _make_spare(self) -> None:
+        self._refill = None
+        if self._cgroups is not None and self._spare is None and not self._stopping:
+            self._spare = self._new_cgroup(self._cgroups)
+
     def stop_all(self) -> Deferred[None]:
-        """Stop every live child (TERM, then KILL); fires once all are reaped."""
+        """Stop every live child (TERM, then KILL); fires once all are reaped.
+        No spare cgroup is made any more, and the one made is removed."""
+        self._stopping = True
+        if self._refill is not None:
+            self._refill.cancel()
+            self._refill = None
+        if self._spare is not None and self._cgroups is not None:
+            self._cgroups.remove(self._spare)
+            self._spare = None
         stops = [child.stop() for child in list(self._children)]
         if not stops:
             return succeed(None)

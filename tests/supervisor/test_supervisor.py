@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 from functools import partial
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from twisted.internet import error
 from twisted.logger import LogEvent, formatEvent
 
+from fjmcp.config import ChildLimits
 from fjmcp.interfaces import ChildExit, ChildSpec
+from fjmcp.supervisor.cgroups import find_limiter
 from fjmcp.supervisor.leader import spawn_session_leader
 from fjmcp.supervisor.protocol import (
     STDERR_BURST,
@@ -477,3 +480,34 @@ def test_stderr_never_logs_the_token(
     for event in events:
         assert TOKEN not in formatEvent(event)
         assert len(event.get("line", "")) <= cap + len(" [truncated]")
+
+
+def test_each_child_takes_a_cgroup_made_in_advance(tmp_path: Path) -> None:
+    """The first child's cgroup is made at its spawn; once the reactor turn
+    is over a spare is made for the next child, which only takes it (its
+    preamble joins it); stop_all removes the spare."""
+    root = tmp_path / "cgroup"
+    (root / "pids").mkdir(parents=True)
+    (root / "memory").mkdir()
+    limiter = find_limiter(ChildLimits(memory=1 << 28, processes=32), root)
+    assert limiter is not None
+    reactor = FakeProcessReactor(term_delay=None)
+    supervisor = Supervisor(reactor, cgroups=limiter, start=reactor.spawnProcess)
+    parent = root / "pids" / "fjmcp"
+    supervisor.spawn(SPEC, RecordingReceiver())
+    assert sorted(d.name for d in parent.iterdir()) == [f"{limiter.owner}-1"]
+    reactor.advance(0)
+    assert sorted(d.name for d in parent.iterdir())[-1] == f"{limiter.owner}-2"
+    supervisor.spawn(SPEC, RecordingReceiver())
+    second = reactor.processes[1].args
+    assert str(parent / f"{limiter.owner}-2" / "tasks") in second
+    assert not (parent / f"{limiter.owner}-3").exists()  # not within the spawn
+    reactor.advance(0)
+    assert (parent / f"{limiter.owner}-3").exists()
+    for spare in root.glob(f"*/fjmcp/{limiter.owner}-3"):
+        for limit in spare.iterdir():  # a real cgroup's files go with its rmdir
+            limit.unlink()
+    supervisor.stop_all()
+    assert not (parent / f"{limiter.owner}-3").exists()
+    reactor.advance(0)
+    assert not (parent / f"{limiter.owner}-4").exists()

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit stress conformance conformance-next bench bench-full bench-cluster bench-policy soak clean e2e-deps chromium \
+.PHONY: install run test lint unit stress conformance conformance-next bench bench-full bench-cluster bench-policy bench-profiles soak clean e2e-deps chromium \
 	image image-deps image-test deploy-deps _chromium _image-deps _deploy-deps \
 	bubblewrap _bubblewrap child-deps haproxy _haproxy
 
@@ -248,6 +248,13 @@ bench-full: $(STAMP) $(BENCH_STAMP)
 CLUSTER_ARGS ?= --reps 3
 bench-cluster: $(STAMP) $(BENCH_STAMP) haproxy
 	$(BENCH_ENV) BENCH_DIR=$(abspath $(BENCH_DIR)) $(BIN)/python bench/cluster.py $(CLUSTER_ARGS)
+
+# make bench-profiles: what each sandbox profile adds to a child's start,
+# measured in one loop through the broker's own isolation code (root for the
+# per-uid profiles; the ones this machine cannot run are listed as skipped).
+PROFILE_ROUNDS ?= 30
+bench-profiles: $(STAMP)
+	BENCH_DIR=$(abspath $(BENCH_DIR)) $(BIN)/python bench/profile_setup.py --rounds $(PROFILE_ROUNDS)
 
 # make soak: one broker under scenario b's load for SOAK_SECONDS, its RSS
 # sampled from /proc; afterwards no session, child or descriptor may be left.

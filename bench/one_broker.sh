@@ -5,7 +5,8 @@
 #                            the broker's VmRSS sampled from /proc every 10 s;
 #                            afterwards: sessions left, children, open fds.
 #   one_broker.sh stateless  bench/stateless_load.py: 64 2026-07-28 stateless
-#                            conversations of one user at once (one shared child).
+#                            conversations of one user (one shared child): the
+#                            first alone (it brings the child up), then 63 at once.
 # Run from the checkout with BENCH_HOME set (make soak / make bench-full do);
 # the broker's config is bench/fjmcp.conf.in with the echo child, no sandbox.
 set -eu
@@ -19,7 +20,10 @@ mkdir -p "$out"
 bench/prepare.sh > /dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 conf="$out/fjmcp.conf"
-child="$(command -v python3) $bench_dir/children/echo_server.py"
+# The harness's own child command ({python} is the bench venv's Python):
+# a python3 found on PATH may be a version-manager shim (pyenv's runs bash
+# scripts first: about 100 ms of every child start).
+child="$py $bench_dir/children/echo_server.py"
 sed -e "s|{host}|127.0.0.1|g" -e "s|{port}|$port|g" -e "s|{cwd}|$root|g" \
     -e "s|{child_cmd}|$child|g" -e "s|{{|{|g" -e "s|}}|}|g" \
     bench/fjmcp.conf.in > "$conf"

@@ -347,7 +347,7 @@ class SessionRegistry:
         if key in self._owners:  # created meanwhile (the token was not cached)
             self.release(identity.user)
             raise OwnerExistsError("this owner already has a child")
-        slot = await self._start_slot()
+        slot = await self.start_slot()
         if key in self._owners or self.closing:  # meanwhile, while queued
             slot()
             self.release(identity.user)
@@ -404,7 +404,7 @@ class SessionRegistry:
         self._spawns.spawned(self._clock.seconds() - began)
         return owner
 
-    async def _start_slot(self) -> Callable[[], None]:
+    async def start_slot(self) -> Callable[[], None]:
         """A place among the children starting now (its ``release``)."""
         if self._spawn_gate is None:
             return _no_slot
@@ -689,13 +689,26 @@ class SessionRegistry:
             self._start_respawn(owner)
 
     def spawn_generation(
-        self, owner: ChildOwner, token: UpstreamToken, generation: int
+        self,
+        owner: ChildOwner,
+        token: UpstreamToken,
+        generation: int,
+        slot: Callable[[], None] = _no_slot,
     ) -> tuple[IChild, GenerationReceiver]:
-        """Start the child of a new generation (not yet current)."""
+        """
+        Start the child of a new generation (not yet current); ``slot``
+        (from `start_slot`) is given back at its first line or its exit, or
+        at once if it cannot be started.
+        """
         receiver = GenerationReceiver(self, owner, generation)
-        child = self._spawner.spawn(
-            self._spec_factory(token, self._label(owner)), receiver
-        )
+        try:
+            child = self._spawner.spawn(
+                self._spec_factory(token, self._label(owner)),
+                receiver if slot is _no_slot else GatedReceiver(receiver, slot),
+            )
+        except BaseException:
+            slot()
+            raise
         owner.children[generation] = child
         return child, receiver
 

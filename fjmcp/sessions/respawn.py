@@ -3,7 +3,9 @@
 The invisible child swap after a Forgejo token refresh.
 
 A running child holds the old token in its environment, so its owner gets
-a new child (the next *generation*) started with the new token. The owner's
+a new child (the next *generation*) started with the new token, through
+the spawn gate like any first child (a rotation of a user with many
+sessions is a burst of starts). The owner's
 `Handshaker` brings it up (for a session, the bridge replays the client's
 handshake and swallows the answers). A fatal handshake failure ends the
 owner (its client could not be told what changed); any other leaves the old
@@ -35,6 +37,10 @@ def _has_ended(owner: ChildOwner) -> bool:
     return owner.ended
 
 
+def _is_closing(registry: SessionRegistry) -> bool:
+    return registry.closing
+
+
 async def bring_up_child(
     owner: ChildOwner, child: IChild, receiver: GenerationReceiver, generation: int
 ) -> None:
@@ -60,9 +66,14 @@ async def respawn_owner(registry: SessionRegistry, owner: ChildOwner) -> None:
     router = owner.router
     if router is None or not router.handshaker.ready:
         return
+    # A respawn starts a process like a first spawn: it queues at the gate.
+    slot = await registry.start_slot()
+    if _is_closing(registry) or _has_ended(owner):  # meanwhile, while queued
+        slot()
+        return
     old_generation = owner.generation
     generation = max(owner.children, default=old_generation) + 1
-    child, receiver = registry.spawn_generation(owner, token, generation)
+    child, receiver = registry.spawn_generation(owner, token, generation, slot)
     try:
         await bring_up_child(owner, child, receiver, generation)
     except HandshakeFailedError as e:

@@ -6,11 +6,20 @@ memory limit) bound a child's whole tree, whatever its uid.
 ``RLIMIT_NPROC`` counts processes per uid and does not bind uid 0, so a
 fork bomb of a child that shares the broker's uid (or runs as root in a
 user namespace) is bounded here instead. The child joins its cgroup itself,
-race-free, before anything else runs: the argv is prefixed with a
-three-line ``sh`` that writes its own pid into ``cgroup.procs`` and execs
-the rest. Where no controller is writable (an unprivileged broker, a
-read-only ``/sys/fs/cgroup``) nothing is done and the PID namespace,
-per-user uids or systemd's ``TasksMax`` are what remain.
+race-free, before anything else runs: its preamble shell
+(`fjmcp.supervisor.preamble`, shared with the rlimits) writes ``0``
+(itself) into each cgroup's join file, then execs the rest. Where no
+controller is writable (an unprivileged broker, a read-only
+``/sys/fs/cgroup``) nothing is done and the PID namespace, per-user uids
+or systemd's ``TasksMax`` are what remain.
+
+**Why ``tasks`` on cgroup v1.** Moving a whole process (``cgroup.procs``)
+takes the kernel's global threadgroup lock for writing, which waits for an
+RCU grace period: 5-15 ms per join on an otherwise idle machine, paid by
+every session start. A single-threaded process moving only itself
+(``0`` into v1's ``tasks``) skips that lock; the ``sh`` is single-threaded,
+so the move is the same. cgroup v2 has no per-thread file outside
+threaded subtrees, so there the join stays on ``cgroup.procs``.
 """
 
 from __future__ import annotations
@@ -27,15 +36,12 @@ from twisted.logger import Logger
 from fjmcp.config import ChildLimits
 from fjmcp.supervisor.leftovers import read_stat
 
-__all__ = ["CgroupLimiter", "ChildCgroup", "JOIN_SCRIPT", "find_limiter"]
+__all__ = ["CgroupLimiter", "ChildCgroup", "find_limiter"]
 
-#: Writes the shell's pid into each ``cgroup.procs`` named before ``--``,
-#: then execs the rest of the argv.
-JOIN_SCRIPT: Final = (
-    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
-)
+#: The join file of a v1 hierarchy (per thread: no global lock) and of v2.
+V1_JOIN: Final = "tasks"
+V2_JOIN: Final = "cgroup.procs"
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
-SH: Final = "/bin/sh"
 
 
 @frozen
@@ -43,11 +49,11 @@ class ChildCgroup:
     """The cgroup directories of one child."""
 
     directories: tuple[Path, ...]
+    join_file: str = V2_JOIN
 
-    def prefix(self) -> list[str]:
-        """The argv that joins them before the child runs."""
-        procs = [str(d / "cgroup.procs") for d in self.directories]
-        return [SH, "-c", JOIN_SCRIPT, "fjmcp-cgroup", *procs, "--"]
+    def joins(self) -> list[str]:
+        """The files the child writes itself into (its preamble's joins)."""
+        return [str(d / self.join_file) for d in self.directories]
 
 
 def broker_tag(pid: int | None = None, proc: Path = Path("/proc")) -> str:
@@ -84,6 +90,7 @@ class CgroupLimiter:
     memory_parent: Path | None
     memory_file: str
     limits: ChildLimits
+    join_file: str = V2_JOIN
     kill: Callable[[int, int], None] = os.kill
     proc: Path = Path("/proc")
     owner: str = field(factory=broker_tag)
@@ -109,7 +116,7 @@ class CgroupLimiter:
             self.log.warn("cannot make cgroup {name}: {error}", name=name, error=e)
             self.remove(ChildCgroup(tuple(dirs)))
             return None
-        return ChildCgroup(tuple(dirs)) if dirs else None
+        return ChildCgroup(tuple(dirs), self.join_file) if dirs else None
 
     def remove(self, cgroup: ChildCgroup) -> int:
         """Kill what is still in the child's cgroups, then remove them; how
@@ -187,6 +194,7 @@ def find_limiter(
         memory_parent=memory,
         memory_file="memory.limit_in_bytes",
         limits=limits,
+        join_file=V1_JOIN,
     )
 
 

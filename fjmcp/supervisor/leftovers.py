@@ -59,7 +59,12 @@ def parse_stat(text: str) -> ProcStat:
 def read_stat(pid: int, proc: Path = Path("/proc")) -> ProcStat | None:
     """The stat of ``pid``, or None once it is gone."""
     try:
-        return parse_stat((proc / str(pid) / "stat").read_text())
+        fd = os.open(f"{proc}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 4096).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+        return parse_stat(text)
     except (OSError, ValueError, IndexError):
         return None
 
@@ -172,10 +177,17 @@ class ChildLedger:
             return  # already gone: nothing can be left behind
         pgid = pid if leads_group else stat.pgid
         rec = ChildRecord(pid, pgid, stat.start, self.boot, label)
-        tmp = self.directory / f".{pid}.tmp"
+        # Plain descriptor calls: this runs at every session start.
+        tmp = f"{self.directory}/.{pid}.tmp"
         try:
-            tmp.write_text(rec.to_json())
-            tmp.replace(self.directory / f"{pid}.json")
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+            )
+            try:
+                os.write(fd, rec.to_json().encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, f"{self.directory}/{pid}.json")
         except OSError as e:
             self.log.warn(
                 "cannot record child {pid}: {error}", pid=pid, error=e.strerror
@@ -184,7 +196,7 @@ class ChildLedger:
     def forget(self, pid: int) -> None:
         """Remove the record of a reaped child."""
         try:
-            (self.directory / f"{pid}.json").unlink()
+            os.unlink(f"{self.directory}/{pid}.json")
         except FileNotFoundError:
             pass
 

@@ -4,24 +4,30 @@ The argv that confines one child: limits, uid change, parent-death signal,
 namespaces.
 
 The broker builds this argv itself from a few settings (never a free-form
-string the operator must get right), with kept tools only: ``prlimit`` for
-rlimits, ``setpriv`` for the uid change and the parent-death signal,
-``bwrap`` for namespaces and the filesystem view, ``systemd-run --scope`` for
-resource control under systemd. Everything here is pure: it maps a
-`Sandbox` (resolved once at start-up) and one child's facts to a tuple of
-strings, so each rule is tested on the argv without starting a process.
+string the operator must get right), with kept tools only: the preamble
+shell's ``ulimit`` for rlimits (``prlimit`` when RLIMIT_NPROC is needed),
+``setpriv`` for the uid change and the parent-death signal, ``bwrap`` for
+namespaces and the filesystem view, ``systemd-run --scope`` for resource
+control under systemd. Everything here is pure: it maps a `Sandbox`
+(resolved once at start-up) and one child's facts to a tuple of strings, so
+each rule is tested on the argv without starting a process.
 
 Order matters and is fixed: ``systemd-run`` (it needs the broker's
-privileges), then ``prlimit`` (raising nothing, only lowering), then
+privileges), then the rlimits (raising nothing, only lowering), then
 ``setpriv`` (the uid change, and *after* it the parent-death signal, since a
 credential change clears that signal), then ``bwrap`` (which, when the uid
 was changed, runs unprivileged in a user namespace of its own), then the
 server. Each tool execs the next, so the broker's child pid stays the
 pid of the chain's head and the parent-death signal binds to the broker.
+Every exec costs about half a millisecond of each session start, so a tool
+with nothing to do is left out: no rlimits, no limits shell; bubblewrap with
+no uid change sets the parent-death signal itself (``--die-with-parent``),
+so ``setpriv`` is only there for a uid change.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Iterable
 from pathlib import PurePosixPath
@@ -30,6 +36,7 @@ from typing import Final
 from attrs import frozen
 
 from fjmcp.config import ChildLimits
+from fjmcp.supervisor.preamble import preamble
 
 __all__ = [
     "PROFILES",
@@ -225,8 +232,9 @@ def wrap(
     argv: list[str] = []
     if sandbox.systemd:
         argv += _systemd_run(sandbox)
-    argv += _prlimit(sandbox, limit_processes=uid not in (None, 0))
-    argv += _setpriv(sandbox, uid, gid)
+    argv += _rlimits(sandbox, limit_processes=uid not in (None, 0))
+    if not sandbox.bubblewrap or uid is not None or gid is not None:
+        argv += _setpriv(sandbox, uid, gid)
     if sandbox.bubblewrap:
         argv += _bwrap(sandbox, token_file=token_file)
     argv += list(command)
@@ -254,24 +262,33 @@ def _systemd_run(sandbox: Sandbox) -> list[str]:
     return [*argv, "--"]
 
 
-def _prlimit(sandbox: Sandbox, *, limit_processes: bool) -> list[str]:
+def _rlimits(sandbox: Sandbox, *, limit_processes: bool) -> list[str]:
     """
-    Per-process rlimits. ``RLIMIT_NPROC`` counts per uid and does not bind
-    uid 0, so it is set only for a child with a uid of its own.
+    Per-process rlimits: ``ulimit`` in the preamble shell (which the
+    supervisor's cgroup joins share), or ``prlimit`` for a child that needs
+    ``RLIMIT_NPROC`` (no portable ``ulimit`` flag). That limit counts per
+    uid and does not bind uid 0, so it is set only for a child with a uid
+    of its own.
     """
     limits = sandbox.limits
-    flags = []
-    if limits.address_space:
-        flags.append(f"--as={limits.address_space}")
-    if limits.cpu_seconds:
-        flags.append(f"--cpu={limits.cpu_seconds}")
-    if limits.open_files:
-        flags.append(f"--nofile={limits.open_files}")
     if limits.processes and limit_processes:
+        flags = []
+        if limits.address_space:
+            flags.append(f"--as={limits.address_space}")
+        if limits.cpu_seconds:
+            flags.append(f"--cpu={limits.cpu_seconds}")
+        if limits.open_files:
+            flags.append(f"--nofile={limits.open_files}")
         flags.append(f"--nproc={limits.processes}")
-    if not flags:
-        return []
-    return [_require(sandbox.tools.prlimit, "prlimit"), *flags, "--"]
+        return [_require(sandbox.tools.prlimit, "prlimit"), *flags, "--"]
+    ulimits = []
+    if limits.address_space:
+        ulimits += ["-v", str(math.ceil(limits.address_space / 1024))]
+    if limits.cpu_seconds:
+        ulimits += ["-t", str(limits.cpu_seconds)]
+    if limits.open_files:
+        ulimits += ["-n", str(limits.open_files)]
+    return preamble(limits=ulimits) if ulimits else []
 
 
 def _setpriv(sandbox: Sandbox, uid: int | None, gid: int | None) -> list[str]:

@@ -11,41 +11,34 @@ handle. The supervisor knows no HTTP.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
-from attrs import define, field
+from attrs import Factory, define, field
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.logger import Logger
 
 from fjmcp.interfaces import ChildExit, ChildReceiver, ChildSpec
 from fjmcp.supervisor.cgroups import CgroupLimiter, ChildCgroup
+from fjmcp.supervisor.leader import spawn_session_leader
 from fjmcp.supervisor.leftovers import ChildLedger
+from fjmcp.supervisor.preamble import with_joins
 from fjmcp.supervisor.protocol import ChildProtocol, default_kill_group
 
-__all__ = ["SETSID_SEARCH_PATH", "Supervisor", "find_setsid"]
-
-#: Where ``setsid(1)`` is looked for (not the broker's own PATH).
-SETSID_SEARCH_PATH: Final = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
+__all__ = ["Supervisor"]
 
 #: Exactly stdin, stdout and stderr; every other descriptor is closed in
 #: the child (Twisted closes all fds not named here, with spawn or fork).
 CHILD_FDS: Final = {0: "w", 1: "r", 2: "r"}
 
 
-def find_setsid() -> str:
-    """
-    The absolute path of ``setsid(1)``; `RuntimeError` if it is missing.
-    """
-    path = shutil.which("setsid", path=SETSID_SEARCH_PATH)
-    if path is None:
-        raise RuntimeError(
-            "setsid(1) (util-linux) was not found in "
-            f"{SETSID_SEARCH_PATH}; children must run in their own session"
-        )
-    return path
+def _default_start(supervisor: Supervisor) -> Callable[..., Any]:
+    reactor = supervisor._reactor
+    if supervisor.leads_session:
+        return partial(spawn_session_leader, reactor)
+    return reactor.spawnProcess
 
 
 @define(eq=False, repr=False)
@@ -53,38 +46,43 @@ class Supervisor:
     """
     Spawns children and keeps the live ones.
 
-    **Why ``setsid`` as argv[0].** A child must lead a session of its own,
-    so a Ctrl-C or a signal to the broker's process group reaches it only
-    through the broker. ``reactor.spawnProcess`` has no ``preexec_fn`` hook
-    (and prefers ``posix_spawn``, which cannot call ``setsid()``), so the
-    argv is prefixed with ``setsid(1)`` resolved to an absolute path. The
-    child starts outside our process group (not a group leader), so
-    ``setsid`` calls ``setsid()`` and *execs* the real command without
-    forking: the pid Twisted holds is the real child's, and ``stop()``'s
-    SIGTERM reaches the server itself, not a middleman (an integration test
+    **Each child leads a session of its own**, so a Ctrl-C or a signal to
+    the broker's process group reaches it only through the broker: it is
+    spawned with ``POSIX_SPAWN_SETSID`` (`fjmcp.supervisor.leader`), so the
+    pid Twisted holds is the server's (after the wrappers' execs) and
+    ``stop()``'s SIGTERM reaches the server itself (an integration test
     checks ``os.getsid(pid) == pid`` and that the process is the server).
     Leading its own process group also lets the final SIGKILL reach the
     whole group, so a wrapper's or server's descendants die with it.
 
-    ``setsid=None`` turns this off (tests with a fake reactor;
-    ``kill_group`` then does nothing either).
+    ``leads_session=False`` turns this off (``kill_group`` then does
+    nothing either); ``start`` replaces the spawn (tests with a fake
+    reactor pass its ``spawnProcess``).
 
     With a ``ledger``, every live child is recorded under the runtime
     directory (so a broker restarted after a crash stops what this one
     left); with ``cgroups``, each child joins a cgroup of its own (its
-    ``pids.max`` bounds the whole tree) before anything of it runs.
+    ``pids.max`` bounds the whole tree) before anything of it runs. Making
+    a cgroup (a ``mkdir`` and a limit per controller; a memory cgroup is
+    the costly one) is done for the *next* child once a child has started,
+    so a session start only takes the spare.
     """
 
     log = Logger()
 
     _reactor: IReactorProcess
     """A reactor that also provides ``IReactorTime`` (for the KILL timer)."""
-    _setsid: str | None = field(factory=find_setsid)
+    leads_session: bool = True
     _kill_group: Callable[[int, int], None] | None = default_kill_group
+    _start: Callable[..., Any] = Factory(_default_start, takes_self=True)
+    """``reactor.spawnProcess``'s signature: starts one process."""
     _children: set[ChildProtocol] = field(factory=set)
     _ledger: ChildLedger | None = None
     _cgroups: CgroupLimiter | None = None
     _serial: int = 0
+    _spare: ChildCgroup | None = field(default=None, init=False)
+    _refill: IDelayedCall | None = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
 
     def __repr__(self) -> str:
         return f"<Supervisor live={len(self._children)}>"
@@ -104,19 +102,14 @@ class Supervisor:
         argv = list(spec.argv)
         if not argv:
             raise ValueError("a child needs an argv")
-        cgroup: ChildCgroup | None = None
-        if self._cgroups is not None:
-            self._serial += 1
-            cgroup = self._cgroups.create(self._serial)
-            if cgroup is not None:
-                argv[:0] = cgroup.prefix()
-        if self._setsid is not None:
-            argv.insert(0, self._setsid)
+        cgroup = self._take_cgroup()
+        if cgroup is not None:
+            argv = with_joins(argv, cgroup.joins())
         proto = ChildProtocol(
             spec=spec,
             receiver=receiver,
             clock=IReactorTime(self._reactor),
-            kill_group=self._kill_group if self._setsid is not None else None,
+            kill_group=self._kill_group if self.leads_session else None,
         )
         try:
             self._spawn(proto, spec, argv)
@@ -127,16 +120,14 @@ class Supervisor:
         self._children.add(proto)
         proto.ended.addCallback(self._reaped, proto, cgroup)
         if self._ledger is not None and proto.pid is not None:
-            self._ledger.record(
-                proto.pid, spec.label, leads_group=self._setsid is not None
-            )
+            self._ledger.record(proto.pid, spec.label, leads_group=self.leads_session)
         self.log.info(
             "child {label} started: pid {pid}", label=spec.label, pid=proto.pid
         )
         return proto
 
     def _spawn(self, proto: ChildProtocol, spec: ChildSpec, argv: list[str]) -> None:
-        self._reactor.spawnProcess(
+        self._start(
             proto,
             argv[0],
             argv,
@@ -148,8 +139,37 @@ class Supervisor:
             childFDs={**CHILD_FDS, **dict.fromkeys(spec.inputs, "w")},
         )
 
+    def _take_cgroup(self) -> ChildCgroup | None:
+        """The next child's cgroup: the spare, else a new one; then a new
+        spare is made once this reactor turn is over."""
+        if self._cgroups is None:
+            return None
+        cgroup, self._spare = self._spare, None
+        if cgroup is None:
+            cgroup = self._new_cgroup(self._cgroups)
+        if self._refill is None and not self._stopping:
+            self._refill = IReactorTime(self._reactor).callLater(0, self._make_spare)
+        return cgroup
+
+    def _new_cgroup(self, cgroups: CgroupLimiter) -> ChildCgroup | None:
+        self._serial += 1
+        return cgroups.create(self._serial)
+
+    def _make_spare(self) -> None:
+        self._refill = None
+        if self._cgroups is not None and self._spare is None and not self._stopping:
+            self._spare = self._new_cgroup(self._cgroups)
+
     def stop_all(self) -> Deferred[None]:
-        """Stop every live child (TERM, then KILL); fires once all are reaped."""
+        """Stop every live child (TERM, then KILL); fires once all are reaped.
+        No spare cgroup is made any more, and the one made is removed."""
+        self._stopping = True
+        if self._refill is not None:
+            self._refill.cancel()
+            self._refill = None
+        if self._spare is not None and self._cgroups is not None:
+            self._cgroups.remove(self._spare)
+            self._spare = None
         stops = [child.stop() for child in list(self._children)]
         if not stops:
             return succeed(None)

@@ -205,12 +205,23 @@ async def test_child_leads_its_own_session_and_sees_only_allowed_env(
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_program_is_an_exit_not_a_hang(logged: list[LogEvent]) -> None:
-    """A command that cannot be executed ends at once with a failure status."""
+async def test_missing_program_is_an_error_or_an_exit_not_a_hang(
+    logged: list[LogEvent],
+) -> None:
+    """A command that cannot be executed fails at once: the spawn raises
+    (nothing left behind) when it is argv[0], the child exits with a failure
+    status when a wrapper before it cannot exec it."""
     supervisor = Supervisor(_reactor())
-    receiver = Collector()
     spec = ChildSpec(argv=("/nonexistent/fjmcp-child",), env={}, label="session=nx")
-    child = supervisor.spawn(spec, receiver)
+    with pytest.raises(OSError):
+        supervisor.spawn(spec, Collector())
+    assert supervisor.live == 0
+    wrapped = ChildSpec(
+        argv=("/bin/sh", "-c", 'exec "$@"', "sh", "/nonexistent/fjmcp-child"),
+        env={},
+        label="session=nx",
+    )
+    child = supervisor.spawn(wrapped, Collector())
     exit = await child.ended.addTimeout(WAIT, _reactor())
     assert exit.reason == "exited"
     assert exit.exit_code not in (0, None)

@@ -143,7 +143,7 @@ def test_gated_receiver_releases_at_first_line_or_exit() -> None:
     assert released  # release itself is idempotent in the gate
 
 
-def _initialize(h: Harness) -> Any:
+def _initialize(h: Harness, token: bytes = b"Bearer alice-token") -> Any:
     return h.post(
         {
             "jsonrpc": "2.0",
@@ -154,7 +154,8 @@ def _initialize(h: Harness) -> Any:
                 "capabilities": {},
                 "clientInfo": {"name": "test", "version": "1"},
             },
-        }
+        },
+        token=token,
     )
 
 
@@ -182,3 +183,58 @@ def test_registry_queues_new_children_behind_the_gate() -> None:
         ).encode()
     )
     assert len(h.spawner.children) == 2 and gate.queued == 0
+
+
+def _answer_initialize(child: Any, version: str = "1") -> None:
+    init = json.loads(child.written[0])
+    child.emit(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": init["id"],
+                "result": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "serverInfo": {"name": "fake", "version": version},
+                },
+            }
+        ).encode()
+    )
+
+
+def test_a_respawn_queues_behind_the_gate_like_a_first_spawn() -> None:
+    """A token rotation's new child waits for a slot (counted as a wait),
+    holds it until it speaks, and then lets the next start in."""
+    h = Harness()
+    gate = SpawnGate(h.clock, limit=1)
+    h.registry._spawn_gate = gate
+    sid = _initialize(h).header(b"mcp-session-id").decode()
+    first = h.spawner.children[0]
+    _answer_initialize(first)
+    h.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session=sid)
+    _initialize(h, b"Bearer bob-token")  # bob's child holds the only slot
+    assert len(h.spawner.children) == 2 and gate.starting == 1
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    assert len(h.spawner.children) == 2 and gate.queued == 1
+    _answer_initialize(h.spawner.children[1])
+    respawned = h.spawner.last
+    assert len(h.spawner.children) == 3 and gate.queued == 0
+    assert respawned.spec.env["FORGEJO_ACCESS_TOKEN"] == "forgejo-alice-2"
+    assert gate.starting == 1 and gate.waits == 3
+    _initialize(h, b"Bearer bob-token")  # waits for the respawned child's slot
+    assert len(h.spawner.children) == 3 and gate.queued == 1
+    _answer_initialize(respawned, "2")
+    assert len(h.spawner.children) == 4
+
+
+def test_a_respawn_that_cannot_start_gives_its_slot_back() -> None:
+    """A spawn that raises during a respawn does not keep the slot."""
+    h = Harness()
+    gate = SpawnGate(h.clock, limit=1)
+    h.registry._spawn_gate = gate
+    sid = _initialize(h).header(b"mcp-session-id").decode()
+    _answer_initialize(h.spawner.children[0])
+    h.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session=sid)
+    h.spawner.fail_with = OSError(2, "gone")
+    h.registry.token_rotated(h.tokens.rotate("alice"))
+    assert gate.starting == 0 and gate.queued == 0

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from fjmcp.config import ChildLimits
-from fjmcp.supervisor.cgroups import JOIN_SCRIPT, CgroupLimiter, find_limiter
+from fjmcp.supervisor.cgroups import CgroupLimiter, find_limiter
 
 LIMITS = ChildLimits(memory=1 << 28, processes=32)
 
@@ -21,8 +21,8 @@ def v1_root(tmp_path: Path) -> Path:
 
 
 def test_v1_child_cgroup_gets_its_limits_and_a_join_prefix(tmp_path: Path) -> None:
-    """pids.max and memory.limit_in_bytes are written; the argv prefix makes
-    the child write its own pid into each cgroup.procs before it runs."""
+    """pids.max and memory.limit_in_bytes are written; the child moves
+    itself into each v1 ``tasks`` file before it runs."""
     limiter = find_limiter(LIMITS, v1_root(tmp_path))
     assert limiter is not None and limiter.memory_file == "memory.limit_in_bytes"
     cgroup = limiter.create(1)
@@ -31,13 +31,7 @@ def test_v1_child_cgroup_gets_its_limits_and_a_join_prefix(tmp_path: Path) -> No
     assert (pids_dir / "pids.max").read_text() == "32"
     assert (memory_dir / "memory.limit_in_bytes").read_text() == str(1 << 28)
     assert pids_dir.name == f"{limiter.owner}-1"
-    prefix = cgroup.prefix()
-    assert prefix[:3] == ["/bin/sh", "-c", JOIN_SCRIPT]
-    assert prefix[-3:] == [
-        str(pids_dir / "cgroup.procs"),
-        str(memory_dir / "cgroup.procs"),
-        "--",
-    ]
+    assert cgroup.joins() == [str(pids_dir / "tasks"), str(memory_dir / "tasks")]
 
 
 def test_no_limits_or_nothing_writable_means_no_limiter(tmp_path: Path) -> None:
@@ -85,3 +79,16 @@ def test_sweep_spares_running_brokers(tmp_path: Path) -> None:
     ).sweep()
     assert sorted(killed) == [77, 78]
     assert mine.directories[0].exists()
+
+
+def test_v2_child_joins_by_cgroup_procs(tmp_path: Path) -> None:
+    """cgroup v2 has no per-thread join file outside threaded subtrees: the
+    child moves itself through cgroup.procs."""
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    limiter = find_limiter(LIMITS, root)
+    assert limiter is not None and limiter.memory_file == "memory.max"
+    cgroup = limiter.create(1)
+    assert cgroup is not None
+    assert cgroup.joins() == [str(cgroup.directories[0] / "cgroup.procs")]

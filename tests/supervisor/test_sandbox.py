@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fjmcp.config import ChildLimits
+from fjmcp.supervisor.preamble import preamble
 from fjmcp.supervisor.sandbox import (
     SANDBOX_HOME,
     TOKEN_DIR,
@@ -126,24 +127,31 @@ def test_none_profile_is_setpriv_with_pdeathsig_only() -> None:
     assert argv[-len(COMMAND) :] == COMMAND
 
 
-def test_prlimit_before_setpriv_and_nproc_only_with_a_uid() -> None:
-    """rlimits come first (as the broker); RLIMIT_NPROC only for a child
-    with a uid of its own (it counts per uid and does not bind root)."""
+def test_rlimits_before_setpriv_in_the_shell_or_prlimit_for_nproc() -> None:
+    """rlimits come first (as the broker): set by the preamble shell's
+    ulimit (address space in KiB), or, for a child with a uid of its own
+    (RLIMIT_NPROC counts per uid and does not bind root; ulimit has no
+    portable flag for it), all of them by prlimit."""
     as_root = wrap(sandbox("none"), COMMAND, uid=None, gid=None, token_file=False)
-    assert as_root[:5] == (
+    assert as_root[: as_root.index("--") + 1] == (
+        *preamble(limits=["-v", str((1 << 31) // 1024), "-t", "60", "-n", "256"]),
+    )
+    assert "/usr/bin/prlimit" not in as_root
+    own = wrap(sandbox("none"), COMMAND, uid=300, gid=300, token_file=False)
+    assert own[:6] == (
         "/usr/bin/prlimit",
         f"--as={1 << 31}",
         "--cpu=60",
         "--nofile=256",
+        "--nproc=64",
         "--",
     )
-    own = wrap(sandbox("none"), COMMAND, uid=300, gid=300, token_file=False)
-    assert "--nproc=64" in own
     assert own.index("/usr/bin/prlimit") < own.index("/usr/bin/setpriv")
+    assert "/bin/sh" not in own
 
 
-def test_no_limits_no_prlimit() -> None:
-    """With every limit 0, prlimit is not in the chain."""
+def test_no_limits_no_limits_shell() -> None:
+    """With every limit 0, neither prlimit nor a shell is in the chain."""
     argv = wrap(
         sandbox("none", limits=ChildLimits()),
         COMMAND,
@@ -151,7 +159,16 @@ def test_no_limits_no_prlimit() -> None:
         gid=None,
         token_file=False,
     )
-    assert "/usr/bin/prlimit" not in argv
+    assert argv == ("/usr/bin/setpriv", "--pdeathsig=KILL", "--", *COMMAND)
+
+
+def test_bubblewrap_without_a_uid_change_needs_no_setpriv() -> None:
+    """bwrap --die-with-parent sets the parent-death signal itself; setpriv
+    is there only to change the uid (and set the signal after it)."""
+    argv = wrap(sandbox(), COMMAND, uid=None, gid=None, token_file=False)
+    assert "/usr/bin/setpriv" not in argv and "--die-with-parent" in argv
+    changed = wrap(sandbox(), COMMAND, uid=7, gid=7, token_file=False)
+    assert changed.index("/usr/bin/setpriv") < changed.index("/usr/bin/bwrap")
 
 
 def test_systemd_run_scope_first_with_resource_properties() -> None:

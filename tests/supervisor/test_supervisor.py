@@ -7,6 +7,8 @@ The supervisor on a fake process reactor with a clock (after Twisted's
 from __future__ import annotations
 
 import signal
+from functools import partial
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,7 +16,10 @@ from hypothesis import strategies as st
 from twisted.internet import error
 from twisted.logger import LogEvent, formatEvent
 
+from fjmcp.config import ChildLimits
 from fjmcp.interfaces import ChildExit, ChildSpec
+from fjmcp.supervisor.cgroups import find_limiter
+from fjmcp.supervisor.leader import spawn_session_leader
 from fjmcp.supervisor.protocol import (
     STDERR_BURST,
     STDERR_LINE_MAX,
@@ -22,7 +27,7 @@ from fjmcp.supervisor.protocol import (
     LineFramer,
     redact,
 )
-from fjmcp.supervisor.supervisor import CHILD_FDS, Supervisor, find_setsid
+from fjmcp.supervisor.supervisor import CHILD_FDS, Supervisor
 from fjmcp.testing import FakeProcess, FakeProcessReactor, RecordingReceiver
 
 TOKEN = "gto_s3cr3t-T0KEN-value"
@@ -44,8 +49,8 @@ class Harness:
         self.kills: list[tuple[int, int]] = []
         self.supervisor = Supervisor(
             self.reactor,
-            setsid="/usr/bin/setsid",
             kill_group=lambda pgid, sig: self.kills.append((pgid, sig)),
+            start=self.reactor.spawnProcess,
         )
         self.receiver = RecordingReceiver()
         self.child = self.supervisor.spawn(spec, self.receiver)
@@ -60,17 +65,30 @@ def stderr_lines(events: list[LogEvent]) -> list[str]:
 # --- spawning -----------------------------------------------------------------
 
 
-def test_spawn_uses_setsid_three_pipes_no_pty_and_exact_env() -> None:
-    """The child runs setsid + argv, with only the spec's env, three pipes, no PTY."""
+def test_spawn_uses_the_argv_three_pipes_no_pty_and_exact_env() -> None:
+    """The child runs the spec's argv as is (no setsid(1): it is spawned as a
+    session leader), with only the spec's env, three pipes, no PTY."""
     h = Harness()
-    assert h.proc.args == ("/usr/bin/setsid", "/usr/bin/forgejo-mcp", "--stdio")
-    assert h.proc.executable == "/usr/bin/setsid"
+    assert h.proc.args == ("/usr/bin/forgejo-mcp", "--stdio")
+    assert h.proc.executable == "/usr/bin/forgejo-mcp"
     assert h.proc.env == dict(SPEC.env)
     assert h.proc.childFDs == CHILD_FDS == {0: "w", 1: "r", 2: "r"}
     assert h.proc.usePTY is False
     assert (h.proc.uid, h.proc.gid) == (None, None)
     assert h.child.pid == h.proc.pid
     assert h.supervisor.live == 1
+
+
+def test_children_are_spawned_as_session_leaders_by_default() -> None:
+    """Without ``start``, a session-leading supervisor spawns through
+    `spawn_session_leader`; one that does not, through the reactor."""
+    reactor = FakeProcessReactor()
+    leading = Supervisor(reactor)
+    assert isinstance(leading._start, partial)
+    assert leading._start.func is spawn_session_leader
+    assert leading._start.args == (reactor,)
+    plain = Supervisor(reactor, leads_session=False)
+    assert plain._start == reactor.spawnProcess
 
 
 def test_spawn_passes_uid_and_gid() -> None:
@@ -80,10 +98,10 @@ def test_spawn_passes_uid_and_gid() -> None:
     assert (h.proc.uid, h.proc.gid) == (1234, 5678)
 
 
-def test_spawn_without_setsid() -> None:
-    """With setsid=None the argv is used as is."""
+def test_spawn_without_a_session_of_its_own() -> None:
+    """With leads_session=False the argv is used as is and no group is killed."""
     reactor = FakeProcessReactor()
-    Supervisor(reactor, setsid=None).spawn(SPEC, RecordingReceiver())
+    Supervisor(reactor, leads_session=False).spawn(SPEC, RecordingReceiver())
     assert reactor.processes[0].args == SPEC.argv
 
 
@@ -91,18 +109,10 @@ def test_spawn_failure_leaves_nothing_behind() -> None:
     """A spawn that raises is reported to the caller and not counted as live."""
     reactor = FakeProcessReactor()
     reactor.spawn_error = OSError(2, "No such file")
-    supervisor = Supervisor(reactor, setsid=None)
+    supervisor = Supervisor(reactor, leads_session=False)
     with pytest.raises(OSError):
         supervisor.spawn(SPEC, RecordingReceiver())
     assert supervisor.live == 0
-
-
-def test_find_setsid_is_absolute() -> None:
-    """setsid(1) is found as an absolute path."""
-    assert find_setsid().startswith("/")
-
-
-# --- stdin ----------------------------------------------------------------------
 
 
 def test_write_line_appends_newline() -> None:
@@ -398,7 +408,7 @@ def test_pipes_held_open_after_exit_are_closed() -> None:
 def test_stop_all_stops_every_child() -> None:
     """stop_all stops every live child and fires once all are reaped."""
     reactor = FakeProcessReactor(term_delay=None)
-    supervisor = Supervisor(reactor, setsid=None)
+    supervisor = Supervisor(reactor, leads_session=False)
     receivers = [RecordingReceiver() for _ in range(3)]
     for r in receivers:
         supervisor.spawn(SPEC, r)
@@ -422,7 +432,7 @@ def test_receiver_errors_do_not_break_the_child(logged: list[LogEvent]) -> None:
 
     reactor = FakeProcessReactor()
     receiver = Broken()
-    Supervisor(reactor, setsid=None).spawn(SPEC, receiver)
+    Supervisor(reactor, leads_session=False).spawn(SPEC, receiver)
     reactor.processes[0].emit_stdout(b"a\nb\n")
     reactor.processes[0].exit(0)
     assert receiver.lines == [b"a", b"b"]
@@ -470,3 +480,34 @@ def test_stderr_never_logs_the_token(
     for event in events:
         assert TOKEN not in formatEvent(event)
         assert len(event.get("line", "")) <= cap + len(" [truncated]")
+
+
+def test_each_child_takes_a_cgroup_made_in_advance(tmp_path: Path) -> None:
+    """The first child's cgroup is made at its spawn; once the reactor turn
+    is over a spare is made for the next child, which only takes it (its
+    preamble joins it); stop_all removes the spare."""
+    root = tmp_path / "cgroup"
+    (root / "pids").mkdir(parents=True)
+    (root / "memory").mkdir()
+    limiter = find_limiter(ChildLimits(memory=1 << 28, processes=32), root)
+    assert limiter is not None
+    reactor = FakeProcessReactor(term_delay=None)
+    supervisor = Supervisor(reactor, cgroups=limiter, start=reactor.spawnProcess)
+    parent = root / "pids" / "fjmcp"
+    supervisor.spawn(SPEC, RecordingReceiver())
+    assert sorted(d.name for d in parent.iterdir()) == [f"{limiter.owner}-1"]
+    reactor.advance(0)
+    assert sorted(d.name for d in parent.iterdir())[-1] == f"{limiter.owner}-2"
+    supervisor.spawn(SPEC, RecordingReceiver())
+    second = reactor.processes[1].args
+    assert str(parent / f"{limiter.owner}-2" / "tasks") in second
+    assert not (parent / f"{limiter.owner}-3").exists()  # not within the spawn
+    reactor.advance(0)
+    assert (parent / f"{limiter.owner}-3").exists()
+    for spare in root.glob(f"*/fjmcp/{limiter.owner}-3"):
+        for limit in spare.iterdir():  # a real cgroup's files go with its rmdir
+            limit.unlink()
+    supervisor.stop_all()
+    assert not (parent / f"{limiter.owner}-3").exists()
+    reactor.advance(0)
+    assert not (parent / f"{limiter.owner}-4").exists()

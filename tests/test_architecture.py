@@ -12,10 +12,11 @@ with `ast` and on the running interpreter, so they cannot drift:
 6. no runtime import circle among fjmcp modules;
 7. no component imports ``Config``;
 8. a started broker that has served nothing has not imported what only
-   some requests need (treq, PyJWT, the admin commands; prometheus_client
-   with metrics off; the stand-in, test tools, the PostgreSQL driver on
-   SQLite): each is imported at its first use, keeping the idle daemon's
-   memory down (``docs/benchmarks.md``, "Start-up and memory").
+   some requests need (treq, PyJWT, the admin commands: each at its first
+   use), nor what it never needs in that setup (importlib.metadata;
+   prometheus_client with metrics off; the PostgreSQL driver on SQLite; the
+   stand-in and test tools), keeping the idle daemon's memory down
+   (``docs/benchmarks.md``, "Start-up and memory").
 
 The second line (the per-message path of ``/mcp`` never touches the store)
 is a behaviour, tested in ``tests/web/test_mcp_hot_path.py``.
@@ -439,6 +440,7 @@ NOT_AT_IDLE = (
     "treq",
     "twisted.web.client",
     "jwt",
+    "importlib.metadata",
     "prometheus_client",
     "psycopg",
     "fjmcp.standin",

@@ -120,7 +120,7 @@ IMAGE_TARGET ?= runtime
 CONTAINER    ?= $(shell command -v podman || command -v docker)
 IMAGE_ARGS   := $(if $(BASE),--build-arg BASE=$(BASE)) \
 	$(if $(FORGEJO_MCP_VERSION),--build-arg FORGEJO_MCP_VERSION=$(FORGEJO_MCP_VERSION)) \
-	--build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	--build-arg VERSION=$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' fjmcp/_version.py) \
 	--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 	--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ)
 

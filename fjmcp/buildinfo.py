@@ -3,12 +3,12 @@
 What build of fjmcp is running: version, git revision and build date.
 
 ``/healthz`` and ``fjmcp version`` report these so an operator can tell which
-code answers. The version comes from the installed package metadata; the
-revision and date are stamped into ``fjmcp/_build_info.json`` when an image
-or wheel is built (``python -m fjmcp.buildinfo stamp``). Running from a git
-checkout without a stamp, they are read from ``git`` once; otherwise they
-are ``unknown``. Nothing here runs per request: `build_info` is computed
-once and cached.
+code answers. The version comes from `fjmcp._version` (which
+``pyproject.toml`` reads too); the revision and date are stamped into
+``fjmcp/_build_info.json`` when an image or wheel is built (``python -m
+fjmcp.buildinfo stamp``). Running from a git checkout without a stamp, they
+are read from ``git`` once; otherwise they are ``unknown``. Nothing here
+runs per request: `build_info` is computed once and cached.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 from attrs import asdict, frozen
+
+from fjmcp._version import __version__
 
 __all__ = ["UNKNOWN", "BuildInfo", "build_info", "read_build_info", "stamp"]
 
@@ -42,13 +43,6 @@ class BuildInfo:
     def as_dict(self) -> dict[str, str]:
         """The fields as a JSON-ready mapping."""
         return asdict(self)
-
-
-def _package_version() -> str:
-    try:
-        return metadata.version("fjmcp")
-    except metadata.PackageNotFoundError:
-        return UNKNOWN
 
 
 def _from_stamp(path: Path) -> dict[str, str]:
@@ -109,7 +103,7 @@ def read_build_info(
     if len(fields) < 2:
         fields = {**_from_git(package_dir.parent), **fields}
     return BuildInfo(
-        version=version if version is not None else _package_version(),
+        version=version if version is not None else __version__,
         git_revision=fields.get("git_revision", UNKNOWN),
         build_date=fields.get("build_date", UNKNOWN),
     )

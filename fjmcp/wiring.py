@@ -35,12 +35,12 @@ from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
 from twisted.logger import globalLogPublisher
 from zope.interface import Interface
 
-from fjmcp.admin.inventory import clients_handler, sessions_handler, users_handler
-from fjmcp.admin.purge import purge_handler
-from fjmcp.admin.revoke import revoke_client_handler, revoke_user_handler
-from fjmcp.admin.rotation import rotate_key_handler
-from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
-from fjmcp.admin.tokens import AdminTokenIssuer
+from fjmcp.admin.server import (
+    AdminHandlers,
+    AdminServerService,
+    Handler,
+    made_at_first_call,
+)
 from fjmcp.audit.file import AuditFile
 from fjmcp.audit.log import AuditLog
 from fjmcp.awaitables import maybe_await
@@ -64,7 +64,6 @@ from fjmcp.oauth.bearer import BearerAuthenticator
 from fjmcp.oauth.challenge import challenge_header
 from fjmcp.oauth.document_settings import build_document_clients
 from fjmcp.oauth.keys import KeyRing, LiveKeyRing
-from fjmcp.oauth.rotation import KeyRotation
 from fjmcp.oauth.server import AuthorizationServer, build_authorization_server
 from fjmcp.oauth.upstream_tokens import UpstreamTokens
 from fjmcp.observers import NO_OBSERVER, Observers
@@ -375,26 +374,66 @@ def build_broker(
     cluster = ClusterSync(bearer, upstream_tokens, sessions)
     listener = store.listener(reactor, cluster.event, cluster.reconnected)
 
-    # --- the admin socket ---------------------------------------------------
-    issuer = AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin)
+    # --- the admin socket: each command's module is imported at its first use
+    def issue_token() -> Handler:
+        from fjmcp.admin.tokens import AdminTokenIssuer
+
+        return AdminTokenIssuer(store, upstream_tokens, reactor, settings.admin).handle
+
+    def revoke_user() -> Handler:
+        from fjmcp.admin.revoke import revoke_user_handler
+
+        return revoke_user_handler(revoker)
+
+    def purge_expired() -> Handler:
+        from fjmcp.admin.purge import purge_handler
+
+        return purge_handler(purger)
+
+    def revoke_client() -> Handler:
+        from fjmcp.admin.revoke import revoke_client_handler
+
+        return revoke_client_handler(
+            store,
+            bearer.forget_tokens,
+            sessions,
+            lambda client_id: {
+                o.user for o in sessions.sessions() if o.client_id == client_id
+            },
+        )
+
+    def users() -> Handler:
+        from fjmcp.admin.inventory import users_handler
+
+        return users_handler(store, sessions, reactor)
+
+    def clients() -> Handler:
+        from fjmcp.admin.inventory import clients_handler
+
+        return clients_handler(store, reactor)
+
+    def live_sessions() -> Handler:
+        from fjmcp.admin.inventory import sessions_handler
+
+        return sessions_handler(sessions)
+
+    def rotate_key() -> Handler:
+        from fjmcp.admin.rotation import rotate_key_handler
+        from fjmcp.oauth.rotation import KeyRotation
+
+        return rotate_key_handler(KeyRotation(store, live_keys))
+
     admin = AdminHandlers(
         {
             "status": status,
-            "issue-token": issuer.handle,
-            "revoke-user": revoke_user_handler(revoker),
-            "purge-expired": purge_handler(purger),
-            "revoke-client": revoke_client_handler(
-                store,
-                bearer.forget_tokens,
-                sessions,
-                lambda client_id: {
-                    o.user for o in sessions.sessions() if o.client_id == client_id
-                },
-            ),
-            "users": users_handler(store, sessions, reactor),
-            "clients": clients_handler(store, reactor),
-            "sessions": sessions_handler(sessions),
-            "rotate-key": rotate_key_handler(KeyRotation(store, live_keys)),
+            "issue-token": made_at_first_call(issue_token),
+            "revoke-user": made_at_first_call(revoke_user),
+            "purge-expired": made_at_first_call(purge_expired),
+            "revoke-client": made_at_first_call(revoke_client),
+            "users": made_at_first_call(users),
+            "clients": made_at_first_call(clients),
+            "sessions": made_at_first_call(live_sessions),
+            "rotate-key": made_at_first_call(rotate_key),
         }
     )
     admin_socket = AdminServerService(reactor, settings.admin.socket_path, admin)

@@ -10,7 +10,13 @@ with `ast` and on the running interpreter, so they cannot drift:
 4. all SQL and every database driver stay in ``fjmcp/store``;
 5. ``fjmcp/sessions`` imports nothing of the bridge or the web;
 6. no runtime import circle among fjmcp modules;
-7. no component imports ``Config``.
+7. no component imports ``Config``;
+8. a started broker that has served nothing has not imported what only
+   some requests need (treq, PyJWT, the admin commands: each at its first
+   use), nor what it never needs in that setup (importlib.metadata;
+   prometheus_client with metrics off; the PostgreSQL driver on SQLite; the
+   stand-in and test tools), keeping the idle daemon's memory down
+   (``docs/benchmarks.md``, "Start-up and memory").
 
 The second line (the per-message path of ``/mcp`` never touches the store)
 is a behaviour, tested in ``tests/web/test_mcp_hot_path.py``.
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -425,3 +433,85 @@ def test_no_component_reads_the_whole_configuration() -> None:
         if m == "fjmcp.config.Config"
     }
     assert bad == {}
+
+
+#: What an idle broker (SQLite, metrics off) must not have imported yet.
+NOT_AT_IDLE = (
+    "treq",
+    "twisted.web.client",
+    "jwt",
+    "importlib.metadata",
+    "prometheus_client",
+    "psycopg",
+    "fjmcp.standin",
+    "fjmcp.testing",
+    "fjmcp.demo",
+    "fjmcp.admin.commands",
+    "fjmcp.admin.inventory",
+    "fjmcp.admin.purge",
+    "fjmcp.admin.revoke",
+    "fjmcp.admin.rotation",
+    "fjmcp.admin.tokens",
+    "hypothesis",
+    "pytest",
+)
+
+
+def test_an_idle_broker_has_not_imported_what_only_some_requests_need(
+    tmp_path: Path,
+) -> None:
+    """
+    A broker built and started as ``twistd fjmcp`` does (`fjmcp.tap`'s
+    options and ``makeService``, the real reactor, a SQLite store, metrics
+    off), once listening, has loaded none of `NOT_AT_IDLE`.
+    """
+    sockets = Path(tempfile.mkdtemp(prefix="fjmcp-arch-", dir="/tmp"))
+    code = f"""
+import json, sys
+from pathlib import Path
+from twisted.internet import reactor
+from fjmcp.oauth.keys import prepend_new_key
+from fjmcp.tap import Options, makeService
+
+state = Path({str(tmp_path)!r})
+prepend_new_key(state / "token-keys")
+config = state / "fjmcp.toml"
+config.write_text('''
+listen = "tcp:0:interface=127.0.0.1"
+public_url = "http://127.0.0.1:8080"
+forgejo_url = "https://forgejo.invalid"
+forgejo_client_id = "client"
+forgejo_client_secret = "architecture-test-secret"
+child_command = ["true"]
+child_sandbox = "none"
+store_path = "{tmp_path}/fjmcp.sqlite3"
+token_keys_file = "{tmp_path}/token-keys"
+admin_socket = "{sockets}/admin.sock"
+log_level = "error"
+''')
+options = Options()
+options.parseOptions(["--config", str(config)])
+service = makeService(options)
+outcome = {{}}
+
+def listening(_):
+    outcome["loaded"] = sorted(
+        m for m in {NOT_AT_IDLE!r} if m in sys.modules
+    )
+
+def stop(_):
+    reactor.callLater(0, reactor.stop)
+
+service.ready.addCallback(listening).addErrback(
+    lambda f: outcome.setdefault("failed", str(f.value))
+).addBoth(lambda _: service.stopService()).addBoth(stop)
+reactor.callWhenRunning(service.startService)
+reactor.callLater(30, reactor.stop)
+reactor.run()
+print(json.dumps(outcome))
+sys.exit(0 if outcome.get("loaded") == [] else 1)
+"""
+    try:
+        assert_python_succeeds(code)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)

@@ -42,6 +42,14 @@ def test_checkout_reads_git() -> None:
     assert revision == UNKNOWN or len(revision) == 40
 
 
+def test_version_is_the_installed_one() -> None:
+    """The version reported (from fjmcp._version) is the one pip installed
+    (pyproject.toml reads the same module)."""
+    from importlib import metadata
+
+    assert read_build_info().version == metadata.version("fjmcp")
+
+
 def test_stamp_writes_file(tmp_path: Path) -> None:
     """stamp() records the build time in UTC and a revision."""
     package = tmp_path / "fjmcp"

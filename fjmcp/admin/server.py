@@ -48,6 +48,7 @@ __all__ = [
     "AdminServerService",
     "Handler",
     "MAX_ADMIN_LINE",
+    "made_at_first_call",
 ]
 
 #: Longest request line accepted on the admin socket.
@@ -58,6 +59,24 @@ Handler = Callable[[Mapping[str, Any]], Any | Awaitable[Any]]
 
 class AdminCommandError(Exception):
     """A handler declines a request; the message goes back to the client."""
+
+
+def made_at_first_call(make: Callable[[], Handler]) -> Handler:
+    """
+    A handler that ``make`` builds when its command is first asked for.
+
+    Operators use the admin channel rarely: building a command's handler
+    then keeps its module (and the command-line code beside the handler)
+    out of a broker that no one has asked anything yet.
+    """
+    made: list[Handler] = []
+
+    def handle(args: Mapping[str, Any]) -> Any:
+        if not made:
+            made.append(make())
+        return made[0](args)
+
+    return handle
 
 
 def _fixed(handlers: Mapping[str, Handler]) -> Mapping[str, Handler]:

@@ -10,7 +10,7 @@ addresses only, TLS verified against the URL's host); tests build
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
@@ -19,6 +19,11 @@ from fjmcp.oauth.document_clients import DocumentClients
 from fjmcp.oauth.document_fetch import FetchLimits, GuardedFetcher
 from fjmcp.oauth.known_clients import KnownClients
 from fjmcp.store.runner import TxnRunner
+from fjmcp.upstream.lazy_http import LazyHTTPClient
+
+if TYPE_CHECKING:
+    from treq.client import HTTPClient
+    from twisted.web.client import HTTPConnectionPool
 
 __all__ = ["ClientDocumentSettings", "build_document_clients"]
 
@@ -36,16 +41,25 @@ class ClientDocumentSettings:
 def build_document_clients(
     settings: ClientDocumentSettings, store: TxnRunner, reactor: Any
 ) -> DocumentClients:
-    """`DocumentClients` over the real network, through the guarded agent."""
-    from treq.client import HTTPClient
+    """
+    `DocumentClients` over the real network, through the guarded agent,
+    which is made (and treq imported) at the first fetch.
+    """
+    timeout = settings.limits.timeout
 
-    from fjmcp.oauth.guarded_agent import guarded_agent
+    def make(reactor: Any, pool: HTTPConnectionPool) -> HTTPClient:
+        from treq.client import HTTPClient
 
-    agent = guarded_agent(reactor, connect_timeout=settings.limits.timeout)
+        from fjmcp.oauth.guarded_agent import guarded_agent
+
+        return HTTPClient(guarded_agent(reactor, connect_timeout=timeout, pool=pool))
+
     return DocumentClients(
         store,
         reactor,
         settings.known_clients,
-        GuardedFetcher(HTTPClient(agent), reactor, settings.limits),
+        GuardedFetcher(
+            LazyHTTPClient(reactor, make, persistent=False), reactor, settings.limits
+        ),
         settings.cache,
     )

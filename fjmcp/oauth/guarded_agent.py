@@ -168,6 +168,7 @@ def guarded_agent(
     tls_policy: IPolicyForHTTPS | None = None,
     allowed_networks: Sequence[IPNetwork] = (),
     connect_timeout: float = 5.0,
+    pool: HTTPConnectionPool | None = None,
 ) -> IAgent:
     """
     An agent for URLs that clients choose: https only, connecting only to
@@ -176,7 +177,10 @@ def guarded_agent(
 
     :param resolver: the name resolver to guard (default: the reactor's).
     :param tls_policy: trust roots (default: the platform's).
+    :param pool: the connection pool (default: a new one that keeps none).
     """
+    if pool is None:
+        pool = HTTPConnectionPool(reactor, persistent=False)
     inner = resolver if resolver is not None else reactor.nameResolver
     guarded = _ResolvingThrough(reactor, PublicAddressResolver(inner, allowed_networks))
     agent: IAgent = Agent.usingEndpointFactory(
@@ -184,6 +188,6 @@ def guarded_agent(
         _HttpsEndpoints(
             guarded, tls_policy or BrowserLikePolicyForHTTPS(), connect_timeout
         ),
-        pool=HTTPConnectionPool(reactor, persistent=False),
+        pool=pool,
     )
     return agent

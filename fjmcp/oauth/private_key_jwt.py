@@ -12,7 +12,8 @@ issuer or token endpoint) in ``aud``, expire soon (``exp`` at most
 `MAX_LIFETIME` ahead, by the broker's clock), and carry a ``jti`` used
 once: the store remembers spent ids until they expire, so a replay fails
 on every node. PyJWT checks the signature; the times are checked here,
-against the injected clock.
+against the injected clock. PyJWT is imported at the first assertion,
+not with the authorization server: few clients use this method.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-import jwt
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
@@ -62,6 +62,8 @@ class KeySource(Protocol):
 
 def _claim_client_id(assertion: str) -> str:
     """The client an assertion claims to be (unverified: only to look it up)."""
+    import jwt
+
     try:
         claims = jwt.decode(assertion, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -72,6 +74,8 @@ def _claim_client_id(assertion: str) -> str:
 
 def _keys(jwks: Mapping[str, Any], alg: str, kid: Any) -> list[Any]:
     """The keys of ``jwks`` that may have signed with ``alg`` (and ``kid``)."""
+    import jwt
+
     keys = []
     for entry in jwks.get("keys", ()):
         if not isinstance(entry, dict) or "d" in entry:
@@ -118,6 +122,8 @@ class PrivateKeyJwt:
 
     async def verify(self, client: ClientRecord, presented: Presented) -> None:
         """The assertion must be valid, fresh, the client's, and new."""
+        import jwt
+
         assertion = presented.credential or ""
         try:
             header = jwt.get_unverified_header(assertion)
@@ -146,6 +152,8 @@ class PrivateKeyJwt:
         kid: Any,
         client: ClientRecord,
     ) -> dict[str, Any]:
+        import jwt
+
         keys = _keys(jwks, alg, kid)
         if not keys:
             raise InvalidClientError("no key of the client matches the assertion")

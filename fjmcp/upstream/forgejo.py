@@ -11,10 +11,10 @@ the returned code at ``/login/oauth/access_token``, refreshes the tokens there
 failure is one of two types (`fjmcp.upstream.errors`): the user must log in
 again, or Forgejo is unavailable for now.
 
-The HTTP client is injected (treq's ``HTTPClient``; ``StubTreq`` in tests),
-so this module imports treq only in `ForgejoClient.from_reactor`, keeping it
-off the import path of everything that only needs the types. No token, code
-or secret is ever logged or put into an exception message.
+The HTTP client is injected (treq's ``HTTPClient``; ``StubTreq`` in tests);
+`ForgejoClient.from_reactor` gives it a `LazyHTTPClient`, so treq is
+imported at the broker's first call to Forgejo, not at its start. No token,
+code or secret is ever logged or put into an exception message.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlencode
 
 from attrs import define, field, frozen
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import (
     IReactorPluggableNameResolver,
     IReactorSSL,
@@ -38,6 +38,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import Interface
 
 from fjmcp.upstream.errors import ForgejoAuthError, ForgejoError, ForgejoUnavailable
+from fjmcp.upstream.lazy_http import LazyHTTPClient
 
 if TYPE_CHECKING:
     from treq.client import HTTPClient
@@ -331,6 +332,25 @@ class _AnswerTooLargeError(Exception):
     pass
 
 
+def _pooled_treq(reactor: Any, pool: HTTPConnectionPool, timeout: float) -> HTTPClient:
+    """
+    treq on an agent over ``pool`` (up to 4 open connections kept).
+
+    The cookie jar refuses every cookie: the client speaks for many users
+    and must never carry one answer's cookie into another user's call.
+    """
+    from http.cookiejar import DefaultCookiePolicy
+
+    from treq.client import HTTPClient
+    from treq.cookies import IndexableCookieJar
+    from twisted.web.client import Agent
+
+    pool.maxPersistentPerHost = 4
+    agent = Agent(reactor, connectTimeout=timeout, pool=pool)  # type: ignore[no-untyped-call, unused-ignore]
+    jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return HTTPClient(agent, cookiejar=jar)
+
+
 def _strip_slash(url: str) -> str:
     return url.rstrip("/")
 
@@ -347,13 +367,12 @@ class ForgejoClient:
 
     log: ClassVar[Logger] = Logger()
 
-    _http: HTTPClient
+    _http: HTTPClient | LazyHTTPClient
     _base_url: str = field(converter=_strip_slash)
     _client_id: str
     _client_secret: str = field(repr=False)
     _clock: IReactorTime = field(kw_only=True)
     _timeout: float = field(default=DEFAULT_TIMEOUT, kw_only=True)
-    _pool: HTTPConnectionPool | None = field(default=None, kw_only=True, repr=False)
 
     @classmethod
     def from_reactor(
@@ -361,30 +380,20 @@ class ForgejoClient:
     ) -> ForgejoClient:
         """
         Build a client for ``settings`` with its own persistent connection
-        pool on ``reactor``.
-
-        The cookie jar refuses every cookie: the client speaks for many users
-        and must never carry one answer's cookie into another user's call.
+        pool on ``reactor``, made at the first call (`LazyHTTPClient`).
         """
-        from http.cookiejar import DefaultCookiePolicy
-
-        from treq.client import HTTPClient
-        from treq.cookies import IndexableCookieJar
-        from twisted.web.client import Agent, HTTPConnectionPool
-
         timeout = settings.timeout
-        pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call, unused-ignore]
-        pool.maxPersistentPerHost = 4
-        agent = Agent(reactor, connectTimeout=timeout, pool=pool)  # type: ignore[no-untyped-call, unused-ignore]
-        jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+        def make(reactor: Any, pool: HTTPConnectionPool) -> HTTPClient:
+            return _pooled_treq(reactor, pool, timeout)
+
         return cls(
-            HTTPClient(agent, cookiejar=jar),
+            LazyHTTPClient(reactor, make, persistent=True),
             settings.base_url,
             settings.client_id,
             settings.client_secret,
             clock=reactor,
             timeout=timeout,
-            pool=pool,
         )
 
     @property
@@ -399,12 +408,9 @@ class ForgejoClient:
 
     def close(self) -> Deferred[None]:
         """Close the pooled connections (shutdown); a no-op without a pool."""
-        if self._pool is None:
-            d: Deferred[None] = Deferred()
-            d.callback(None)
-            return d
-        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call, unused-ignore]
-        return closed
+        if isinstance(self._http, LazyHTTPClient):
+            return self._http.close()
+        return succeed(None)
 
     # --- OAuth ---------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from fjmcp.admin.server import (
     AdminHandlers,
     AdminProtocol,
     AdminServerService,
+    made_at_first_call,
 )
 
 
@@ -92,6 +93,37 @@ def test_commands_are_fixed_at_construction() -> None:
     handlers = AdminHandlers(given)
     given["y"] = lambda args: None
     assert handlers.names() == ["x"]
+
+
+def test_a_handler_made_at_first_call_is_made_once() -> None:
+    """made_at_first_call builds its handler at the first request only, then
+    passes every request to that one handler."""
+    made: list[int] = []
+
+    def make() -> Any:
+        made.append(1)
+        return lambda args: {"made": len(made), **args}
+
+    handle = made_at_first_call(make)
+    assert made == []
+    assert handle({"a": 1}) == {"made": 1, "a": 1}
+    assert handle({}) == {"made": 1}
+    assert made == [1]
+
+
+def test_a_handler_that_cannot_be_made_is_an_internal_error() -> None:
+    """A failure while making the handler is answered like a crash in it."""
+
+    def make() -> Any:
+        raise ValueError("internal detail")
+
+    protocol: Any = AdminProtocol(AdminHandlers({"x": made_at_first_call(make)}))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b'{"cmd": "x"}\n')
+    [answer] = [json.loads(x) for x in transport.value().splitlines()]
+    assert answer["ok"] is False
+    assert "internal error" in answer["error"]
 
 
 @given(st.binary(max_size=300))

@@ -537,6 +537,34 @@ def test_from_reactor_builds_a_pooled_client() -> None:
     assert CLIENT_SECRET not in repr(settings)
 
 
+def test_building_the_client_imports_treq_at_its_first_call() -> None:
+    """from_reactor leaves treq and twisted.web.client unloaded; the first call
+    imports them and connects through the pool to the configured host."""
+    code = (
+        "import sys\n"
+        "from twisted.internet.defer import Deferred\n"
+        "from twisted.internet.testing import MemoryReactorClock\n"
+        "from fjmcp.upstream.forgejo import ForgejoClient, ForgejoSettings\n"
+        "reactor = MemoryReactorClock()\n"
+        "settings = ForgejoSettings(base_url='http://127.0.0.1:3000/', "
+        "client_id='c', client_secret='s')\n"
+        "client = ForgejoClient.from_reactor(reactor, settings)\n"
+        "heavy = ('treq', 'twisted.web.client')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+        "Deferred.fromCoroutine(client.version())\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+        "print(reactor.tcpClients[0][:2])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.splitlines() == [
+        "",
+        "treq,twisted.web.client",
+        "('127.0.0.1', 3000)",
+    ]
+
+
 def test_importing_the_client_does_not_import_treq() -> None:
     """The module is cheap to import for its types: treq, pyOpenSSL and the
     stand-in stay unloaded until a client is built."""

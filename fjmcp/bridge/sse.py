@@ -15,6 +15,11 @@ buffer, so the client can come back with ``Last-Event-ID``. Keep-alive
 comments are written only when nothing else was written for
 ``keepalive_interval`` seconds; the writer notices a client that went away
 through ``notifyFinish`` and cleans up its timers.
+
+A writer started ``lazy`` sends its event-stream headers only with its
+first event (or keep-alive): until then its response can still become one
+``application/json`` body (`finish_json`), which is what a POST whose
+stream would carry nothing but its answer gets.
 """
 
 from __future__ import annotations
@@ -154,17 +159,23 @@ class SseWriter:
     _keepalive: IDelayedCall | None = field(default=None, init=False)
     _deadline: IDelayedCall | None = field(default=None, init=False)
     _producing: bool = field(default=False, init=False)
+    _committed: bool = field(default=False, init=False)
 
     log = Logger()
 
-    def start(self, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        """Send the status and headers and begin watching the connection."""
+    def start(
+        self, headers: Iterable[tuple[bytes, bytes]] = (), *, lazy: bool = False
+    ) -> None:
+        """
+        Set the status and headers and begin watching the connection; with
+        ``lazy``, the event-stream headers wait for the first event.
+        """
         request = self._request
         request.setResponseCode(200)
-        for name, value in SSE_HEADERS:
-            request.setHeader(name, value)
         for name, value in headers:
             request.setHeader(name, value)
+        if not lazy:
+            self._commit()
         request.notifyFinish().addBoth(self._request_done)
         try:
             request.registerProducer(self, True)
@@ -175,12 +186,25 @@ class SseWriter:
         self._last_write = self._clock.seconds()
         self._schedule_keepalive(self.keepalive_interval)
 
+    def _commit(self) -> None:
+        """From now on the response is an event stream."""
+        if not self._committed:
+            self._committed = True
+            for name, value in SSE_HEADERS:
+                self._request.setHeader(name, value)
+
+    @property
+    def fresh(self) -> bool:
+        """Open and nothing sent yet: the response may still be plain JSON."""
+        return not self._committed and not self.closed
+
     # -- writing -----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         """Send encoded SSE bytes now (never blocks, never pauses the child)."""
         if self.closed:
             return
+        self._commit()
         self._request.write(data)
         self._last_write = self._clock.seconds()
         if self._paused:
@@ -201,10 +225,33 @@ class SseWriter:
         """End the response normally (the stream is complete)."""
         if self.closed:
             return
+        self._commit()
         self._close_timers()
         self.closed = True
         self._unregister()
         self._request.finish()
+
+    def finish_json(self, body: bytes) -> None:
+        """
+        Answer with one ``application/json`` body instead of a stream; only
+        while `fresh` (otherwise ``body`` is sent as an event and the
+        stream finished).
+        """
+        if self.closed:
+            return
+        if self._committed:
+            self.write(encode_event(body))
+            self.finish()
+            return
+        self._committed = True
+        request = self._request
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        self._close_timers()
+        self.closed = True
+        self._unregister()
+        request.write(body)
+        request.finish()
 
     def cut(self, reason: str) -> None:
         """

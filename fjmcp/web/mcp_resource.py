@@ -13,9 +13,13 @@ misread).
 
 - ``POST``: one JSON-RPC message (a batch only for sessions that negotiated
   2025-03-26). Requests are answered with an SSE stream when the client
-  accepts one, else with one buffered ``application/json`` body;
-  notifications and responses with 202. A POSTed ``initialize`` without
-  ``Mcp-Session-Id`` starts a session (and a child).
+  accepts only that, with one buffered ``application/json`` body when it
+  accepts only JSON; a client that accepts both gets JSON when the answer is
+  the first thing the child sends for the request, else (a notification,
+  a request of the child, a keep-alive, or the priming event of 2025-11-25
+  sessions came first) an SSE stream; notifications and responses get 202.
+  A POSTed ``initialize`` without ``Mcp-Session-Id`` starts a session (and
+  a child).
 - ``GET``: the session's standalone SSE stream (one at a time: 409), or,
   with ``Last-Event-ID``, the resumption of any stream of the session.
 - ``DELETE``: ends the session (204).
@@ -545,7 +549,7 @@ class McpResource(Resource):
                 )
                 return
             self._initialize(
-                request, identity, init[0], accepts(request.getHeader(b"accept"))[0]
+                request, identity, init[0], accepts(request.getHeader(b"accept"))
             )
             return
         if init:
@@ -558,8 +562,9 @@ class McpResource(Resource):
                 id_json=init[0].id_json,
             )
             return
-        sse_ok, _ = accepts(request.getHeader(b"accept"))
-        self._dispatch(request, session, messages, is_batch, sse_ok)
+        self._dispatch(
+            request, session, messages, is_batch, accepts(request.getHeader(b"accept"))
+        )
 
     def _message_acceptable(self, request: McpRequest, *, need_both: bool) -> bool:
         """
@@ -678,7 +683,11 @@ class McpResource(Resource):
         d.addErrback(self._unexpected, request)
 
     def _initialize(
-        self, request: McpRequest, identity: Identity, message: Message, sse_ok: bool
+        self,
+        request: McpRequest,
+        identity: Identity,
+        message: Message,
+        accepted: tuple[bool, bool],
     ) -> None:
         requested = message.params.get("protocolVersion")
         requested = requested if isinstance(requested, str) else None
@@ -691,7 +700,7 @@ class McpResource(Resource):
         def _created(session: ChildOwner) -> None:
             request.setHeader(b"Mcp-Session-Id", session.id.encode("ascii"))
             prime = version_at_least(requested, PRIMING_SINCE)
-            self._dispatch(request, session, [message], False, sse_ok, prime=prime)
+            self._dispatch(request, session, [message], False, accepted, prime=prime)
 
         def _failed(failure: Failure) -> None:
             if isinstance(failure.value, SessionError):
@@ -708,7 +717,7 @@ class McpResource(Resource):
         session: ChildOwner,
         messages: list[Message],
         is_batch: bool,
-        sse_ok: bool,
+        accepted: tuple[bool, bool],
         *,
         prime: bool | None = None,
     ) -> None:
@@ -735,9 +744,13 @@ class McpResource(Resource):
             return
         if prime is None:
             prime = version_at_least(bridge.protocol_version, PRIMING_SINCE)
+        sse_ok, json_ok = accepted
         if sse_ok:
+            # Lazy when JSON is acceptable too: a stream that would carry
+            # nothing but the answer goes out as one JSON body (priming, a
+            # notification or a keep-alive first makes it a stream).
             writer = bridge.new_writer(request)
-            writer.start()
+            writer.start(lazy=json_ok)
             bridge.begin(messages, writer=writer, prime=prime)
         else:
             reply = JsonReply(request, batch=is_batch)

@@ -181,7 +181,13 @@ class TestRequest(DummyRequest):
         return parse_sse(self.body)
 
     def messages(self) -> list[Any]:
-        """The JSON-RPC messages in the SSE events (priming events skipped)."""
+        """
+        The JSON-RPC messages answered: those in the SSE events (priming
+        events skipped), or the one JSON body (a batch's answers in order).
+        """
+        if self.header(b"content-type") == b"application/json" and self.body:
+            body = self.json()
+            return body if isinstance(body, list) else [body]
         return [json.loads(e["data"]) for e in self.events() if e["data"]]
 
 

@@ -6,7 +6,9 @@ OAuth grant, refresh, revocation and consent decision.
 Each is one JSON object, formatted here, once, and emitted as a
 `twisted.logger` event in the `AUDIT_NAMESPACE` namespace with the line in
 ``audit_line``; `fjmcp.audit.file.AuditFile` writes those lines and nothing
-else, and the main log leaves them out. A request's line holds the time,
+else. The composition root gives both a publisher of their own, so an
+event per MCP request never passes through the main log's observers (which
+leave audit events out anyway). A request's line holds the time,
 the Forgejo user, the OAuth client, the session's short id, the JSON-RPC
 method and, for ``tools/call``, the tool's name, the outcome and the
 latency: never the arguments or the result, which may hold anything the
@@ -32,6 +34,10 @@ __all__ = ["AuditLog"]
 MAX_NAME: Final = 128
 
 
+#: One encoder for every line (``json.dumps`` with options builds one per call).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _iso(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
 
@@ -47,11 +53,7 @@ class AuditLog:
     _log: Logger = field(factory=lambda: Logger(namespace=AUDIT_NAMESPACE))
 
     def _emit(self, record: dict[str, Any]) -> None:
-        line = json.dumps(
-            {"time": _iso(self._clock.seconds()), **record},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        line = _ENCODER.encode({"time": _iso(self._clock.seconds()), **record})
         self._log.info("{audit_line}", audit_line=line)
 
     def call_done(

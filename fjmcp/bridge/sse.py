@@ -102,6 +102,13 @@ class McpRequest(StreamRequest, Protocol):
         """Every request header (a repeated one has several values)."""
 
 
+#: Byte values looked for with ``in``: CPython 3.11's ``bytes.__contains__``
+#: tries a one-byte *bytes* needle as an integer first and formats the
+#: TypeError before searching (about 9x slower than an int needle).
+_CR: Final = 0x0D
+_LF: Final = 0x0A
+
+
 def encode_event(
     data: bytes, event_id: str | None = None, *, retry_ms: int | None = None
 ) -> bytes:
@@ -115,7 +122,7 @@ def encode_event(
         parts.append(b"id: " + event_id.encode("ascii") + b"\n")
     if retry_ms is not None:
         parts.append(b"retry: %d\n" % retry_ms)
-    if b"\n" in data or b"\r" in data:
+    if _LF in data or _CR in data:
         lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         parts.extend(b"data: " + line + b"\n" for line in lines)
     elif data:

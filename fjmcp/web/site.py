@@ -32,8 +32,14 @@ its connection forever (the idle timeout restarts on every byte). Here:
   ``send``; ``EAGAIN`` or a partial send falls back to Twisted's buffer
   (with ``TCP_NODELAY``, as a stream's closing chunk is a second ``send``);
 - the ``Date`` header is formatted once a second (`BrokerSite.http_date`),
-  and the connection's local address is asked of the kernel once per
-  connection, not once per request.
+  and the connection's addresses are asked of the kernel once per
+  connection, not once per request;
+- a header line is checked as Twisted checks it (``name: value``, the name
+  a token, no NUL, CR or LF in the value, the count limit, the length
+  headers choosing the body's decoder) in one step
+  (`BrokerChannel.headerReceived`), and stored under its canonical name
+  once (`RequestHeaders`); `LimitedRequest.getHeader` reads it back
+  without re-encoding anything.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from twisted.web.http import (
     _GenericHTTPChannelProtocol,
     datetimeToString,
 )
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, InvalidHeaderName, _nameEncoder
 from twisted.web.resource import IResource, _IEncodingResource
 from twisted.web.server import Request, Site
 
@@ -71,6 +77,7 @@ __all__ = [
     "BrokerSite",
     "LimitedRequest",
     "DEFAULT_IDLE_TIMEOUT",
+    "RequestHeaders",
     "SiteSettings",
 ]
 
@@ -105,6 +112,33 @@ def _raw_response(status: int, reason: bytes, body: dict[str, Any] | bytes) -> b
     ) + payload
 
 
+#: The request headers that say how long the body is.
+_LENGTH_HEADERS: Final = frozenset((b"Content-Length", b"Transfer-Encoding"))
+
+
+class RequestHeaders(Headers):
+    """
+    A request's `Headers` as `BrokerChannel` fills them: each name already
+    canonical and each value already checked, so neither is encoded or
+    cleaned again on the way in or out.
+    """
+
+    __slots__ = ()
+
+    def add_checked(self, canonical: bytes, value: bytes) -> None:
+        """Add a value under a canonical name (no CR, LF or NUL in it)."""
+        values = self._rawHeaders.get(canonical)
+        if values is None:
+            self._rawHeaders[canonical] = [value]
+        else:
+            values.append(value)
+
+    def last(self, name: bytes) -> bytes | None:
+        """The last value of ``name`` (any case), or None."""
+        values = self._rawHeaders.get(_nameEncoder.encode(name))
+        return values[-1] if values else None
+
+
 class BrokerChannel(HTTPChannel):
     """
     An `HTTPChannel` that writes a response straight to its socket when
@@ -120,6 +154,7 @@ class BrokerChannel(HTTPChannel):
 
     _held: list[bytes] | None = None
     _local: IAddress | None = None
+    _peer: IAddress | None = None
 
     def connectionMade(self) -> None:
         """
@@ -187,6 +222,47 @@ class BrokerChannel(HTTPChannel):
             self._local = super().getHost()  # type: ignore[no-untyped-call]
         return self._local
 
+    def getPeer(self) -> IAddress:
+        """The client's address, built once per connection."""
+        if self._peer is None:
+            self._peer = super().getPeer()  # type: ignore[no-untyped-call]
+        return self._peer
+
+    def headerReceived(self, line: bytes) -> bool:
+        """
+        Twisted's ``headerReceived`` in fewer steps: the same checks and the
+        same 400 on a bad line, the value stored once under its canonical
+        name when the request keeps `RequestHeaders`.
+        """
+        name, colon, value = line.partition(b":")
+        if not colon:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        try:
+            canonical = _nameEncoder.encode(name)
+        except InvalidHeaderName:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        value = value.strip(b" \t")
+        # int needles: a one-byte bytes needle costs ~9x more on CPython 3.11
+        if 0x00 in value or 0x0D in value or 0x0A in value:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        if canonical in _LENGTH_HEADERS:
+            choose = self._maybeChooseTransferDecoder
+            if not choose(canonical, value):  # type: ignore[no-untyped-call]
+                return False
+        headers = self.requests[-1].requestHeaders
+        if type(headers) is RequestHeaders:
+            headers.add_checked(canonical, value)
+        else:
+            headers.addRawHeader(canonical, value)
+        self._receivedHeaderCount += 1
+        if self._receivedHeaderCount > self.maxHeaders:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        return True
+
 
 def _broker_channel(factory: Any) -> _GenericHTTPChannelProtocol:
     """`Site.protocol`: Twisted's protocol wrapper around a `BrokerChannel`."""
@@ -216,6 +292,7 @@ class LimitedRequest(Request):
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
         super().__init__(channel, *args, **kw)  # type: ignore[no-untyped-call]
+        self.requestHeaders = RequestHeaders()
         site = getattr(channel, "site", None)
         if isinstance(site, BrokerSite):
             self._limit = site.max_request_bytes
@@ -346,6 +423,13 @@ class LimitedRequest(Request):
         channel = self.channel
         if isinstance(channel, BrokerChannel):
             channel.flush_held()
+
+    def getHeader(self, key: Any) -> Any:
+        """One request header (the last value), read without re-encoding."""
+        headers = self.requestHeaders
+        if type(key) is bytes and type(headers) is RequestHeaders:
+            return headers.last(key)
+        return super().getHeader(key)
 
     @property
     def rejected(self) -> bool:

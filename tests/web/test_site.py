@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ITCPTransport
@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from fjmcp.web.site import BrokerSite, LimitedRequest, SiteSettings
@@ -294,6 +294,107 @@ def test_header_limits_kept() -> None:
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(HTTPChannel.maxHeaders + 2))
     channel.dataReceived(b"GET /x HTTP/1.1\r\n" + many + b"\r\n")
     assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+class ShowHeaders(Resource):
+    """Answers with every request header it got, and a few read back one by one."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def render(self, request: Request) -> bytes:
+        """JSON of the raw headers and of ``getHeader`` for some names."""
+        raw = {
+            name.decode("latin-1"): [v.decode("latin-1") for v in values]
+            for name, values in request.requestHeaders.getAllRawHeaders()
+        }
+        asked = {
+            name.decode(): (lambda v: None if v is None else v.decode("latin-1"))(
+                request.getHeader(name)
+            )
+            for name in (b"host", b"X-A", b"x-a", b"CONTENT-LENGTH", b"x-b")
+        }
+        return json.dumps({"raw": raw, "asked": asked}, sort_keys=True).encode()
+
+
+def _parse_with(site_factory: Any, wire: bytes) -> bytes:
+    site = site_factory(ShowHeaders())
+    channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(wire)
+    wire_out: bytes = transport.value()
+    status, _, rest = wire_out.partition(b"\r\n")
+    return status + b" " + rest.partition(b"\r\n\r\n")[2]
+
+
+_NAMES = st.sampled_from(
+    [b"X-A", b"x-a", b"X-B", b"Host", b"content-length", b"X-A", b"X-B", b"X-C"]
+    + [b"x a", b"", b"X-\x00", b"X:Y"]
+)
+_VALUES = st.one_of(
+    st.sampled_from([b" v ", b"\tw", b"12", b"1 2", b"a\tb", b""]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8).map(
+        str.encode
+    ),
+    st.binary(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_NAMES, _VALUES, st.sampled_from([True, True, True, False])),
+        max_size=5,
+    )
+)
+def test_header_lines_parse_as_in_twisted(
+    lines: list[tuple[bytes, bytes, bool]],
+) -> None:
+    """
+    Whatever the header lines (bad names, NUL/CR/LF in values, no colon,
+    repeats, a Content-Length), the broker's channel answers exactly as
+    plain twisted.web does: the same 400s, the same headers seen.
+    """
+    block = b"".join(
+        (name + b":" + value if colon else name + value) + b"\r\n"
+        for name, value, colon in lines
+    )
+    wire = b"GET /x HTTP/1.1\r\nHost: h\r\n" + block + b"\r\n"
+    ours = _parse_with(
+        lambda r: BrokerSite(
+            r,
+            reactor=Clock(),
+            settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30),
+        ),
+        wire,
+    )
+    theirs = _parse_with(lambda r: Site(r, reactor=Clock()), wire)
+    assert ours.split(b" ", 2)[:2] == theirs.split(b" ", 2)[:2]
+    if ours.startswith(b"HTTP/1.1 200"):
+        assert ours == theirs
+
+
+def test_repeated_header_reads_its_last_value() -> None:
+    """``getHeader`` gives the last of repeated values, for any case of the name."""
+    wire = b"GET /x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+    body = json.loads(
+        _parse_with(
+            lambda r: BrokerSite(
+                r,
+                reactor=Clock(),
+                settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30),
+            ),
+            wire,
+        )
+        .partition(b" ")[2]
+        .partition(b" ")[2]
+        .partition(b" ")[2]
+    )
+    assert body["raw"]["X-A"] == ["1", "2"]
+    assert body["asked"]["X-A"] == body["asked"]["x-a"] == "2"
 
 
 def test_no_access_log_formatting() -> None:

@@ -55,6 +55,7 @@ request.
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -170,6 +171,12 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}"
 
 
+@functools.lru_cache(maxsize=256)
+def _loopback_host_header(host: bytes) -> bool:
+    """Whether a ``Host`` value names a loopback host (the last few remembered)."""
+    return is_loopback_host(_host_name(host))
+
+
 def _host_name(host: bytes) -> str:
     text = host.decode("latin-1").strip().lower()
     if text.startswith("["):
@@ -194,8 +201,13 @@ def _media_types(accept: bytes) -> Iterable[bytes]:
         yield media
 
 
+@functools.lru_cache(maxsize=64)
 def accepts(accept: bytes | None) -> tuple[bool, bool]:
-    """``(event-stream acceptable, application/json acceptable)``."""
+    """
+    ``(event-stream acceptable, application/json acceptable)``; the answers
+    for the last few values are remembered (a client sends the same one on
+    every request).
+    """
     if accept is None:
         return True, True
     sse = json = False
@@ -207,6 +219,7 @@ def accepts(accept: bytes | None) -> tuple[bool, bool]:
     return sse, json
 
 
+@functools.lru_cache(maxsize=64)
 def _is_json_content(ctype: bytes | None) -> bool:
     if ctype is None:
         return False
@@ -303,7 +316,7 @@ class McpResource(Resource):
         """Run the checks in order; every branch answers on its own."""
         request.setHeader(b"Cache-Control", b"no-cache")
         host = request.getHeader(b"host")
-        if self._loopback and (host is None or not is_loopback_host(_host_name(host))):
+        if self._loopback and (host is None or not _loopback_host_header(host)):
             return self._fail(request, 403, INVALID_REQUEST, "Forbidden: bad Host")
         origin = request.getHeader(b"origin")
         if origin is not None:
@@ -435,9 +448,17 @@ class McpResource(Resource):
             data=dict(error.data) if error.data else None,
         )
 
-    def _session(self, request: McpRequest, identity: Identity) -> ChildOwner | None:
-        """The session the request names (answering the request when there is none)."""
-        sid = request.getHeader(b"mcp-session-id")
+    def _session(
+        self,
+        request: McpRequest,
+        identity: Identity,
+        sid: bytes | None,
+        version_header: bytes | None,
+    ) -> ChildOwner | None:
+        """
+        The session ``sid`` (the ``Mcp-Session-Id`` header) names, answering
+        the request when there is none.
+        """
         if sid is None:
             self._fail(
                 request,
@@ -451,13 +472,14 @@ class McpResource(Resource):
         except SessionError as e:
             self._session_error(request, e)
             return None
-        if not self._version_ok(request, session):
+        if not self._version_ok(request, session, version_header):
             return None
         session.touch(self._clock.seconds())
         return session
 
-    def _version_ok(self, request: McpRequest, session: ChildOwner) -> bool:
-        header = request.getHeader(b"mcp-protocol-version")
+    def _version_ok(
+        self, request: McpRequest, session: ChildOwner, header: bytes | None
+    ) -> bool:
         if header is None:
             return True
         version = header.decode("latin-1").strip()
@@ -505,7 +527,9 @@ class McpResource(Resource):
             parsed = parse_body(body, allow_batch=True)
         except JsonRpcError as e:
             parsed = e
-        has_session = request.getHeader(b"mcp-session-id") is not None
+        sid = request.getHeader(b"mcp-session-id")
+        version_header = request.getHeader(b"mcp-protocol-version")
+        has_session = sid is not None
         single = (
             parsed[0][0]
             if not isinstance(parsed, JsonRpcError) and not parsed[1]
@@ -514,16 +538,17 @@ class McpResource(Resource):
         if is_modern(
             single,
             has_session=has_session,
-            version_header=request.getHeader(b"mcp-protocol-version"),
+            version_header=version_header,
         ):
             self._stateless_post(request, identity, parsed)
             return
         session = None
         if has_session:
-            session = self._session(request, identity)
+            session = self._session(request, identity, sid, version_header)
             if session is None:
                 return
-        if not self._message_acceptable(request, need_both=False):
+        accepted = accepts(request.getHeader(b"accept"))
+        if not self._message_acceptable(request, accepted, need_both=False):
             return
         if isinstance(parsed, JsonRpcError):
             self._fail(
@@ -548,9 +573,7 @@ class McpResource(Resource):
                     "Bad Request: Mcp-Session-Id header is required",
                 )
                 return
-            self._initialize(
-                request, identity, init[0], accepts(request.getHeader(b"accept"))
-            )
+            self._initialize(request, identity, init[0], accepted)
             return
         if init:
             self._fail(
@@ -562,11 +585,11 @@ class McpResource(Resource):
                 id_json=init[0].id_json,
             )
             return
-        self._dispatch(
-            request, session, messages, is_batch, accepts(request.getHeader(b"accept"))
-        )
+        self._dispatch(request, session, messages, is_batch, accepted)
 
-    def _message_acceptable(self, request: McpRequest, *, need_both: bool) -> bool:
+    def _message_acceptable(
+        self, request: McpRequest, accepted: tuple[bool, bool], *, need_both: bool
+    ) -> bool:
         """
         The Content-Type (415) and Accept (406) checks; a stateless request
         must accept both JSON and an event stream.
@@ -579,7 +602,7 @@ class McpResource(Resource):
                 "Unsupported Media Type: Content-Type must be application/json",
             )
             return False
-        sse_ok, json_ok = accepts(request.getHeader(b"accept"))
+        sse_ok, json_ok = accepted
         if need_both and not (sse_ok and json_ok):
             self._fail(
                 request,
@@ -609,7 +632,8 @@ class McpResource(Resource):
         parsed: tuple[list[Message], bool] | JsonRpcError,
     ) -> None:
         """A stateless request: the envelope checks, then its identity's child."""
-        if not self._message_acceptable(request, need_both=True):
+        accepted = accepts(request.getHeader(b"accept"))
+        if not self._message_acceptable(request, accepted, need_both=True):
             return
         if isinstance(parsed, JsonRpcError):
             self._fail(
@@ -760,7 +784,12 @@ class McpResource(Resource):
     # -- GET -------------------------------------------------------------------
 
     def _get(self, request: McpRequest, identity: Identity) -> None:
-        session = self._session(request, identity)
+        session = self._session(
+            request,
+            identity,
+            request.getHeader(b"mcp-session-id"),
+            request.getHeader(b"mcp-protocol-version"),
+        )
         if session is None:
             return
         sse_ok, _ = accepts(request.getHeader(b"accept"))
@@ -798,7 +827,12 @@ class McpResource(Resource):
     # -- DELETE ----------------------------------------------------------------
 
     def _delete(self, request: McpRequest, identity: Identity) -> None:
-        session = self._session(request, identity)
+        session = self._session(
+            request,
+            identity,
+            request.getHeader(b"mcp-session-id"),
+            request.getHeader(b"mcp-protocol-version"),
+        )
         if session is None:
             return
         self._registry.end(session, "deleted by the client", "deleted")

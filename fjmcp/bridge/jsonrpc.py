@@ -119,6 +119,8 @@ def id_key(value: Any) -> str:
     different. The text is ASCII (non-ASCII characters are escaped the same
     way on both sides).
     """
+    if type(value) is int:  # JSON's text of an int is its repr; not bool
+        return int.__repr__(value)
     return json.dumps(value)
 
 
@@ -143,6 +145,10 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
+#: One decoder for every message (``json.loads`` with options builds one per call).
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _loads(text: bytes, *, strict_text: bool = False) -> Any:
     """
     Strict JSON: UTF-8 only, no BOM, no NaN/Infinity; with ``strict_text``
@@ -155,7 +161,9 @@ def _loads(text: bytes, *, strict_text: bool = False) -> Any:
             PARSE_ERROR, f"Parse error: body is not UTF-8 ({e.reason} at {e.start})"
         ) from None
     try:
-        obj = json.loads(decoded, parse_constant=_reject_constant)
+        if decoded.startswith("\ufeff"):
+            raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+        obj = _DECODER.decode(decoded)
     except RecursionError:
         raise JsonRpcError(PARSE_ERROR, "Parse error: JSON nested too deeply") from None
     except ValueError as e:

@@ -15,7 +15,9 @@ its connection forever (the idle timeout restarts on every byte). Here:
 - a request must arrive completely (line, headers, body) within
   ``request_timeout`` seconds of its first line, or it is answered ``408``
   and the connection closed; once a request has arrived, its response may
-  take as long as it needs (SSE streams live for hours);
+  take as long as it needs (SSE streams live for hours). The deadline's
+  timer is set only for a request still incomplete when the bytes at hand
+  are parsed: one that arrives whole (nearly all) costs no timer;
 - once the broker is shutting down (`BrokerSite.stop_accepting`), a request
   that arrives on a connection still open (keep-alive) is answered ``503``
   and the connection closed: closing the listening port alone would let a
@@ -165,6 +167,18 @@ class BrokerChannel(HTTPChannel):
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Parse what arrived; a request begun but not complete by then gets
+        its arrival deadline now (the time of its first line's bytes).
+        """
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+        requests = self.requests
+        if requests:
+            last = requests[-1]
+            if isinstance(last, LimitedRequest):
+                last.arriving()
+
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any
     ) -> None:
@@ -286,8 +300,10 @@ class LimitedRequest(Request):
 
     _log = Logger()
     _rejected: bool = False
+    _settled: bool = False
     _received: int = 0
     _limit: int = 0
+    _timeout: float | None = None
     _deadline: IDelayedCall | None = None
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
@@ -296,9 +312,18 @@ class LimitedRequest(Request):
         site = getattr(channel, "site", None)
         if isinstance(site, BrokerSite):
             self._limit = site.max_request_bytes
-            self._deadline = site.reactor.callLater(
-                site.request_timeout, self._too_slow
-            )
+            self._timeout = site.request_timeout
+
+    def arriving(self) -> None:
+        """
+        The channel parsed all it has and this request is not complete: its
+        deadline starts now (once; a request that arrived needs none).
+        """
+        if self._settled or self._rejected or self._deadline is not None:
+            return
+        site = getattr(self.channel, "site", None)
+        if self._timeout is not None and isinstance(site, BrokerSite):
+            self._deadline = site.reactor.callLater(self._timeout, self._too_slow)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -368,6 +393,7 @@ class LimitedRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The whole request is in: stop the deadline, render unless refused."""
+        self._settled = True
         self._cancel_deadline()
         if self._rejected:
             return
@@ -383,6 +409,7 @@ class LimitedRequest(Request):
 
     def connectionLost(self, reason: Any) -> None:
         """The client went away: drop the deadline with the request."""
+        self._settled = True
         self._cancel_deadline()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 

@@ -265,6 +265,38 @@ def _closing(transport: StringTransport) -> bool:
     return bool(transport.disconnecting)
 
 
+def _deadlines(clock: Clock) -> list[float]:
+    """The times of pending calls other than the connection's idle timeout."""
+    return [c.getTime() for c in clock.getDelayedCalls() if c.getTime() < 75.0]
+
+
+def test_a_request_arriving_whole_sets_no_deadline_timer() -> None:
+    """One read holding the whole request: rendered, and no timer was ever set."""
+    resource, clock, channel, transport = _connect(timeout=5.0)
+    made: list[float] = []
+    call_later = clock.callLater
+
+    def counting(delay: float, *a: Any, **kw: Any) -> Any:
+        made.append(delay)
+        return call_later(delay, *a, **kw)
+
+    clock.callLater = counting  # type: ignore[method-assign]
+    channel.dataReceived(_post_head(3) + b"abc")
+    assert resource.rendered == 1 and 5.0 not in made
+
+
+def test_deadline_runs_from_the_first_bytes_of_a_pipelined_request() -> None:
+    """The second of two pipelined requests, cut short, gets its deadline then."""
+    resource, clock, channel, transport = _connect(timeout=5.0)
+    clock.advance(1.0)
+    channel.dataReceived(_post_head(3) + b"abc" + _post_head(10) + b"ab")
+    assert resource.rendered == 1
+    assert _deadlines(clock) == [6.0]
+    clock.advance(5.0)
+    assert b"HTTP/1.1 408 " in transport.value()
+    assert resource.rendered == 1
+
+
 def test_requests_after_stop_accepting_get_503_and_close() -> None:
     """
     Once the site stops accepting, a request on an open (keep-alive)

@@ -32,7 +32,6 @@ from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
-from twisted.logger import Logger, LogPublisher
 from zope.interface import Interface
 
 from fjmcp.admin.inventory import clients_handler, sessions_handler, users_handler
@@ -41,7 +40,6 @@ from fjmcp.admin.revoke import revoke_client_handler, revoke_user_handler
 from fjmcp.admin.rotation import rotate_key_handler
 from fjmcp.admin.server import AdminHandlers, AdminServerService, Handler
 from fjmcp.admin.tokens import AdminTokenIssuer
-from fjmcp.audit import AUDIT_NAMESPACE
 from fjmcp.audit.file import AuditFile
 from fjmcp.audit.log import AuditLog
 from fjmcp.awaitables import maybe_await
@@ -237,14 +235,8 @@ def build_broker(
         spawn_queued = metrics.spawn_queued
 
     # --- the audit log: requests and grants, to their own file ---------------
-    # Audit events have a publisher of their own: one per MCP request, they
-    # never pass through the main log's observers (which would drop them).
-    audit_events = LogPublisher()
-    audit = (
-        AuditLog(reactor, Logger(namespace=AUDIT_NAMESPACE, observer=audit_events))
-        if settings.audit.enabled
-        else None
-    )
+    audit_file = AuditFile(settings.audit, reactor) if settings.audit.enabled else None
+    audit = AuditLog(reactor, audit_file.write_line) if audit_file else None
     if audit is not None:
         parts_calls = (calls, audit) if registry is not None else (audit,)
         parts_oauth = (oauth_events, audit) if registry is not None else (audit,)
@@ -402,8 +394,8 @@ def build_broker(
         *(() if listener is None else (listener,)),
     ]
 
-    if audit is not None:
-        services.append(AuditFile(settings.audit, reactor, audit_events))
+    if audit_file is not None:
+        services.append(audit_file)
 
     # --- GET /metrics on its own listener -------------------------------------
     if registry is not None:

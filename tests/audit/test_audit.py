@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.audit.test_audit -*-
 """
-Tests for `fjmcp.audit`: lines are formatted once as JSON, written in
-batches (on the clock, past 64 KiB, at stop), rotated by size, and kept out
-of the main log.
+Tests for `fjmcp.audit`: lines are formatted once as JSON (a request's line
+exactly as ``json.dumps`` would write it), written in batches (on the
+clock, past 64 KiB, at stop), rotated by size, and kept out of the main log.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import Logger
 
 from fjmcp.audit import AUDIT_NAMESPACE
 from fjmcp.audit.file import FLUSH_BYTES, AuditFile
@@ -24,28 +27,24 @@ from fjmcp.logs import make_observer
 ALICE = Identity("alice", "client-1")
 
 
-publisher = LogPublisher()
-
-
 def _setup(
     tmp_path: Path, **settings: object
 ) -> tuple[Clock, AuditLog, AuditFile, Path]:
     clock = Clock()
     clock.advance(1_700_000_000)
     path = tmp_path / "audit.log"
-    audit = AuditLog(clock, Logger(namespace=AUDIT_NAMESPACE, observer=publisher))
-    out = AuditFile(AuditSettings(path=str(path), **settings), clock, publisher)  # type: ignore[arg-type]
+    out = AuditFile(AuditSettings(path=str(path), **settings), clock)  # type: ignore[arg-type]
+    audit = AuditLog(clock, out.write_line)
     out.startService()
     return clock, audit, out, path
 
 
 def test_lines_wait_for_the_interval_then_are_written(tmp_path: Path) -> None:
     """Events are held until the flush interval passes, then written as
-    JSON lines; other namespaces are ignored."""
+    JSON lines."""
     clock, audit, out, path = _setup(tmp_path)
     audit.call_done(ALICE, "abcd1234", "tools/call", "list_repos", "ok", 0.0123)
     audit.oauth_event("grant", "alice", "client-1", "ok")
-    Logger(namespace="other", observer=publisher).info("not audit")
     assert path.read_text() == ""
     clock.advance(1.0)
     records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -116,3 +115,48 @@ def test_the_main_log_leaves_audit_events_out() -> None:
     )
     Logger(namespace="fjmcp.other", observer=observer).info("kept")
     assert "kept" in stream.getvalue() and '"event"' not in stream.getvalue()
+
+
+_TEXT = st.text(max_size=20)
+
+
+@given(
+    user=_TEXT,
+    client=_TEXT,
+    session=_TEXT,
+    method=st.text(max_size=200),
+    tool=st.none() | st.text(max_size=200),
+    outcome=st.sampled_from(["ok", "error", "failed", "refused"]),
+    seconds=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+)
+def test_a_request_line_is_what_json_dumps_writes(
+    user: str,
+    client: str,
+    session: str,
+    method: str,
+    tool: str | None,
+    outcome: str,
+    seconds: float,
+) -> None:
+    """Whatever the names (quotes, control characters, any Unicode), the line
+    put together from pieces is the text ``json.dumps`` gives the record."""
+    clock = Clock()
+    clock.advance(1_700_000_000.1234)
+    lines: list[str] = []
+    audit = AuditLog(clock, lines.append)
+    for _ in range(2):  # the second line reuses the remembered session part
+        audit.call_done(Identity(user, client), session, method, tool, outcome, seconds)
+    record: dict[str, Any] = {
+        "time": "2023-11-14T22:13:20.123+00:00",
+        "event": "mcp.request",
+        "user": user,
+        "client_id": client,
+        "session": session,
+        "method": method[:128],
+        "tool": tool[:128] if tool is not None else None,
+        "outcome": outcome,
+        "latency_ms": round(seconds * 1000.0, 1),
+    }
+    expected = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    assert lines == [expected, expected]
+    assert json.loads(lines[0]) == record

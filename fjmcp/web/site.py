@@ -47,8 +47,10 @@ its connection forever (the idle timeout restarts on every byte). Here:
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable
-from typing import Any, Final
+from io import BytesIO
+from typing import IO, Any, Final
 from urllib.parse import unquote_to_bytes as _unquote
 
 from attrs import frozen
@@ -490,6 +492,17 @@ class BrokerSite(Site):
         self._responses = responses
         self._date_second = -1
         self._date = b""
+
+    def getContentFile(self, length: int | None) -> IO[bytes]:
+        """
+        A request body's buffer, as twisted.web picks it (memory for a
+        declared length under 100 kB, else a temporary file); defined here
+        because twisted.web looks this method up on the site for every
+        request and raises (and catches) an AttributeError when it is missing.
+        """
+        if length is not None and length < 100_000:
+            return BytesIO()
+        return tempfile.TemporaryFile()
 
     def http_date(self) -> bytes:
         """The ``Date`` header's value, formatted once a second."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -427,6 +428,24 @@ def test_repeated_header_reads_its_last_value() -> None:
     )
     assert body["raw"]["X-A"] == ["1", "2"]
     assert body["asked"]["X-A"] == body["asked"]["x-a"] == "2"
+
+
+def test_body_buffers_are_those_of_twisted_web() -> None:
+    """A declared small body is kept in memory, a large or chunked one in a file."""
+    site = BrokerSite(
+        Echo(),
+        reactor=Clock(),
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30),
+    )
+    small = site.getContentFile(10)
+    assert isinstance(small, io.BytesIO)
+    for length in (None, 100_000):
+        buffer = site.getContentFile(length)
+        try:
+            assert not isinstance(buffer, io.BytesIO)
+            buffer.write(b"x")
+        finally:
+            buffer.close()
 
 
 def test_no_access_log_formatting() -> None:

@@ -22,6 +22,7 @@ the JSON encoder's own escaping, and the line is the same text
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -43,8 +44,37 @@ MAX_REMEMBERED: Final = 1024
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-def _iso(when: float) -> str:
+def _iso_exact(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+
+
+class _Timestamps:
+    """
+    ``_iso_exact`` with the date and time of day formatted once a second:
+    the time is split into whole seconds and microseconds the way
+    ``datetime.fromtimestamp`` splits it (half-even rounding, a carry into
+    the next second), so the text is the same.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1.0
+        self._prefix = ""
+
+    def __call__(self, when: float) -> str:
+        fraction, second = math.modf(when)
+        micro = round(fraction * 1e6)
+        if micro >= 1_000_000:
+            micro -= 1_000_000
+            second += 1.0
+        elif micro < 0:
+            return _iso_exact(when)
+        if second != self._second:
+            self._prefix = _iso_exact(second)[:-10]
+            self._second = second
+        return f"{self._prefix}.{micro // 1000:03d}+00:00"
+
+
+_iso: Final = _Timestamps()
 
 
 def _string(value: str | None) -> str:

@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from fjmcp.audit.file import FLUSH_BYTES, AuditFile
-from fjmcp.audit.log import AuditLog
+from fjmcp.audit.log import AuditLog, _iso, _iso_exact, _Timestamps
 from fjmcp.audit.settings import AuditSettings
 from fjmcp.interfaces import Identity
 
@@ -161,3 +161,14 @@ def test_a_request_line_is_what_json_dumps_writes(
     expected = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
     assert lines == [expected, expected]
     assert json.loads(lines[0]) == record
+
+
+@given(
+    st.floats(min_value=0, max_value=4e9, allow_nan=False)
+    | st.integers(0, 4 * 10**9).map(lambda n: n + 0.9995)
+)
+def test_timestamps_are_datetime_isoformat(when: float) -> None:
+    """The once-a-second prefix gives exactly ``datetime``'s own text."""
+    fresh = _Timestamps()
+    assert fresh(when) == _iso_exact(when) == _iso(when)
+    assert fresh(when + 0.25) == _iso_exact(when + 0.25)

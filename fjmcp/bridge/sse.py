@@ -181,24 +181,31 @@ class SseWriter:
         request.setResponseCode(200)
         for name, value in headers:
             request.setHeader(name, value)
+        request.notifyFinish().addBoth(self._request_done)
         if not lazy:
             self._commit()
-        request.notifyFinish().addBoth(self._request_done)
+        self._last_write = self._clock.seconds()
+        self._schedule_keepalive(self.keepalive_interval)
+
+    def _commit(self) -> None:
+        """
+        From now on the response is an event stream: its headers, and the
+        flow control of a stream (a JSON body is written whole, unwatched).
+        """
+        if self._committed:
+            return
+        self._committed = True
+        request = self._request
+        for name, value in SSE_HEADERS:
+            request.setHeader(name, value)
+        if self.closed:
+            return
         try:
             request.registerProducer(self, True)
             self._producing = True
         except (AttributeError, RuntimeError, ValueError):
             # A request without a channel (already gone): nothing to watch.
             self._producing = False
-        self._last_write = self._clock.seconds()
-        self._schedule_keepalive(self.keepalive_interval)
-
-    def _commit(self) -> None:
-        """From now on the response is an event stream."""
-        if not self._committed:
-            self._committed = True
-            for name, value in SSE_HEADERS:
-                self._request.setHeader(name, value)
 
     @property
     def fresh(self) -> bool:

@@ -193,9 +193,10 @@ def test_a_lazy_writer_answers_json_until_it_has_sent_something() -> None:
     req = TestRequest(b"POST", {})
     writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda _w, _r: None)
     writer.start(lazy=True)
-    assert req.producer is None  # a JSON body needs no flow control
+    producers = [req.producer]  # a JSON body needs no flow control
     writer.write(encode_event(b'{"n":1}'))
-    assert not writer.fresh and req.producer is writer
+    producers.append(req.producer)
+    assert not writer.fresh and producers == [None, writer]
     writer.finish_json(b'{"id":1}')
     assert [e["data"] for e in req.events()] == ['{"n":1}', '{"id":1}']
     assert req.responseHeaders.getRawHeaders(b"content-type") == [b"text/event-stream"]

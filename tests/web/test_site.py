@@ -687,3 +687,34 @@ async def test_real_socket_keep_alive_and_streams() -> None:
         closing: Any = pool.closeCachedConnections()
         await closing
         await port.stopListening()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> None:
+    """Requests postpone the idle timeout; quiet for idle_timeout closes."""
+    clock = Clock()
+    resource, channel, transport = _streaming(clock)
+    get = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    for _ in range(3):
+        clock.advance(50)
+        channel.dataReceived(get)
+        resource.open[-1].finish()
+    assert not transport.disconnecting
+    clock.advance(74)
+    assert not transport.disconnecting
+    clock.advance(1.5)
+    assert transport.disconnecting
+
+
+def test_a_long_response_is_not_cut_by_the_idle_timeout() -> None:
+    """While a request is answered (an SSE stream for hours) nothing times out."""
+    clock = Clock()
+    resource, channel, transport = _streaming(clock)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    for _ in range(10):
+        clock.advance(60)
+    assert not transport.disconnecting
+    resource.open[0].finish()
+    clock.advance(74)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting

@@ -147,6 +147,26 @@ def _has_lone_surrogate(obj: Any) -> bool:
 
 #: One decoder for every message (``json.loads`` with options builds one per call).
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN: Final = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """
+    ``_DECODER.decode``: an object with nothing around it (nearly every
+    message) goes straight to the decoder's own scanner; anything else, or
+    anything the scanner refuses, takes the whole ``decode`` (and its error).
+    """
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            obj, end = _SCAN(text, 0)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if end == len(text):
+                return obj
+    if text.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+    return _DECODER.decode(text)
 
 
 def _loads(text: bytes, *, strict_text: bool = False) -> Any:
@@ -161,9 +181,7 @@ def _loads(text: bytes, *, strict_text: bool = False) -> Any:
             PARSE_ERROR, f"Parse error: body is not UTF-8 ({e.reason} at {e.start})"
         ) from None
     try:
-        if decoded.startswith("\ufeff"):
-            raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
-        obj = _DECODER.decode(decoded)
+        obj = _decode(decoded)
     except RecursionError:
         raise JsonRpcError(PARSE_ERROR, "Parse error: JSON nested too deeply") from None
     except ValueError as e:

@@ -331,8 +331,13 @@ class McpResource(Resource):
         if method not in (b"POST", b"GET", b"DELETE"):
             request.setHeader(b"Allow", ALLOWED_METHODS)
             return self._fail(request, 405, INVALID_REQUEST, "Method not allowed")
+        authorization = request.getHeader(b"authorization")
+        identity = self._auth.cached_identity(authorization)
+        if identity is not None:
+            self._authenticated(request, identity)
+            return NOT_DONE_YET
         outcome: list[Any] = []
-        d = self._auth.authenticate(request.getHeader(b"authorization"))
+        d = self._auth.authenticate(authorization)
         d.addBoth(outcome.append)
         if outcome:
             self._authenticated(request, outcome[0])

@@ -74,6 +74,12 @@ class FixedAuthenticator:
     deferred: Deferred[Identity] | None = None
     """When set, `authenticate` returns it (a cache miss still pending)."""
 
+    def cached_identity(self, authorization: bytes | None) -> Identity | None:
+        """A known header's identity at once (None while ``deferred`` is set)."""
+        if self.deferred is not None or authorization is None:
+            return None
+        return self.known.get(authorization)
+
     def authenticate(self, authorization: bytes | None) -> Deferred[Identity]:
         """Answer from ``known`` at once, like a cache hit."""
         if self.deferred is not None:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_conventions -*-
 """
 The per-call path of ``/mcp`` in one process, for A/B comparisons of its CPU.
 

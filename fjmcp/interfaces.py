@@ -90,6 +90,12 @@ class IAuthenticator(Protocol):
         Fails with `InvalidToken`.
         """
 
+    def cached_identity(self, authorization: bytes | None) -> Identity | None:
+        """
+        The identity of a header value already found valid and still
+        trusted, at once (no Deferred); None means: ask `authenticate`.
+        """
+
 
 # --- the user's Forgejo token ------------------------------------------------
 

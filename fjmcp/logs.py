@@ -43,8 +43,6 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-from fjmcp.audit import AUDIT_NAMESPACE
-
 if TYPE_CHECKING:
     from fjmcp.config import Config
 
@@ -195,16 +193,6 @@ _MAYBE: Final[PredicateResult] = PredicateResult.maybe
 
 
 @implementer(ILogFilterPredicate)
-class NoAudit:
-    """Leaves audit events out of the main log: they have their own file."""
-
-    def __call__(self, event: LogEvent) -> PredicateResult:
-        if event.get("log_namespace") == AUDIT_NAMESPACE:
-            return _NO
-        return _MAYBE
-
-
-@implementer(ILogFilterPredicate)
 class QuietTwisted:
     """Drops Twisted's own events below warn; everything else passes on."""
 
@@ -240,7 +228,7 @@ def make_observer(
     predicate = LogLevelFilterPredicate(
         defaultLogLevel=LogLevel.levelWithName(log_level)
     )
-    predicates: list[ILogFilterPredicate] = [NoAudit(), predicate]
+    predicates: list[ILogFilterPredicate] = [predicate]
     if log_level != "debug":
         predicates.insert(1, QuietTwisted())
     return FilteringLogObserver(observer, predicates)

@@ -32,7 +32,6 @@ from attrs import define, frozen
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorUNIX
-from twisted.logger import globalLogPublisher
 from zope.interface import Interface
 
 from fjmcp.admin.server import (
@@ -237,7 +236,8 @@ def build_broker(
         spawn_queued = metrics.spawn_queued
 
     # --- the audit log: requests and grants, to their own file ---------------
-    audit = AuditLog(reactor) if settings.audit.enabled else None
+    audit_file = AuditFile(settings.audit, reactor) if settings.audit.enabled else None
+    audit = AuditLog(reactor, audit_file.write_line) if audit_file else None
     if audit is not None:
         parts_calls = (calls, audit) if registry is not None else (audit,)
         parts_oauth = (oauth_events, audit) if registry is not None else (audit,)
@@ -451,8 +451,8 @@ def build_broker(
         *(() if listener is None else (listener,)),
     ]
 
-    if audit is not None:
-        services.append(AuditFile(settings.audit, reactor, globalLogPublisher))
+    if audit_file is not None:
+        services.append(audit_file)
 
     # --- GET /metrics on its own listener -------------------------------------
     if registry is not None:

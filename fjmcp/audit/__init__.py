@@ -1,8 +1,5 @@
 # -*- test-case-name: tests.audit -*-
-"""The audit log: who did what through the broker, one JSON line per event."""
-
-from typing import Final
-
-#: The `twisted.logger` namespace of audit events: the main log leaves them
-#: out, the audit file takes only them.
-AUDIT_NAMESPACE: Final = "fjmcp.audit"
+"""
+The audit log: who did what through the broker, one JSON line per event,
+in a file of its own (never in the main log).
+"""

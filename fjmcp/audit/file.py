@@ -3,7 +3,8 @@
 Where audit lines go: a file rotated by size (`twisted.python.logfile`), or
 standard output (``-``, for journald).
 
-Lines are kept in memory and written together, every ``flush_interval``
+`AuditLog` hands it each line (`write_line`). Lines are kept in memory
+and written together, every ``flush_interval``
 seconds or once 64 KiB are waiting, and at stop: one write per batch, not
 one per request. A failing write is logged in the main log and the batch
 dropped (the broker keeps serving).
@@ -18,11 +19,9 @@ from typing import IO, Any, Final
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, LogEvent, Logger, LogPublisher
+from twisted.logger import Logger
 from twisted.python.logfile import LogFile
-from zope.interface import implementer
 
-from fjmcp.audit import AUDIT_NAMESPACE
 from fjmcp.audit.settings import AuditSettings
 
 __all__ = ["AuditFile", "FLUSH_BYTES"]
@@ -31,25 +30,21 @@ __all__ = ["AuditFile", "FLUSH_BYTES"]
 FLUSH_BYTES: Final = 64 * 1024
 
 
-@implementer(ILogObserver)
 class AuditFile(Service):
-    """Collects audit events from ``publisher`` while the broker runs."""
+    """Writes the audit lines it is given while the broker runs."""
 
     log = Logger()
 
-    def __init__(
-        self, settings: AuditSettings, clock: IReactorTime, publisher: LogPublisher
-    ) -> None:
+    def __init__(self, settings: AuditSettings, clock: IReactorTime) -> None:
         self._settings = settings
         self._clock = clock
-        self._publisher = publisher
         self._lines: list[str] = []
         self._waiting = 0
         self._out: LogFile | IO[str] | None = None
         self._timer: LoopingCall | None = None
 
     def startService(self) -> None:
-        """Open the file and start listening."""
+        """Open the file and start the flush timer."""
         super().startService()  # type: ignore[no-untyped-call]
         path = self._settings.path
         if path == "-":
@@ -62,18 +57,12 @@ class AuditFile(Service):
                 defaultMode=0o640,
                 maxRotatedFiles=self._settings.keep,
             )
-        self._publisher.addObserver(self)
         self._timer = LoopingCall(self.flush)
         self._timer.clock = self._clock
         self._timer.start(self._settings.flush_interval, now=False)
 
-    def __call__(self, event: LogEvent) -> None:
-        """Keep an audit event's line; ignore every other event."""
-        if event.get("log_namespace") != AUDIT_NAMESPACE:
-            return
-        line = event.get("audit_line")
-        if not isinstance(line, str):
-            return
+    def write_line(self, line: str) -> None:
+        """Keep one audit line (written within ``flush_interval``)."""
         self._lines.append(line)
         self._waiting += len(line)
         if self._waiting >= FLUSH_BYTES:
@@ -93,9 +82,8 @@ class AuditFile(Service):
             self.log.failure("writing the audit log failed; lines dropped")
 
     def stopService(self) -> Any:
-        """Write what waits, stop listening, close the file."""
+        """Write what waits, stop the timer, close the file."""
         super().stopService()  # type: ignore[no-untyped-call]
-        self._publisher.removeObserver(self)
         if self._timer is not None and self._timer.running:
             self._timer.stop()
         self.flush()

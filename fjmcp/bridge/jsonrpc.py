@@ -119,6 +119,8 @@ def id_key(value: Any) -> str:
     different. The text is ASCII (non-ASCII characters are escaped the same
     way on both sides).
     """
+    if type(value) is int:  # JSON's text of an int is its repr; not bool
+        return int.__repr__(value)
     return json.dumps(value)
 
 
@@ -143,6 +145,30 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
+#: One decoder for every message (``json.loads`` with options builds one per call).
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN: Final = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """
+    ``_DECODER.decode``: an object with nothing around it (nearly every
+    message) goes straight to the decoder's own scanner; anything else, or
+    anything the scanner refuses, takes the whole ``decode`` (and its error).
+    """
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            obj, end = _SCAN(text, 0)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if end == len(text):
+                return obj
+    if text.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+    return _DECODER.decode(text)
+
+
 def _loads(text: bytes, *, strict_text: bool = False) -> Any:
     """
     Strict JSON: UTF-8 only, no BOM, no NaN/Infinity; with ``strict_text``
@@ -155,7 +181,7 @@ def _loads(text: bytes, *, strict_text: bool = False) -> Any:
             PARSE_ERROR, f"Parse error: body is not UTF-8 ({e.reason} at {e.start})"
         ) from None
     try:
-        obj = json.loads(decoded, parse_constant=_reject_constant)
+        obj = _decode(decoded)
     except RecursionError:
         raise JsonRpcError(PARSE_ERROR, "Parse error: JSON nested too deeply") from None
     except ValueError as e:
@@ -252,12 +278,19 @@ def _json_type(obj: Any) -> str:
     return "a value of another type"
 
 
+#: Byte values looked for with ``in``: CPython 3.11's ``bytes.__contains__``
+#: tries a one-byte *bytes* needle as an integer first and formats the
+#: TypeError before searching (about 9x slower than an int needle).
+_CR: Final = 0x0D
+_LF: Final = 0x0A
+
+
 def _one_line(text: bytes) -> bytes:
     """
     A valid JSON text on one line: CR and LF can only be whitespace between
     tokens (inside strings they must be escaped), so they become spaces.
     """
-    if b"\n" in text or b"\r" in text:
+    if _LF in text or _CR in text:
         text = text.replace(b"\r", b" ").replace(b"\n", b" ")
     return text.strip(b" \t")
 

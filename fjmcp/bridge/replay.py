@@ -149,6 +149,30 @@ class Stream:
             return
         self._expiry = self._clock.callLater(self.resume_window, self._expired)
 
+    def answer(self, id_json: str, payload: bytes) -> None:
+        """
+        The response for ``id_json``: when it is all this stream will ever
+        carry and its connection has sent nothing yet, the connection
+        answers it as one JSON body (no event, nothing kept for replay);
+        otherwise it is sent as an event like any other message.
+        """
+        writer = self.writer
+        if (
+            writer is not None
+            and writer.fresh
+            and not self.standalone
+            and not self._events
+            and self.pending == {id_json}
+        ):
+            self.pending.clear()
+            self.complete = True
+            self.writer = None
+            writer.finish_json(payload)
+            self._drop()
+            return
+        self.send(payload)
+        self.mark_answered(id_json)
+
     def mark_answered(self, id_json: str) -> None:
         """The response for ``id_json`` was sent; complete when none is left."""
         self.pending.discard(id_json)

@@ -584,8 +584,7 @@ class SessionBridge:
             self._clock.seconds() - ex.started,
         )
         if ex.stream is not None:
-            ex.stream.send(line)
-            ex.stream.mark_answered(ex.id_json)
+            ex.stream.answer(ex.id_json, line)
         elif ex.reply is not None:
             ex.reply.add(ex.id_json, line)
         self._idle.check()

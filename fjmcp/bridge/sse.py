@@ -15,6 +15,11 @@ buffer, so the client can come back with ``Last-Event-ID``. Keep-alive
 comments are written only when nothing else was written for
 ``keepalive_interval`` seconds; the writer notices a client that went away
 through ``notifyFinish`` and cleans up its timers.
+
+A writer started ``lazy`` sends its event-stream headers only with its
+first event (or keep-alive): until then its response can still become one
+``application/json`` body (`finish_json`), which is what a POST whose
+stream would carry nothing but its answer gets.
 """
 
 from __future__ import annotations
@@ -97,6 +102,13 @@ class McpRequest(StreamRequest, Protocol):
         """Every request header (a repeated one has several values)."""
 
 
+#: Byte values looked for with ``in``: CPython 3.11's ``bytes.__contains__``
+#: tries a one-byte *bytes* needle as an integer first and formats the
+#: TypeError before searching (about 9x slower than an int needle).
+_CR: Final = 0x0D
+_LF: Final = 0x0A
+
+
 def encode_event(
     data: bytes, event_id: str | None = None, *, retry_ms: int | None = None
 ) -> bytes:
@@ -110,7 +122,7 @@ def encode_event(
         parts.append(b"id: " + event_id.encode("ascii") + b"\n")
     if retry_ms is not None:
         parts.append(b"retry: %d\n" % retry_ms)
-    if b"\n" in data or b"\r" in data:
+    if _LF in data or _CR in data:
         lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         parts.extend(b"data: " + line + b"\n" for line in lines)
     elif data:
@@ -154,26 +166,51 @@ class SseWriter:
     _keepalive: IDelayedCall | None = field(default=None, init=False)
     _deadline: IDelayedCall | None = field(default=None, init=False)
     _producing: bool = field(default=False, init=False)
+    _committed: bool = field(default=False, init=False)
 
     log = Logger()
 
-    def start(self, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        """Send the status and headers and begin watching the connection."""
+    def start(
+        self, headers: Iterable[tuple[bytes, bytes]] = (), *, lazy: bool = False
+    ) -> None:
+        """
+        Set the status and headers and begin watching the connection; with
+        ``lazy``, the event-stream headers wait for the first event.
+        """
         request = self._request
         request.setResponseCode(200)
-        for name, value in SSE_HEADERS:
-            request.setHeader(name, value)
         for name, value in headers:
             request.setHeader(name, value)
         request.notifyFinish().addBoth(self._request_done)
+        if not lazy:
+            self._commit()
+        self._last_write = self._clock.seconds()
+        self._schedule_keepalive(self.keepalive_interval)
+
+    def _commit(self) -> None:
+        """
+        From now on the response is an event stream: its headers, and the
+        flow control of a stream (a JSON body is written whole, unwatched).
+        """
+        if self._committed:
+            return
+        self._committed = True
+        request = self._request
+        for name, value in SSE_HEADERS:
+            request.setHeader(name, value)
+        if self.closed:
+            return
         try:
             request.registerProducer(self, True)
             self._producing = True
         except (AttributeError, RuntimeError, ValueError):
             # A request without a channel (already gone): nothing to watch.
             self._producing = False
-        self._last_write = self._clock.seconds()
-        self._schedule_keepalive(self.keepalive_interval)
+
+    @property
+    def fresh(self) -> bool:
+        """Open and nothing sent yet: the response may still be plain JSON."""
+        return not self._committed and not self.closed
 
     # -- writing -----------------------------------------------------------
 
@@ -181,6 +218,7 @@ class SseWriter:
         """Send encoded SSE bytes now (never blocks, never pauses the child)."""
         if self.closed:
             return
+        self._commit()
         self._request.write(data)
         self._last_write = self._clock.seconds()
         if self._paused:
@@ -201,10 +239,33 @@ class SseWriter:
         """End the response normally (the stream is complete)."""
         if self.closed:
             return
+        self._commit()
         self._close_timers()
         self.closed = True
         self._unregister()
         self._request.finish()
+
+    def finish_json(self, body: bytes) -> None:
+        """
+        Answer with one ``application/json`` body instead of a stream; only
+        while `fresh` (otherwise ``body`` is sent as an event and the
+        stream finished).
+        """
+        if self.closed:
+            return
+        if self._committed:
+            self.write(encode_event(body))
+            self.finish()
+            return
+        self._committed = True
+        request = self._request
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        self._close_timers()
+        self.closed = True
+        self._unregister()
+        request.write(body)
+        request.finish()
 
     def cut(self, reason: str) -> None:
         """

@@ -88,8 +88,9 @@ class BearerAuthenticator:
     _negative_ttl: float = NEGATIVE_TTL
     _trust_for: float = math.inf
     _positive: dict[str, _Valid] = field(factory=dict, init=False)
-    _digests: dict[str, str] = field(factory=dict, init=False, repr=False)
-    """Presented token -> its digest, for tokens found valid (no hash on a hit)."""
+    _digests: dict[bytes, str] = field(factory=dict, init=False, repr=False)
+    """``Authorization`` value -> its token's digest, for tokens found valid
+    (a hit neither parses nor hashes anything)."""
     _negative: OrderedDict[str, float] = field(factory=OrderedDict, init=False)
     _waiting: dict[str, list[Deferred[Identity]]] = field(factory=dict, init=False)
     _epoch: int = field(default=0, init=False)
@@ -100,23 +101,42 @@ class BearerAuthenticator:
 
     # --- the check ----------------------------------------------------------
 
+    def cached_identity(self, authorization: bytes | None) -> Identity | None:
+        """
+        The identity of a header value seen valid before whose token is
+        still trusted (not revoked, not expired, within ``trust_for``).
+        """
+        if authorization is None:
+            return None
+        digest = self._digests.get(authorization)
+        if digest is None:
+            return None
+        hit = self._positive.get(digest)
+        if hit is None or self._clock.seconds() >= hit.expires_at:
+            return None
+        return hit.identity
+
     def authenticate(self, authorization: bytes | None) -> Deferred[Identity]:
         """
         Check a bearer header: fired at once on a cache hit; a miss reads
         the store once. Fails with `InvalidToken` (or the store's error).
         """
+        identity = self.cached_identity(authorization)
+        if identity is not None:
+            return succeed(identity)
         try:
             token = parse_bearer(authorization)
         except InvalidToken as e:
             return fail(e)
-        known = self._digests.get(token)
+        header = authorization or b""  # parse_bearer refused None
+        known = self._digests.get(header)
         digest = known if known is not None else hash_secret(token)
         now = self._clock.seconds()
         hit = self._positive.get(digest)
         if hit is not None:
             if now < hit.expires_at:
                 if known is None:
-                    self._remember_digest(token, digest)
+                    self._remember_digest(header, digest)
                 return succeed(hit.identity)
             # Expired, or trusted long enough: the store decides again.
             del self._positive[digest]
@@ -134,14 +154,14 @@ class BearerAuthenticator:
             Deferred.fromCoroutine(self._miss(digest))
         return waiter
 
-    def _remember_digest(self, token: str, digest: str) -> None:
+    def _remember_digest(self, authorization: bytes, digest: str) -> None:
         if len(self._digests) >= self._max_positive:
             self._digests = {
                 t: d for t, d in self._digests.items() if d in self._positive
             }
             while len(self._digests) >= self._max_positive:
                 del self._digests[next(iter(self._digests))]
-        self._digests[token] = digest
+        self._digests[authorization] = digest
 
     async def _miss(self, digest: str) -> None:
         outcome: Identity | Exception

@@ -336,7 +336,7 @@ class ChildProtocol(ProcessProtocol):
         the framing) and `ProcessExitedAlready` once the child is stopping
         or gone.
         """
-        if b"\n" in line:
+        if 0x0A in line:  # an int needle: see fjmcp.bridge.jsonrpc._CR
             raise ValueError("a JSON-RPC line must not contain a newline")
         if self._exit is not None or self._stop_reason is not None:
             raise error.ProcessExitedAlready()

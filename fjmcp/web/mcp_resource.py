@@ -13,9 +13,13 @@ misread).
 
 - ``POST``: one JSON-RPC message (a batch only for sessions that negotiated
   2025-03-26). Requests are answered with an SSE stream when the client
-  accepts one, else with one buffered ``application/json`` body;
-  notifications and responses with 202. A POSTed ``initialize`` without
-  ``Mcp-Session-Id`` starts a session (and a child).
+  accepts only that, with one buffered ``application/json`` body when it
+  accepts only JSON; a client that accepts both gets JSON when the answer is
+  the first thing the child sends for the request, else (a notification,
+  a request of the child, a keep-alive, or the priming event of 2025-11-25
+  sessions came first) an SSE stream; notifications and responses get 202.
+  A POSTed ``initialize`` without ``Mcp-Session-Id`` starts a session (and
+  a child).
 - ``GET``: the session's standalone SSE stream (one at a time: 409), or,
   with ``Last-Event-ID``, the resumption of any stream of the session.
 - ``DELETE``: ends the session (204).
@@ -51,6 +55,7 @@ request.
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -172,6 +177,12 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}"
 
 
+@functools.lru_cache(maxsize=256)
+def _loopback_host_header(host: bytes) -> bool:
+    """Whether a ``Host`` value names a loopback host (the last few remembered)."""
+    return is_loopback_host(_host_name(host))
+
+
 def _host_name(host: bytes) -> str:
     text = host.decode("latin-1").strip().lower()
     if text.startswith("["):
@@ -196,8 +207,13 @@ def _media_types(accept: bytes) -> Iterable[bytes]:
         yield media
 
 
+@functools.lru_cache(maxsize=64)
 def accepts(accept: bytes | None) -> tuple[bool, bool]:
-    """``(event-stream acceptable, application/json acceptable)``."""
+    """
+    ``(event-stream acceptable, application/json acceptable)``; the answers
+    for the last few values are remembered (a client sends the same one on
+    every request).
+    """
     if accept is None:
         return True, True
     sse = json = False
@@ -209,6 +225,7 @@ def accepts(accept: bytes | None) -> tuple[bool, bool]:
     return sse, json
 
 
+@functools.lru_cache(maxsize=64)
 def _is_json_content(ctype: bytes | None) -> bool:
     if ctype is None:
         return False
@@ -313,7 +330,7 @@ class McpResource(Resource):
         """Run the checks in order; every branch answers on its own."""
         request.setHeader(b"Cache-Control", b"no-cache")
         host = request.getHeader(b"host")
-        if self._loopback and (host is None or not is_loopback_host(_host_name(host))):
+        if self._loopback and (host is None or not _loopback_host_header(host)):
             return self._fail(request, 403, INVALID_REQUEST, "Forbidden: bad Host")
         origin = request.getHeader(b"origin")
         if origin is not None:
@@ -328,8 +345,13 @@ class McpResource(Resource):
         if method not in (b"POST", b"GET", b"DELETE"):
             request.setHeader(b"Allow", ALLOWED_METHODS)
             return self._fail(request, 405, INVALID_REQUEST, "Method not allowed")
+        authorization = request.getHeader(b"authorization")
+        identity = self._auth.cached_identity(authorization)
+        if identity is not None:
+            self._authenticated(request, identity)
+            return NOT_DONE_YET
         outcome: list[Any] = []
-        d = self._auth.authenticate(request.getHeader(b"authorization"))
+        d = self._auth.authenticate(authorization)
         d.addBoth(outcome.append)
         if outcome:
             self._authenticated(request, outcome[0])
@@ -445,9 +467,17 @@ class McpResource(Resource):
             data=dict(error.data) if error.data else None,
         )
 
-    def _session(self, request: McpRequest, identity: Identity) -> ChildOwner | None:
-        """The session the request names (answering the request when there is none)."""
-        sid = request.getHeader(b"mcp-session-id")
+    def _session(
+        self,
+        request: McpRequest,
+        identity: Identity,
+        sid: bytes | None,
+        version_header: bytes | None,
+    ) -> ChildOwner | None:
+        """
+        The session ``sid`` (the ``Mcp-Session-Id`` header) names, answering
+        the request when there is none.
+        """
         if sid is None:
             self._fail(
                 request,
@@ -461,13 +491,14 @@ class McpResource(Resource):
         except SessionError as e:
             self._session_error(request, e)
             return None
-        if not self._version_ok(request, session):
+        if not self._version_ok(request, session, version_header):
             return None
         session.touch(self._clock.seconds())
         return session
 
-    def _version_ok(self, request: McpRequest, session: ChildOwner) -> bool:
-        header = request.getHeader(b"mcp-protocol-version")
+    def _version_ok(
+        self, request: McpRequest, session: ChildOwner, header: bytes | None
+    ) -> bool:
         if header is None:
             return True
         version = header.decode("latin-1").strip()
@@ -515,7 +546,9 @@ class McpResource(Resource):
             parsed = parse_body(body, allow_batch=True)
         except JsonRpcError as e:
             parsed = e
-        has_session = request.getHeader(b"mcp-session-id") is not None
+        sid = request.getHeader(b"mcp-session-id")
+        version_header = request.getHeader(b"mcp-protocol-version")
+        has_session = sid is not None
         single = (
             parsed[0][0]
             if not isinstance(parsed, JsonRpcError) and not parsed[1]
@@ -524,16 +557,17 @@ class McpResource(Resource):
         if is_modern(
             single,
             has_session=has_session,
-            version_header=request.getHeader(b"mcp-protocol-version"),
+            version_header=version_header,
         ):
             self._stateless_post(request, identity, parsed)
             return
         session = None
         if has_session:
-            session = self._session(request, identity)
+            session = self._session(request, identity, sid, version_header)
             if session is None:
                 return
-        if not self._message_acceptable(request, need_both=False):
+        accepted = accepts(request.getHeader(b"accept"))
+        if not self._message_acceptable(request, accepted, need_both=False):
             return
         if isinstance(parsed, JsonRpcError):
             self._fail(
@@ -558,9 +592,7 @@ class McpResource(Resource):
                     "Bad Request: Mcp-Session-Id header is required",
                 )
                 return
-            self._initialize(
-                request, identity, init[0], accepts(request.getHeader(b"accept"))[0]
-            )
+            self._initialize(request, identity, init[0], accepted)
             return
         if init:
             self._fail(
@@ -572,10 +604,11 @@ class McpResource(Resource):
                 id_json=init[0].id_json,
             )
             return
-        sse_ok, _ = accepts(request.getHeader(b"accept"))
-        self._dispatch(request, session, messages, is_batch, sse_ok)
+        self._dispatch(request, session, messages, is_batch, accepted)
 
-    def _message_acceptable(self, request: McpRequest, *, need_both: bool) -> bool:
+    def _message_acceptable(
+        self, request: McpRequest, accepted: tuple[bool, bool], *, need_both: bool
+    ) -> bool:
         """
         The Content-Type (415) and Accept (406) checks; a stateless request
         must accept both JSON and an event stream.
@@ -588,7 +621,7 @@ class McpResource(Resource):
                 "Unsupported Media Type: Content-Type must be application/json",
             )
             return False
-        sse_ok, json_ok = accepts(request.getHeader(b"accept"))
+        sse_ok, json_ok = accepted
         if need_both and not (sse_ok and json_ok):
             self._fail(
                 request,
@@ -618,7 +651,8 @@ class McpResource(Resource):
         parsed: tuple[list[Message], bool] | JsonRpcError,
     ) -> None:
         """A stateless request: the envelope checks, then its identity's child."""
-        if not self._message_acceptable(request, need_both=True):
+        accepted = accepts(request.getHeader(b"accept"))
+        if not self._message_acceptable(request, accepted, need_both=True):
             return
         if isinstance(parsed, JsonRpcError):
             self._fail(
@@ -692,7 +726,11 @@ class McpResource(Resource):
         d.addErrback(self._unexpected, request)
 
     def _initialize(
-        self, request: McpRequest, identity: Identity, message: Message, sse_ok: bool
+        self,
+        request: McpRequest,
+        identity: Identity,
+        message: Message,
+        accepted: tuple[bool, bool],
     ) -> None:
         requested = message.params.get("protocolVersion")
         requested = requested if isinstance(requested, str) else None
@@ -705,7 +743,7 @@ class McpResource(Resource):
         def _created(session: ChildOwner) -> None:
             request.setHeader(b"Mcp-Session-Id", session.id.encode("ascii"))
             prime = version_at_least(requested, PRIMING_SINCE)
-            self._dispatch(request, session, [message], False, sse_ok, prime=prime)
+            self._dispatch(request, session, [message], False, accepted, prime=prime)
 
         def _failed(failure: Failure) -> None:
             if isinstance(failure.value, SessionError):
@@ -722,7 +760,7 @@ class McpResource(Resource):
         session: ChildOwner,
         messages: list[Message],
         is_batch: bool,
-        sse_ok: bool,
+        accepted: tuple[bool, bool],
         *,
         prime: bool | None = None,
     ) -> None:
@@ -749,9 +787,13 @@ class McpResource(Resource):
             return
         if prime is None:
             prime = version_at_least(bridge.protocol_version, PRIMING_SINCE)
+        sse_ok, json_ok = accepted
         if sse_ok:
+            # Lazy when JSON is acceptable too: a stream that would carry
+            # nothing but the answer goes out as one JSON body (priming, a
+            # notification or a keep-alive first makes it a stream).
             writer = bridge.new_writer(request)
-            writer.start()
+            writer.start(lazy=json_ok)
             bridge.begin(messages, writer=writer, prime=prime)
         else:
             reply = JsonReply(request, batch=is_batch)
@@ -761,7 +803,12 @@ class McpResource(Resource):
     # -- GET -------------------------------------------------------------------
 
     def _get(self, request: McpRequest, identity: Identity) -> None:
-        session = self._session(request, identity)
+        session = self._session(
+            request,
+            identity,
+            request.getHeader(b"mcp-session-id"),
+            request.getHeader(b"mcp-protocol-version"),
+        )
         if session is None:
             return
         sse_ok, _ = accepts(request.getHeader(b"accept"))
@@ -799,7 +846,12 @@ class McpResource(Resource):
     # -- DELETE ----------------------------------------------------------------
 
     def _delete(self, request: McpRequest, identity: Identity) -> None:
-        session = self._session(request, identity)
+        session = self._session(
+            request,
+            identity,
+            request.getHeader(b"mcp-session-id"),
+            request.getHeader(b"mcp-protocol-version"),
+        )
         if session is None:
             return
         self._registry.end(session, "deleted by the client", "deleted")

@@ -15,7 +15,9 @@ its connection forever (the idle timeout restarts on every byte). Here:
 - a request must arrive completely (line, headers, body) within
   ``request_timeout`` seconds of its first line, or it is answered ``408``
   and the connection closed; once a request has arrived, its response may
-  take as long as it needs (SSE streams live for hours);
+  take as long as it needs (SSE streams live for hours). The deadline's
+  timer is set only for a request still incomplete when the bytes at hand
+  are parsed: one that arrives whole (nearly all) costs no timer;
 - once the broker is shutting down (`BrokerSite.stop_accepting`), a request
   that arrives on a connection still open (keep-alive) is answered ``503``
   and the connection closed: closing the listening port alone would let a
@@ -32,15 +34,23 @@ its connection forever (the idle timeout restarts on every byte). Here:
   ``send``; ``EAGAIN`` or a partial send falls back to Twisted's buffer
   (with ``TCP_NODELAY``, as a stream's closing chunk is a second ``send``);
 - the ``Date`` header is formatted once a second (`BrokerSite.http_date`),
-  and the connection's local address is asked of the kernel once per
-  connection, not once per request.
+  and the connection's addresses are asked of the kernel once per
+  connection, not once per request;
+- a header line is checked as Twisted checks it (``name: value``, the name
+  a token, no NUL, CR or LF in the value, the count limit, the length
+  headers choosing the body's decoder) in one step
+  (`BrokerChannel.headerReceived`), and stored under its canonical name
+  once (`RequestHeaders`); `LimitedRequest.getHeader` reads it back
+  without re-encoding anything.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable
-from typing import Any, Final
+from io import BytesIO
+from typing import IO, Any, Final
 from urllib.parse import unquote_to_bytes as _unquote
 
 from attrs import frozen
@@ -57,7 +67,7 @@ from twisted.web.http import (
     _GenericHTTPChannelProtocol,
     datetimeToString,
 )
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, InvalidHeaderName, _nameEncoder
 from twisted.web.resource import IResource, _IEncodingResource
 from twisted.web.server import Request, Site
 
@@ -71,6 +81,7 @@ __all__ = [
     "BrokerSite",
     "LimitedRequest",
     "DEFAULT_IDLE_TIMEOUT",
+    "RequestHeaders",
     "SiteSettings",
 ]
 
@@ -105,6 +116,33 @@ def _raw_response(status: int, reason: bytes, body: dict[str, Any] | bytes) -> b
     ) + payload
 
 
+#: The request headers that say how long the body is.
+_LENGTH_HEADERS: Final = frozenset((b"Content-Length", b"Transfer-Encoding"))
+
+
+class RequestHeaders(Headers):
+    """
+    A request's `Headers` as `BrokerChannel` fills them: each name already
+    canonical and each value already checked, so neither is encoded or
+    cleaned again on the way in or out.
+    """
+
+    __slots__ = ()
+
+    def add_checked(self, canonical: bytes, value: bytes) -> None:
+        """Add a value under a canonical name (no CR, LF or NUL in it)."""
+        values = self._rawHeaders.get(canonical)
+        if values is None:
+            self._rawHeaders[canonical] = [value]
+        else:
+            values.append(value)
+
+    def last(self, name: bytes) -> bytes | None:
+        """The last value of ``name`` (any case), or None."""
+        values = self._rawHeaders.get(_nameEncoder.encode(name))
+        return values[-1] if values else None
+
+
 class BrokerChannel(HTTPChannel):
     """
     An `HTTPChannel` that writes a response straight to its socket when
@@ -120,6 +158,7 @@ class BrokerChannel(HTTPChannel):
 
     _held: list[bytes] | None = None
     _local: IAddress | None = None
+    _peer: IAddress | None = None
 
     def connectionMade(self) -> None:
         """
@@ -129,6 +168,18 @@ class BrokerChannel(HTTPChannel):
         super().connectionMade()  # type: ignore[no-untyped-call]
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Parse what arrived; a request begun but not complete by then gets
+        its arrival deadline now (the time of its first line's bytes).
+        """
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+        requests = self.requests
+        if requests:
+            last = requests[-1]
+            if isinstance(last, LimitedRequest):
+                last.arriving()
 
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any
@@ -187,6 +238,47 @@ class BrokerChannel(HTTPChannel):
             self._local = super().getHost()  # type: ignore[no-untyped-call]
         return self._local
 
+    def getPeer(self) -> IAddress:
+        """The client's address, built once per connection."""
+        if self._peer is None:
+            self._peer = super().getPeer()  # type: ignore[no-untyped-call]
+        return self._peer
+
+    def headerReceived(self, line: bytes) -> bool:
+        """
+        Twisted's ``headerReceived`` in fewer steps: the same checks and the
+        same 400 on a bad line, the value stored once under its canonical
+        name when the request keeps `RequestHeaders`.
+        """
+        name, colon, value = line.partition(b":")
+        if not colon:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        try:
+            canonical = _nameEncoder.encode(name)
+        except InvalidHeaderName:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        value = value.strip(b" \t")
+        # int needles: a one-byte bytes needle costs ~9x more on CPython 3.11
+        if 0x00 in value or 0x0D in value or 0x0A in value:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        if canonical in _LENGTH_HEADERS:
+            choose = self._maybeChooseTransferDecoder
+            if not choose(canonical, value):  # type: ignore[no-untyped-call]
+                return False
+        headers = self.requests[-1].requestHeaders
+        if type(headers) is RequestHeaders:
+            headers.add_checked(canonical, value)
+        else:
+            headers.addRawHeader(canonical, value)
+        self._receivedHeaderCount += 1
+        if self._receivedHeaderCount > self.maxHeaders:
+            self._respondToBadRequestAndDisconnect()  # type: ignore[no-untyped-call]
+            return False
+        return True
+
 
 def _broker_channel(factory: Any) -> _GenericHTTPChannelProtocol:
     """`Site.protocol`: Twisted's protocol wrapper around a `BrokerChannel`."""
@@ -210,18 +302,30 @@ class LimitedRequest(Request):
 
     _log = Logger()
     _rejected: bool = False
+    _settled: bool = False
     _received: int = 0
     _limit: int = 0
+    _timeout: float | None = None
     _deadline: IDelayedCall | None = None
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
         super().__init__(channel, *args, **kw)  # type: ignore[no-untyped-call]
+        self.requestHeaders = RequestHeaders()
         site = getattr(channel, "site", None)
         if isinstance(site, BrokerSite):
             self._limit = site.max_request_bytes
-            self._deadline = site.reactor.callLater(
-                site.request_timeout, self._too_slow
-            )
+            self._timeout = site.request_timeout
+
+    def arriving(self) -> None:
+        """
+        The channel parsed all it has and this request is not complete: its
+        deadline starts now (once; a request that arrived needs none).
+        """
+        if self._settled or self._rejected or self._deadline is not None:
+            return
+        site = getattr(self.channel, "site", None)
+        if self._timeout is not None and isinstance(site, BrokerSite):
+            self._deadline = site.reactor.callLater(self._timeout, self._too_slow)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -291,6 +395,7 @@ class LimitedRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The whole request is in: stop the deadline, render unless refused."""
+        self._settled = True
         self._cancel_deadline()
         if self._rejected:
             return
@@ -306,6 +411,7 @@ class LimitedRequest(Request):
 
     def connectionLost(self, reason: Any) -> None:
         """The client went away: drop the deadline with the request."""
+        self._settled = True
         self._cancel_deadline()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
@@ -347,6 +453,13 @@ class LimitedRequest(Request):
         if isinstance(channel, BrokerChannel):
             channel.flush_held()
 
+    def getHeader(self, key: Any) -> Any:
+        """One request header (the last value), read without re-encoding."""
+        headers = self.requestHeaders
+        if type(key) is bytes and type(headers) is RequestHeaders:
+            return headers.last(key)
+        return super().getHeader(key)
+
     @property
     def rejected(self) -> bool:
         """Whether this request was refused before it was rendered."""
@@ -379,6 +492,17 @@ class BrokerSite(Site):
         self._responses = responses
         self._date_second = -1
         self._date = b""
+
+    def getContentFile(self, length: int | None) -> IO[bytes]:
+        """
+        A request body's buffer, as twisted.web picks it (memory for a
+        declared length under 100 kB, else a temporary file); defined here
+        because twisted.web looks this method up on the site for every
+        request and raises (and catches) an AttributeError when it is missing.
+        """
+        if length is not None and length < 100_000:
+            return BytesIO()
+        return tempfile.TemporaryFile()
 
     def http_date(self) -> bytes:
         """The ``Date`` header's value, formatted once a second."""

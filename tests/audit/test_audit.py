@@ -1,30 +1,27 @@
 # -*- test-case-name: tests.audit.test_audit -*-
 """
-Tests for `fjmcp.audit`: lines are formatted once as JSON, written in
-batches (on the clock, past 64 KiB, at stop), rotated by size, and kept out
-of the main log.
+Tests for `fjmcp.audit`: lines are formatted once as JSON (a request's line
+exactly as ``json.dumps`` would write it), written in batches (on the
+clock, past 64 KiB, at stop), rotated by size, and kept out of the main log.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
+from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import globalLogPublisher
 
-from fjmcp.audit import AUDIT_NAMESPACE
 from fjmcp.audit.file import FLUSH_BYTES, AuditFile
-from fjmcp.audit.log import AuditLog
+from fjmcp.audit.log import AuditLog, _iso, _iso_exact, _Timestamps
 from fjmcp.audit.settings import AuditSettings
 from fjmcp.interfaces import Identity
-from fjmcp.logs import make_observer
 
 ALICE = Identity("alice", "client-1")
-
-
-publisher = LogPublisher()
 
 
 def _setup(
@@ -33,19 +30,18 @@ def _setup(
     clock = Clock()
     clock.advance(1_700_000_000)
     path = tmp_path / "audit.log"
-    audit = AuditLog(clock, Logger(namespace=AUDIT_NAMESPACE, observer=publisher))
-    out = AuditFile(AuditSettings(path=str(path), **settings), clock, publisher)  # type: ignore[arg-type]
+    out = AuditFile(AuditSettings(path=str(path), **settings), clock)  # type: ignore[arg-type]
+    audit = AuditLog(clock, out.write_line)
     out.startService()
     return clock, audit, out, path
 
 
 def test_lines_wait_for_the_interval_then_are_written(tmp_path: Path) -> None:
     """Events are held until the flush interval passes, then written as
-    JSON lines; other namespaces are ignored."""
+    JSON lines."""
     clock, audit, out, path = _setup(tmp_path)
     audit.call_done(ALICE, "abcd1234", "tools/call", "list_repos", "ok", 0.0123)
     audit.oauth_event("grant", "alice", "client-1", "ok")
-    Logger(namespace="other", observer=publisher).info("not audit")
     assert path.read_text() == ""
     clock.advance(1.0)
     records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -107,12 +103,72 @@ def test_names_are_cut_short(tmp_path: Path) -> None:
     assert len(record["method"]) == 128 and len(record["tool"]) == 128
 
 
-def test_the_main_log_leaves_audit_events_out() -> None:
-    """An audit event never reaches the main log (it has its own file)."""
-    stream = io.StringIO()
-    observer = make_observer("json", "debug", stream)
-    Logger(namespace=AUDIT_NAMESPACE, observer=observer).info(
-        "{audit_line}", audit_line='{"event":"x"}'
-    )
-    Logger(namespace="fjmcp.other", observer=observer).info("kept")
-    assert "kept" in stream.getvalue() and '"event"' not in stream.getvalue()
+def test_audit_lines_never_reach_the_main_log() -> None:
+    """Audit lines go to their sink only: no log event carries them."""
+    events: list[Any] = []
+    observer: Any = events.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        lines: list[str] = []
+        audit = AuditLog(Clock(), lines.append)
+        audit.call_done(ALICE, "s", "tools/call", "t", "ok", 0.0)
+        audit.oauth_event("grant", "alice", "client-1", "ok")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert len(lines) == 2 and events == []
+
+
+_TEXT = st.text(max_size=20)
+
+
+@given(
+    user=_TEXT,
+    client=_TEXT,
+    session=_TEXT,
+    method=st.text(max_size=200),
+    tool=st.none() | st.text(max_size=200),
+    outcome=st.sampled_from(["ok", "error", "failed", "refused"]),
+    seconds=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+)
+def test_a_request_line_is_what_json_dumps_writes(
+    user: str,
+    client: str,
+    session: str,
+    method: str,
+    tool: str | None,
+    outcome: str,
+    seconds: float,
+) -> None:
+    """Whatever the names (quotes, control characters, any Unicode), the line
+    put together from pieces is the text ``json.dumps`` gives the record."""
+    clock = Clock()
+    clock.advance(1_700_000_000.1234)
+    lines: list[str] = []
+    audit = AuditLog(clock, lines.append)
+    for _ in range(2):  # the second line reuses the remembered session part
+        audit.call_done(Identity(user, client), session, method, tool, outcome, seconds)
+    record: dict[str, Any] = {
+        "time": "2023-11-14T22:13:20.123+00:00",
+        "event": "mcp.request",
+        "user": user,
+        "client_id": client,
+        "session": session,
+        "method": method[:128],
+        "tool": tool[:128] if tool is not None else None,
+        "outcome": outcome,
+        "latency_ms": round(seconds * 1000.0, 1),
+    }
+    expected = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    assert lines == [expected, expected]
+    assert json.loads(lines[0]) == record
+
+
+@given(
+    st.floats(min_value=0, max_value=4e9, allow_nan=False)
+    | st.integers(0, 4 * 10**9).map(lambda n: n + 0.9995)
+)
+def test_timestamps_are_datetime_isoformat(when: float) -> None:
+    """The once-a-second prefix gives exactly ``datetime``'s own text."""
+    fresh = _Timestamps()
+    assert fresh(when) == _iso_exact(when) == _iso(when)
+    assert fresh(when + 0.25) == _iso_exact(when + 0.25)

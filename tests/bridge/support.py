@@ -76,6 +76,12 @@ class FixedAuthenticator:
     deferred: Deferred[Identity] | None = None
     """When set, `authenticate` returns it (a cache miss still pending)."""
 
+    def cached_identity(self, authorization: bytes | None) -> Identity | None:
+        """A known header's identity at once (None while ``deferred`` is set)."""
+        if self.deferred is not None or authorization is None:
+            return None
+        return self.known.get(authorization)
+
     def authenticate(self, authorization: bytes | None) -> Deferred[Identity]:
         """Answer from ``known`` at once, like a cache hit."""
         if self.deferred is not None:
@@ -194,7 +200,13 @@ class TestRequest(DummyRequest):
         return parse_sse(self.body)
 
     def messages(self) -> list[Any]:
-        """The JSON-RPC messages in the SSE events (priming events skipped)."""
+        """
+        The JSON-RPC messages answered: those in the SSE events (priming
+        events skipped), or the one JSON body (a batch's answers in order).
+        """
+        if self.header(b"content-type") == b"application/json" and self.body:
+            body = self.json()
+            return body if isinstance(body, list) else [body]
         return [json.loads(e["data"]) for e in self.events() if e["data"]]
 
 

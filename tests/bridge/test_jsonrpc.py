@@ -11,10 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fjmcp.bridge.jsonrpc import (
+    _DECODER,
     INVALID_REQUEST,
     PARSE_ERROR,
     JsonRpcError,
     Kind,
+    _decode,
     error_body,
     id_key,
     parse_body,
@@ -238,3 +240,36 @@ def test_requests_round_trip_through_the_line(method: str, ident: int) -> None:
     body = {"jsonrpc": "2.0", "id": ident, "method": method, "params": {"k": method}}
     msg = parse_body(json.dumps(body, indent=2).encode(), allow_batch=False)[0][0]
     assert json.loads(msg.line) == body and msg.id_json == str(ident)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    _JSON_VALUES,
+    st.sampled_from(["", " ", "\n", "x", "}", "{", ",", "]"]),
+    st.sampled_from(["", " ", "\ufeff", "{"]),
+    st.integers(0, 40),
+)
+def test_the_scanner_shortcut_decodes_as_the_decoder(
+    value: Any, tail: str, head: str, cut: int
+) -> None:
+    """Whole, cut short or padded, a text decodes (or fails) as ``decode`` does."""
+    for text in (json.dumps(value), head + json.dumps({"a": value}) + tail):
+        for candidate in (text, text[:cut]):
+            try:
+                expected: Any = ("ok", _DECODER.decode(candidate))
+            except ValueError:
+                expected = ("error",)
+            try:
+                got: Any = ("ok", _decode(candidate))
+            except ValueError:
+                got = ("error",)
+            assert got == expected

@@ -7,15 +7,12 @@ in-memory child, a read-only grant and operator rules.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
 
-from fjmcp.audit import AUDIT_NAMESPACE
 from fjmcp.audit.log import AuditLog
 from fjmcp.interfaces import Identity
 from fjmcp.policy.rules import parse_policy
@@ -48,24 +45,18 @@ PAGE_1 = {"tools": [_tool("get_file", True), _tool("delete_repo", False)]}
 PAGE_2 = {"tools": [_tool("create_issue"), _tool("list_issues", True)]}
 
 
-def _harness(policy: dict[str, Any] | None = None) -> Harness:
+def _harness(
+    policy: dict[str, Any] | None = None, lines: list[str] | None = None
+) -> Harness:
+    """A harness whose audit log writes its lines to ``lines``."""
     config = make_config(policy=parse_policy(policy or {}))
     clock = Clock()
     return Harness(
         config=config,
         clock=clock,
         auth=FixedAuthenticator(known=TOKENS),
-        refusals=AuditLog(clock),
+        refusals=AuditLog(clock, (lines if lines is not None else []).append),
     )
-
-
-def _audit_lines(events: Sequence[Any]) -> list[dict[str, Any]]:
-    """The audit lines among captured log events (what the audit file writes)."""
-    return [
-        json.loads(e["audit_line"])
-        for e in events
-        if e.get("log_namespace") == AUDIT_NAMESPACE
-    ]
 
 
 def _start(h: Harness, token: bytes = b"Bearer ro") -> tuple[str, FakeChild]:
@@ -97,22 +88,22 @@ def test_tools_list_pages_are_filtered_and_keep_the_cursor() -> None:
 
 def test_a_refused_call_is_an_error_and_the_session_keeps_working() -> None:
     """The call never reaches the child; the next allowed call does."""
-    h = _harness()
+    lines: list[str] = []
+    h = _harness(lines=lines)
     sid, child = _start(h)
     req = _post(h, sid, rpc(1, "tools/list"))
     child.emit(result(1, PAGE_1))
     req.json()
     before = len(child.written)
-    with capturedLogs() as events:
-        refused = _post(
-            h, sid, rpc(2, "tools/call", {"name": "delete_repo", "arguments": {"r": 1}})
-        )
+    refused = _post(
+        h, sid, rpc(2, "tools/call", {"name": "delete_repo", "arguments": {"r": 1}})
+    )
     error = refused.json()["error"]
     assert error["code"] == -32602
     assert "'delete_repo' is not allowed: the grant is read-only" in error["message"]
     assert error["data"] == {"reason": "policy", "rule": "consent:read-only"}
     assert len(child.written) == before
-    (audit,) = _audit_lines(events)
+    (audit,) = [json.loads(line) for line in lines]
     assert audit == {
         "time": audit["time"],
         "event": "policy.refused",
@@ -236,20 +227,21 @@ def test_a_refusals_audit_line_never_holds_the_arguments(
 ) -> None:
     """Whatever the arguments hold, the refusal's audit line names none of it."""
     marked = {"x-marker": "ARGUMENT-MARKER", **arguments}
-    h = _harness({"rules": [{"name": "no-del", "effect": "deny", "tools": ["del"]}]})
+    lines: list[str] = []
+    h = _harness(
+        {"rules": [{"name": "no-del", "effect": "deny", "tools": ["del"]}]}, lines
+    )
     sid, child = _start(h, b"Bearer full")
     req = _post(h, sid, rpc(1, "tools/list"), b"Bearer full")
     child.emit(result(1, {"tools": [_tool("del"), _tool("get_file", True)]}))
     req.json()
-    with capturedLogs() as events:
-        refused = _post(
-            h,
-            sid,
-            rpc(2, "tools/call", {"name": "del", "arguments": marked}),
-            b"Bearer full",
-        )
+    refused = _post(
+        h,
+        sid,
+        rpc(2, "tools/call", {"name": "del", "arguments": marked}),
+        b"Bearer full",
+    )
     assert refused.json()["error"]["data"]["rule"] == "no-del"
-    lines = [e["audit_line"] for e in events if "audit_line" in e]
     assert len(lines) == 1
     assert "ARGUMENT-MARKER" not in lines[0]
     assert json.loads(lines[0])["tool"] == "del"

@@ -176,3 +176,76 @@ def test_connection_gone_before_attach_still_expires() -> None:
     stream.send(b"{}")
     clock.advance(61)
     assert gone == [stream]
+
+
+def test_a_lazy_writer_answers_json_until_it_has_sent_something() -> None:
+    """Fresh, the answer is a JSON body; after an event, it is the last event."""
+    clock = Clock()
+    req = TestRequest(b"POST", {})
+    writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda _w, _r: None)
+    writer.start(lazy=True)
+    assert writer.fresh and req.responseHeaders.getRawHeaders(b"content-type") is None
+    writer.finish_json(b'{"id":1}')
+    assert req.body == b'{"id":1}' and req.finished == 1
+    assert req.responseHeaders.getRawHeaders(b"content-type") == [b"application/json"]
+    assert clock.getDelayedCalls() == [] and req.producer is None
+
+    req = TestRequest(b"POST", {})
+    writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda _w, _r: None)
+    writer.start(lazy=True)
+    producers = [req.producer]  # a JSON body needs no flow control
+    writer.write(encode_event(b'{"n":1}'))
+    producers.append(req.producer)
+    assert not writer.fresh and producers == [None, writer]
+    writer.finish_json(b'{"id":1}')
+    assert [e["data"] for e in req.events()] == ['{"n":1}', '{"id":1}']
+    assert req.responseHeaders.getRawHeaders(b"content-type") == [b"text/event-stream"]
+
+
+def test_a_lazy_writer_finished_empty_is_an_empty_stream() -> None:
+    """Ended before anything was sent: an event stream without events."""
+    clock = Clock()
+    req = TestRequest(b"POST", {})
+    writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda _w, _r: None)
+    writer.start(lazy=True)
+    writer.finish()
+    assert req.finished == 1 and req.body == b""
+    assert req.responseHeaders.getRawHeaders(b"content-type") == [b"text/event-stream"]
+
+
+def test_stream_answer_is_json_only_when_it_is_all_the_stream_carries() -> None:
+    """One pending answer on a fresh writer: JSON, and the stream is forgotten."""
+    clock, gone = Clock(), _anys()
+    stream = _stream(clock, gone)
+    stream.pending = {"1", "2"}
+    req = TestRequest(b"POST", {})
+    writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda _w, _r: None)
+    writer.start(lazy=True)
+    stream.attach(writer)
+    stream.answer("1", b'{"id":1}')
+    stream.answer("2", b'{"id":2}')
+    assert [e["data"] for e in req.events()] == ['{"id":1}', '{"id":2}']
+    assert req.finished == 1 and gone == [stream]
+
+    stream = _stream(clock, gone)
+    stream.pending = {"3"}
+    req = TestRequest(b"POST", {})
+    writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda _w, _r: None)
+    writer.start(lazy=True)
+    stream.attach(writer)
+    stream.answer("3", b'{"id":3}')
+    assert req.body == b'{"id":3}' and gone[-1] is stream and stream.buffered == 0
+
+
+def test_an_answer_without_a_connection_is_kept_for_replay() -> None:
+    """The client went away first: the answer waits in the replay buffer."""
+    clock, gone = Clock(), _anys()
+    stream = _stream(clock, gone)
+    stream.pending = {"1"}
+    req = TestRequest(b"POST", {})
+    writer = SseWriter(req, clock, 15.0, 100, 5.0, lambda w, _r: stream.detach(w))
+    writer.start(lazy=True)
+    stream.attach(writer)
+    req.disconnect()
+    stream.answer("1", b'{"id":1}')
+    assert stream.complete and stream.buffered > 0 and gone == []

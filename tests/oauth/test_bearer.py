@@ -347,7 +347,26 @@ def test_remembered_digest_still_refused_after_forget(how: str) -> None:
         auth.forget_user_client("alice", "admin-cli")
     else:
         auth.forget_user("alice")
+    assert auth.cached_identity(b"Bearer " + token.encode()) is None
     _refused(auth.authenticate(b"Bearer " + token.encode()))
+
+
+def test_cached_identity_only_for_a_header_seen_valid_and_still_trusted() -> None:
+    """Nothing before a check, the identity after one, nothing once expired."""
+    store = MemoryStore()
+    token = _mint(store)
+    clock = Clock()
+    clock.advance(1000.0)
+    auth = BearerAuthenticator(store, clock, MCP_URL, trust_for=60.0)
+    header = b"Bearer " + token.encode()
+    assert auth.cached_identity(header) is None
+    assert auth.cached_identity(None) is None
+    for _ in range(2):
+        identity = _outcome(auth.authenticate(header))
+    assert auth.cached_identity(header) == identity
+    assert auth.cached_identity(b"bearer " + token.encode()) is None  # not seen yet
+    clock.advance(61.0)
+    assert auth.cached_identity(header) is None
 
 
 def test_remembered_digests_are_bounded() -> None:

@@ -475,20 +475,108 @@ def test_2024_11_05_only_as_negotiated_by_the_child() -> None:
     [("2025-11-25", True), ("2025-06-18", False), ("2025-03-26", False)],
 )
 def test_priming_event_only_from_2025_11_25(version: str, primed: bool) -> None:
-    """2025-11-25 streams start with id + empty data + retry; older ones do not."""
+    """
+    2025-11-25 streams start with id + empty data + retry; older ones send
+    nothing before the answer (which then goes out as JSON).
+    """
     h = Harness()
     sid, child, init = h.initialize(version)
-    assert (init.events()[0]["data"] == "") is primed
-    call = h.post(rpc(1, "ping"), session=sid)
-    events = call.events()
     if primed:
+        assert init.events()[0]["data"] == ""
+    else:
+        assert init.header(b"content-type") == b"application/json"
+    call = h.post(rpc(1, "ping"), session=sid)
+    if primed:
+        events = call.events()
         assert (
             events[0]["data"] == "" and events[0]["id"] and events[0]["retry"] == 1000
         )
     else:
-        assert events == []
+        assert call.body == b"" and not call.finished
     get = h.request(b"GET", session=sid, accept=b"text/event-stream")
     assert bool(get.events()) is primed
+
+
+BOTH = b"application/json, text/event-stream"
+
+
+def test_an_answer_sent_first_goes_out_as_json() -> None:
+    """
+    Without priming, a client that accepts both gets the answer as one JSON
+    body with a length: nothing else was sent for the request.
+    """
+    h = Harness()
+    sid, child, _ = h.initialize("2025-06-18")
+    call = h.post(rpc(7, "tools/call", {"name": "x"}), session=sid, accept=BOTH)
+    child.emit(result(7, {"ok": True}))
+    assert call.finished == 1 and call.status == 200
+    assert call.header(b"content-type") == b"application/json"
+    assert call.header(b"content-length") == b"%d" % len(call.body)
+    assert call.json() == {"jsonrpc": "2.0", "id": 7, "result": {"ok": True}}
+    assert not _busy(h.registry.sessions()[0])
+
+
+def test_a_notification_before_the_answer_makes_a_stream() -> None:
+    """Progress before the answer: the response becomes an SSE stream of both."""
+    h = Harness()
+    sid, child, _ = h.initialize("2025-06-18")
+    params = {"name": "x", "_meta": {"progressToken": "p"}}
+    call = h.post(rpc(8, "tools/call", params), session=sid, accept=BOTH)
+    progress = note("notifications/progress", {"progressToken": "p", "progress": 1})
+    child.emit(json.dumps(progress).encode())
+    assert call.header(b"content-type") == b"text/event-stream"
+    child.emit(result(8))
+    assert call.finished == 1
+    assert [m.get("method") for m in call.messages()] == [
+        "notifications/progress",
+        None,
+    ]
+    assert call.messages()[-1]["id"] == 8
+
+
+def test_a_keepalive_before_the_answer_makes_a_stream() -> None:
+    """A slow answer is kept alive as a stream; the answer is its last event."""
+    h = Harness()
+    sid, child, _ = h.initialize("2025-06-18")
+    call = h.post(rpc(9, "tools/call", {"name": "x"}), session=sid, accept=BOTH)
+    h.clock.advance(16)
+    assert call.header(b"content-type") == b"text/event-stream"
+    assert b": keep-alive" in call.body
+    child.emit(result(9))
+    assert call.finished == 1 and call.messages()[-1]["id"] == 9
+
+
+def test_a_client_accepting_only_a_stream_gets_one() -> None:
+    """Accept: text/event-stream alone is always answered with a stream."""
+    h = Harness()
+    sid, child, _ = h.initialize("2025-06-18")
+    call = h.post(rpc(3, "ping"), session=sid, accept=b"text/event-stream")
+    child.emit(result(3))
+    assert call.header(b"content-type") == b"text/event-stream"
+    assert call.messages() == [{"jsonrpc": "2.0", "id": 3, "result": {}}]
+
+
+def test_a_batch_is_answered_on_a_stream() -> None:
+    """A 2025-03-26 batch of two requests: both answers are events of one stream."""
+    h = Harness()
+    sid, child, _ = h.initialize("2025-03-26")
+    call = h.post([rpc(1, "ping"), rpc(2, "ping")], session=sid, accept=BOTH)
+    child.emit(result(2))
+    child.emit(result(1))
+    assert call.header(b"content-type") == b"text/event-stream"
+    assert sorted(m["id"] for m in call.messages()) == [1, 2]
+    assert call.finished == 1
+
+
+def test_a_session_ending_before_the_answer_answers_its_error_as_json() -> None:
+    """The session ends first: its -32603 error is the JSON answer."""
+    h = Harness()
+    sid, child, _ = h.initialize("2025-06-18")
+    call = h.post(rpc(4, "ping"), session=sid, accept=BOTH)
+    h.request(b"DELETE", session=sid)
+    assert call.finished == 1
+    assert call.header(b"content-type") == b"application/json"
+    assert call.json()["error"]["code"] == -32603
 
 
 def test_get_stream_is_one_per_session() -> None:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
 import pytest_twisted
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ITCPTransport
@@ -16,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from fjmcp.web.site import BrokerSite, LimitedRequest, SiteSettings
@@ -265,6 +266,38 @@ def _closing(transport: StringTransport) -> bool:
     return bool(transport.disconnecting)
 
 
+def _deadlines(clock: Clock) -> list[float]:
+    """The times of pending calls other than the connection's idle timeout."""
+    return [c.getTime() for c in clock.getDelayedCalls() if c.getTime() < 75.0]
+
+
+def test_a_request_arriving_whole_sets_no_deadline_timer() -> None:
+    """One read holding the whole request: rendered, and no timer was ever set."""
+    resource, clock, channel, transport = _connect(timeout=5.0)
+    made: list[float] = []
+    call_later = clock.callLater
+
+    def counting(delay: float, *a: Any, **kw: Any) -> Any:
+        made.append(delay)
+        return call_later(delay, *a, **kw)
+
+    clock.callLater = counting  # type: ignore[method-assign]
+    channel.dataReceived(_post_head(3) + b"abc")
+    assert resource.rendered == 1 and 5.0 not in made
+
+
+def test_deadline_runs_from_the_first_bytes_of_a_pipelined_request() -> None:
+    """The second of two pipelined requests, cut short, gets its deadline then."""
+    resource, clock, channel, transport = _connect(timeout=5.0)
+    clock.advance(1.0)
+    channel.dataReceived(_post_head(3) + b"abc" + _post_head(10) + b"ab")
+    assert resource.rendered == 1
+    assert _deadlines(clock) == [6.0]
+    clock.advance(5.0)
+    assert b"HTTP/1.1 408 " in transport.value()
+    assert resource.rendered == 1
+
+
 def test_requests_after_stop_accepting_get_503_and_close() -> None:
     """
     Once the site stops accepting, a request on an open (keep-alive)
@@ -294,6 +327,125 @@ def test_header_limits_kept() -> None:
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(HTTPChannel.maxHeaders + 2))
     channel.dataReceived(b"GET /x HTTP/1.1\r\n" + many + b"\r\n")
     assert transport.value().startswith(b"HTTP/1.1 400 ")
+
+
+class ShowHeaders(Resource):
+    """Answers with every request header it got, and a few read back one by one."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def render(self, request: Request) -> bytes:
+        """JSON of the raw headers and of ``getHeader`` for some names."""
+        raw = {
+            name.decode("latin-1"): [v.decode("latin-1") for v in values]
+            for name, values in request.requestHeaders.getAllRawHeaders()
+        }
+        asked = {
+            name.decode(): (lambda v: None if v is None else v.decode("latin-1"))(
+                request.getHeader(name)
+            )
+            for name in (b"host", b"X-A", b"x-a", b"CONTENT-LENGTH", b"x-b")
+        }
+        return json.dumps({"raw": raw, "asked": asked}, sort_keys=True).encode()
+
+
+def _parse_with(site_factory: Any, wire: bytes) -> bytes:
+    site = site_factory(ShowHeaders())
+    channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(wire)
+    wire_out: bytes = transport.value()
+    status, _, rest = wire_out.partition(b"\r\n")
+    return status + b" " + rest.partition(b"\r\n\r\n")[2]
+
+
+_NAMES = st.sampled_from(
+    [b"X-A", b"x-a", b"X-B", b"Host", b"content-length", b"X-A", b"X-B", b"X-C"]
+    + [b"x a", b"", b"X-\x00", b"X:Y"]
+)
+_VALUES = st.one_of(
+    st.sampled_from([b" v ", b"\tw", b"12", b"1 2", b"a\tb", b""]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8).map(
+        str.encode
+    ),
+    st.binary(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_NAMES, _VALUES, st.sampled_from([True, True, True, False])),
+        max_size=5,
+    )
+)
+def test_header_lines_parse_as_in_twisted(
+    lines: list[tuple[bytes, bytes, bool]],
+) -> None:
+    """
+    Whatever the header lines (bad names, NUL/CR/LF in values, no colon,
+    repeats, a Content-Length), the broker's channel answers exactly as
+    plain twisted.web does: the same 400s, the same headers seen.
+    """
+    block = b"".join(
+        (name + b":" + value if colon else name + value) + b"\r\n"
+        for name, value, colon in lines
+    )
+    wire = b"GET /x HTTP/1.1\r\nHost: h\r\n" + block + b"\r\n"
+    ours = _parse_with(
+        lambda r: BrokerSite(
+            r,
+            reactor=Clock(),
+            settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30),
+        ),
+        wire,
+    )
+    theirs = _parse_with(lambda r: Site(r, reactor=Clock()), wire)
+    assert ours.split(b" ", 2)[:2] == theirs.split(b" ", 2)[:2]
+    if ours.startswith(b"HTTP/1.1 200"):
+        assert ours == theirs
+
+
+def test_repeated_header_reads_its_last_value() -> None:
+    """``getHeader`` gives the last of repeated values, for any case of the name."""
+    wire = b"GET /x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+    body = json.loads(
+        _parse_with(
+            lambda r: BrokerSite(
+                r,
+                reactor=Clock(),
+                settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30),
+            ),
+            wire,
+        )
+        .partition(b" ")[2]
+        .partition(b" ")[2]
+        .partition(b" ")[2]
+    )
+    assert body["raw"]["X-A"] == ["1", "2"]
+    assert body["asked"]["X-A"] == body["asked"]["x-a"] == "2"
+
+
+def test_body_buffers_are_those_of_twisted_web() -> None:
+    """A declared small body is kept in memory, a large or chunked one in a file."""
+    site = BrokerSite(
+        Echo(),
+        reactor=Clock(),
+        settings=SiteSettings(max_request_bytes=LIMIT, request_timeout=30),
+    )
+    small = site.getContentFile(10)
+    assert isinstance(small, io.BytesIO)
+    for length in (None, 100_000):
+        buffer = site.getContentFile(length)
+        try:
+            assert not isinstance(buffer, io.BytesIO)
+            buffer.write(b"x")
+        finally:
+            buffer.close()
 
 
 def test_no_access_log_formatting() -> None:
@@ -535,3 +687,34 @@ async def test_real_socket_keep_alive_and_streams() -> None:
         closing: Any = pool.closeCachedConnections()
         await closing
         await port.stopListening()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> None:
+    """Requests postpone the idle timeout; quiet for idle_timeout closes."""
+    clock = Clock()
+    resource, channel, transport = _streaming(clock)
+    get = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    for _ in range(3):
+        clock.advance(50)
+        channel.dataReceived(get)
+        resource.open[-1].finish()
+    assert not transport.disconnecting
+    clock.advance(74)
+    assert not transport.disconnecting
+    clock.advance(1.5)
+    assert transport.disconnecting
+
+
+def test_a_long_response_is_not_cut_by_the_idle_timeout() -> None:
+    """While a request is answered (an SSE stream for hours) nothing times out."""
+    clock = Clock()
+    resource, channel, transport = _streaming(clock)
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    for _ in range(10):
+        clock.advance(60)
+    assert not transport.disconnecting
+    resource.open[0].finish()
+    clock.advance(74)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting

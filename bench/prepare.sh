@@ -17,7 +17,7 @@ fjmcp="$root/.venv/bin/fjmcp"
 
 mkdir -p "$state"
 chmod 700 "$state"
-rm -rf "$state/tokens"
+rm -rf "$state/tokens" "$state"/audit.log*
 mkdir -m 700 "$state/tokens"
 
 # A config like the ones bench.py renders (the port does not matter here).

@@ -74,9 +74,10 @@ class Process:
         cwd: Path,
         env: dict[str, str],
         stdin: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ) -> Process:
         """Start ``argv`` with stdout and stderr piped together (and stdin
-        piped for `send` when ``stdin``)."""
+        piped for `send` when ``stdin``), inheriting ``pass_fds``."""
         popen = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -87,6 +88,7 @@ class Process:
             text=True,
             encoding="utf-8",
             errors="replace",
+            pass_fds=pass_fds,
         )
         process = cls(name, popen)
         process.reader = threading.Thread(target=process._read, daemon=True, name=name)

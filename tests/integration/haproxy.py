@@ -30,9 +30,12 @@ def haproxy_binary() -> str | None:
     return "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
 
 
-def render(text: str, port: int, servers: Mapping[str, int]) -> str:
-    """The shipped ``text`` with its bind on ``127.0.0.1:port``, ``servers``
-    (node id -> loopback port) as the backend, and no peers."""
+def render(
+    text: str, port: int, servers: Mapping[str, int], *, listen_fd: int | None = None
+) -> str:
+    """The shipped ``text`` with its bind on ``127.0.0.1:port`` (or on the
+    inherited listening socket ``listen_fd``), ``servers`` (node id ->
+    loopback port) as the backend, and no peers."""
     out: list[str] = []
     in_peers = False
     servers_written = False
@@ -54,7 +57,11 @@ def render(text: str, port: int, servers: Mapping[str, int]) -> str:
         if stripped.startswith(("log stdout", "option httplog")):
             continue  # the test reads no HAProxy log
         if stripped.startswith("bind "):
-            line = f"    bind 127.0.0.1:{port}"
+            line = (
+                f"    bind 127.0.0.1:{port}"
+                if listen_fd is None
+                else f"    bind fd@{listen_fd}"
+            )
         if stripped.startswith("stick-table "):
             line = re.sub(r"\s+peers\s+\S+", "", line)
         if stripped.startswith("use-server "):

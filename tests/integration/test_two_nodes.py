@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -370,20 +372,11 @@ def _sign_in(cluster: Cluster, authorize_on: str, callback_on: str) -> dict[str,
 # --- the cluster ---------------------------------------------------------------------
 
 
-def _wait_healthy(url: str) -> None:
-    """Until /healthz answers 200 through HAProxy (bounded)."""
-    deadline = time.monotonic() + SETTLE
-    while time.monotonic() < deadline:
-        try:
-            answer = _http("GET", f"{url}/healthz")
-        except OSError:
-            time.sleep(0.05)
-            continue
-        if answer.status == 200:
-            assert answer.json()["store_backend"] == "postgresql"
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no healthy node behind HAProxy within {SETTLE}s")
+def _check_healthy(url: str) -> None:
+    """/healthz through HAProxy answers 200 from a node on PostgreSQL."""
+    answer = _http("GET", f"{url}/healthz")
+    assert answer.status == 200, answer.body
+    assert answer.json()["store_backend"] == "postgresql"
 
 
 @pytest.fixture
@@ -397,8 +390,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         pytest.skip("haproxy is not installed (make test installs it as root)")
     scratch = ScratchSchema.create(base)
     processes: list[Process] = []
+    listening = socket.create_server(("127.0.0.1", 0))
+    front = listening.getsockname()[1]
     try:
-        front = free_port()
         ports = {node: free_port() for node in NODES}
         public_url = f"http://127.0.0.1:{front}"
         keys = tmp_path / "token-keys"
@@ -458,12 +452,23 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             processes.append(brokers[node])
             brokers[node].wait_for(r"listening on")
         cfg = tmp_path / "haproxy.cfg"
-        cfg.write_text(render(SHIPPED.read_text(), front, ports))
+        # The test listens on HAProxy's port itself and hands it the socket
+        # (bind fd@N): a request queues in the backlog until HAProxy
+        # accepts it, so nothing waits for HAProxy to be up. Both brokers
+        # listen already, and HAProxy counts servers up from the start.
+        cfg.write_text(
+            render(SHIPPED.read_text(), front, ports, listen_fd=listening.fileno())
+        )
         haproxy = Process.start(
-            "haproxy", [binary, "-db", "-f", str(cfg)], cwd=tmp_path, env=env
+            "haproxy",
+            [binary, "-db", "-f", str(cfg)],
+            cwd=tmp_path,
+            env=env,
+            pass_fds=(listening.fileno(),),
         )
         processes.append(haproxy)
-        _wait_healthy(public_url)
+        listening.close()
+        _check_healthy(public_url)
         yield Cluster(
             public_url,
             ports,
@@ -475,6 +480,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             scratch.conninfo,
         )
     finally:
+        listening.close()
         for process in reversed(processes):
             if process.popen.poll() is None:
                 process.stop()
@@ -557,18 +563,25 @@ def _whoami(cluster: Cluster, token: str, session: str) -> dict[str, Any]:
     return said
 
 
-def _wait_for_new_token(
-    cluster: Cluster, token: str, session: str, old: str, deadline: float
+def _logged(process: Process, pattern: str, timeout: float) -> None:
+    """A line matching ``pattern`` was or will be written (within ``timeout``)."""
+    if re.search(pattern, process.output) is None:
+        process.wait_for(pattern, timeout=timeout)
+
+
+def _new_token(
+    cluster: Cluster, node: str, token: str, session: str, old: str, deadline: float
 ) -> dict[str, Any]:
-    """Poll ``whoami`` until the child holds a token other than ``old`` that
-    Forgejo takes (bounded by ``deadline``)."""
-    while True:
-        said = _whoami(cluster, token, session)
-        if said["digest"] != old and said["ok"]:
-            return said
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{session}: still {said} at the deadline")
-        time.sleep(0.05)
+    """Once ``node`` logged the session's child replaced (by ``deadline``),
+    ``whoami`` there: a token other than ``old`` that Forgejo takes."""
+    _logged(
+        cluster.brokers[node],
+        rf"session {session[:8]}: child replaced \(generation \d+, token generation",
+        max(deadline - time.monotonic(), 0.01),
+    )
+    said = _whoami(cluster, token, session)
+    assert said["digest"] != old and said["ok"], (session, said)
+    return said
 
 
 def test_one_user_across_two_nodes(cluster: Cluster) -> None:
@@ -602,17 +615,15 @@ def test_one_user_across_two_nodes(cluster: Cluster) -> None:
     # and refreshes it; node-b only hears of the new token.
     assert _standin(cluster, "")["refreshes"] == 0
     assert _standin(cluster, "/expire", "POST")["expired"] >= 1
-    deadline = time.monotonic() + SETTLE
-    while _standin(cluster, "")["refreshes"] == 0:
-        assert time.monotonic() < deadline, "node-a never refreshed the token"
-        time.sleep(0.05)
+    _logged(cluster.brokers["node-a"], r"refreshed alice's Forgejo token", SETTLE)
     refreshed = time.monotonic()
-    cluster.brokers["node-a"].wait_for(r"refreshed alice's Forgejo token")
+    assert _standin(cluster, "")["refreshes"] == 1
     now: dict[str, dict[str, Any]] = {}
     took: dict[str, float] = {}
     for node in ("node-b", "node-a"):
-        now[node] = _wait_for_new_token(
+        now[node] = _new_token(
             cluster,
+            node,
             access,
             sessions[node],
             first[node]["digest"],

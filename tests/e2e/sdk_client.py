@@ -234,18 +234,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     storage = MemoryStorage()
     browser = Browser(args.user, args.password)
-    provider = OAuthClientProvider(
-        server_url=args.mcp_url,
-        client_metadata=OAuthClientMetadata(
-            client_name="fjmcp e2e (official Python SDK)",
-            redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-            grant_types=["authorization_code", "refresh_token"],
-            response_types=["code"],
-            token_endpoint_auth_method="none",
-        ),
-        storage=storage,
-        redirect_handler=browser.authorize,
-        callback_handler=browser.callback,
+    provider = oauth_provider(
+        args.mcp_url, storage, browser, "fjmcp e2e (official Python SDK)"
     )
     http = create_mcp_http_client(auth=provider)
     http.event_hooks = {"response": [record]}
@@ -290,6 +280,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["pages"] = browser.pages
     out["exchanges"] = exchanges
     return out
+
+
+def oauth_provider(
+    mcp_url: str, storage: MemoryStorage, browser: Browser, client_name: str
+) -> OAuthClientProvider:
+    """The SDK's OAuth provider as a public client with PKCE, signing in
+    through ``browser`` and keeping its tokens in ``storage``."""
+    return OAuthClientProvider(
+        server_url=mcp_url,
+        client_metadata=OAuthClientMetadata(
+            client_name=client_name,
+            redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+        ),
+        storage=storage,
+        redirect_handler=browser.authorize,
+        callback_handler=browser.callback,
+    )
 
 
 def main() -> int:

@@ -29,12 +29,10 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.auth import OAuthClientMetadata
 from mcp.shared.exceptions import MCPError
-from sdk_client import REDIRECT_URI, Browser, MemoryStorage
+from sdk_client import Browser, MemoryStorage, oauth_provider
 
 
 def _texts(result: Any) -> list[str]:
@@ -59,18 +57,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     storage = MemoryStorage()
     browser = Browser(args.user, args.password)
-    provider = OAuthClientProvider(
-        server_url=args.mcp_url,
-        client_metadata=OAuthClientMetadata(
-            client_name="fjmcp cluster test (official Python SDK)",
-            redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-            grant_types=["authorization_code", "refresh_token"],
-            response_types=["code"],
-            token_endpoint_auth_method="none",
-        ),
-        storage=storage,
-        redirect_handler=browser.authorize,
-        callback_handler=browser.callback,
+    provider = oauth_provider(
+        args.mcp_url, storage, browser, "fjmcp cluster test (official Python SDK)"
     )
     http = create_mcp_http_client(auth=provider)
     http.event_hooks = {"response": [record]}
